@@ -1,0 +1,191 @@
+// The ABI between the TS layer and the Wasm core, defined once.
+//
+// This file is compiled by both `asc` (assembly/) and `tsc`/esbuild (src/ imports it), so it holds
+// only `export const NAME = <integer literal or expression of earlier constants>` lines with values
+// below 2^31: no AS-only types, no decorators. 64-bit masks are derived from shifts on each side.
+// The Wasm module exports `abiHash()`, computed from these constants; the TS loader recomputes it
+// and refuses a binary built from another version of this file.
+//
+// Glossary (after Linux generic_pt): IOVA = input address; OA = output address; level 0 holds
+// 4 KiB leaves; a *table* is one 4 KiB page of 512 u64 entries; start/last are inclusive bounds.
+
+export const ABI_VERSION = 1;
+
+// ---- Page geometry of engine-managed tables ----------------------------------------------------
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+export const TABLE_INDEX_BITS = 9;
+export const TABLE_ENTRIES = 1 << TABLE_INDEX_BITS;
+export const PTE_SIZE = 8;
+/** Largest leaf level: 0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB. */
+export const MAX_LEAF_LEVEL = 2;
+
+// ---- Engine page-table entry (VT-d second-stage layout, VT-d spec §9.8) -------------------------
+//   bit 0 R, bit 1 W, bit 2 X, bit 7 PS (leaf above level 0), bits 51:12 address,
+//   bits 61:52 ignored by hardware: in a table entry they count the child's non-empty entries.
+export const PTE_R = 1;
+export const PTE_W = 2;
+export const PTE_X = 4;
+export const PTE_PS = 128;
+export const PTE_ADDR_SHIFT = 12;
+export const PTE_ADDR_BITS = 40;
+export const PTE_COUNT_SHIFT = 52;
+export const PTE_COUNT_BITS = 10;
+
+// ---- Access bits of a DMA request (QEMU IOMMU_RO/IOMMU_WO, PCIe PASID prefix Exe/Priv) --------
+export const ACCESS_READ = 1;
+export const ACCESS_WRITE = 2;
+export const ACCESS_EXEC = 4;
+export const ACCESS_PRIV = 8;
+export const ACCESS_MASK = 15;
+
+// ---- Request identity -------------------------------------------------------------------------
+export const RID_BITS = 16;
+export const PASID_BITS = 20;
+/** The RID ("no PASID") attachment. PASID 0 is never allocated (as in Linux, IOMMU_NO_PASID). */
+export const NO_PASID = 0;
+
+// ---- Translation result record (per-call result slot and batch results), 16 bytes ------------
+//   +0 physLo u32 | +4 physHi u32 | +8 info u32 | +12 reserved
+//   info: bit 0 OK; OK: bits 3:1 perm (R=1 W=2 X=4), bits 13:8 log2(leaf size);
+//         fault: bits 23:16 reason, bits 27:24 level, bits 29:28 stage.
+export const RES_SIZE = 16;
+export const RES_PHYS_LO = 0;
+export const RES_PHYS_HI = 4;
+export const RES_INFO = 8;
+export const INFO_OK = 1;
+export const INFO_PERM_SHIFT = 1;
+export const INFO_PERM_MASK = 7;
+export const INFO_SIZE_SHIFT = 8;
+export const INFO_SIZE_MASK = 63;
+export const INFO_REASON_SHIFT = 16;
+export const INFO_REASON_MASK = 255;
+export const INFO_LEVEL_SHIFT = 24;
+export const INFO_LEVEL_MASK = 15;
+export const INFO_STAGE_SHIFT = 28;
+export const INFO_STAGE_MASK = 3;
+
+// ---- Batch request record, 16 bytes -------------------------------------------------------------
+//   +0 rid u16 | access u8 << 16 | +4 pasid u32 | +8 iovaLo u32 | +12 iovaHi u32
+export const REQ_SIZE = 16;
+export const REQ_RID_ACCESS = 0;
+export const REQ_ACCESS_SHIFT = 16;
+export const REQ_PASID = 4;
+export const REQ_IOVA_LO = 8;
+export const REQ_IOVA_HI = 12;
+
+// ---- Fault reasons (enum; FAULT_MAX is the guard) -------------------------------------------------
+export const FAULT_NONE = 0;
+/** Malformed request (rid, pasid, access or address not representable). */
+export const FAULT_BAD_REQUEST = 1;
+/** No device context for this requester ID. */
+export const FAULT_NO_DEVICE = 2;
+/** The RID or PASID is not attached to an address space (DMA blocked). */
+export const FAULT_NOT_ATTACHED = 3;
+/** PASID beyond the device's PASID width, or the device has PASIDs disabled. */
+export const FAULT_PASID_INVALID = 4;
+/** Address beyond the domain's input width. */
+export const FAULT_BEYOND_WIDTH = 5;
+/** No entry at `level`. */
+export const FAULT_NOT_PRESENT = 6;
+/** The leaf does not grant the requested access. */
+export const FAULT_PERMISSION = 7;
+export const FAULT_MAX = 8;
+/** Room for per-reason counters in a translator slot. */
+export const FAULT_REASON_SLOTS = 16;
+
+// ---- Control block: the root of all shared state, at CTRL_BASE ---------------------------------
+// Laid out by src/layout.ts; every pointer is a byte offset into the one WebAssembly.Memory.
+export const CTRL_BASE = 1024;
+export const CTRL_MAGIC = 0;
+export const CTRL_ABI = 4;
+/** u32[256]: bus number -> device page (256 device entries), 0 = none. */
+export const CTRL_DEV_ROOT = 8;
+export const CTRL_DOMAINS = 12;
+export const CTRL_DOMAIN_COUNT = 16;
+export const CTRL_SLOTS = 20;
+export const CTRL_SLOT_COUNT = 24;
+export const CTRL_SLOT_SIZE = 28;
+/** IOTLB sets per translator slot (power of two). */
+export const CTRL_IOTLB_SETS = 32;
+/** Page pool: [POOL_BASE, POOL_TOP) handed out so far; POOL_LIMIT = end of memory allowed. */
+export const CTRL_POOL_BASE = 36;
+export const CTRL_POOL_TOP = 40;
+export const CTRL_POOL_LIMIT = 44;
+export const CTRL_FREE_HEAD = 48;
+export const CTRL_PAGES_USED = 52;
+/** Reclamation epoch, advanced after every control call that unlinks pages. */
+export const CTRL_EPOCH = 56;
+/** Limbo ring of unlinked pages waiting for translators to leave older epochs. */
+export const CTRL_LIMBO = 60;
+export const CTRL_LIMBO_CAP = 64;
+export const CTRL_LIMBO_HEAD = 68;
+export const CTRL_LIMBO_TAIL = 72;
+/** Fault injection: when nonzero, counts down on each fallible step; the step reaching 0 fails. */
+export const CTRL_FAIL_COUNTDOWN = 76;
+/** Bumped (after the change) whenever a device/PASID context loses or changes its domain. */
+export const CTRL_CTX_GEN = 80;
+export const CTRL_FREE_COUNT = 84;
+export const CTRL_PAGES_GROWN = 88;
+export const CTRL_SIZE = 128;
+
+export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"
+
+// ---- Device context entry, 16 bytes (256 per device page) -----------------------------------------
+//   +0 flags | +4 RID domain (0 = blocked) | +8 PASID directory page | +12 PASID width (bits)
+export const DEV_SIZE = 16;
+export const DEV_FLAGS = 0;
+export const DEV_RID_DOMAIN = 4;
+export const DEV_PASID_DIR = 8;
+export const DEV_PASID_BITS = 12;
+export const DEV_PRESENT = 1;
+
+// ---- PASID table: two levels of 1024 u32 -------------------------------------------------------------
+//   directory[pasid >> 10] = leaf page | live entry count (low 11 bits); leaf[pasid & 1023] = domain.
+export const PASID_LEAF_BITS = 10;
+export const PASID_LEAF_ENTRIES = 1 << PASID_LEAF_BITS;
+export const PASID_DIR_COUNT_MASK = 2047;
+
+// ---- Domain descriptor, 32 bytes; index 0 is never a valid domain -------------------------------
+//   +0 root table | +4 levels (3..5) | +8 generation (IOTLB validity) | +12 flags | +16 table pages
+export const DOM_SIZE = 32;
+export const DOM_ROOT = 0;
+export const DOM_LEVELS = 4;
+export const DOM_GEN = 8;
+export const DOM_FLAGS = 12;
+export const DOM_LIVE = 1;
+export const DOM_PAGES = 16;
+
+// ---- Translator slot: one per thread that translates (slot 0 = the owner) ------------------------
+//   +0 announced epoch (0 = quiescent) | +8 hits u64 | +16 misses u64 | +24 faults u64
+//   +32 result record (RES_SIZE) | +64 u32 fault count per reason (up to 16 reasons)
+//   | IOTLB at +SLOT_IOTLB
+export const SLOT_EPOCH = 0;
+export const SLOT_HITS = 8;
+export const SLOT_MISSES = 16;
+export const SLOT_FAULTS = 24;
+export const SLOT_RESULT = 32;
+export const SLOT_REASONS = 64;
+export const SLOT_IOTLB = 128;
+
+// ---- IOTLB entry, 32 bytes; 2 ways per 64-byte set -------------------------------------------------
+//   +0 vpnLo | +4 vpnHi | rid << 13 | VALID | +8 pasid | +12 domain | +16 domain generation at fill
+//   +20 info (as RES_INFO for a hit) | +24 phys of the 4 KiB page lo | +28 hi
+export const TLB_ENTRY_SIZE = 32;
+export const TLB_WAYS = 2;
+export const TLB_SET_SIZE = TLB_ENTRY_SIZE * TLB_WAYS;
+export const TLB_VPN_LO = 0;
+export const TLB_KEY_HI = 4;
+export const TLB_RID_SHIFT = 13;
+export const TLB_VALID = 1 << 31;
+export const TLB_PASID = 8;
+export const TLB_DOMAIN = 12;
+export const TLB_GEN = 16;
+export const TLB_INFO = 20;
+export const TLB_PHYS_LO = 24;
+export const TLB_PHYS_HI = 28;
+
+// ---- Status codes returned by control exports (0 = ok, negative Linux errno) ----------------------
+export const STATUS_OK = 0;
+export const STATUS_ENOMEM = -12;
+export const STATUS_EINVAL = -22;

@@ -1,0 +1,45 @@
+// Entry of the Wasm core: the exports the TS layer binds in src/core.ts, and nothing else.
+// Control exports (map, unmap, contexts, domains, pool) are for the owner thread only; translate
+// and translateBatch are safe from any thread bound to its own slot.
+
+import * as abi from './abi';
+
+export { bind as init } from './env';
+export { domainInit, domainFree } from './domain';
+export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
+export { translate, translateBatch } from './translate';
+export { bufferAlloc, bufferFree, reclaim } from './pool';
+import { mapRange, unmapRange } from './pagetable';
+import { domainPtr } from './domain';
+import { domainCount } from './env';
+
+/** Maps [iova, iova+length) to [oa, ...) in domain `dom`; 0 or a negative errno. */
+export function map(dom: u32, iova: u64, oa: u64, length: u64, perm: u32): i32 {
+  if (dom == 0 || dom >= domainCount || length == 0 || ((iova | oa | length) & ((<u64>1 << abi.PAGE_SHIFT) - 1)) != 0) return abi.STATUS_EINVAL;
+  if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
+  return mapRange(domainPtr(dom), iova, oa, length, perm);
+}
+
+/** Unmaps every leaf wholly inside [start, last] of domain `dom`. */
+export function unmap(dom: u32, start: u64, last: u64): i32 {
+  if (dom == 0 || dom >= domainCount || last < start) return abi.STATUS_EINVAL;
+  if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
+  unmapRange(domainPtr(dom), start, last);
+  return abi.STATUS_OK;
+}
+
+/** A digest of the ABI constants this binary was built with; src/core.ts checks it at load. */
+export function abiHash(): u32 {
+  let h: u32 = 2166136261;
+  h = (h ^ abi.ABI_VERSION) * 16777619;
+  h = (h ^ abi.CTRL_SIZE) * 16777619;
+  h = (h ^ abi.DOM_SIZE) * 16777619;
+  h = (h ^ abi.DEV_SIZE) * 16777619;
+  h = (h ^ abi.TLB_ENTRY_SIZE) * 16777619;
+  h = (h ^ abi.RES_SIZE) * 16777619;
+  h = (h ^ abi.REQ_SIZE) * 16777619;
+  h = (h ^ abi.SLOT_IOTLB) * 16777619;
+  h = (h ^ abi.FAULT_MAX) * 16777619;
+  h = (h ^ abi.CTRL_FAIL_COUNTDOWN) * 16777619;
+  return h;
+}

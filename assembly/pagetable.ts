@@ -1,0 +1,120 @@
+// Map and unmap of engine-managed tables (owner thread only).
+//
+// Map picks, for each step, the largest leaf (1 GiB, 2 MiB, 4 KiB) that the IOVA and output
+// alignment and the remaining length allow. Entries are published with atomic stores after the
+// page they point to is fully written, so a concurrent walk sees either the old or the new tree.
+// Unmap clears leaves wholly inside the range, retires tables that become empty (never the root),
+// and bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
+
+import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_GEN, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL } from './abi';
+import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
+import { pageAlloc, pageRetire, epochAdvance } from './pool';
+
+/** Installs one leaf of `level` (or smaller if a table is already there); returns the level used, or -1. */
+function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
+  let table = <usize>load<u32>(d, DOM_ROOT);
+  let at = load<u32>(d, DOM_LEVELS) - 1;
+  let parent: usize = 0; // the entry pointing at `table` (0 for the root), holding its count
+  while (true) {
+    const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const e = atomic.load<u64>(slot);
+    if (at == level) {
+      if (entryIsEmpty(e)) {
+        atomic.store<u64>(slot, makeLeaf(oa, perm, level));
+        if (parent != 0) atomic.store<u64>(parent, atomic.load<u64>(parent) + COUNT_ONE);
+        return <i32>level;
+      }
+      // Occupied by a table holding smaller leaves: fall back to the next smaller leaf.
+      if (entryIsLeaf(e, at) || level == 0) return -2;
+      level--;
+    }
+    if (entryIsEmpty(e)) {
+      const page = pageAlloc();
+      if (page == 0) return -1;
+      store<u32>(d, load<u32>(d, DOM_PAGES) + 1, DOM_PAGES);
+      atomic.store<u64>(slot, makeTable(page));
+      if (parent != 0) atomic.store<u64>(parent, atomic.load<u64>(parent) + COUNT_ONE);
+      parent = slot;
+      table = page;
+    } else if (entryIsLeaf(e, at)) {
+      return -2; // the range is not empty: the TS layer never asks for this
+    } else {
+      parent = slot;
+      table = <usize>entryAddr(e);
+    }
+    at--;
+  }
+}
+
+/**
+ * Maps [iova, iova+length) to [oa, oa+length) with `perm` (R=1 W=2 X=4) in domain `d`.
+ * All or nothing: on ENOMEM what this call installed is removed again.
+ */
+export function mapRange(d: usize, iova: u64, oa: u64, length: u64, perm: u32): i32 {
+  const top = load<u32>(d, DOM_LEVELS) - 1;
+  const maxLeaf: u32 = top < <u32>MAX_LEAF_LEVEL ? top : <u32>MAX_LEAF_LEVEL;
+  let done: u64 = 0;
+  while (done < length) {
+    const va = iova + done;
+    const pa = oa + done;
+    const left = length - done;
+    let level = maxLeaf;
+    while (level > 0) {
+      const size = <u64>1 << levelShift(level);
+      if (((va | pa) & (size - 1)) == 0 && left >= size) break;
+      level--;
+    }
+    const used = installLeaf(d, va, pa, level, perm);
+    if (used < 0) {
+      if (done != 0) unmapRange(d, iova, iova + done - 1);
+      return used == -1 ? STATUS_ENOMEM : STATUS_EINVAL;
+    }
+    done += <u64>1 << levelShift(<u32>used);
+  }
+  return STATUS_OK;
+}
+
+/** Clears leaves inside [start, last] below `table` (covering from `base` at `level`); returns entries removed. */
+function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, last: u64): u32 {
+  const shift = levelShift(level);
+  const first = start > base ? <u32>((start - base) >> shift) : 0;
+  const lastIndex = (last - base) >> shift;
+  const end: u32 = lastIndex < <u64>(TABLE_ENTRIES - 1) ? <u32>lastIndex : TABLE_ENTRIES - 1;
+  let removed: u32 = 0;
+  for (let i = first; i <= end; i++) {
+    const slot = table + <usize>i * PTE_SIZE;
+    const e = atomic.load<u64>(slot);
+    if (entryIsEmpty(e)) continue;
+    const lo = base + (<u64>i << shift);
+    const hi = lo + (<u64>1 << shift) - 1;
+    if (entryIsLeaf(e, level)) {
+      if (lo < start || hi > last) continue; // a leaf is never split
+      atomic.store<u64>(slot, 0);
+      removed++;
+      continue;
+    }
+    const child = <usize>entryAddr(e);
+    const gone = unmapLevel(d, child, level - 1, lo, start, last);
+    if (gone == 0) continue;
+    if (childCount(e) == gone) {
+      atomic.store<u64>(slot, 0);
+      pageRetire(child);
+      store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
+      removed++;
+    } else {
+      atomic.store<u64>(slot, e - <u64>gone * COUNT_ONE);
+    }
+  }
+  return removed;
+}
+
+/** Removes every leaf wholly inside [start, last] from domain `d` and ends IOTLB validity. */
+export function unmapRange(d: usize, start: u64, last: u64): void {
+  const levels = load<u32>(d, DOM_LEVELS);
+  const span: u64 = levelShift(levels) >= 64 ? 0 : <u64>1 << levelShift(levels);
+  const top = span == 0 || last < span ? last : span - 1;
+  if (start > top) return;
+  unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
+  atomic.add<u32>(d, 1, DOM_GEN); // after the entries are gone, so refills see the new tree
+  epochAdvance();
+}

@@ -1,0 +1,140 @@
+// The page pool: 4 KiB pages for tables, handed out from [POOL_BASE, POOL_LIMIT).
+//
+// Invariants: a page on the free list is unreachable from every table and every translator; a page
+// unlinked from a table goes to the limbo ring first, stamped with the epoch at unlink time, and
+// moves to the free list only once every translator slot is quiescent (0) or has announced a later
+// epoch — so a walk that loaded the old pointer never reads a reused page. Pages handed out are
+// zeroed. Only the owner thread calls into this file.
+
+import {
+  PAGE_SIZE, CTRL_POOL_TOP, CTRL_POOL_LIMIT, CTRL_FREE_HEAD, CTRL_PAGES_USED, CTRL_EPOCH,
+  CTRL_LIMBO, CTRL_LIMBO_CAP, CTRL_LIMBO_HEAD, CTRL_LIMBO_TAIL, CTRL_FAIL_COUNTDOWN,
+  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, SLOT_EPOCH,
+} from './abi';
+import { ctrl, slotsBase, slotCount, slotSize } from './env';
+
+const WASM_PAGE: usize = 65536;
+/** Grow the memory in steps of at least this many Wasm pages (1 MiB) to amortise growth. */
+const GROW_STEP: i32 = 16;
+
+/** Fault injection: true when this fallible step must fail (the countdown reached zero). */
+export function injectFail(): bool {
+  const left = load<u32>(ctrl, CTRL_FAIL_COUNTDOWN);
+  if (left == 0) return false;
+  store<u32>(ctrl, left - 1, CTRL_FAIL_COUNTDOWN);
+  return left == 1;
+}
+
+/** The lowest epoch any translator may still be reading under, or the current epoch if none. */
+function oldestActiveEpoch(): u32 {
+  let oldest = atomic.load<u32>(ctrl, CTRL_EPOCH);
+  for (let i: u32 = 0; i < slotCount; i++) {
+    const e = atomic.load<u32>(slotsBase + <usize>i * <usize>slotSize, SLOT_EPOCH);
+    if (e != 0 && e < oldest) oldest = e;
+  }
+  return oldest;
+}
+
+/** Moves limbo pages unlinked before every active epoch to the free list; returns pages moved. */
+export function reclaim(): u32 {
+  let head = load<u32>(ctrl, CTRL_LIMBO_HEAD);
+  const tail = load<u32>(ctrl, CTRL_LIMBO_TAIL);
+  if (head == tail) return 0;
+  const ring = <usize>load<u32>(ctrl, CTRL_LIMBO);
+  const mask = load<u32>(ctrl, CTRL_LIMBO_CAP) - 1;
+  const oldest = oldestActiveEpoch();
+  let moved: u32 = 0;
+  while (head != tail) {
+    const rec = ring + (<usize>(head & mask) << 3);
+    // A page unlinked at epoch E may be read by a translator that announced E or earlier.
+    if (load<u32>(rec, 4) >= oldest) break;
+    pushFree(<usize>load<u32>(rec));
+    head++;
+    moved++;
+  }
+  store<u32>(ctrl, head, CTRL_LIMBO_HEAD);
+  return moved;
+}
+
+function pushFree(page: usize): void {
+  store<u32>(page, load<u32>(ctrl, CTRL_FREE_HEAD));
+  store<u32>(ctrl, <u32>page, CTRL_FREE_HEAD);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) + 1, CTRL_FREE_COUNT);
+}
+
+/** Extends the pool by `bytes` at its top, growing the memory if needed; 0 when over the limit. */
+function takeFromTop(bytes: usize): usize {
+  const top = <usize>load<u32>(ctrl, CTRL_POOL_TOP);
+  const end = top + bytes;
+  if (end > <usize>load<u32>(ctrl, CTRL_POOL_LIMIT)) return 0;
+  const have = <usize>memory.size() * WASM_PAGE;
+  if (end > have) {
+    if (injectFail()) return 0;
+    let want = <i32>((end - have + WASM_PAGE - 1) / WASM_PAGE);
+    if (want < GROW_STEP) want = GROW_STEP;
+    if (memory.grow(want) < 0 && memory.grow(<i32>((end - have + WASM_PAGE - 1) / WASM_PAGE)) < 0) return 0;
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_GROWN) + 1, CTRL_PAGES_GROWN);
+  }
+  store<u32>(ctrl, <u32>end, CTRL_POOL_TOP);
+  return top;
+}
+
+/** A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. */
+export function pageAlloc(): usize {
+  if (injectFail()) return 0;
+  let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (page == 0 && reclaim() != 0) page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (page != 0) {
+    store<u32>(ctrl, load<u32>(page), CTRL_FREE_HEAD);
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+  } else {
+    page = takeFromTop(PAGE_SIZE);
+    if (page == 0) return 0;
+  }
+  memory.fill(page, 0, PAGE_SIZE);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
+  return page;
+}
+
+/** Retires a page a translator may still be reading: it is reused only after the epoch advances. */
+export function pageRetire(page: usize): void {
+  const ring = <usize>load<u32>(ctrl, CTRL_LIMBO);
+  const cap = load<u32>(ctrl, CTRL_LIMBO_CAP);
+  let tail = load<u32>(ctrl, CTRL_LIMBO_TAIL);
+  // Full ring: every translator finishes its current call quickly, so waiting here is bounded.
+  if (tail - load<u32>(ctrl, CTRL_LIMBO_HEAD) >= cap) {
+    atomic.add<u32>(ctrl, 1, CTRL_EPOCH);
+    while (reclaim() == 0) {}
+  }
+  const rec = ring + (<usize>(tail & (cap - 1)) << 3);
+  store<u32>(rec, <u32>page);
+  store<u32>(rec, atomic.load<u32>(ctrl, CTRL_EPOCH), 4);
+  store<u32>(ctrl, tail + 1, CTRL_LIMBO_TAIL);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
+}
+
+/** Frees a page that no translator can reach (never published, or reclaimed). */
+export function pageFreeNow(page: usize): void {
+  pushFree(page);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
+}
+
+/** Ends a control call that retired pages: later translator walks cannot see them. */
+export function epochAdvance(): void {
+  atomic.add<u32>(ctrl, 1, CTRL_EPOCH);
+}
+
+/** `pages` contiguous zeroed pages for a caller-owned buffer (batch rings), or 0. */
+export function bufferAlloc(pages: u32): usize {
+  if (injectFail()) return 0;
+  const p = takeFromTop(<usize>pages * PAGE_SIZE);
+  if (p == 0) return 0;
+  memory.fill(p, 0, <usize>pages * PAGE_SIZE);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + pages, CTRL_PAGES_USED);
+  return p;
+}
+
+/** Returns a buffer's pages to the free list; its user guarantees nobody reads it any more. */
+export function bufferFree(p: usize, pages: u32): void {
+  for (let i: u32 = 0; i < pages; i++) pageFreeNow(p + <usize>i * PAGE_SIZE);
+}

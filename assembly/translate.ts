@@ -1,0 +1,200 @@
+// The DMA path: (rid, pasid, iova, access) -> output address or fault, for any thread.
+//
+// Order (as QEMU's vtd_do_iommu_translate): IOTLB hit -> return; else device context -> PASID
+// context -> domain -> walk -> IOTLB fill -> return. One result path, one fault path.
+//
+// IOTLB: per translator slot, 2-way set associative, keyed by (rid, pasid, 4 KiB page). An entry
+// holds the domain it was filled from and that domain's generation then; it hits only while the
+// generation is unchanged, so unmap/detach/replace/destroy invalidate by bumping one counter.
+// Fill race: the miss path reads CTRL_CTX_GEN before the context and the domain generation
+// before the walk, and re-reads both after filling; if either moved, a control call overlapped
+// this walk and the entry is dropped (the result itself is allowed: the call had not returned).
+
+import {
+  PAGE_SHIFT, RID_BITS, PASID_BITS, ACCESS_MASK, ACCESS_READ, ACCESS_WRITE, NO_PASID,
+  RES_SIZE, RES_PHYS_LO, RES_INFO, INFO_OK, INFO_PERM_SHIFT, INFO_SIZE_SHIFT,
+  INFO_REASON_SHIFT, INFO_LEVEL_SHIFT, REQ_SIZE, REQ_RID_ACCESS, REQ_ACCESS_SHIFT, REQ_PASID,
+  REQ_IOVA_LO, REQ_IOVA_HI, FAULT_BAD_REQUEST, FAULT_NO_DEVICE, FAULT_NOT_ATTACHED,
+  FAULT_PASID_INVALID, FAULT_BEYOND_WIDTH, FAULT_NOT_PRESENT, FAULT_PERMISSION,
+  DEV_FLAGS, DEV_PRESENT, DEV_RID_DOMAIN, DEV_PASID_BITS, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN,
+  CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS, SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS,
+  TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_VPN_LO, TLB_KEY_HI, TLB_RID_SHIFT, TLB_VALID, TLB_PASID,
+  TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO,
+} from './abi';
+import { ctrl, slot, iotlb, iotlbSetMask, domains } from './env';
+import { deviceEntry, pasidDomain } from './context';
+import { domainPtr } from './domain';
+import { walk, walkLevel } from './walk';
+import { entryAddr, entryPerm, levelShift } from './fmt/engine';
+
+const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
+
+/** Leaf permission bits a request needs: read and execute need R, write needs W; Priv is not checked here. */
+// @ts-ignore: decorator
+@inline function neededPerm(access: u32): u32 {
+  return ((access | (access >> 2)) & ACCESS_READ) | (access & ACCESS_WRITE);
+}
+
+// @ts-ignore: decorator
+@inline function faultInfo(reason: u32, level: u32): u32 {
+  return (reason << INFO_REASON_SHIFT) | (level << INFO_LEVEL_SHIFT);
+}
+
+// @ts-ignore: decorator
+@inline function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
+  const h = vpnLo ^ ((pasid | (rid << PASID_BITS)) * 0x9e3779b1);
+  return iotlb + <usize>((h ^ (h >> 16)) & iotlbSetMask) * TLB_SET_SIZE;
+}
+
+// @ts-ignore: decorator
+@inline function bump(offset: usize): void {
+  store<u64>(slot + offset, load<u64>(slot + offset) + 1);
+}
+
+/** The IOTLB hit path: info of a hit (phys stored at `out`), or 0 on a miss. */
+// @ts-ignore: decorator
+@inline function lookup(rid: u32, pasid: u32, iova: u64, need: u32, out: usize): u32 {
+  const vpn = iova >> PAGE_SHIFT;
+  const vpnLo = <u32>vpn;
+  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
+  let e = setOf(rid, pasid, vpnLo);
+  for (let way = 0; way < 2; way++, e += TLB_ENTRY_SIZE) {
+    if (load<u32>(e, TLB_VPN_LO) != vpnLo || load<u32>(e, TLB_KEY_HI) != keyHi || load<u32>(e, TLB_PASID) != pasid) continue;
+    const gen = atomic.load<u32>(domains + <usize>load<u32>(e, TLB_DOMAIN) * DOM_SIZE, DOM_GEN);
+    const info = load<u32>(e, TLB_INFO);
+    if (gen != load<u32>(e, TLB_GEN) || ((info >> INFO_PERM_SHIFT) & need) != need) return 0;
+    store<u64>(out, load<u64>(e, TLB_PHYS_LO) + (iova & PAGE_MASK), RES_PHYS_LO);
+    return info;
+  }
+  return 0;
+}
+
+/** Resolves the domain index of (rid, pasid), or a fault info word with bit 31 set. */
+function contextDomain(rid: u32, pasid: u32): u32 {
+  const dev = deviceEntry(rid);
+  if (dev == 0 || !(atomic.load<u32>(dev, DEV_FLAGS) & DEV_PRESENT)) return 0x80000000 | faultInfo(FAULT_NO_DEVICE, 0);
+  let dom: u32;
+  if (pasid == NO_PASID) {
+    dom = atomic.load<u32>(dev, DEV_RID_DOMAIN);
+  } else {
+    if (pasid >> load<u32>(dev, DEV_PASID_BITS)) return 0x80000000 | faultInfo(FAULT_PASID_INVALID, 0);
+    dom = pasidDomain(dev, pasid);
+  }
+  return dom == 0 ? 0x80000000 | faultInfo(FAULT_NOT_ATTACHED, 0) : dom;
+}
+
+/** The miss path; the caller has announced an epoch. Stores phys at `out`, returns info. */
+function miss(rid: u32, pasid: u32, iova: u64, need: u32, out: usize): u32 {
+  const ctxGen = atomic.load<u32>(ctrl, CTRL_CTX_GEN);
+  const dom = contextDomain(rid, pasid);
+  if (dom & 0x80000000) return dom & 0x7fffffff;
+  const d = domainPtr(dom);
+  const gen = atomic.load<u32>(d, DOM_GEN);
+  const levels = load<u32>(d, DOM_LEVELS);
+  if (iova >> levelShift(levels) != 0) return faultInfo(FAULT_BEYOND_WIDTH, levels - 1);
+  const leaf = walk(<usize>load<u32>(d, DOM_ROOT), levels, iova);
+  const level = walkLevel;
+  if (leaf == 0) return faultInfo(FAULT_NOT_PRESENT, level);
+  const perm = entryPerm(leaf);
+  if ((perm & need) != need) return faultInfo(FAULT_PERMISSION, level);
+  const shift = levelShift(level);
+  const phys = entryAddr(leaf) + (iova & ((<u64>1 << shift) - 1));
+  const info = INFO_OK | (perm << INFO_PERM_SHIFT) | (shift << INFO_SIZE_SHIFT);
+  store<u64>(out, phys, RES_PHYS_LO);
+
+  // Fill way 0 (most recent); the previous way-0 entry moves to way 1.
+  const vpn = iova >> PAGE_SHIFT;
+  const e = setOf(rid, pasid, <u32>vpn);
+  memory.copy(e + TLB_ENTRY_SIZE, e, TLB_ENTRY_SIZE);
+  store<u32>(e, <u32>vpn, TLB_VPN_LO);
+  store<u32>(e, pasid, TLB_PASID);
+  store<u32>(e, dom, TLB_DOMAIN);
+  store<u32>(e, gen, TLB_GEN);
+  store<u32>(e, info, TLB_INFO);
+  store<u64>(e, phys & ~PAGE_MASK, TLB_PHYS_LO);
+  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
+  store<u32>(e, atomic.load<u32>(ctrl, CTRL_CTX_GEN) == ctxGen && atomic.load<u32>(d, DOM_GEN) == gen ? keyHi : 0, TLB_KEY_HI);
+  return info;
+}
+
+// @ts-ignore: decorator
+@inline function valid(rid: u32, pasid: u32, access: u32): bool {
+  return (rid >> RID_BITS) == 0 && (pasid >> PASID_BITS) == 0 && (access & ~ACCESS_MASK) == 0;
+}
+
+/** Everything but a hit: bad requests, misses and faults, with their counters. */
+function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
+  let info: u32;
+  if (valid(rid, pasid, access)) {
+    bump(SLOT_MISSES);
+    info = miss(rid, pasid, iova, neededPerm(access), out);
+  } else {
+    info = faultInfo(FAULT_BAD_REQUEST, 0);
+  }
+  if (!(info & INFO_OK)) {
+    bump(SLOT_FAULTS);
+    const counter = slot + SLOT_REASONS + (<usize>((info >> INFO_REASON_SHIFT) & 15) << 2);
+    store<u32>(counter, load<u32>(counter) + 1);
+    store<u64>(out, 0, RES_PHYS_LO);
+  }
+  store<u32>(out, info, RES_INFO);
+  return info;
+}
+
+/** The hit path, inlined into both entry points; the caller has announced an epoch for a miss. */
+// @ts-ignore: decorator
+@inline function translateOne(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
+  if (valid(rid, pasid, access)) {
+    const info = lookup(rid, pasid, iova, neededPerm(access), out);
+    if (info != 0) {
+      bump(SLOT_HITS);
+      store<u32>(out, info, RES_INFO);
+      return info;
+    }
+  }
+  return slowPath(rid, pasid, iova, access, out);
+}
+
+/** Announces that this thread may read table pages until `leave`. */
+// @ts-ignore: decorator
+@inline function enter(): void {
+  atomic.store<u32>(slot, atomic.load<u32>(ctrl, CTRL_EPOCH), SLOT_EPOCH);
+}
+
+// @ts-ignore: decorator
+@inline function leave(): void {
+  atomic.store<u32>(slot, 0, SLOT_EPOCH);
+}
+
+/** Per-call translation; the output address is in this slot's result record. */
+export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32): u32 {
+  const out = slot + SLOT_RESULT;
+  const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
+  if (valid(rid, pasid, access)) {
+    const info = lookup(rid, pasid, iova, neededPerm(access), out);
+    if (info != 0) {
+      bump(SLOT_HITS);
+      store<u32>(out, info, RES_INFO);
+      return info;
+    }
+  }
+  enter(); // only the slow path reads table pages
+  const info = slowPath(rid, pasid, iova, access, out);
+  leave();
+  return info;
+}
+
+/** Translates `n` request records at `req` into result records at `res`; returns the faults. */
+export function translateBatch(req: usize, res: usize, n: u32): u32 {
+  let faults: u32 = 0;
+  enter();
+  for (let i: u32 = 0; i < n; i++) {
+    const r = req + <usize>i * REQ_SIZE;
+    const ridAccess = load<u32>(r, REQ_RID_ACCESS);
+    const iova = (<u64>load<u32>(r, REQ_IOVA_HI) << 32) | <u64>load<u32>(r, REQ_IOVA_LO);
+    const info = translateOne(ridAccess & 0xffff, load<u32>(r, REQ_PASID), iova, ridAccess >> REQ_ACCESS_SHIFT, res + <usize>i * RES_SIZE);
+    faults += ~info & INFO_OK;
+  }
+  leave();
+  return faults;
+}

@@ -1,0 +1,28 @@
+// The one walk loop over engine-managed tables. Reads entries with atomic loads so that a racing
+// map/unmap on the owner thread is seen either wholly before or wholly after (entries are single
+// aligned u64 stores), and is only called between an epoch announcement and its retraction.
+
+import { PTE_SIZE, TABLE_ENTRIES } from './abi';
+import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift } from './fmt/engine';
+
+/** Level of the last entry `walk` looked at (the leaf's level, or where the walk found nothing). */
+export let walkLevel: u32 = 0;
+
+/** The leaf entry mapping `iova` in the table rooted at `root` with `levels` levels, or 0. */
+export function walk(root: usize, levels: u32, iova: u64): u64 {
+  let table = root;
+  let level = levels - 1;
+  while (true) {
+    const index = <usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1);
+    const e = atomic.load<u64>(table + index * PTE_SIZE);
+    if (entryIsEmpty(e)) break;
+    if (entryIsLeaf(e, level)) {
+      walkLevel = level;
+      return e;
+    }
+    table = <usize>entryAddr(e);
+    level--;
+  }
+  walkLevel = level;
+  return 0;
+}

@@ -1,0 +1,74 @@
+/**
+ * The engine behind one `Iommu`: the owner thread's core binding, the memory layout, and the
+ * system-wide registries that no single FD owns (domain indices, requester IDs, PASIDs).
+ * Internal: reached only through `Iommu`, `IommuFd` and `DeviceFd`.
+ * @module
+ */
+import * as abi from '../assembly/abi';
+import { Core } from './core';
+import { fail } from './errno';
+import type { Layout } from './layout';
+import { PasidSpace } from './pasid-space';
+import type { DeviceFd } from './device';
+
+export class Engine {
+  readonly pasids: PasidSpace;
+  readonly devices = new Map<number, DeviceFd>();
+  /** Translator slots in use; slot 0 is the owner's. */
+  readonly slotsInUse = new Set<number>([0]);
+  private readonly freeDomains: number[] = [];
+  private nextDomain = 1;
+
+  constructor(
+    readonly core: Core,
+    readonly layout: Layout,
+    readonly addressWidth: number,
+    readonly pasidBits: number,
+    readonly shared: boolean,
+  ) {
+    this.pasids = new PasidSpace(pasidBits);
+  }
+
+  /** Table levels of engine-managed domains: 3, 4 or 5 for 39-, 48- or 57-bit IOVAs. */
+  get levels(): number {
+    return (this.addressWidth - abi.PAGE_SHIFT) / abi.TABLE_INDEX_BITS;
+  }
+
+  /** Fault injection shared with the core: true when the armed countdown reaches this step. */
+  failPoint(): boolean {
+    const u32 = this.core.u32;
+    const at = (abi.CTRL_BASE + abi.CTRL_FAIL_COUNTDOWN) >>> 2;
+    const left = u32[at]!;
+    if (left === 0) return false;
+    u32[at] = left - 1;
+    return left === 1;
+  }
+
+  /** Creates an empty engine-managed domain. @throws ENOMEM. */
+  domainCreate(op: string): number {
+    if (this.failPoint()) fail('ENOMEM', op, 'domain slot allocation failed (injected)');
+    const index = this.freeDomains.pop() ?? (this.nextDomain < this.layout.domainCount ? this.nextDomain++ : 0);
+    if (index === 0) fail('ENOMEM', op, `all ${this.layout.domainCount - 1} domain slots are in use (option maxDomains)`);
+    const status = this.core.exports.domainInit(index, this.levels);
+    this.core.sync();
+    if (status !== abi.STATUS_OK) {
+      this.freeDomains.push(index);
+      fail('ENOMEM', op, 'no memory for the root table');
+    }
+    return index;
+  }
+
+  /** Frees a domain no context points at any more. */
+  domainDestroy(index: number): void {
+    this.core.exports.domainFree(index);
+    this.freeDomains.push(index);
+  }
+
+  /** Throws the errno a core status code stands for. */
+  check(op: string, status: number, what: string): void {
+    if (status === abi.STATUS_OK) return;
+    this.core.sync();
+    if (status === abi.STATUS_ENOMEM) fail('ENOMEM', op, `${what}: page pool exhausted (option maxMemoryBytes)`);
+    fail('EINVAL', op, `${what}: rejected by the core (status ${status})`);
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * HWPT_PAGING: an engine-managed page table (a domain of the Wasm core) kept in sync with the
+ * IOAS it was made from. Auto HWPTs are made by attaching a device to an IOAS and freed with their
+ * last attachment; explicit ones (`hwptAlloc`) live until destroyed.
+ * @module
+ */
+import * as abi from '../assembly/abi';
+import { IommuError } from './errno';
+import type { Engine } from './engine';
+import type { Area, DomainSink } from './io-pagetable';
+import type { Ioas } from './ioas';
+import { FdObject } from './object-table';
+
+export interface HwptFlags {
+  /** Made by attaching to an IOAS; destroyed with its last attachment. */
+  auto: boolean;
+  /** May be the parent of nested (user-managed) HWPTs. */
+  nestParent: boolean;
+  /** May be attached to PASIDs (IOMMU_HWPT_ALLOC_PASID). */
+  pasid: boolean;
+}
+
+export class HwptPaging extends FdObject implements DomainSink {
+  readonly type = 'hwpt-paging' as const;
+
+  private constructor(
+    private readonly engine: Engine,
+    readonly ioas: Ioas,
+    readonly domain: number,
+    readonly flags: HwptFlags,
+  ) {
+    super();
+  }
+
+  /**
+   * Builds a HWPT on `ioas`: a new domain filled with every area of the IOAS. Not yet published.
+   * @throws ENOMEM, and the IOAS's EINVAL/EADDRINUSE when its areas cannot live in the domain.
+   */
+  static create(op: string, engine: Engine, ioas: Ioas, flags: HwptFlags): HwptPaging {
+    const domain = engine.domainCreate(op);
+    const hwpt = new HwptPaging(engine, ioas, domain, flags);
+    try {
+      ioas.iopt.addDomain(op, hwpt, {
+        pageSize: BigInt(abi.PAGE_SIZE),
+        aperture: { start: 0n, last: (1n << BigInt(engine.addressWidth)) - 1n },
+      });
+    } catch (e) {
+      engine.domainDestroy(domain);
+      throw e;
+    }
+    ioas.users++;
+    ioas.hwpts.add(hwpt);
+    return hwpt;
+  }
+
+  mapArea(area: Area): void {
+    const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
+    const status = this.engine.core.exports.map(this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
+    this.engine.core.sync();
+    if (status === abi.STATUS_ENOMEM) throw new IommuError('ENOMEM', 'map', 'page pool exhausted (option maxMemoryBytes)');
+    if (status !== abi.STATUS_OK) throw new Error(`ioasid: core refused an area the IOAS accepted (status ${status})`);
+  }
+
+  unmapArea(area: Area): void {
+    this.engine.core.exports.unmap(this.domain, area.iova, area.last);
+  }
+
+  /** Table pages this HWPT's domain uses, root included. */
+  get tablePages(): number {
+    return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
+  }
+
+  release(): void {
+    this.ioas.iopt.removeDomain(this);
+    this.ioas.hwpts.delete(this);
+    this.ioas.users--;
+    this.engine.domainDestroy(this.domain);
+  }
+}

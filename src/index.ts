@@ -1,0 +1,15 @@
+/**
+ * ioasid: an IOMMU translation engine for emulators, with the FD-centric ownership model of Linux
+ * iommufd (ex /dev/ioasid) and its hot path in WebAssembly.
+ * @module
+ */
+export { Iommu, sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions } from './iommu';
+export { IommuFd, type HwptAllocArgs } from './iommufd';
+export { DeviceFd } from './device';
+export { Translator, type TranslatorHandle, type TranslatorStats } from './translator';
+export { Batch } from './batch';
+export { IommuError, ERRNO, type Errno } from './errno';
+export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './translation';
+export { FaultLog, type FaultRecord } from './fault-log';
+export type { MapArgs, CopyArgs } from './ioas';
+export type { IoRange } from './io-pagetable';

@@ -1,0 +1,169 @@
+/**
+ * IommuFd: the ioasid FD. Authority comes from holding it: every object it creates (IOAS, HWPT,
+ * bound device) gets an ID in its own number space, and PASIDs it allocates are its own. The
+ * methods are thin: validate the arguments, then hand over to the object's file (ioas.ts,
+ * hwpt.ts, device.ts). A failed call throws an `IommuError` and changes nothing.
+ * @module
+ */
+import { flag, id, int, options } from './args';
+import type { Engine } from './engine';
+import { fail } from './errno';
+import { FdState, registerFd } from './fd-state';
+import { HwptPaging } from './hwpt';
+import type { IoRange } from './io-pagetable';
+import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
+import { BoundDevice } from './device';
+
+/** Arguments of `hwptAlloc` for an engine-managed HWPT. */
+export interface HwptAllocArgs {
+  /** A device bound to this FD (names the IOMMU the HWPT is for). */
+  devId: number;
+  /** The IOAS to mirror. */
+  ptId: number;
+  nestParent?: boolean;
+  /** May be attached to PASIDs. */
+  pasid?: boolean;
+  dirtyTracking?: boolean;
+  faultId?: number;
+}
+
+const HWPT_KEYS = ['devId', 'ptId', 'nestParent', 'pasid', 'dirtyTracking', 'faultId'] as const;
+
+export class IommuFd {
+  private readonly state: FdState;
+
+  /** @internal Made by `Iommu.open`. */
+  constructor(engine: Engine) {
+    this.state = new FdState(engine);
+    registerFd(this, this.state);
+  }
+
+  get closed(): boolean {
+    return this.state.closed;
+  }
+
+  /** IDs and types of the objects this FD holds, in ID order. */
+  objects(): { id: number; type: string }[] {
+    return this.state.table.objects().map((o) => ({ id: o.id, type: o.type }));
+  }
+
+  /** PASIDs allocated by this FD. */
+  pasids(): number[] {
+    return this.state.engine.pasids.ownedBy(this.state);
+  }
+
+  /** Allocates an empty IOAS. @returns its ID. @throws EBADF, ENOMEM. */
+  ioasAlloc(): number {
+    const op = 'ioasAlloc';
+    this.state.checkOpen(op);
+    const ioasId = this.state.table.reserve(op);
+    return this.state.table.publish(ioasId, new Ioas()).id;
+  }
+
+  /**
+   * Maps `[iova, iova+length)` to `[phys, phys+length)` in an IOAS and every HWPT made from it.
+   * @returns the IOVA (chosen by the engine when `iova` is omitted).
+   * @throws EOPNOTSUPP unknown option; EOVERFLOW; EINVAL zero/misaligned length or IOVA, no
+   * permission, reserved range; ENOENT no such IOAS; EEXIST overlap; ENOSPC no free IOVA; ENOMEM.
+   */
+  ioasMap(ioasId: number, args: MapArgs): bigint {
+    this.state.checkOpen('ioasMap');
+    return ioasMap(this.state.table, id('ioasMap', 'ioasId', ioasId), args);
+  }
+
+  /**
+   * Unmaps every mapping wholly inside the range; `(0, 2^64-1)` unmaps all.
+   * @returns bytes unmapped. @throws ENOENT nothing mapped there or a mapping only partly inside;
+   * EINVAL zero length; EOVERFLOW.
+   */
+  ioasUnmap(ioasId: number, iova: bigint | number, length: bigint | number): bigint {
+    this.state.checkOpen('ioasUnmap');
+    return ioasUnmap(this.state.table, id('ioasUnmap', 'ioasId', ioasId), iova, length);
+  }
+
+  /** Maps in `dstIoas` what backs `[srcIova, +length)` of `srcIoas`. @returns the destination IOVA. */
+  ioasCopy(args: CopyArgs): bigint {
+    this.state.checkOpen('ioasCopy');
+    return ioasCopy(this.state.table, args);
+  }
+
+  /** Usable IOVA ranges (holes of the reserved ranges) and the IOVA alignment. */
+  ioasIovaRanges(ioasId: number): { ranges: IoRange[]; alignment: bigint } {
+    this.state.checkOpen('ioasIovaRanges');
+    return ioasIovaRanges(this.state.table, id('ioasIovaRanges', 'ioasId', ioasId));
+  }
+
+  /** Restricts automatic IOVA allocation to `ranges` ([] lifts it). @throws EINVAL, EADDRINUSE. */
+  ioasAllowIovas(ioasId: number, ranges: IoRange[]): void {
+    this.state.checkOpen('ioasAllowIovas');
+    ioasAllowIovas(this.state.table, id('ioasAllowIovas', 'ioasId', ioasId), ranges);
+  }
+
+  /**
+   * Allocates a PASID owned by this FD: only this FD's devices may attach with it.
+   * @returns the PASID. @throws EINVAL out of range; EEXIST taken; ENOSPC none left.
+   */
+  pasidAlloc(opts?: { pasid?: number }): number {
+    const op = 'pasidAlloc';
+    const o = options(op, opts, ['pasid'] as const);
+    this.state.checkOpen(op);
+    const want = o.pasid === undefined ? undefined : int(op, 'pasid', o.pasid, 1, this.state.engine.pasids.limit - 1);
+    if (this.state.engine.failPoint()) fail('ENOMEM', op, 'PASID allocation failed (injected)');
+    return this.state.engine.pasids.alloc(op, this.state, want);
+  }
+
+  /** Frees a PASID of this FD. @throws ENOENT not this FD's; EBUSY still attached. */
+  pasidFree(pasid: number): void {
+    const op = 'pasidFree';
+    this.state.checkOpen(op);
+    this.state.engine.pasids.free(op, this.state, int(op, 'pasid', pasid, 0, 2 ** 32 - 1));
+  }
+
+  /**
+   * Allocates a HWPT_PAGING mirroring IOAS `ptId`.
+   * @returns the HWPT ID.
+   * @throws EOPNOTSUPP unknown option, faultId with nestParent, dirtyTracking (not supported yet);
+   * ENOENT bad devId or faultId; EINVAL ptId missing or not an IOAS; ENOMEM.
+   */
+  hwptAlloc(args: HwptAllocArgs): number {
+    const op = 'hwptAlloc';
+    const o = options(op, args, HWPT_KEYS);
+    this.state.checkOpen(op);
+    const nestParent = flag(op, 'nestParent', o.nestParent, false);
+    const pasid = flag(op, 'pasid', o.pasid, false);
+    const dirty = flag(op, 'dirtyTracking', o.dirtyTracking, false);
+    if (o.faultId !== undefined && nestParent) fail('EOPNOTSUPP', op, 'faultId cannot be combined with nestParent');
+    if (dirty) fail('EOPNOTSUPP', op, 'dirty tracking is not supported by this engine version');
+    this.state.table.get<BoundDevice>(op, id(op, 'devId', o.devId), 'device');
+    const pt = this.state.table.find(id(op, 'ptId', o.ptId));
+    if (!(pt instanceof Ioas)) fail('EINVAL', op, pt ? `object ${pt.id} is a ${pt.type}, expected an IOAS` : `no object with ID ${o.ptId as number}`);
+    // Fault queues do not exist in this engine version, so every faultId names nothing.
+    if (o.faultId !== undefined) fail('ENOENT', op, `no fault queue with ID ${id(op, 'faultId', o.faultId)}`);
+    const hwptId = this.state.table.reserve(op);
+    try {
+      return this.state.table.publish(hwptId, HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid })).id;
+    } catch (e) {
+      this.state.table.abort(hwptId);
+      throw e;
+    }
+  }
+
+  /** Destroys an object. @throws ENOENT no such object; EBUSY still in use (attached, has HWPTs, bound). */
+  destroy(objId: number): void {
+    const op = 'destroy';
+    this.state.checkOpen(op);
+    this.state.table.destroy(op, id(op, 'id', objId));
+  }
+
+  /**
+   * Closes the FD: unbinds its devices (detaching every PASID, then the RID), destroys every
+   * object leaf first and frees its PASIDs. Closing twice is a no-op.
+   */
+  close(): void {
+    if (this.state.closed) return;
+    for (const dev of [...this.state.devices]) dev.unbindFrom(this.state);
+    this.state.table.destroyAll();
+    this.state.engine.pasids.freeAll(this.state);
+    this.state.closed = true;
+  }
+}

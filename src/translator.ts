@@ -1,0 +1,133 @@
+/**
+ * Translator: one thread's DMA path into an engine. The owner thread has one inside its `Iommu`;
+ * a worker gets its own with `Translator.attach(handle)`, over the same memory, with its own
+ * IOTLB and counters (its translator slot), so translators never contend on the hit path.
+ *
+ * Validity contract (QEMU's): a result is valid until the next unmap/detach/replace/destroy/close
+ * that covers it returns; after that, no translation that starts later returns it.
+ * @module
+ */
+import * as abi from '../assembly/abi';
+import { Batch } from './batch';
+import { Core } from './core';
+import { FaultLog } from './fault-log';
+import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
+
+/** What a worker needs to translate over an engine: structured-cloneable. */
+export interface TranslatorHandle {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly slot: number;
+  /** A batch ring reserved for this translator. */
+  readonly batch: { readonly capacity: number; readonly requestPtr: number; readonly resultPtr: number };
+}
+
+/** Hit, miss and fault counters of one translator slot (or summed over all). */
+export interface TranslatorStats {
+  hits: number;
+  misses: number;
+  faults: number;
+  faultsByReason: Record<string, number>;
+}
+
+const BAD_REQUEST_INFO = abi.FAULT_BAD_REQUEST << abi.INFO_REASON_SHIFT;
+const TWO_32 = 4294967296;
+const TWO_64 = 1n << 64n;
+
+export class Translator {
+  /** Faults of this thread's per-call translations. */
+  readonly faults = new FaultLog();
+  private readonly scratch = new TranslationOut();
+  private batchRing: Batch | undefined;
+
+  /** @internal */
+  constructor(
+    readonly core: Core,
+    private readonly ring?: TranslatorHandle['batch'],
+  ) {}
+
+  /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
+  static attach(handle: TranslatorHandle): Translator {
+    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch);
+  }
+
+  /**
+   * Translates one request into `out` without allocating. Never throws: malformed arguments give a
+   * `bad-request` fault.
+   */
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+    let lo: number;
+    let hi: number;
+    if (typeof iova === 'number') {
+      lo = iova >>> 0;
+      hi = (iova / TWO_32) >>> 0;
+      if (lo + hi * TWO_32 !== iova) return this.bad(out, rid, pasid, iova, access);
+    } else if (typeof iova === 'bigint' && iova >= 0n && iova < TWO_64) {
+      lo = Number(iova & 0xffffffffn);
+      hi = Number(iova >> 32n);
+    } else {
+      return this.bad(out, rid, pasid, iova, access);
+    }
+    if ((rid >>> 0) !== rid || (pasid >>> 0) !== pasid || (access >>> 0) !== access) return this.bad(out, rid, pasid, iova, access);
+    const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+    const r = this.core.result;
+    decodeInto(out, info, r[0]!, r[1]!);
+    if (!out.ok) this.log(out, rid, pasid, lo, hi, access);
+    return out;
+  }
+
+  /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
+  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+    const r = this.translateInto(this.scratch, rid, pasid, iova, access);
+    const iovaBig = typeof iova === 'bigint' ? iova : Number.isSafeInteger(iova) && iova >= 0 ? BigInt(iova) : 0n;
+    return toTranslation(iovaBig, r);
+  }
+
+  /** The batch ring of this translator (the handle's for a worker). */
+  batch(): Batch {
+    if (!this.ring) throw new RangeError('this translator has no batch ring; use Iommu.batch(capacity)');
+    return (this.batchRing ??= new Batch(this.core, this.ring.capacity, this.ring.requestPtr, this.ring.resultPtr));
+  }
+
+  /** This thread's counters. */
+  stats(): TranslatorStats {
+    return readSlotStats(this.core, [this.core.slot]);
+  }
+
+  private bad(out: TranslationOut, rid: unknown, pasid: unknown, iova: unknown, access: unknown): TranslationOut {
+    decodeInto(out, BAD_REQUEST_INFO, 0, 0);
+    this.faults.push({
+      rid: Number(rid) >>> 0, pasid: Number(pasid) >>> 0,
+      iova: typeof iova === 'bigint' && iova >= 0n && iova < TWO_64 ? iova : 0n,
+      access: Number(access) >>> 0, reason: 'bad-request', level: 0, stage: 0,
+    });
+    return out;
+  }
+
+  private log(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): void {
+    this.faults.push({
+      rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access,
+      reason: FAULT_REASONS[out.reason] ?? 'bad-request', level: out.level, stage: out.stage,
+    });
+  }
+}
+
+/** Sums the counters of translator `slots`. */
+export function readSlotStats(core: Core, slots: Iterable<number>): TranslatorStats {
+  const u32 = core.u32;
+  const slotsBase = core.ctrl(abi.CTRL_SLOTS);
+  const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
+  const s: TranslatorStats = { hits: 0, misses: 0, faults: 0, faultsByReason: {} };
+  const u64 = (at: number): number => u32[at >>> 2]! + u32[(at >>> 2) + 1]! * TWO_32;
+  for (const slot of slots) {
+    const base = slotsBase + slot * slotSize;
+    s.hits += u64(base + abi.SLOT_HITS);
+    s.misses += u64(base + abi.SLOT_MISSES);
+    s.faults += u64(base + abi.SLOT_FAULTS);
+    for (let r = 1; r < abi.FAULT_MAX; r++) {
+      const n = u32[(base + abi.SLOT_REASONS + r * 4) >>> 2]!;
+      if (n) s.faultsByReason[FAULT_REASONS[r]!] = (s.faultsByReason[FAULT_REASONS[r]!] ?? 0) + n;
+    }
+  }
+  return s;
+}
