@@ -66,7 +66,30 @@ export class Batch {
 
   /** True when result `i` is a translation, false when it is a fault. */
   ok(i: number): boolean {
-    return (this.results[i * 4 + 2]! & abi.INFO_OK) !== 0;
+    return (this.info(i) & abi.INFO_OK) !== 0;
+  }
+
+  /** The info word of result `i` (layout in the module comment). */
+  info(i: number): number {
+    return this.results[i * 4 + 2]!;
+  }
+
+  /** Leaf permission bits (R=1 W=2 X=4) of result `i`; 0 for a fault. */
+  perm(i: number): number {
+    const info = this.info(i);
+    return info & abi.INFO_OK ? (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK : 0;
+  }
+
+  /** log2 of the leaf size of result `i`; 0 for a fault. */
+  sizeLg2(i: number): number {
+    const info = this.info(i);
+    return info & abi.INFO_OK ? (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK : 0;
+  }
+
+  /** The fault reason of result `i` (an index into FAULT_REASONS), 0 when it translated. */
+  reason(i: number): number {
+    const info = this.info(i);
+    return info & abi.INFO_OK ? 0 : (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
   }
 
   private rebuild(): void {

@@ -25,6 +25,9 @@ export class BoundDevice extends FdObject {
   constructor(readonly device: DeviceFd) {
     super();
   }
+  override details(): Record<string, unknown> {
+    return { bdf: this.device.bdf, rid: this.device.rid };
+  }
   release(): void {}
 }
 
@@ -37,6 +40,9 @@ export interface DeviceCaps {
   dirty: boolean;
   reservedRegions: IoRange[];
 }
+
+/** Flags of the HWPT an attach to an IOAS makes (never PASID-capable, as in iommufd). */
+const AUTO_FLAGS = { auto: true, nestParent: false, pasid: false } as const;
 
 interface Binding {
   state: FdState;
@@ -80,11 +86,12 @@ export class DeviceFd {
   /**
    * Binds this device to an ioasid FD (VFIO_DEVICE_BIND_IOMMUFD).
    * @returns the device ID in that FD.
-   * @throws EINVAL not an ioasid FD or already bound; EBADF closed FD; ENOMEM.
+   * @throws EINVAL not an ioasid FD of this device's Iommu, or already bound; EBADF closed FD; ENOMEM.
    */
   bind(fd: unknown): number {
     const op = 'bind';
     const state = fdState(fd) ?? fail('EINVAL', op, 'expected an IommuFd');
+    if (state.engine !== this.engine) fail('EINVAL', op, 'expected an IommuFd of the Iommu this device was added to');
     state.checkOpen(op);
     if (this.binding) fail('EINVAL', op, `device ${this.bdf} is already bound (device ID ${this.binding.obj.id})`);
     const devId = state.table.reserve(op);
@@ -124,10 +131,12 @@ export class DeviceFd {
     let madeAuto = false;
     if (target instanceof Ioas) {
       hwpt = [...target.hwpts].find((h) => h.flags.auto);
+      // Checked before an auto HWPT is made, so that a refusal leaves no HWPT behind.
+      this.checkCompat(op, pasid, hwpt ?? { id: 0, flags: AUTO_FLAGS });
       if (!hwpt) {
         const autoId = state.table.reserve(op);
         try {
-          hwpt = HwptPaging.create(op, this.engine, target, { auto: true, nestParent: false, pasid: false });
+          hwpt = HwptPaging.create(op, this.engine, target, AUTO_FLAGS);
         } catch (e) {
           state.table.abort(autoId);
           throw e;
@@ -135,7 +144,6 @@ export class DeviceFd {
         state.table.publish(autoId, hwpt);
         madeAuto = true;
       }
-      this.checkCompat(op, pasid, hwpt);
     }
     const h = hwpt!;
     const reserveNew = pasid === abi.NO_PASID && this.reservedIn !== h.ioas;
@@ -208,7 +216,7 @@ export class DeviceFd {
   }
 
   /** iommufd_hwpt_pasid_compat: PASIDs need PASID-capable HWPTs on both the PASID and the RID. */
-  private checkCompat(op: string, pasid: number, hwpt: HwptPaging): void {
+  private checkCompat(op: string, pasid: number, hwpt: Pick<HwptPaging, 'id' | 'flags'>): void {
     if (pasid !== abi.NO_PASID) {
       if (!hwpt.flags.pasid) fail('EINVAL', op, `HWPT ${hwpt.id} was not allocated with { pasid: true }`);
       const rid = this.attached.get(abi.NO_PASID);

@@ -16,6 +16,8 @@ export class Engine {
   readonly devices = new Map<number, DeviceFd>();
   /** Translator slots in use; slot 0 is the owner's. */
   readonly slotsInUse = new Set<number>([0]);
+  /** Worker slot -> its batch ring's address, to recognise the live handle of a slot. */
+  readonly translatorRings = new Map<number, number>();
   private readonly freeDomains: number[] = [];
   private nextDomain = 1;
 

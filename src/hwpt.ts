@@ -70,6 +70,10 @@ export class HwptPaging extends FdObject implements DomainSink {
     return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
   }
 
+  override details(): Record<string, unknown> {
+    return { ioasId: this.ioas.id, ...this.flags };
+  }
+
   release(): void {
     this.ioas.iopt.removeDomain(this);
     this.ioas.hwpts.delete(this);

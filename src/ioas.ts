@@ -16,6 +16,10 @@ export class Ioas extends FdObject {
   /** HWPT_PAGINGs made from this IOAS; each holds one user reference. */
   readonly hwpts = new Set<HwptPaging>();
 
+  override details(): Record<string, unknown> {
+    return { areas: this.iopt.areas.length, hwptIds: [...this.hwpts].map((h) => h.id) };
+  }
+
   release(): void {
     // Areas need no teardown: every domain they were installed in is released before the IOAS.
   }

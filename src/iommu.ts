@@ -15,6 +15,7 @@ import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
 import { IommuFd } from './iommufd';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
+import { registerEngine } from './testing';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './translator';
 import type { Translation, TranslationOut } from './translation';
 
@@ -119,6 +120,7 @@ export class Iommu {
     this.engine = new Engine(core, r.layout, r.addressWidth, r.pasidBits, r.shared);
     this.local = new Translator(core);
     this.ramBase = r.ramBase;
+    registerEngine(this, this.engine);
   }
 
   /** Creates an engine (compiles the core asynchronously on first use). @throws EINVAL, EOPNOTSUPP bad options. */
@@ -236,10 +238,32 @@ export class Iommu {
     if (slot >= this.engine.layout.slotCount) fail('ENOSPC', op, `all ${this.engine.layout.slotCount - 1} worker translator slots are in use (option translators)`);
     const ptr = this.allocBuffer(op, batchPages(capacity));
     this.engine.slotsInUse.add(slot);
+    this.engine.translatorRings.set(slot, ptr);
+    const l = this.engine.layout;
     return {
       module: this.module, memory: this.engine.core.memory, slot,
       batch: { capacity, requestPtr: ptr, resultPtr: ptr + capacity * abi.REQ_SIZE },
+      ram: { offset: l.ram, bytes: l.ramBytes, base: this.ramBase },
     };
+  }
+
+  /**
+   * Returns a worker's translator slot and batch ring for reuse. Call it once the worker has
+   * stopped translating with `handle` (e.g. after it exited); the slot's IOTLB is dropped.
+   * @throws EINVAL not a live handle of this engine.
+   */
+  translatorRelease(handle: TranslatorHandle): void {
+    const op = 'translatorRelease';
+    if (typeof handle !== 'object' || handle === null || handle.memory !== this.engine.core.memory || this.engine.translatorRings.get(handle.slot) !== handle.batch?.requestPtr) {
+      fail('EINVAL', op, 'expected a live translator handle of this engine');
+    }
+    const core = this.engine.core;
+    const l = this.engine.layout;
+    // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).
+    core.u8.fill(0, l.slots + handle.slot * l.slotSize, l.slots + handle.slot * l.slotSize + abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE);
+    core.exports.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
+    this.engine.slotsInUse.delete(handle.slot);
+    this.engine.translatorRings.delete(handle.slot);
   }
 
   /** Counters summed over the owner and every worker translator. */

@@ -42,9 +42,12 @@ export class IommuFd {
     return this.state.closed;
   }
 
-  /** IDs and types of the objects this FD holds, in ID order. */
-  objects(): { id: number; type: string }[] {
-    return this.state.table.objects().map((o) => ({ id: o.id, type: o.type }));
+  /**
+   * The objects this FD holds, in ID order: ID, type, users (references that keep it alive) and
+   * type-specific facts (a HWPT's `ioasId` and flags, an IOAS's `areas` and `hwptIds`, a device's `bdf`).
+   */
+  objects(): { id: number; type: string; users: number; [fact: string]: unknown }[] {
+    return this.state.table.objects().map((o) => ({ id: o.id, type: o.type, users: o.users, ...o.details() }));
   }
 
   /** PASIDs allocated by this FD. */

@@ -5,12 +5,21 @@
  * every thread reads its pointers from there (`init`). Regions, in address order:
  * null guard | control block | device root | limbo ring | domain table | translator slots |
  * guest RAM (optional) | page pool (grows upward to the memory maximum).
+ *
+ * Every region is followed by a guard: the slack up to the next page boundary plus one whole
+ * guard page (each translator slot has its own), filled with {@link GUARD_POISON} at create time.
+ * Nothing may ever write there, so a scan of `guards` (test/ uses it after every fuzz step) catches
+ * any write that overran its region. The null guard below the control block is poisoned too.
  * @module
  */
 import * as abi from '../assembly/abi';
 
 const WASM_PAGE = 65536;
 const LIMBO_CAP = 8192;
+/** Bytes of the guard page that follows each region (besides the slack up to it). */
+const GUARD = abi.PAGE_SIZE;
+/** The u32 every guard word holds; any other value there means something wrote out of bounds. */
+export const GUARD_POISON = 0xdeadbeef;
 
 /** Sizes the engine is created with; see `IommuOptions`. */
 export interface LayoutOptions {
@@ -36,6 +45,8 @@ export interface Layout {
   readonly poolBase: number;
   readonly initialPages: number;
   readonly maximumPages: number;
+  /** Byte ranges nothing may write (poisoned with GUARD_POISON), in address order. */
+  readonly guards: readonly { readonly start: number; readonly bytes: number }[];
 }
 
 const alignUp = (value: number, to: number): number => Math.ceil(value / to) * to;
@@ -43,18 +54,29 @@ const alignUp = (value: number, to: number): number => Math.ceil(value / to) * t
 /** Computes the layout; the caller has validated the options. */
 export function computeLayout(o: LayoutOptions): Layout {
   const iotlbSets = o.iotlbEntries / abi.TLB_WAYS;
-  const slotSize = alignUp(abi.SLOT_IOTLB + iotlbSets * abi.TLB_SET_SIZE, abi.PAGE_SIZE);
-  const devRoot = alignUp(abi.CTRL_BASE + abi.CTRL_SIZE, abi.PAGE_SIZE);
-  const limbo = devRoot + abi.PAGE_SIZE;
-  const domains = limbo + LIMBO_CAP * 8;
-  const slots = alignUp(domains + o.maxDomains * abi.DOM_SIZE, abi.PAGE_SIZE);
+  const guards: { start: number; bytes: number }[] = [{ start: 0, bytes: abi.CTRL_BASE }];
+  /** Guards [end, next page boundary + GUARD) and returns where the next region may start. */
+  const after = (end: number): number => {
+    const next = alignUp(end, abi.PAGE_SIZE) + GUARD;
+    guards.push({ start: end, bytes: next - end });
+    return next;
+  };
+  const devRoot = after(abi.CTRL_BASE + abi.CTRL_SIZE);
+  const limbo = after(devRoot + 256 * 4);
+  const domains = after(limbo + LIMBO_CAP * 8);
+  const slots = after(domains + o.maxDomains * abi.DOM_SIZE);
+  // Slot stride: the slot (header + IOTLB), then its own guard.
+  const slotBytes = abi.SLOT_IOTLB + iotlbSets * abi.TLB_SET_SIZE;
+  const slotSize = alignUp(slotBytes, abi.PAGE_SIZE) + GUARD;
+  for (let i = 0; i < o.translators; i++) after(slots + i * slotSize + slotBytes);
   const ram = slots + o.translators * slotSize;
-  const poolBase = alignUp(ram + o.ramBytes, abi.PAGE_SIZE);
+  const poolBase = o.ramBytes > 0 ? after(ram + o.ramBytes) : ram;
   return {
     devRoot, limbo, limboCap: LIMBO_CAP, domains, domainCount: o.maxDomains, slots,
     slotCount: o.translators, slotSize, iotlbSets, ram, ramBytes: o.ramBytes, poolBase,
     initialPages: Math.ceil((poolBase + 16 * abi.PAGE_SIZE) / WASM_PAGE),
     maximumPages: Math.floor(o.maxMemoryBytes / WASM_PAGE),
+    guards,
   };
 }
 
@@ -79,4 +101,6 @@ export function writeControlBlock(memory: WebAssembly.Memory, l: Layout): void {
   put(abi.CTRL_LIMBO, l.limbo);
   put(abi.CTRL_LIMBO_CAP, l.limboCap);
   put(abi.CTRL_EPOCH, 1);
+  const words = new Uint32Array(memory.buffer);
+  for (const g of l.guards) words.fill(GUARD_POISON, g.start >>> 2, (g.start + g.bytes) >>> 2);
 }

@@ -20,6 +20,10 @@ export abstract class FdObject {
   users = 0;
   /** Frees the object's resources once it is unreachable; never throws. */
   abstract release(): void;
+  /** Type-specific facts for `IommuFd.objects()` (the IOAS a HWPT mirrors, a device's BDF, …). */
+  details(): Record<string, unknown> {
+    return {};
+  }
 }
 
 const RESERVED = null;

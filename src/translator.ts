@@ -20,10 +20,14 @@ export interface TranslatorHandle {
   readonly slot: number;
   /** A batch ring reserved for this translator. */
   readonly batch: { readonly capacity: number; readonly requestPtr: number; readonly resultPtr: number };
+  /** Guest RAM: `bytes` at byte `offset` of the memory, guest-physical `base` (bytes 0 when none). */
+  readonly ram: { readonly offset: number; readonly bytes: number; readonly base: bigint };
 }
 
 /** Hit, miss and fault counters of one translator slot (or summed over all). */
 export interface TranslatorStats {
+  /** Requests translated or faulted: hits + misses + malformed requests. */
+  translations: number;
   hits: number;
   misses: number;
   faults: number;
@@ -44,11 +48,23 @@ export class Translator {
   constructor(
     readonly core: Core,
     private readonly ring?: TranslatorHandle['batch'],
+    private readonly ramRegion?: TranslatorHandle['ram'],
   ) {}
 
   /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
   static attach(handle: TranslatorHandle): Translator {
-    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch);
+    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch, handle.ram);
+  }
+
+  /** Guest RAM inside the engine memory (empty when none); zero-copy, shared with the owner. */
+  get ram(): Uint8Array {
+    const r = this.ramRegion;
+    return r ? new Uint8Array(this.core.memory.buffer, r.offset, r.bytes) : new Uint8Array(0);
+  }
+
+  /** Guest-physical address of `ram[0]`. */
+  get ramBase(): bigint {
+    return this.ramRegion?.base ?? 0n;
   }
 
   /**
@@ -117,7 +133,7 @@ export function readSlotStats(core: Core, slots: Iterable<number>): TranslatorSt
   const u32 = core.u32;
   const slotsBase = core.ctrl(abi.CTRL_SLOTS);
   const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
-  const s: TranslatorStats = { hits: 0, misses: 0, faults: 0, faultsByReason: {} };
+  const s: TranslatorStats = { translations: 0, hits: 0, misses: 0, faults: 0, faultsByReason: {} };
   const u64 = (at: number): number => u32[at >>> 2]! + u32[(at >>> 2) + 1]! * TWO_32;
   for (const slot of slots) {
     const base = slotsBase + slot * slotSize;
@@ -129,5 +145,7 @@ export function readSlotStats(core: Core, slots: Iterable<number>): TranslatorSt
       if (n) s.faultsByReason[FAULT_REASONS[r]!] = (s.faultsByReason[FAULT_REASONS[r]!] ?? 0) + n;
     }
   }
+  // Malformed requests are faults that never reached the IOTLB (neither hit nor miss).
+  s.translations = s.hits + s.misses + (s.faultsByReason['bad-request'] ?? 0);
   return s;
 }
