@@ -9,6 +9,7 @@ import { Core } from './core';
 import { fail } from './errno';
 import type { Layout } from './layout';
 import { PasidSpace } from './pasid-space';
+import type { RamWindow } from './ram-window';
 import type { DeviceFd } from './device';
 
 export class Engine {
@@ -27,6 +28,8 @@ export class Engine {
     readonly addressWidth: number,
     readonly pasidBits: number,
     readonly shared: boolean,
+    /** Guest RAM inside the engine memory (0 bytes when not configured). */
+    readonly ram: RamWindow,
   ) {
     this.pasids = new PasidSpace(pasidBits);
   }

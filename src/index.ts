@@ -8,6 +8,8 @@ export { IommuFd, type HwptAllocArgs } from './iommufd';
 export { DeviceFd } from './device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './translator';
 export { Batch } from './batch';
+export { IoasAccess, type UnmapCallback } from './access';
+export type { DmaResult } from './dma';
 export { IommuError, ERRNO, type Errno } from './errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './translation';
 export { FaultLog, type FaultRecord } from './fault-log';

@@ -182,11 +182,12 @@ export class IoPagetable {
    * so a failed call changes nothing (the kernel may already have removed lower areas when it
    * meets a partly covered one).
    * @param op public call name used in error messages
+   * @param beforeRemove called with the areas to remove once every check has passed; may throw
    * @returns bytes unmapped (sum of the removed areas' lengths)
    * @throws IommuError `EOVERFLOW` a value outside u64; `EINVAL` `length == 0`; `EOVERFLOW`
    *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
    */
-  unmap(op: string, iova: bigint, length: bigint): bigint {
+  unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[]) => void): bigint {
     checkU64(op, 'iova', iova);
     checkU64(op, 'length', length);
     const all = iova === 0n && length === U64_MAX;
@@ -204,6 +205,9 @@ export class IoPagetable {
       if (all) return 0n;
       fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
     }
+    // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
+    // they may refuse by throwing, and nothing has changed yet.
+    beforeRemove?.(areas.slice(first, end));
     let total = 0n;
     for (let i = first; i < end; i++) {
       const a = areas[i]!;

@@ -6,6 +6,7 @@
  */
 import { u64, id, flag, options, U64_MAX } from './args';
 import { fail } from './errno';
+import { IoasAccess } from './access';
 import type { HwptPaging } from './hwpt';
 import { IoPagetable, type IoRange } from './io-pagetable';
 import { FdObject, type ObjectTable } from './object-table';
@@ -15,6 +16,8 @@ export class Ioas extends FdObject {
   readonly iopt = new IoPagetable();
   /** HWPT_PAGINGs made from this IOAS; each holds one user reference. */
   readonly hwpts = new Set<HwptPaging>();
+  /** Software-DMA access objects on this IOAS; each holds one user reference. */
+  readonly accesses = new Set<IoasAccess>();
 
   override details(): Record<string, unknown> {
     return { areas: this.iopt.areas.length, hwptIds: [...this.hwpts].map((h) => h.id) };
@@ -79,7 +82,7 @@ export function ioasUnmap(table: ObjectTable, ioasId: number, iovaIn: unknown, l
   const all = iova === 0n && length === U64_MAX;
   if (!all && (iova >= U64_MAX || length >= U64_MAX)) fail('EOVERFLOW', op, 'iova and length must be below 2^64-1');
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
-  return ioas.iopt.unmap(op, iova, length);
+  return ioas.iopt.unmap(op, iova, length, (areas) => IoasAccess.reclaimPins(op, ioas.accesses, areas));
 }
 
 /** IOMMU_IOAS_COPY. @returns the destination IOVA. */

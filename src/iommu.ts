@@ -9,12 +9,14 @@ import { int, options, describe } from './args';
 import { Batch, batchPages } from './batch';
 import { Core, coreModule, coreModuleAsync } from './core';
 import { DeviceFd } from './device';
+import type { DmaResult } from './dma';
 import { Engine } from './engine';
 import { fail } from './errno';
 import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
 import { IommuFd } from './iommufd';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
+import { RamWindow } from './ram-window';
 import { registerEngine } from './testing';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './translator';
 import type { Translation, TranslationOut } from './translation';
@@ -92,6 +94,7 @@ function resolve(opts: unknown): Resolved {
     if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
     ramBase = BigInt(r.base as number | bigint);
     if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
+    if (ramBase + BigInt(ramBytes) > BigInt(Number.MAX_SAFE_INTEGER)) fail('EINVAL', op, 'ram: expected the window to end below 2^53');
   }
   const unavailable = sharedMemoryUnavailableReason();
   let shared = unavailable === undefined;
@@ -117,8 +120,9 @@ export class Iommu {
     writeControlBlock(memory, r.layout);
     const core = new Core(module, memory, 0);
     this.module = module;
-    this.engine = new Engine(core, r.layout, r.addressWidth, r.pasidBits, r.shared);
-    this.local = new Translator(core);
+    const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
+    this.engine = new Engine(core, r.layout, r.addressWidth, r.pasidBits, r.shared, ram);
+    this.local = new Translator(core, undefined, ram);
     this.ramBase = r.ramBase;
     registerEngine(this, this.engine);
   }
@@ -213,6 +217,19 @@ export class Iommu {
   /** Allocation-free `translate`. */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
     return this.local.translateInto(out, rid, pasid, iova, access);
+  }
+
+  /**
+   * Device-side DMA read into `dst` from `[iova, +dst.length)` as `rid`/`pasid`: translated leaf by
+   * leaf, copied from `ram`, stopped at the first fault. Never throws.
+   */
+  dmaRead(rid: number, pasid: number, iova: number | bigint, dst: Uint8Array): DmaResult {
+    return this.local.dmaRead(rid, pasid, iova, dst);
+  }
+
+  /** Device-side DMA write of `src` to `[iova, +src.length)`; stopped at the first fault. Never throws. */
+  dmaWrite(rid: number, pasid: number, iova: number | bigint, src: Uint8Array): DmaResult {
+    return this.local.dmaWrite(rid, pasid, iova, src);
   }
 
   /** A batch of `capacity` requests translated on the owner thread. @throws EINVAL, ENOMEM. */

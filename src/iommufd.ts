@@ -13,6 +13,8 @@ import { HwptPaging } from './hwpt';
 import type { IoRange } from './io-pagetable';
 import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
 import { BoundDevice } from './device';
+import { IoasAccess, type UnmapCallback } from './access';
+import * as abi from '../assembly/abi';
 
 /** Arguments of `hwptAlloc` for an engine-managed HWPT. */
 export interface HwptAllocArgs {
@@ -149,6 +151,32 @@ export class IommuFd {
       this.state.table.abort(hwptId);
       throw e;
     }
+  }
+
+  /**
+   * Creates a software-DMA access object on an IOAS (iommufd's access): `read`/`write` by IOVA,
+   * and — with `onUnmap` — `pin`/`unpin`, unmaps of pinned ranges calling `onUnmap` first.
+   * @returns the access; its `id` is in this FD's number space (destroy it with `destroy(id)`).
+   * @throws ENOENT no such IOAS; EINVAL onUnmap not a function; EADDRINUSE mappings not page aligned (pinning access); ENOMEM.
+   */
+  accessCreate(ioasId: number, opts?: { onUnmap?: UnmapCallback }): IoasAccess {
+    const op = 'accessCreate';
+    const o = options(op, opts, ['onUnmap'] as const);
+    this.state.checkOpen(op);
+    if (o.onUnmap !== undefined && typeof o.onUnmap !== 'function') fail('EINVAL', op, 'onUnmap: expected a function');
+    const ioas = this.state.table.get<Ioas>(op, id(op, 'ioasId', ioasId), 'ioas');
+    const accessId = this.state.table.reserve(op);
+    const access = new IoasAccess(this.state.engine, ioas, o.onUnmap as UnmapCallback | undefined);
+    try {
+      // A pinning access works in whole pages (iommufd: alignment PAGE_SIZE when it pins).
+      if (o.onUnmap) ioas.iopt.addAlignment(op, access, BigInt(abi.PAGE_SIZE));
+    } catch (e) {
+      this.state.table.abort(accessId);
+      throw e;
+    }
+    ioas.users++;
+    ioas.accesses.add(access);
+    return this.state.table.publish(accessId, access);
   }
 
   /** Destroys an object. @throws ENOENT no such object; EBUSY still in use (attached, has HWPTs, bound). */

@@ -9,7 +9,7 @@
  */
 import { fail } from './errno';
 
-export type ObjType = 'ioas' | 'hwpt-paging' | 'device';
+export type ObjType = 'ioas' | 'hwpt-paging' | 'device' | 'access';
 
 /** Base of every object an FD holds. `release` frees what the object owns; it must not fail. */
 export abstract class FdObject {

@@ -10,7 +10,9 @@
 import * as abi from '../assembly/abi';
 import { Batch } from './batch';
 import { Core } from './core';
+import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
+import { RamWindow } from './ram-window';
 import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
@@ -48,23 +50,37 @@ export class Translator {
   constructor(
     readonly core: Core,
     private readonly ring?: TranslatorHandle['batch'],
-    private readonly ramRegion?: TranslatorHandle['ram'],
+    /** @internal Guest RAM, for software DMA. */
+    readonly ramWindow: RamWindow = new RamWindow(0n, 0, 0),
   ) {}
 
   /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
   static attach(handle: TranslatorHandle): Translator {
-    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch, handle.ram);
+    const ram = new RamWindow(handle.ram.base, handle.ram.offset, handle.ram.bytes);
+    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch, ram);
   }
 
   /** Guest RAM inside the engine memory (empty when none); zero-copy, shared with the owner. */
   get ram(): Uint8Array {
-    const r = this.ramRegion;
-    return r ? new Uint8Array(this.core.memory.buffer, r.offset, r.bytes) : new Uint8Array(0);
+    return new Uint8Array(this.core.memory.buffer, this.ramWindow.offset, this.ramWindow.bytes);
   }
 
   /** Guest-physical address of `ram[0]`. */
   get ramBase(): bigint {
-    return this.ramRegion?.base ?? 0n;
+    return this.ramWindow.base;
+  }
+
+  /**
+   * Device-side DMA read: translates `[iova, iova + dst.length)` page by page (any leaf size) for
+   * `rid`/`pasid` and copies from guest RAM into `dst`; stops at the first fault. Never throws.
+   */
+  dmaRead(rid: number, pasid: number, iova: number | bigint, dst: Uint8Array): DmaResult {
+    return dmaCopy(this, rid, pasid, iova, dst, false);
+  }
+
+  /** Device-side DMA write of `src` to `[iova, iova + src.length)`; stops at the first fault. Never throws. */
+  dmaWrite(rid: number, pasid: number, iova: number | bigint, src: Uint8Array): DmaResult {
+    return dmaCopy(this, rid, pasid, iova, src, true);
   }
 
   /**
