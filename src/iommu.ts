@@ -173,6 +173,8 @@ export class Iommu {
     const o = options(op, opts, DEVICE_KEYS);
     if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
     const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
+    // One IOMMU serves one PCI segment: the requester ID has no room for another.
+    if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', op, `bdf: this IOMMU serves PCI segment 0000, got '${o.bdf}'`);
     const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
     const pasidBits = o.pasidBits === undefined ? this.engine.pasidBits : int(op, 'pasidBits', o.pasidBits, 0, this.engine.pasidBits);
     const flagOf = (name: string, v: unknown): boolean => {
