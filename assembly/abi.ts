@@ -9,7 +9,7 @@
 // Glossary (after Linux generic_pt): IOVA = input address; OA = output address; level 0 holds
 // 4 KiB leaves; a *table* is one 4 KiB page of 512 u64 entries; start/last are inclusive bounds.
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 // ---- Page geometry of engine-managed tables ----------------------------------------------------
 export const PAGE_SHIFT = 12;
@@ -47,8 +47,14 @@ export const NO_PASID = 0;
 
 // ---- Translation result record (per-call result slot and batch results), 16 bytes ------------
 //   +0 physLo u32 | +4 physHi u32 | +8 info u32 | +12 reserved
-//   info: bit 0 OK; OK: bits 3:1 perm (R=1 W=2 X=4), bits 13:8 log2(leaf size);
-//         fault: bits 23:16 reason, bits 27:24 level, bits 29:28 stage.
+//   info: bit 0 OK; OK: bits 3:1 perm (R=1 W=2 X=4), bits 5:4 memory type (RISC-V PBMT: 0 PMA,
+//         1 NC, 2 IO), bits 13:8 log2(translation size), bits 21:16 access rights (INFO_CAP_*,
+//         what the IOTLB hit check tests: rights per privilege, after U/SUM/XD/D rules);
+//         fault: bits 23:16 reason, bits 27:24 level, bits 29:28 stage (0 engine-managed, 1, 2),
+//         bit 14 a page request was queued, bit 30 a stage-2 fault on an implicit access (the
+//         stage-1 walk's table read), bit 31 that implicit access was the A/D update write.
+//         On a fault the phys words hold the fault address (0 if none): for a stage-2 fault the
+//         GPA stage 2 was translating, for FAULT_OUTSIDE_RAM the physical table-entry address.
 export const RES_SIZE = 16;
 export const RES_PHYS_LO = 0;
 export const RES_PHYS_HI = 4;
@@ -64,6 +70,20 @@ export const INFO_LEVEL_SHIFT = 24;
 export const INFO_LEVEL_MASK = 15;
 export const INFO_STAGE_SHIFT = 28;
 export const INFO_STAGE_MASK = 3;
+export const INFO_PBMT_SHIFT = 4;
+export const INFO_PBMT_MASK = 3;
+/** Access rights on OK results: R/W/X for unprivileged requests, then R/W/X for privileged ones. */
+export const INFO_CAP_SHIFT = 16;
+export const INFO_CAP_MASK = 63;
+export const CAP_RU = 1;
+export const CAP_WU = 2;
+export const CAP_XU = 4;
+export const CAP_RS = 8;
+export const CAP_WS = 16;
+export const CAP_XS = 32;
+export const INFO_PAGE_REQUEST = 1 << 14;
+export const INFO_IMPLICIT = 1 << 30;
+export const INFO_IMPLICIT_WRITE = 1 << 31;
 
 // ---- Batch request record, 16 bytes -------------------------------------------------------------
 //   +0 rid u16 | access u8 << 16 | +4 pasid u32 | +8 iovaLo u32 | +12 iovaHi u32
@@ -90,7 +110,17 @@ export const FAULT_BEYOND_WIDTH = 5;
 export const FAULT_NOT_PRESENT = 6;
 /** The leaf does not grant the requested access. */
 export const FAULT_PERMISSION = 7;
-export const FAULT_MAX = 8;
+/** A reserved bit is set (or a malformed entry: RISC-V W without R, a level-0 pointer). */
+export const FAULT_RESERVED = 8;
+/** A superpage leaf whose output address is not aligned to its size (RISC-V). */
+export const FAULT_MISALIGNED = 9;
+/** The input address is not sign-extended from the format's top bit. */
+export const FAULT_NON_CANONICAL = 10;
+/** The leaf needs an accessed/dirty update and hardware A/D updating is off. */
+export const FAULT_AD_DISABLED = 11;
+/** A table entry lies outside guest RAM. */
+export const FAULT_OUTSIDE_RAM = 12;
+export const FAULT_MAX = 13;
 /** Room for per-reason counters in a translator slot. */
 export const FAULT_REASON_SLOTS = 16;
 
@@ -127,6 +157,11 @@ export const CTRL_FAIL_COUNTDOWN = 76;
 export const CTRL_CTX_GEN = 80;
 export const CTRL_FREE_COUNT = 84;
 export const CTRL_PAGES_GROWN = 88;
+/** Guest RAM: byte offset in the memory, length, and guest-physical base (lo/hi). */
+export const CTRL_RAM = 92;
+export const CTRL_RAM_BYTES = 96;
+export const CTRL_RAM_BASE_LO = 100;
+export const CTRL_RAM_BASE_HI = 104;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"
@@ -139,6 +174,8 @@ export const DEV_RID_DOMAIN = 4;
 export const DEV_PASID_DIR = 8;
 export const DEV_PASID_BITS = 12;
 export const DEV_PRESENT = 1;
+/** The device sends PCIe page requests (PRI) for recoverable faults. */
+export const DEV_PRI = 2;
 
 // ---- PASID table: two levels of 1024 u32 -------------------------------------------------------------
 //   directory[pasid >> 10] = leaf page | live entry count (low 11 bits); leaf[pasid & 1023] = domain.
@@ -146,27 +183,77 @@ export const PASID_LEAF_BITS = 10;
 export const PASID_LEAF_ENTRIES = 1 << PASID_LEAF_BITS;
 export const PASID_DIR_COUNT_MASK = 2047;
 
-// ---- Domain descriptor, 32 bytes; index 0 is never a valid domain -------------------------------
+// ---- Domain descriptor, 64 bytes; index 0 is never a valid domain -------------------------------
 //   +0 root table | +4 levels (3..5) | +8 generation (IOTLB validity) | +12 flags | +16 table pages
-export const DOM_SIZE = 32;
+//   | +20 format | +24 parent domain (stage 2; 0 = none) | +28 invalidation sequence
+//   | +32 user table root lo | +36 hi (guest-physical, or a GPA when nested) | +40 output address bits
+export const DOM_SIZE = 64;
 export const DOM_ROOT = 0;
 export const DOM_LEVELS = 4;
 export const DOM_GEN = 8;
 export const DOM_FLAGS = 12;
 export const DOM_LIVE = 1;
 export const DOM_PAGES = 16;
+export const DOM_FORMAT = 20;
+export const DOM_PARENT = 24;
+export const DOM_INVSEQ = 28;
+export const DOM_UROOT_LO = 32;
+export const DOM_UROOT_HI = 36;
+export const DOM_PABITS = 40;
+/** The miss path takes the extended walker (user-managed table, or page requests enabled). */
+export const DOM_EXT = 2;
+/** Hardware A/D updating for this domain's table. */
+export const DOM_HWAD = 4;
+/** RISC-V SUM: supervisor requests may read/write U pages. */
+export const DOM_SUM = 8;
+export const DOM_SVPBMT = 16;
+export const DOM_SVNAPOT = 32;
+export const DOM_SVRSW60T59B = 64;
+/** Recoverable faults of requests attached here queue page requests (a fault queue is set). */
+export const DOM_PRI = 128;
+/** Table kept in guest RAM by its user (reads are bounds-checked against RAM). */
+export const DOM_USER = 256;
+
+// ---- Table formats (DOM_FORMAT); each is a plug-in of assembly/ptwalk.ts in assembly/fmt/ -----------
+/** VT-d second stage, engine-managed tables in the page pool (fmt/engine.ts). */
+export const FMT_ENGINE = 0;
+/** x86-64 4/5-level paging: VT-d first stage, AMD v2 (fmt/x86_64.ts). */
+export const FMT_X86_64 = 1;
+/** RISC-V Sv39/Sv48/Sv57, S/VS stage (fmt/riscv.ts). */
+export const FMT_RISCV_S = 2;
+/** RISC-V Sv39x4/Sv48x4/Sv57x4, G stage (fmt/riscv.ts). */
+export const FMT_RISCV_G = 3;
+export const FMT_COUNT = 4;
 
 // ---- Translator slot: one per thread that translates (slot 0 = the owner) ------------------------
 //   +0 announced epoch (0 = quiescent) | +8 hits u64 | +16 misses u64 | +24 faults u64
 //   +32 result record (RES_SIZE) | +64 u32 fault count per reason (up to 16 reasons)
-//   | IOTLB at +SLOT_IOTLB
+//   | +128 table entries read by the extended walker u64 | +136 page-request ring tail (written by
+//   the slot's thread) | +140 head (written by the owner) | +144 requests lost to a full ring
+//   | page-request ring at +SLOT_PRQ | IOTLB at +SLOT_IOTLB
 export const SLOT_EPOCH = 0;
 export const SLOT_HITS = 8;
 export const SLOT_MISSES = 16;
 export const SLOT_FAULTS = 24;
 export const SLOT_RESULT = 32;
 export const SLOT_REASONS = 64;
-export const SLOT_IOTLB = 128;
+export const SLOT_WALK_READS = 128;
+export const SLOT_PRQ_TAIL = 136;
+export const SLOT_PRQ_HEAD = 140;
+export const SLOT_PRQ_LOST = 144;
+export const SLOT_PRQ = 512;
+export const SLOT_IOTLB = 4096;
+
+// ---- Page-request record, 32 bytes, PRQ_ENTRIES per slot ring (single producer, owner consumes) ----
+//   +0 rid | access << 16 | +4 pasid | +8 iova lo | +12 iova hi | +16 domain | +20 fault info
+export const PRQ_SIZE = 32;
+export const PRQ_ENTRIES = 64;
+export const PRQ_RID_ACCESS = 0;
+export const PRQ_PASID = 4;
+export const PRQ_IOVA_LO = 8;
+export const PRQ_IOVA_HI = 12;
+export const PRQ_DOMAIN = 16;
+export const PRQ_INFO = 20;
 
 // ---- IOTLB entry, 32 bytes; 2 ways per 64-byte set -------------------------------------------------
 //   +0 vpnLo | +4 vpnHi | rid << 13 | VALID | +8 pasid | +12 domain | +16 domain generation at fill

@@ -8,6 +8,7 @@ import {
   CTRL_DEV_ROOT, CTRL_DOMAINS, CTRL_DOMAIN_COUNT, CTRL_SLOTS, CTRL_SLOT_SIZE, CTRL_IOTLB_SETS,
   SLOT_IOTLB, CTRL_SLOT_COUNT,
 } from './abi';
+import { bindRam } from './ram';
 
 /** Control block base. */
 export let ctrl: usize = 0;
@@ -35,4 +36,5 @@ export function bind(ctrlPtr: usize, slotIndex: u32): void {
   slot = slotsBase + <usize>slotIndex * <usize>slotSize;
   iotlb = slot + SLOT_IOTLB;
   iotlbSetMask = load<u32>(ctrlPtr, CTRL_IOTLB_SETS) - 1;
+  bindRam(ctrlPtr);
 }

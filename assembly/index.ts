@@ -9,6 +9,8 @@ export { domainInit, domainFree } from './domain';
 export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
 export { translate, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim } from './pool';
+export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
+export { iotlbInvalidateScan, iotlbInvalidatePages } from './iotlb';
 import { mapRange, unmapRange } from './pagetable';
 import { domainPtr } from './domain';
 import { domainCount } from './env';
@@ -41,5 +43,11 @@ export function abiHash(): u32 {
   h = (h ^ abi.SLOT_IOTLB) * 16777619;
   h = (h ^ abi.FAULT_MAX) * 16777619;
   h = (h ^ abi.CTRL_FAIL_COUNTDOWN) * 16777619;
+  h = (h ^ abi.CTRL_RAM_BASE_HI) * 16777619;
+  h = (h ^ abi.SLOT_PRQ) * 16777619;
+  h = (h ^ abi.PRQ_SIZE) * 16777619;
+  h = (h ^ abi.INFO_CAP_SHIFT) * 16777619;
+  h = (h ^ abi.DOM_PABITS) * 16777619;
+  h = (h ^ abi.FMT_COUNT) * 16777619;
   return h;
 }

@@ -65,9 +65,15 @@ export function mapRange(d: usize, iova: u64, oa: u64, length: u64, perm: u32): 
       level--;
     }
     const used = installLeaf(d, va, pa, level, perm);
+    if (used == -1) {
+      // Out of pages, possibly after linking new (still empty) tables on the way to the leaf: the
+      // unmap covers the failed leaf's range too, so it retires those tables as well.
+      unmapRange(d, iova, va + (<u64>1 << levelShift(level)) - 1);
+      return STATUS_ENOMEM;
+    }
     if (used < 0) {
       if (done != 0) unmapRange(d, iova, iova + done - 1);
-      return used == -1 ? STATUS_ENOMEM : STATUS_EINVAL;
+      return STATUS_EINVAL;
     }
     done += <u64>1 << levelShift(<u32>used);
   }
@@ -95,7 +101,8 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
     }
     const child = <usize>entryAddr(e);
     const gone = unmapLevel(d, child, level - 1, lo, start, last);
-    if (gone == 0) continue;
+    // An empty table (count 0: left by a map that ran out of pages) is retired like an emptied one.
+    if (gone == 0 && childCount(e) != 0) continue;
     if (childCount(e) == gone) {
       atomic.store<u64>(slot, 0);
       pageRetire(child);

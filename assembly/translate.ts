@@ -9,6 +9,11 @@
 // Fill race: the miss path reads CTRL_CTX_GEN before the context and the domain generation
 // before the walk, and re-reads both after filling; if either moved, a control call overlapped
 // this walk and the entry is dropped (the result itself is allowed: the call had not returned).
+//
+// Rights: a hit tests the entry's INFO_CAP_* rights against the request's R/W/X in its privilege
+// (neededCaps), so one entry serves any request kind its leaf allows (U/S, SUM, XD, D rules are
+// folded in at fill time). Domains flagged DOM_EXT (user-managed tables, nesting, page requests)
+// miss through nested.ts and fill the same IOTLB, so their hits take exactly this path.
 
 import {
   PAGE_SHIFT, RID_BITS, PASID_BITS, ACCESS_MASK, ACCESS_READ, ACCESS_WRITE, NO_PASID,
@@ -19,21 +24,19 @@ import {
   DEV_FLAGS, DEV_PRESENT, DEV_RID_DOMAIN, DEV_PASID_BITS, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN,
   CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS, SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS,
   TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_VPN_LO, TLB_KEY_HI, TLB_RID_SHIFT, TLB_VALID, TLB_PASID,
-  TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO,
+  TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT, DOM_FLAGS, DOM_EXT,
 } from './abi';
 import { ctrl, slot, iotlb, iotlbSetMask, domains } from './env';
 import { deviceEntry, pasidDomain } from './context';
 import { domainPtr } from './domain';
 import { walk, walkLevel } from './walk';
-import { entryAddr, entryPerm, levelShift } from './fmt/engine';
+import { entryAddr, entryPerm, entryCaps, levelShift } from './fmt/engine';
+import { neededCaps } from './ptwalk';
+import { extMiss, takeFaultAddr } from './nested';
+import { victim } from './iotlb';
 
 const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
 
-/** Leaf permission bits a request needs: read and execute need R, write needs W; Priv is not checked here. */
-// @ts-ignore: decorator
-@inline function neededPerm(access: u32): u32 {
-  return ((access | (access >> 2)) & ACCESS_READ) | (access & ACCESS_WRITE);
-}
 
 // @ts-ignore: decorator
 @inline function faultInfo(reason: u32, level: u32): u32 {
@@ -41,7 +44,7 @@ const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
 }
 
 // @ts-ignore: decorator
-@inline function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
+@inline export function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
   const h = vpnLo ^ ((pasid | (rid << PASID_BITS)) * 0x9e3779b1);
   return iotlb + <usize>((h ^ (h >> 16)) & iotlbSetMask) * TLB_SET_SIZE;
 }
@@ -56,13 +59,16 @@ const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
 @inline function lookup(rid: u32, pasid: u32, iova: u64, need: u32, out: usize): u32 {
   const vpn = iova >> PAGE_SHIFT;
   const vpnLo = <u32>vpn;
+  // Page numbers from 2^45 (IOVAs from 2^57) would spill into the RID bits of the key and match
+  // another requester's entry; no domain maps them, so they take the slow path (beyond-width).
+  if (<u32>(vpn >> 32) >> TLB_RID_SHIFT) return 0;
   const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
   let e = setOf(rid, pasid, vpnLo);
   for (let way = 0; way < 2; way++, e += TLB_ENTRY_SIZE) {
     if (load<u32>(e, TLB_VPN_LO) != vpnLo || load<u32>(e, TLB_KEY_HI) != keyHi || load<u32>(e, TLB_PASID) != pasid) continue;
     const gen = atomic.load<u32>(domains + <usize>load<u32>(e, TLB_DOMAIN) * DOM_SIZE, DOM_GEN);
     const info = load<u32>(e, TLB_INFO);
-    if (gen != load<u32>(e, TLB_GEN) || ((info >> INFO_PERM_SHIFT) & need) != need) return 0;
+    if (gen != load<u32>(e, TLB_GEN) || ((info >> INFO_CAP_SHIFT) & need) != need) return 0;
     store<u64>(out, load<u64>(e, TLB_PHYS_LO) + (iova & PAGE_MASK), RES_PHYS_LO);
     return info;
   }
@@ -83,36 +89,60 @@ function contextDomain(rid: u32, pasid: u32): u32 {
   return dom == 0 ? 0x80000000 | faultInfo(FAULT_NOT_ATTACHED, 0) : dom;
 }
 
-/** The miss path; the caller has announced an epoch. Stores phys at `out`, returns info. */
-function miss(rid: u32, pasid: u32, iova: u64, need: u32, out: usize): u32 {
+/**
+ * The miss path; the caller has announced an epoch. Stores phys at `out`, returns info.
+ *
+ * A walk that overlapped a context change (detach/replace/destroy/close) may have used a domain
+ * the context no longer names — one being freed (root 0) or already reused by another HWPT, even
+ * another FD's. The owner changes a context (and bumps CTRL_CTX_GEN) before it frees the domain,
+ * so such a walk always sees CTRL_CTX_GEN move; it is then done again against the new context.
+ */
+function miss(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const ctxGen = atomic.load<u32>(ctrl, CTRL_CTX_GEN);
+    const info = missOnce(rid, pasid, iova, access, out);
+    if (atomic.load<u32>(ctrl, CTRL_CTX_GEN) == ctxGen) return info;
+  }
+  // Contexts changing faster than a walk for 1000 walks in a row: report the request as blocked.
+  store<u64>(out, 0, RES_PHYS_LO);
+  return faultInfo(FAULT_NOT_ATTACHED, 0);
+}
+
+function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
   const ctxGen = atomic.load<u32>(ctrl, CTRL_CTX_GEN);
   const dom = contextDomain(rid, pasid);
   if (dom & 0x80000000) return dom & 0x7fffffff;
   const d = domainPtr(dom);
+  // User-managed tables, nesting and page requests take the extended walker (nested.ts).
+  if (load<u32>(d, DOM_FLAGS) & DOM_EXT) return extMiss(rid, pasid, iova, access, out, dom, d, ctxGen);
+  const need = neededCaps(access);
   const gen = atomic.load<u32>(d, DOM_GEN);
   const levels = load<u32>(d, DOM_LEVELS);
   if (iova >> levelShift(levels) != 0) return faultInfo(FAULT_BEYOND_WIDTH, levels - 1);
-  const leaf = walk(<usize>load<u32>(d, DOM_ROOT), levels, iova);
+  // Root 0: the domain is being freed (its context already changed; miss() walks again).
+  const root = <usize>atomic.load<u32>(d, DOM_ROOT);
+  if (root == 0) return faultInfo(FAULT_NOT_ATTACHED, 0);
+  const leaf = walk(root, levels, iova);
   const level = walkLevel;
   if (leaf == 0) return faultInfo(FAULT_NOT_PRESENT, level);
   const perm = entryPerm(leaf);
-  if ((perm & need) != need) return faultInfo(FAULT_PERMISSION, level);
+  const caps = entryCaps(perm);
+  if ((caps & need) != need) return faultInfo(FAULT_PERMISSION, level);
   const shift = levelShift(level);
   const phys = entryAddr(leaf) + (iova & ((<u64>1 << shift) - 1));
-  const info = INFO_OK | (perm << INFO_PERM_SHIFT) | (shift << INFO_SIZE_SHIFT);
+  const info = INFO_OK | (perm << INFO_PERM_SHIFT) | (shift << INFO_SIZE_SHIFT) | (caps << INFO_CAP_SHIFT);
   store<u64>(out, phys, RES_PHYS_LO);
 
-  // Fill way 0 (most recent); the previous way-0 entry moves to way 1.
+  // Fill in place (iotlb.ts `victim`: entries never move, so invalidation scans cannot miss one).
   const vpn = iova >> PAGE_SHIFT;
-  const e = setOf(rid, pasid, <u32>vpn);
-  memory.copy(e + TLB_ENTRY_SIZE, e, TLB_ENTRY_SIZE);
+  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
+  const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
   store<u32>(e, <u32>vpn, TLB_VPN_LO);
   store<u32>(e, pasid, TLB_PASID);
   store<u32>(e, dom, TLB_DOMAIN);
   store<u32>(e, gen, TLB_GEN);
   store<u32>(e, info, TLB_INFO);
   store<u64>(e, phys & ~PAGE_MASK, TLB_PHYS_LO);
-  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
   store<u32>(e, atomic.load<u32>(ctrl, CTRL_CTX_GEN) == ctxGen && atomic.load<u32>(d, DOM_GEN) == gen ? keyHi : 0, TLB_KEY_HI);
   return info;
 }
@@ -127,7 +157,7 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   let info: u32;
   if (valid(rid, pasid, access)) {
     bump(SLOT_MISSES);
-    info = miss(rid, pasid, iova, neededPerm(access), out);
+    info = miss(rid, pasid, iova, access, out);
   } else {
     info = faultInfo(FAULT_BAD_REQUEST, 0);
   }
@@ -135,7 +165,7 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
     bump(SLOT_FAULTS);
     const counter = slot + SLOT_REASONS + (<usize>((info >> INFO_REASON_SHIFT) & 15) << 2);
     store<u32>(counter, load<u32>(counter) + 1);
-    store<u64>(out, 0, RES_PHYS_LO);
+    store<u64>(out, takeFaultAddr(), RES_PHYS_LO);
   }
   store<u32>(out, info, RES_INFO);
   return info;
@@ -145,7 +175,7 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
 // @ts-ignore: decorator
 @inline function translateOne(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
   if (valid(rid, pasid, access)) {
-    const info = lookup(rid, pasid, iova, neededPerm(access), out);
+    const info = lookup(rid, pasid, iova, neededCaps(access), out);
     if (info != 0) {
       bump(SLOT_HITS);
       store<u32>(out, info, RES_INFO);
@@ -171,7 +201,7 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
   if (valid(rid, pasid, access)) {
-    const info = lookup(rid, pasid, iova, neededPerm(access), out);
+    const info = lookup(rid, pasid, iova, neededCaps(access), out);
     if (info != 0) {
       bump(SLOT_HITS);
       store<u32>(out, info, RES_INFO);

@@ -14,14 +14,12 @@
 //   node examples/emulated-machine.mjs --seconds 5
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { Access, Iommu, NO_PASID } from '../dist/index.js';
+import { Iommu } from '../dist/index.js';
 import { evaluate, scanMachineRam } from './checks.mjs';
-import { CONTROL, DEVICES, MACHINE_RAM } from './machine-layout.mjs';
-import { rogueDmaPlan, tryToReachVmA } from './rogue.mjs';
+import { BATCH_CAPACITY, buildMachine, closeVms, ramPlacement } from './machine.mjs';
+import { CONTROL, MACHINE_RAM } from './machine-layout.mjs';
 import { printAuthorization, printChecks, printDma, printVm } from './summary.mjs';
-import { buildVmA, buildVmB } from './vms.mjs';
 
-const BATCH_CAPACITY = 256;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const USAGE = 'usage: node examples/emulated-machine.mjs [--quick | --seconds N]';
@@ -45,17 +43,9 @@ function dmaDurationMs() {
 }
 
 /** Starts a device model on its own thread, with its own translator over the engine's memory. */
-function startDevice(iommu, vm, name, windows, control) {
-  const dev = vm.devices[name];
-  const ram = iommu.ram;
+function startDevice(iommu, { name, device, windows }, control) {
   const worker = new Worker(new URL('./device-worker.mjs', import.meta.url), {
-    workerData: {
-      handle: iommu.translatorHandle({ batchCapacity: BATCH_CAPACITY }),
-      device: { name, rid: dev.rid, tag: DEVICES[name].tag, host: vm.host },
-      windows,
-      ram: { base: MACHINE_RAM.base, byteOffset: ram.byteOffset, bytes: ram.byteLength },
-      control,
-    },
+    workerData: { handle: iommu.translatorHandle({ batchCapacity: BATCH_CAPACITY }), device, windows, ram: ramPlacement(iommu), control },
   });
   return new Promise((resolve, reject) => {
     worker.once('message', resolve);
@@ -71,12 +61,10 @@ async function main() {
   const iommu = await Iommu.create({ ram: MACHINE_RAM });
   if (!iommu.shared) throw new Error('worker translators need SharedArrayBuffer');
 
-  // Each VMM opens its own FD: nothing one of them creates has a name in the other's.
-  const vmA = buildVmA(iommu);
-  const vmB = buildVmB(iommu);
-
-  // The rogue tries A's IDs and A's PASID from B's FD, before any DMA runs.
-  const attempts = tryToReachVmA(iommu, vmA, vmB);
+  // Each VMM opens its own FD: nothing one of them creates has a name in the other's. The rogue
+  // tries A's IDs and A's PASID from B's FD, before any DMA runs.
+  const machine = buildMachine(iommu);
+  const { vmA, vmB, attempts, devices, controlOps } = machine;
 
   // DMA: one worker per device, each with its own translator. They start together on GO and
   // translate until STOP.
@@ -86,24 +74,15 @@ async function main() {
     Atomics.store(flags, word, 1);
     Atomics.notify(flags, word);
   };
-  const plans = [
-    [vmA, 'accel', vmA.dma.accel], [vmA, 'nicA', vmA.dma.nicA],
-    [vmB, 'nicB', vmB.dma.nicB], [vmB, 'disk', vmB.dma.disk], [vmB, 'rogue', rogueDmaPlan(vmA)],
-  ];
-  const reportsDone = Promise.all(plans.map(([vm, name, windows]) => startDevice(iommu, vm, name, windows, control)));
+  const reportsDone = Promise.all(devices.map((d) => startDevice(iommu, d, control)));
   reportsDone.catch(() => { signal(CONTROL.STOP); signal(CONTROL.GO); }); // one crash ends the run
-  while (Atomics.load(flags, CONTROL.READY) < plans.length && !Atomics.load(flags, CONTROL.STOP)) await sleep(1);
+  while (Atomics.load(flags, CONTROL.READY) < devices.length && !Atomics.load(flags, CONTROL.STOP)) await sleep(1);
   signal(CONTROL.GO);
 
-  // Meanwhile the owner changes state underneath the devices: A's process two execs (its PASID
-  // is re-attached to a new address space) and B maps and unmaps a hot-plugged RX pool.
-  const controlOps = { A: 0, B: 0 };
+  // Meanwhile the owner changes state underneath the devices (machine.controlStep).
   const deadline = performance.now() + dmaMs;
   while (performance.now() < deadline && !Atomics.load(flags, CONTROL.STOP)) {
-    vmA.controlStep();
-    controlOps.A++;
-    vmB.controlStep();
-    controlOps.B++;
+    machine.controlStep();
     await sleep(1); // let the workers run against this state for a moment
   }
   signal(CONTROL.STOP);
@@ -111,17 +90,15 @@ async function main() {
   const engine = iommu.stats();
   const ramWritten = scanMachineRam(iommu.ram);
 
-  console.log(`ioasid emulated machine: 2 VMs, ${plans.length} devices on ${plans.length} worker threads\n`);
+  console.log(`ioasid emulated machine: 2 VMs, ${devices.length} devices on ${devices.length} worker threads\n`);
   printVm(iommu, vmA);
   printVm(iommu, vmB);
   printAuthorization(vmB.devices.rogue, attempts);
   printDma({ reports, controlOps, engine, ramWritten });
 
   // Closing A's FD tears down everything it holds: its devices' DMA is blocked from then on.
-  vmA.fd.close();
-  const afterClose = iommu.translate(vmA.devices.nicA.rid, NO_PASID, 0x1000, Access.Read);
+  const afterClose = closeVms(iommu, machine);
   console.log(`  after fdA.close(): nicA DMA → ${afterClose.ok ? 'translated!' : `fault ${afterClose.fault.reason}`}`);
-  vmB.fd.close();
 
   const passed = printChecks(evaluate({ reports, attempts, ramWritten, engine, afterClose }));
   process.exitCode = passed ? 0 : 1;

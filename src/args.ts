@@ -11,11 +11,16 @@ import { fail } from './errno';
 export const U64_MAX = (1n << 64n) - 1n;
 const TWO_64 = 1n << 64n;
 
-/** `value` as a u64 bigint. @throws EINVAL not an integer or negative; EOVERFLOW ≥ 2^64. */
+/**
+ * `value` as a u64 bigint. @throws EINVAL not a bigint or safe integer (NaN, ±Infinity, fraction,
+ * unsafe integer below 2^64, other type) or negative; EOVERFLOW ≥ 2^64 (bigint or integral number).
+ */
 export function u64(op: string, name: string, value: unknown): bigint {
   let v: bigint;
   if (typeof value === 'bigint') v = value;
   else if (typeof value === 'number' && Number.isSafeInteger(value)) v = BigInt(value);
+  // An integral number ≥ 2^64 is out of range whatever its precision: EOVERFLOW, as for a bigint.
+  else if (typeof value === 'number' && Number.isInteger(value) && value >= 2 ** 64) return fail('EOVERFLOW', op, `${name}: expected < 2^64, got ${value}`);
   else return fail('EINVAL', op, `${name}: expected a bigint or safe integer, got ${describe(value)}`);
   if (v < 0n) return fail('EINVAL', op, `${name}: expected ≥ 0, got ${v}`);
   if (v >= TWO_64) return fail('EOVERFLOW', op, `${name}: expected < 2^64, got ${v}`);

@@ -6,8 +6,13 @@
  *
  *   request i  = requests[4i .. 4i+3]: rid | access << 16, pasid, iova low 32, iova high 32
  *   result i   = results[4i .. 4i+3]:  phys low 32, phys high 32, info, 0
- *   info       = bit 0 ok; ok: bits 3:1 perm (R=1 W=2 X=4), bits 13:8 log2(leaf size);
- *                fault: bits 23:16 reason (index into FAULT_REASONS), bits 27:24 level.
+ *   info       = bit 0 ok; ok: bits 3:1 perm (R=1 W=2 X=4), bits 5:4 memory type (RISC-V PBMT),
+ *                bits 13:8 log2(translation size), bits 21:16 access rights per privilege;
+ *                fault: bits 23:16 reason (index into FAULT_REASONS), bits 27:24 level,
+ *                bits 29:28 stage, bit 14 page request queued, bit 30 implicit (stage-2 fault while
+ *                reading a stage-1 table), bit 31 that access was an A/D write. On a fault the phys
+ *                words hold the fault address (the GPA of a stage-2 fault, the table-entry address of
+ *                an outside-RAM fault), 0 otherwise. The authoritative layout is assembly/abi.ts.
  * @module
  */
 import * as abi from '../assembly/abi';
@@ -39,11 +44,20 @@ export class Batch {
     return this.res;
   }
 
-  /** Writes request `i`. `iova` must be below 2^53 here; use the words directly for wider ones. */
+  /**
+   * Writes request `i`. `iova` must be below 2^53 here; use the words directly for wider ones.
+   * Values the record cannot hold (rid beyond 16 bits, access beyond 16, non-integers…) are
+   * written as a malformed request, so they fault `bad-request` as in a per-call translate.
+   */
   set(i: number, rid: number, pasid: number, iova: number, access: number): void {
     const r = this.requests;
     const at = i * 4;
-    r[at] = (rid & 0xffff) | (access << abi.REQ_ACCESS_SHIFT);
+    if (!(fits(rid, 2 ** 16) && fits(pasid, 2 ** 32) && fits(access, 2 ** 16) && fits(iova, 2 ** 64))) {
+      r.fill(0, at, at + 4);
+      r[at] = 0xffff << abi.REQ_ACCESS_SHIFT; // access bits the core rejects
+      return;
+    }
+    r[at] = rid | (access << abi.REQ_ACCESS_SHIFT);
     r[at + 1] = pasid;
     r[at + 2] = iova >>> 0;
     r[at + 3] = (iova / 4294967296) >>> 0;
@@ -99,6 +113,9 @@ export class Batch {
     this.epoch = this.core.viewEpoch;
   }
 }
+
+/** True when `v` is an integer number in [0, limit). */
+const fits = (v: unknown, limit: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < limit;
 
 /** Pages needed for a batch of `capacity` requests and results. */
 export function batchPages(capacity: number): number {

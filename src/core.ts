@@ -26,6 +26,13 @@ export interface CoreExports {
   bufferAlloc(pages: number): number;
   bufferFree(ptr: number, pages: number): void;
   reclaim(): number;
+  userDomainInit(index: number, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number;
+  userDomainFree(index: number): number;
+  domainSetPri(index: number, on: number): number;
+  domainInvalidateAll(index: number): number;
+  deviceSetPri(rid: number, on: number): number;
+  iotlbInvalidateScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): void;
+  iotlbInvalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void;
 }
 
 const decode = (b64: string): Uint8Array<ArrayBuffer> => {
@@ -53,7 +60,8 @@ export async function coreModuleAsync(shared: boolean): Promise<WebAssembly.Modu
 export function expectedAbiHash(): number {
   let h = 2166136261;
   for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
-    abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN]) {
+    abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
+    abi.CTRL_RAM_BASE_HI, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT]) {
     h = Math.imul(h ^ v, 16777619) >>> 0;
   }
   return h;

@@ -15,6 +15,8 @@ import type { Engine } from './engine';
 import { fail } from './errno';
 import { fdState, type FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
+import { HwptUser } from './hwpt-user';
+import type { PageResponse } from './fault-queue';
 import type { IoRange } from './io-pagetable';
 import { Ioas } from './ioas';
 import { FdObject } from './object-table';
@@ -41,6 +43,9 @@ export interface DeviceCaps {
   reservedRegions: IoRange[];
 }
 
+/** What a device can be attached to: an engine-managed or a user-managed HWPT. */
+type AnyHwpt = HwptPaging | HwptUser;
+
 /** Flags of the HWPT an attach to an IOAS makes (never PASID-capable, as in iommufd). */
 const AUTO_FLAGS = { auto: true, nestParent: false, pasid: false } as const;
 
@@ -52,7 +57,9 @@ interface Binding {
 export class DeviceFd {
   private binding: Binding | undefined;
   /** pasid (NO_PASID for the RID) -> attached HWPT. */
-  private readonly attached = new Map<number, HwptPaging>();
+  private readonly attached = new Map<number, AnyHwpt>();
+  /** Page responses (answers to page requests) received and not yet taken. */
+  private responses: PageResponse[] = [];
   /** The IOAS holding this device's reserved regions while its RID is attached. */
   private reservedIn: Ioas | undefined;
 
@@ -76,6 +83,27 @@ export class DeviceFd {
   /** The device ID inside the FD this device is bound to, or undefined. */
   get devId(): number | undefined {
     return this.binding?.obj.id;
+  }
+
+  /** True when the device sends page requests (PRI) for recoverable faults. */
+  get pri(): boolean {
+    return this.caps.pri;
+  }
+
+  /**
+   * Takes the page responses the device received (answers written to a fault queue, or INVALID
+   * on detach), oldest first. After a 'success' the device may retry the DMA that faulted.
+   */
+  pageResponses(): PageResponse[] {
+    const out = this.responses;
+    this.responses = [];
+    return out;
+  }
+
+  /** @internal A fault queue answers one of this device's page requests. */
+  pushPageResponse(r: PageResponse): void {
+    if (this.responses.length >= 4096) this.responses.shift(); // a device that never looks stays bounded
+    this.responses.push(r);
   }
 
   /** Current attachments: pasid (NO_PASID = RID) -> HWPT ID. */
@@ -116,18 +144,18 @@ export class DeviceFd {
     const state = this.boundState(op);
     const pasid = this.checkPasid(op, state, o.pasid);
     const target = state.table.get(op, id(op, 'ptId', ptId));
-    if (!(target instanceof Ioas) && !(target instanceof HwptPaging)) {
+    if (!(target instanceof Ioas) && !(target instanceof HwptPaging) && !(target instanceof HwptUser)) {
       fail('EINVAL', op, `object ${target.id} is a ${target.type}, expected an IOAS or a HWPT`);
     }
     if (target instanceof Ioas && pasid !== abi.NO_PASID) {
       fail('EINVAL', op, 'a PASID needs a HWPT allocated with { pasid: true }, not an IOAS (its auto HWPT is not PASID-capable)');
     }
-    if (target instanceof HwptPaging) this.checkCompat(op, pasid, target);
+    if (!(target instanceof Ioas)) this.checkCompat(op, pasid, target);
     const old = this.attached.get(pasid);
     if (old === target) return old.id;
 
     // Build everything that can fail before changing anything visible.
-    let hwpt = target instanceof HwptPaging ? target : undefined;
+    let hwpt: AnyHwpt | undefined = target instanceof Ioas ? undefined : target;
     let madeAuto = false;
     if (target instanceof Ioas) {
       hwpt = [...target.hwpts].find((h) => h.flags.auto);
@@ -146,13 +174,15 @@ export class DeviceFd {
       }
     }
     const h = hwpt!;
-    const reserveNew = pasid === abi.NO_PASID && this.reservedIn !== h.ioas;
+    // The IOAS the RID's reserved regions go to (none for tables over guest-physical addresses).
+    const newIoas = h.ioas;
+    const reserveNew = pasid === abi.NO_PASID && this.reservedIn !== newIoas;
     try {
-      if (reserveNew) h.ioas.iopt.addReserved(op, this, this.caps.reservedRegions);
+      if (reserveNew && newIoas) newIoas.iopt.addReserved(op, this, this.caps.reservedRegions);
       try {
         this.program(op, pasid, h.domain);
       } catch (e) {
-        if (reserveNew) h.ioas.iopt.removeReserved(this);
+        if (reserveNew && newIoas) newIoas.iopt.removeReserved(this);
         throw e;
       }
     } catch (e) {
@@ -166,7 +196,10 @@ export class DeviceFd {
     h.users++;
     this.attached.set(pasid, h);
     if (pasid !== abi.NO_PASID && !old) this.engine.pasids.use(pasid, 1);
-    if (old) this.dropAttachment(state, old);
+    if (old) {
+      old.faultQueue?.detached(this, pasid, old); // replace answers its pending page requests INVALID
+      this.dropAttachment(state, old);
+    }
     return h.id;
   }
 
@@ -249,10 +282,11 @@ export class DeviceFd {
     } else {
       this.engine.pasids.use(pasid, -1);
     }
+    hwpt.faultQueue?.detached(this, pasid, hwpt);
     this.dropAttachment(state, hwpt);
   }
 
-  private dropAttachment(state: FdState, hwpt: HwptPaging): void {
+  private dropAttachment(state: FdState, hwpt: AnyHwpt): void {
     hwpt.users--;
     if (hwpt.flags.auto && hwpt.users === 0) state.table.remove(hwpt);
   }

@@ -24,6 +24,9 @@ const DONE: DmaResult = Object.freeze({ bytes: 0 });
 export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   const n = data.length;
   if (n === 0) return DONE;
+  // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
+  // throws) must not reach the arithmetic below, which would throw.
+  if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
   let out = scratchByTranslator.get(t);
   if (!out) scratchByTranslator.set(t, (out = new TranslationOut()));
   const access = toRam ? Access.Write : Access.Read;

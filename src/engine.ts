@@ -69,6 +69,28 @@ export class Engine {
     this.freeDomains.push(index);
   }
 
+  /**
+   * Creates a user-managed domain (a table in guest RAM; see assembly/userdomain.ts for the
+   * arguments). @throws ENOMEM no domain slot; EINVAL the core refused the description.
+   */
+  userDomainCreate(op: string, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number {
+    if (this.failPoint()) fail('ENOMEM', op, 'domain slot allocation failed (injected)');
+    const index = this.freeDomains.pop() ?? (this.nextDomain < this.layout.domainCount ? this.nextDomain++ : 0);
+    if (index === 0) fail('ENOMEM', op, `all ${this.layout.domainCount - 1} domain slots are in use (option maxDomains)`);
+    const status = this.core.exports.userDomainInit(index, fmt, levels, root, flags, parent, paBits);
+    if (status !== abi.STATUS_OK) {
+      this.freeDomains.push(index);
+      fail('EINVAL', op, `table description rejected by the core (status ${status})`);
+    }
+    return index;
+  }
+
+  /** Frees a user-managed domain no context and no child points at any more. */
+  userDomainDestroy(index: number): void {
+    this.core.exports.userDomainFree(index);
+    this.freeDomains.push(index);
+  }
+
   /** Throws the errno a core status code stands for. */
   check(op: string, status: number, what: string): void {
     if (status === abi.STATUS_OK) return;

@@ -10,6 +10,12 @@ import type { Engine } from './engine';
 import type { Area, DomainSink } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
+import type { FaultQueue } from './fault-queue';
+
+/** A HWPT whose translations depend on this one's tables (a nested child). */
+export interface NestedChild {
+  readonly domain: number;
+}
 
 export interface HwptFlags {
   /** Made by attaching to an IOAS; destroyed with its last attachment. */
@@ -20,8 +26,15 @@ export interface HwptFlags {
   pasid: boolean;
 }
 
+/** First output address engine page tables cannot hold. */
+const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
+
 export class HwptPaging extends FdObject implements DomainSink {
   readonly type = 'hwpt-paging' as const;
+  /** Nested HWPTs on this nest parent: their IOTLB entries are ended whenever this table changes. */
+  readonly children = new Set<NestedChild>();
+  /** The fault queue page requests of translations through this HWPT go to (faultId). */
+  faultQueue: FaultQueue | undefined;
 
   private constructor(
     private readonly engine: Engine,
@@ -54,6 +67,10 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   mapArea(area: Area): void {
+    // Leaf entries hold output bits 51:12; a higher output would be cut to another address.
+    if (area.phys + (area.last - area.iova) >= OUTPUT_LIMIT) {
+      throw new IommuError('ERANGE', 'map', `output addresses up to 0x${(area.phys + area.last - area.iova).toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
+    }
     const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
     const status = this.engine.core.exports.map(this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
     this.engine.core.sync();
@@ -63,6 +80,10 @@ export class HwptPaging extends FdObject implements DomainSink {
 
   unmapArea(area: Area): void {
     this.engine.core.exports.unmap(this.domain, area.iova, area.last);
+    // Children cache combined (stage-1 + this stage-2) results under their own domains: the
+    // parent's generation bump does not reach them, so end theirs too — after the unmap, so a
+    // child walk that refills reads the new parent tables.
+    for (const child of this.children) this.engine.core.exports.domainInvalidateAll(child.domain);
   }
 
   /** Table pages this HWPT's domain uses, root included. */
@@ -75,6 +96,7 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   release(): void {
+    this.faultQueue?.hwptReleased(this);
     this.ioas.iopt.removeDomain(this);
     this.ioas.hwpts.delete(this);
     this.ioas.users--;

@@ -15,3 +15,6 @@ export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type
 export { FaultLog, type FaultRecord } from './fault-log';
 export type { MapArgs, CopyArgs } from './ioas';
 export type { IoRange } from './io-pagetable';
+export type { HwptUserArgs, UserTable } from './hwpt-user';
+export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './fault-queue';
+export { InvalidateError, type InvalidateEntry } from './invalidate';

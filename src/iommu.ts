@@ -5,7 +5,7 @@
  * @module
  */
 import * as abi from '../assembly/abi';
-import { int, options, describe } from './args';
+import { int, options, describe, u64 } from './args';
 import { Batch, batchPages } from './batch';
 import { Core, coreModule, coreModuleAsync } from './core';
 import { DeviceFd } from './device';
@@ -61,8 +61,9 @@ const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
 /** Why the engine is single-threaded, or undefined when workers can share its memory. */
 export function sharedMemoryUnavailableReason(): string | undefined {
   const g = globalThis as { crossOriginIsolated?: boolean; SharedArrayBuffer?: unknown };
-  if (typeof g.SharedArrayBuffer !== 'function') return 'SharedArrayBuffer is not available';
+  // Browsers hide SharedArrayBuffer on pages that are not cross-origin isolated: name the cause.
   if (g.crossOriginIsolated === false) return 'the page is not cross-origin isolated (serve it with COOP/COEP headers)';
+  if (typeof g.SharedArrayBuffer !== 'function') return 'SharedArrayBuffer is not available';
   return undefined;
 }
 
@@ -94,7 +95,9 @@ function resolve(opts: unknown): Resolved {
     if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
     ramBase = BigInt(r.base as number | bigint);
     if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
-    if (ramBase + BigInt(ramBytes) > BigInt(Number.MAX_SAFE_INTEGER)) fail('EINVAL', op, 'ram: expected the window to end below 2^53');
+    // Page tables may sit anywhere below 2^64 (RISC-V: 56-bit physical addresses); software DMA
+    // (number addresses) reaches the window only when it ends below 2^53 (RamWindow).
+    if (ramBase + BigInt(ramBytes) > 1n << 64n) fail('EINVAL', op, 'ram: expected the window to end below 2^64');
   }
   const unavailable = sharedMemoryUnavailableReason();
   let shared = unavailable === undefined;
@@ -117,7 +120,7 @@ export class Iommu {
 
   private constructor(module: WebAssembly.Module, r: Resolved) {
     const memory = new WebAssembly.Memory({ initial: r.layout.initialPages, maximum: r.layout.maximumPages, shared: r.shared });
-    writeControlBlock(memory, r.layout);
+    writeControlBlock(memory, r.layout, r.ramBase);
     const core = new Core(module, memory, 0);
     this.module = module;
     const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
@@ -166,7 +169,8 @@ export class Iommu {
 
   /**
    * Adds a PCI function behind this IOMMU and returns its device FD (DMA blocked until attached).
-   * @throws EINVAL bad BDF or options; EEXIST RID already present; ENOMEM.
+   * @throws EINVAL bad BDF or options; EOVERFLOW a reserved region address ≥ 2^64; EEXIST RID
+   * already present; ENOMEM.
    */
   addDevice(opts: DeviceOptions): DeviceFd {
     const op = 'addDevice';
@@ -188,6 +192,7 @@ export class Iommu {
     if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${o.bdf}) is already present`);
     if (this.engine.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
     this.engine.check(op, this.engine.core.exports.deviceAdd(rid, pasidBits), 'device context');
+    if (pri) this.engine.core.exports.deviceSetPri(rid, 1);
     this.engine.core.sync();
     const dev = new DeviceFd(this.engine, { bdf: o.bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions });
     this.engine.devices.set(rid, dev);
@@ -199,9 +204,10 @@ export class Iommu {
     if (!Array.isArray(value)) return fail('EINVAL', op, 'reservedRegions: expected an array of { start, last }');
     return value.map((r: unknown, i) => {
       const o = options(op, r, ['start', 'last'] as const);
-      const start = typeof o.start === 'bigint' ? o.start : Number.isSafeInteger(o.start) ? BigInt(o.start as number) : -1n;
-      const last = typeof o.last === 'bigint' ? o.last : Number.isSafeInteger(o.last) ? BigInt(o.last as number) : -1n;
-      if (start < 0n || last < start || last >= 1n << 64n) fail('EINVAL', op, `reservedRegions[${i}]: expected 0 ≤ start ≤ last < 2^64`);
+      // Addresses follow args.ts: a wrong type or a negative is EINVAL, a value ≥ 2^64 EOVERFLOW.
+      const start = u64(op, `reservedRegions[${i}].start`, o.start);
+      const last = u64(op, `reservedRegions[${i}].last`, o.last);
+      if (last < start) fail('EINVAL', op, `reservedRegions[${i}]: expected start ≤ last, got [0x${start.toString(16)}, 0x${last.toString(16)}]`);
       return { start, last };
     });
   }

@@ -15,6 +15,9 @@ import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, typ
 import { BoundDevice } from './device';
 import { IoasAccess, type UnmapCallback } from './access';
 import * as abi from '../assembly/abi';
+import { FaultQueue, closeFaultFds, faultQueueCreate, type FaultQueueFd } from './fault-queue';
+import { hwptAllocUser, type HwptUserArgs } from './hwpt-user';
+import { hwptInvalidate, type InvalidateEntry } from './invalidate';
 
 /** Arguments of `hwptAlloc` for an engine-managed HWPT. */
 export interface HwptAllocArgs {
@@ -29,7 +32,7 @@ export interface HwptAllocArgs {
   faultId?: number;
 }
 
-const HWPT_KEYS = ['devId', 'ptId', 'nestParent', 'pasid', 'dirtyTracking', 'faultId'] as const;
+const HWPT_KEYS = ['devId', 'ptId', 'nestParent', 'pasid', 'dirtyTracking', 'faultId', 'table'] as const;
 
 export class IommuFd {
   private readonly state: FdState;
@@ -110,8 +113,8 @@ export class IommuFd {
    */
   pasidAlloc(opts?: { pasid?: number }): number {
     const op = 'pasidAlloc';
+    this.state.checkOpen(op); // a closed FD is EBADF whatever the arguments, as for every FD call
     const o = options(op, opts, ['pasid'] as const);
-    this.state.checkOpen(op);
     const want = o.pasid === undefined ? undefined : int(op, 'pasid', o.pasid, 1, this.state.engine.pasids.limit - 1);
     if (this.state.engine.failPoint()) fail('ENOMEM', op, 'PASID allocation failed (injected)');
     return this.state.engine.pasids.alloc(op, this.state, want);
@@ -127,13 +130,16 @@ export class IommuFd {
   /**
    * Allocates a HWPT_PAGING mirroring IOAS `ptId`.
    * @returns the HWPT ID.
+   * With `table`, allocates a user-managed HWPT instead (see `HwptUserArgs`, src/hwpt-user.ts):
+   * nested on the nest-parent HWPT `ptId` when given, else over guest-physical addresses.
    * @throws EOPNOTSUPP unknown option, faultId with nestParent, dirtyTracking (not supported yet);
    * ENOENT bad devId or faultId; EINVAL ptId missing or not an IOAS; ENOMEM.
    */
-  hwptAlloc(args: HwptAllocArgs): number {
+  hwptAlloc(args: HwptAllocArgs | HwptUserArgs): number {
     const op = 'hwptAlloc';
-    const o = options(op, args, HWPT_KEYS);
     this.state.checkOpen(op);
+    const o = options(op, args, HWPT_KEYS);
+    if (o.table !== undefined) return hwptAllocUser(this.state, op, o);
     const nestParent = flag(op, 'nestParent', o.nestParent, false);
     const pasid = flag(op, 'pasid', o.pasid, false);
     const dirty = flag(op, 'dirtyTracking', o.dirtyTracking, false);
@@ -142,15 +148,45 @@ export class IommuFd {
     this.state.table.get<BoundDevice>(op, id(op, 'devId', o.devId), 'device');
     const pt = this.state.table.find(id(op, 'ptId', o.ptId));
     if (!(pt instanceof Ioas)) fail('EINVAL', op, pt ? `object ${pt.id} is a ${pt.type}, expected an IOAS` : `no object with ID ${o.ptId as number}`);
-    // Fault queues do not exist in this engine version, so every faultId names nothing.
-    if (o.faultId !== undefined) fail('ENOENT', op, `no fault queue with ID ${id(op, 'faultId', o.faultId)}`);
+    const queue = o.faultId === undefined ? undefined : this.state.table.get<FaultQueue>(op, id(op, 'faultId', o.faultId), 'fault');
     const hwptId = this.state.table.reserve(op);
+    let hwpt: HwptPaging;
     try {
-      return this.state.table.publish(hwptId, HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid })).id;
+      hwpt = HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid });
     } catch (e) {
       this.state.table.abort(hwptId);
       throw e;
     }
+    if (queue) {
+      hwpt.faultQueue = queue;
+      queue.hwptAdded(hwpt);
+    }
+    return this.state.table.publish(hwptId, hwpt).id;
+  }
+
+  /**
+   * IOMMU_FAULT_QUEUE_ALLOC: a fault queue (FAULT object) and its fault FD. HWPTs allocated with
+   * `faultId: id` deliver page requests of `pri` devices to it; read and answer them on `fd`.
+   * @returns the object's ID and the fault FD. @throws EBADF closed FD; ENOMEM.
+   */
+  faultQueueAlloc(): { id: number; fd: FaultQueueFd } {
+    const op = 'faultQueueAlloc';
+    this.state.checkOpen(op);
+    return faultQueueCreate(this.state, op);
+  }
+
+  /**
+   * IOMMU_HWPT_INVALIDATE on a user-managed HWPT: removes cached translations named by `entries`
+   * (`{}` everything, `{ pasid }`, `{ iova, length[, pasid] }`; src/invalidate.ts).
+   * @returns the number of entries handled (all of them on success).
+   * @throws ENOENT no such object; EINVAL an engine-managed HWPT or another type, a bad entry;
+   * EOPNOTSUPP an unknown entry field; EOVERFLOW — errors in entries are `InvalidateError`s whose
+   * `handled` counts the entries applied before the bad one.
+   */
+  hwptInvalidate(hwptId: number, entries: InvalidateEntry[]): number {
+    const op = 'hwptInvalidate';
+    this.state.checkOpen(op);
+    return hwptInvalidate(this.state, op, id(op, 'hwptId', hwptId), entries);
   }
 
   /**
@@ -161,8 +197,8 @@ export class IommuFd {
    */
   accessCreate(ioasId: number, opts?: { onUnmap?: UnmapCallback }): IoasAccess {
     const op = 'accessCreate';
-    const o = options(op, opts, ['onUnmap'] as const);
     this.state.checkOpen(op);
+    const o = options(op, opts, ['onUnmap'] as const);
     if (o.onUnmap !== undefined && typeof o.onUnmap !== 'function') fail('EINVAL', op, 'onUnmap: expected a function');
     const ioas = this.state.table.get<Ioas>(op, id(op, 'ioasId', ioasId), 'ioas');
     const accessId = this.state.table.reserve(op);
@@ -193,6 +229,7 @@ export class IommuFd {
   close(): void {
     if (this.state.closed) return;
     for (const dev of [...this.state.devices]) dev.unbindFrom(this.state);
+    closeFaultFds(this.state);
     this.state.table.destroyAll();
     this.state.engine.pasids.freeAll(this.state);
     this.state.closed = true;

@@ -81,7 +81,7 @@ export function computeLayout(o: LayoutOptions): Layout {
 }
 
 /** Writes the control block that the Wasm core binds to. */
-export function writeControlBlock(memory: WebAssembly.Memory, l: Layout): void {
+export function writeControlBlock(memory: WebAssembly.Memory, l: Layout, ramBase = 0n): void {
   const v = new DataView(memory.buffer, abi.CTRL_BASE, abi.CTRL_SIZE);
   const put = (offset: number, value: number): void => v.setUint32(offset, value, true);
   put(abi.CTRL_MAGIC, abi.CTRL_MAGIC_VALUE);
@@ -101,6 +101,10 @@ export function writeControlBlock(memory: WebAssembly.Memory, l: Layout): void {
   put(abi.CTRL_LIMBO, l.limbo);
   put(abi.CTRL_LIMBO_CAP, l.limboCap);
   put(abi.CTRL_EPOCH, 1);
+  put(abi.CTRL_RAM, l.ram);
+  put(abi.CTRL_RAM_BYTES, l.ramBytes);
+  put(abi.CTRL_RAM_BASE_LO, Number(ramBase & 0xffffffffn));
+  put(abi.CTRL_RAM_BASE_HI, Number((ramBase >> 32n) & 0xffffffffn));
   const words = new Uint32Array(memory.buffer);
   for (const g of l.guards) words.fill(GUARD_POISON, g.start >>> 2, (g.start + g.bytes) >>> 2);
 }

@@ -9,7 +9,7 @@
  */
 import { fail } from './errno';
 
-export type ObjType = 'ioas' | 'hwpt-paging' | 'device' | 'access';
+export type ObjType = 'ioas' | 'hwpt-paging' | 'hwpt-nested' | 'hwpt-user' | 'device' | 'access' | 'fault';
 
 /** Base of every object an FD holds. `release` frees what the object owns; it must not fail. */
 export abstract class FdObject {

@@ -55,13 +55,15 @@ export interface GuardViolation {
 /** Scans every guard region of the layout; returns the first `limit` words that were overwritten. */
 export function guardViolations(iommu: object, limit = 8): GuardViolation[] {
   const e = engineOf(iommu);
-  const u32 = e.core.u32;
+  // Signed words keep the comparison on small integers (fast: this runs after every fuzz step).
+  const i32 = new Int32Array(e.core.memory.buffer, 0, e.layout.poolBase >>> 2);
+  const poison = GUARD_POISON | 0;
   const out: GuardViolation[] = [];
   for (const g of e.layout.guards) {
     const end = (g.start + g.bytes) >>> 2;
     for (let i = g.start >>> 2; i < end; i++) {
-      if (u32[i] !== GUARD_POISON) {
-        out.push({ addr: i * 4, guard: g.start, value: u32[i]! });
+      if (i32[i] !== poison) {
+        out.push({ addr: i * 4, guard: g.start, value: i32[i]! >>> 0 });
         if (out.length >= limit) return out;
       }
     }

@@ -26,15 +26,43 @@ export const FAULT_REASONS = [
   'beyond-width',
   'not-present',
   'permission',
+  /** A reserved bit is set, or the entry is malformed (RISC-V W without R, a pointer at level 0). */
+  'reserved',
+  /** A superpage leaf whose output address is not aligned to its size (RISC-V). */
+  'misaligned',
+  /** The input address is not sign-extended from the format's top bit (x86 canonical, RISC-V Sv*). */
+  'non-canonical',
+  /** The leaf needs an accessed/dirty update and hardware A/D updating is off for that stage. */
+  'ad-disabled',
+  /** A table entry lies outside guest RAM (`fault.addr` is its physical address). */
+  'outside-ram',
 ] as const satisfies readonly string[] & { length: typeof abi.FAULT_MAX };
 
 export type FaultReason = (typeof FAULT_REASONS)[number];
 
-/** A fault: the reason, the table level where it was found (0 = 4 KiB level) and the stage. */
+/**
+ * A fault: the reason, the table level where it was found (0 = 4 KiB level) and the stage (0 for
+ * engine-managed tables, 1 or 2 for user-managed ones: 2 is the nesting parent or a G-stage table).
+ * The optional fields appear only when they apply.
+ */
 export interface Fault {
   readonly reason: FaultReason;
   readonly level: number;
   readonly stage: number;
+  /**
+   * Stage 2 faulted on an implicit access of the stage-1 walk (reading a stage-1 table entry);
+   * `addr` is then the GPA of that entry.
+   */
+  readonly implicit?: true;
+  /** ...and that implicit access was the write of a stage-1 A/D update. */
+  readonly implicitWrite?: true;
+  /**
+   * For a stage-2 fault: the GPA stage 2 was translating (the final GPA, or a stage-1 table entry's
+   * GPA when `implicit`). For 'outside-ram': the physical address of the table entry.
+   */
+  readonly addr?: bigint;
+  /** A page request was queued to the attached HWPT's fault queue: retry after its response. */
+  readonly pageRequest?: true;
 }
 
 /**
@@ -48,6 +76,8 @@ export interface Translation {
   readonly phys: bigint;
   readonly size: bigint;
   readonly perm: number;
+  /** Memory type when not the default (RISC-V Svpbmt): 1 = NC, 2 = IO. */
+  readonly pbmt?: number;
   readonly fault?: Fault;
 }
 
@@ -67,15 +97,31 @@ export class TranslationOut {
   reason = 0;
   level = 0;
   stage = 0;
+  /** Memory type (RISC-V PBMT: 0 PMA, 1 NC, 2 IO) when ok. */
+  pbmt = 0;
+  /** Fault flags and address: see `Fault`. */
+  implicit = false;
+  implicitWrite = false;
+  pageRequest = false;
+  faultAddrLo = 0;
+  faultAddrHi = 0;
 }
 
 /** Decodes the core's info word and output address into `out`. */
 export function decodeInto(out: TranslationOut, info: number, physLo: number, physHi: number): TranslationOut {
   const ok = (info & abi.INFO_OK) !== 0;
   out.ok = ok;
+  // On a fault the record's address words hold the fault address (abi.ts), not an output.
+  out.faultAddrLo = ok ? 0 : physLo;
+  out.faultAddrHi = ok ? 0 : physHi;
+  if (!ok) physLo = physHi = 0;
   out.physLo = physLo;
   out.physHi = physHi;
   out.phys = physHi * 4294967296 + physLo;
+  out.pbmt = ok ? (info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK : 0;
+  out.implicit = !ok && (info & abi.INFO_IMPLICIT) !== 0;
+  out.implicitWrite = !ok && (info & abi.INFO_IMPLICIT_WRITE) !== 0;
+  out.pageRequest = !ok && (info & abi.INFO_PAGE_REQUEST) !== 0;
   out.sizeLg2 = ok ? (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK : 0;
   out.perm = ok ? (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK : 0;
   out.reason = ok ? 0 : (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
@@ -87,8 +133,13 @@ export function decodeInto(out: TranslationOut, info: number, physLo: number, ph
 /** Builds the allocating `Translation` from a decoded result. */
 export function toTranslation(iova: bigint, r: TranslationOut): Translation {
   if (!r.ok) {
-    return { ok: false, iova, phys: 0n, size: 0n, perm: 0,
-      fault: { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage } };
+    const fault: { -readonly [K in keyof Fault]: Fault[K] } = { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage };
+    if (r.implicit) fault.implicit = true;
+    if (r.implicitWrite) fault.implicitWrite = true;
+    if (r.faultAddrLo !== 0 || r.faultAddrHi !== 0) fault.addr = (BigInt(r.faultAddrHi) << 32n) | BigInt(r.faultAddrLo);
+    if (r.pageRequest) fault.pageRequest = true;
+    return { ok: false, iova, phys: 0n, size: 0n, perm: 0, fault };
   }
-  return { ok: true, iova, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo), size: 1n << BigInt(r.sizeLg2), perm: r.perm };
+  const t = { ok: true, iova, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo), size: 1n << BigInt(r.sizeLg2), perm: r.perm };
+  return r.pbmt !== 0 ? { ...t, pbmt: r.pbmt } : t;
 }

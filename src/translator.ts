@@ -34,9 +34,14 @@ export interface TranslatorStats {
   misses: number;
   faults: number;
   faultsByReason: Record<string, number>;
+  /** Table entries read by misses through user-managed or nested tables (the extended walker). */
+  tableReads: number;
 }
 
 const BAD_REQUEST_INFO = abi.FAULT_BAD_REQUEST << abi.INFO_REASON_SHIFT;
+/** A number the core takes as a u32 argument; anything else (bigint, string, symbol…) is a bad request. */
+const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
+const u32Or0 = (v: unknown): number => (typeof v === 'number' ? v >>> 0 : 0);
 const TWO_32 = 4294967296;
 const TWO_64 = 1n << 64n;
 
@@ -100,7 +105,7 @@ export class Translator {
     } else {
       return this.bad(out, rid, pasid, iova, access);
     }
-    if ((rid >>> 0) !== rid || (pasid >>> 0) !== pasid || (access >>> 0) !== access) return this.bad(out, rid, pasid, iova, access);
+    if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
     const info = this.core.exports.translate(rid, pasid, lo, hi, access);
     const r = this.core.result;
     decodeInto(out, info, r[0]!, r[1]!);
@@ -129,11 +134,25 @@ export class Translator {
   private bad(out: TranslationOut, rid: unknown, pasid: unknown, iova: unknown, access: unknown): TranslationOut {
     decodeInto(out, BAD_REQUEST_INFO, 0, 0);
     this.faults.push({
-      rid: Number(rid) >>> 0, pasid: Number(pasid) >>> 0,
+      rid: u32Or0(rid), pasid: u32Or0(pasid),
       iova: typeof iova === 'bigint' && iova >= 0n && iova < TWO_64 ? iova : 0n,
-      access: Number(access) >>> 0, reason: 'bad-request', level: 0, stage: 0,
+      access: u32Or0(access), reason: 'bad-request', level: 0, stage: 0,
     });
+    this.countBadRequest();
     return out;
+  }
+
+  /** Counts a request refused before the core, in this slot's counters, as the core counts its own. */
+  private countBadRequest(): void {
+    const core = this.core;
+    core.sync();
+    const u32 = core.u32;
+    const base = (core.ctrl(abi.CTRL_SLOTS) + core.slot * core.ctrl(abi.CTRL_SLOT_SIZE)) >>> 2;
+    const faults = base + (abi.SLOT_FAULTS >>> 2);
+    u32[faults] = u32[faults]! + 1;
+    if (u32[faults] === 0) u32[faults + 1] = u32[faults + 1]! + 1;
+    const reason = base + (abi.SLOT_REASONS >>> 2) + abi.FAULT_BAD_REQUEST;
+    u32[reason] = u32[reason]! + 1;
   }
 
   private log(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): void {
@@ -149,13 +168,14 @@ export function readSlotStats(core: Core, slots: Iterable<number>): TranslatorSt
   const u32 = core.u32;
   const slotsBase = core.ctrl(abi.CTRL_SLOTS);
   const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
-  const s: TranslatorStats = { translations: 0, hits: 0, misses: 0, faults: 0, faultsByReason: {} };
+  const s: TranslatorStats = { translations: 0, hits: 0, misses: 0, faults: 0, faultsByReason: {}, tableReads: 0 };
   const u64 = (at: number): number => u32[at >>> 2]! + u32[(at >>> 2) + 1]! * TWO_32;
   for (const slot of slots) {
     const base = slotsBase + slot * slotSize;
     s.hits += u64(base + abi.SLOT_HITS);
     s.misses += u64(base + abi.SLOT_MISSES);
     s.faults += u64(base + abi.SLOT_FAULTS);
+    s.tableReads += u64(base + abi.SLOT_WALK_READS);
     for (let r = 1; r < abi.FAULT_MAX; r++) {
       const n = u32[(base + abi.SLOT_REASONS + r * 4) >>> 2]!;
       if (n) s.faultsByReason[FAULT_REASONS[r]!] = (s.faultsByReason[FAULT_REASONS[r]!] ?? 0) + n;

@@ -10,7 +10,7 @@
 
 import {
   PAGE_SHIFT, TABLE_INDEX_BITS, PTE_R, PTE_W, PTE_X, PTE_PS, PTE_ADDR_SHIFT, PTE_ADDR_BITS,
-  PTE_COUNT_SHIFT, PTE_COUNT_BITS,
+  PTE_COUNT_SHIFT, PTE_COUNT_BITS, CAP_RU, CAP_WU, CAP_XU, CAP_RS, CAP_WS, CAP_XS,
 } from '../abi';
 
 export const ADDR_MASK: u64 = ((<u64>1 << PTE_ADDR_BITS) - 1) << PTE_ADDR_SHIFT;
@@ -58,4 +58,13 @@ const PERM_BITS: u64 = PTE_R | PTE_W | PTE_X;
 // @ts-ignore: decorator
 @inline export function makeLeaf(oa: u64, perm: u32, level: u32): u64 {
   return (oa & ADDR_MASK) | <u64>(perm & <u32>PERM_BITS) | (level > 0 ? <u64>PTE_PS : 0);
+}
+
+/**
+ * Access rights (INFO_CAP_*) of a leaf's R/W/X: R serves reads and execution (engine-managed tables
+ * never carry X, and execution has always needed only R here), W serves writes, for either privilege.
+ */
+// @ts-ignore: decorator
+@inline export function entryCaps(perm: u32): u32 {
+  return ((perm & PTE_R) ? CAP_RU | CAP_XU | CAP_RS | CAP_XS : 0) | ((perm & PTE_W) ? CAP_WU | CAP_WS : 0);
 }

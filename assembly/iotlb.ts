@@ -1,0 +1,75 @@
+// IOTLB maintenance off the hit path: where a fill goes, and exact invalidation by the owner.
+//
+// Entries never move between ways: a fill overwrites, in place, the way that already holds its key
+// (so a set never holds a key twice — the hit path stops at the first key match), else an empty
+// way, else the two ways alternately. The owner's invalidation relies on this: an entry it must
+// clear cannot slip past its scan by moving to a way already scanned.
+//
+// Invalidation protocol (with the fill side in nested.ts): the owner first bumps the domain's
+// DOM_INVSEQ, then scans. For each entry it loads the key atomically (acquire), then the fields,
+// and clears a match with a compare-and-swap on the key. A filling translator writes the fields,
+// stores the key atomically (release), then re-reads DOM_INVSEQ and clears its own key if it moved.
+// Sequential consistency of the two atomic pairs (key store / seq load against seq bump / key
+// load) means that either the translator sees the bump and drops its fill, or the owner's scan sees
+// the filled key together with its fields and clears it. Torn field reads while a translator
+// overwrites a way only ever cause extra clears (harmless) or miss an entry that is being evicted
+// anyway (its key is replaced before the translator's next lookup; only that translator looks up
+// in its slot).
+
+import { TLB_ENTRY_SIZE, TLB_KEY_HI, TLB_VPN_LO, TLB_PASID, TLB_DOMAIN, TLB_VALID, TLB_RID_SHIFT, DOM_INVSEQ, SLOT_IOTLB } from './abi';
+import { slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
+import { domainPtr } from './domain';
+import { setOf } from './translate';
+
+let victimBit: u32 = 0;
+
+/** The way of `set` a fill of key (vpnLo, keyHi, pasid) writes (see the header). */
+export function victim(set: usize, vpnLo: u32, keyHi: u32, pasid: u32): usize {
+  const other = set + TLB_ENTRY_SIZE;
+  if (load<u32>(set, TLB_VPN_LO) == vpnLo && load<u32>(set, TLB_KEY_HI) == keyHi && load<u32>(set, TLB_PASID) == pasid) return set;
+  if (load<u32>(other, TLB_VPN_LO) == vpnLo && load<u32>(other, TLB_KEY_HI) == keyHi && load<u32>(other, TLB_PASID) == pasid) return other;
+  if (!(load<u32>(set, TLB_KEY_HI) & TLB_VALID)) return set;
+  if (!(load<u32>(other, TLB_KEY_HI) & TLB_VALID)) return other;
+  victimBit ^= 1;
+  return set + <usize>victimBit * TLB_ENTRY_SIZE;
+}
+
+/** Clears entry `e` if it is a valid entry of `dom` (and `pasid` unless `anyPasid`) for a page in [first, last]. */
+function clearIf(e: usize, dom: u32, anyPasid: bool, pasid: u32, first: u64, last: u64): void {
+  const key = atomic.load<u32>(e, TLB_KEY_HI);
+  if (!(key & TLB_VALID) || load<u32>(e, TLB_DOMAIN) != dom) return;
+  if (!anyPasid && load<u32>(e, TLB_PASID) != pasid) return;
+  const vpn = (<u64>(key & ((1 << TLB_RID_SHIFT) - 1)) << 32) | <u64>load<u32>(e, TLB_VPN_LO);
+  if (vpn < first || vpn > last) return;
+  atomic.cmpxchg<u32>(e + TLB_KEY_HI, key, 0);
+}
+
+/**
+ * Removes, from every translator's IOTLB, the entries of domain `dom` for pages `first..last`
+ * (page numbers) and PASID `pasid` (any PASID when `anyPasid`): a scan of every entry, exact.
+ */
+export function iotlbInvalidateScan(dom: u32, anyPasid: u32, pasid: u32, first: u64, last: u64): void {
+  atomic.add<u32>(domainPtr(dom), 1, DOM_INVSEQ);
+  const entries = (iotlbSetMask + 1) * 2;
+  for (let s: u32 = 0; s < slotCount; s++) {
+    const base = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB;
+    for (let i: u32 = 0; i < entries; i++) clearIf(base + <usize>i * TLB_ENTRY_SIZE, dom, anyPasid != 0, pasid, first, last);
+  }
+}
+
+/**
+ * Removes the entries of domain `dom` for (rid, pasid) and pages `first..last` from every
+ * translator's IOTLB, probing only the sets those pages hash to (for small ranges).
+ */
+export function iotlbInvalidatePages(dom: u32, rid: u32, pasid: u32, first: u64, last: u64): void {
+  atomic.add<u32>(domainPtr(dom), 1, DOM_INVSEQ);
+  for (let vpn = first; vpn <= last; vpn++) {
+    const offset = setOf(rid, pasid, <u32>vpn) - iotlb; // same hash as the hit path, any slot
+    for (let s: u32 = 0; s < slotCount; s++) {
+      const set = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB + offset;
+      clearIf(set, dom, false, pasid, vpn, vpn);
+      clearIf(set + TLB_ENTRY_SIZE, dom, false, pasid, vpn, vpn);
+    }
+    if (vpn == last) break; // last may be 2^52-1: never wrap
+  }
+}

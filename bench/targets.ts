@@ -1,0 +1,57 @@
+/**
+ * The performance targets of issue 3, as ratios computed from one run, each with pass/miss.
+ * A ratio whose inputs were not measured (native skipped, a group not run) is reported as skipped.
+ * @module
+ */
+import { formatTable, type Harness, type Impl } from './harness';
+import type { ScaleReport } from './scale';
+
+export interface TargetResult {
+  target: string;
+  /** The measured ratio (or value); undefined when not measured. */
+  value?: number;
+  /** ≥ min or ≤ max passes. */
+  min?: number;
+  max?: number;
+  status: 'pass' | 'miss' | 'skipped';
+}
+
+type Ref = [scenario: string, impl: Impl, variant?: string];
+
+export function evaluateTargets(h: Harness, scale: ScaleReport | undefined): TargetResult[] {
+  const out: TargetResult[] = [];
+  const ratio = (target: string, num: Ref, den: Ref, min: number): void => {
+    const a = h.get(...num);
+    const b = h.get(...den);
+    out.push(judge({ target, value: a && b ? a.opsPerSec / b.opsPerSec : undefined, min }));
+  };
+  ratio('hit-batch wasm / native', ['hit-batch', 'wasm'], ['hit-batch', 'native'], 0.8);
+  ratio('hit-batch wasm / js', ['hit-batch', 'wasm'], ['hit-batch', 'js'], 1.2);
+  for (const v of ['hot', 'scattered']) {
+    ratio(`walk4-batch (${v}) wasm / native`, ['walk4-batch', 'wasm', v], ['walk4-batch', 'native', v], 0.75);
+    ratio(`walk4-batch (${v}) wasm / js`, ['walk4-batch', 'wasm', v], ['walk4-batch', 'js', v], 1.4);
+    ratio(`walk4-batch (${v}) wasm / ts`, ['walk4-batch', 'wasm', v], ['walk4-batch', 'ts', v], 30);
+  }
+  ratio('hit-call wasm / hit-batch wasm', ['hit-call', 'wasm'], ['hit-batch', 'wasm'], 0.5);
+  ratio('workers-2 / workers-1', ['workers-2', 'wasm'], ['workers-1', 'wasm'], 1.8);
+  ratio('map-4k wasm / ts', ['map-4k', 'wasm'], ['map-4k', 'ts'], 10);
+  ratio('unmap-4k wasm / ts', ['unmap-4k', 'wasm'], ['unmap-4k', 'ts'], 10);
+  out.push(judge({ target: '1 GiB of 4K maps: table pages / radix minimum', value: scale?.tables.ratio, max: 1.1 }));
+  out.push(judge({ target: '10^5 attached PASIDs: engine memory (MiB)', value: scale?.pasids.memoryMiB, max: 16 }));
+  return out;
+}
+
+function judge(t: Omit<TargetResult, 'status'>): TargetResult {
+  if (t.value === undefined || !Number.isFinite(t.value)) return { ...t, status: 'skipped' };
+  const ok = (t.min === undefined || t.value >= t.min) && (t.max === undefined || t.value <= t.max);
+  return { ...t, status: ok ? 'pass' : 'miss' };
+}
+
+export function formatTargets(targets: TargetResult[]): string {
+  const rows = [['target', 'measured', 'wanted', 'result']];
+  for (const t of targets) {
+    const wanted = t.min !== undefined ? `≥ ${t.min}` : `≤ ${t.max}`;
+    rows.push([t.target, t.value === undefined ? '—' : t.value.toFixed(2), wanted, t.status.toUpperCase()]);
+  }
+  return formatTable(rows);
+}

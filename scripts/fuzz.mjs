@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Long differential-fuzzing campaigns: the engine (src/) against the reference model (test/model/),
+// the same harness as test/fuzz.test.ts, bundled from TypeScript on the fly with esbuild.
+//
+//   npm run fuzz -- --ops 1000000 --seed 42        # exit 0: no divergence; 1: divergence
+//   npm run fuzz -- --seed 42 --epoch 17           # rerun one epoch of a campaign
+//   npm run fuzz -- --replay fuzz-divergence.json  # rerun a saved (minimised) op list
+//
+// Options: --ops N (default 200000), --seed S (default: random, printed), --epoch-ops N (ops per
+// fresh engine, default 2000), --epoch K (run only epoch K), --minimise-seconds S (default 120),
+// --out FILE (where a divergence's minimised op list is saved, default fuzz-divergence.json).
+import { build } from 'esbuild';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
+    const [k, inline] = a.slice(2).split('=', 2);
+    out[k] = inline ?? argv[++i];
+    if (out[k] === undefined) throw new Error(`--${k} needs a value`);
+  }
+  return out;
+}
+
+async function loadHarness() {
+  const entry = `
+    import * as ioasid from './src/index.ts';
+    import * as testing from './src/testing.ts';
+    export * from './test/model/harness.ts';
+    export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
+    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+  `;
+  const result = await build({
+    stdin: { contents: entry, resolveDir: root, loader: 'ts', sourcefile: 'fuzz-entry.ts' },
+    bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false, logLevel: 'error',
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'ioasid-fuzz-'));
+  const file = join(dir, 'harness.mjs');
+  writeFileSync(file, result.outputFiles[0].text);
+  try {
+    return await import(pathToFileURL(file).href);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const args = parseArgs(process.argv.slice(2));
+const h = await loadHarness();
+const out = args.out ?? 'fuzz-divergence.json';
+
+if (args.replay) {
+  const saved = JSON.parse(readFileSync(args.replay, 'utf8'));
+  const ops = h.opsFromJson(JSON.stringify(saved.ops));
+  const d = h.replay(h.api, saved.cfg, ops, 1);
+  if (!d) {
+    console.log(`replay of ${ops.length} ops: no divergence`);
+    process.exit(0);
+  }
+  console.log(`replay of ${ops.length} ops: divergence at op ${d.index}: ${d.what}\n  op     ${h.show(d.op)}${d.engine ? `\n  engine ${d.engine}\n  model  ${d.model}` : ''}`);
+  process.exit(1);
+}
+
+const totalOps = Number(args.ops ?? 200_000);
+const seed = args.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(args.seed) >>> 0;
+const epochOps = Number(args['epoch-ops'] ?? 2000);
+const minimiseMs = Number(args['minimise-seconds'] ?? 120) * 1000;
+if (!(totalOps > 0 && epochOps > 0)) throw new Error('--ops and --epoch-ops must be positive');
+
+const epochs = args.epoch !== undefined ? [Number(args.epoch)] : Array.from({ length: Math.ceil(totalOps / epochOps) }, (_, k) => k);
+console.log(`fuzz: seed ${seed}, ${args.epoch !== undefined ? `epoch ${args.epoch} only` : `${totalOps} ops`} in epochs of ${epochOps} (reproduce: npm run fuzz -- --ops ${totalOps} --seed ${seed})`);
+const started = Date.now();
+let lastReport = started;
+let done = 0;
+for (const k of epochs) {
+  const n = Math.min(epochOps, args.epoch !== undefined ? epochOps : totalOps - k * epochOps);
+  const r = h.runEpoch(h.api, h.epochSeed(seed, k), n);
+  done += r.ops;
+  if (r.divergence) {
+    console.log(`\ndivergence after ${done} ops; minimising (up to ${minimiseMs / 1000} s)...`);
+    const min = h.minimiseEpoch(h.api, r, minimiseMs);
+    console.log(h.report(seed, k, r, min.ops, min.divergence));
+    writeFileSync(out, JSON.stringify({ seed, epoch: k, cfg: r.cfg, ops: JSON.parse(h.opsToJson(min.ops)) }, null, 1));
+    console.log(`\nminimised op list saved to ${out}; rerun it with: npm run fuzz -- --replay ${out}`);
+    console.log(`rerun the epoch with: npm run fuzz -- --seed ${seed} --epoch ${k} --epoch-ops ${epochOps}`);
+    process.exit(1);
+  }
+  if (Date.now() - lastReport > 10_000) {
+    lastReport = Date.now();
+    console.log(`  ${done} ops, ${((Date.now() - started) / 1000).toFixed(0)} s, no divergence`);
+  }
+}
+console.log(`fuzz: ${done} ops, seed ${seed}, zero divergences (${((Date.now() - started) / 1000).toFixed(1)} s)`);

@@ -1,0 +1,489 @@
+/**
+ * The random op generator of the differential fuzzer. It looks at the model's state to make ops
+ * that mostly make sense (existing IDs, addresses next to, inside, across and around existing
+ * mappings, attached PASIDs) and a steady share that should fail (foreign IDs, destroyed IDs,
+ * closed FDs, overlaps, partial unmaps, reserved ranges, misalignment, overflow), so every errno
+ * path and every translation path is exercised. Addresses cluster in a few hot windows (low
+ * memory, the 1 GiB boundary, the top of the table's input width, the top of the u64 space) so
+ * that ops collide; large maps use 2 MiB / 1 GiB aligned, congruent addresses to get large leaves.
+ * @module
+ */
+import { MDevObj, MHwpt, MIoas, type MDevice, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
+import type { Op, Req, TranslateVia } from './ops';
+import type { Rng } from './rng';
+
+const K = 4096n;
+const M2 = 1n << 21n;
+const G1 = 1n << 30n;
+
+export interface GenOptions {
+  /** Relative op weights to override (0 disables an op kind). */
+  weights?: Partial<Record<Op['k'], number>>;
+  /** Restrict fixed IOVAs to the first hot window (the soak's probe window). */
+  narrow?: boolean;
+  /** Requests per translate op (default 1..8). */
+  maxReqs?: number;
+  /** Share of control ops run under fault injection (default 0.04). */
+  inject?: number;
+}
+
+export class Gen {
+  private readonly windows: bigint[];
+  /** Device reserved regions land here, inside the first window. */
+  static readonly MSI: Range = { start: 0x10_0000n + 40n * K, last: 0x10_0000n + 48n * K - 1n };
+
+  constructor(
+    private readonly rng: Rng,
+    private readonly m: Model,
+    private readonly opts: GenOptions = {},
+  ) {
+    const aw = BigInt(m.cfg.addressWidth);
+    this.windows = opts.narrow ? [0x10_0000n] : [0x10_0000n, G1 - 16n * K, (1n << aw) - 32n * K, U64_MAX + 1n - 64n * K];
+  }
+
+  // ---- state views ---------------------------------------------------------------------------
+
+  private openFds(): number[] {
+    return this.m.fds.flatMap((f, i) => (f.closed ? [] : [i]));
+  }
+
+  private anyFd(): number | undefined {
+    const open = this.openFds();
+    if (open.length === 0) return this.m.fds.length > 0 && this.rng.chance(0.5) ? this.rng.int(this.m.fds.length) : undefined;
+    if (this.m.fds.length > open.length && this.rng.chance(0.03)) return this.rng.int(this.m.fds.length);
+    return this.rng.pick(open);
+  }
+
+  private objsOf(fd: number): (MIoas | MHwpt | MDevObj)[] {
+    return [...this.m.fds[fd]!.objs.values()];
+  }
+
+  private ioasesOf(fd: number): MIoas[] {
+    return this.objsOf(fd).filter((o): o is MIoas => o instanceof MIoas);
+  }
+
+  /** An ID that names an IOAS of `fd` most of the time, else anything (another type, another FD's, free). */
+  private ioasId(fd: number): number {
+    const own = this.ioasesOf(fd);
+    if (own.length > 0 && this.rng.chance(0.92)) return this.rng.pick(own).id;
+    return this.strayId(fd);
+  }
+
+  private strayId(fd: number): number {
+    const r = this.rng.int(4);
+    const objs = this.objsOf(fd);
+    if (r === 0 && objs.length > 0) return this.rng.pick(objs).id;
+    if (r === 1 && this.m.fds.length > 1) {
+      const other = this.m.fds[this.rng.int(this.m.fds.length)]!;
+      const ids = [...other.objs.keys()];
+      if (ids.length > 0) return this.rng.pick(ids);
+    }
+    if (r === 2) return this.rng.pick([0, -1, 2 ** 31, 1]);
+    return this.rng.range(1, 12);
+  }
+
+  private ioasOf(fd: number, id: number): MIoas | undefined {
+    const o = this.m.fds[fd]?.objs.get(id);
+    return o instanceof MIoas ? o : undefined;
+  }
+
+  private areasOf(fd: number, id: number): Area[] {
+    return this.ioasOf(fd, id)?.areas ?? [];
+  }
+
+  // ---- addresses ---------------------------------------------------------------------------
+
+  private hotIova(odd = false): bigint {
+    if (this.rng.chance(0.03)) return 0n;
+    const base = this.rng.pick(this.windows);
+    let v = base + BigInt(this.rng.int(64)) * K;
+    if (odd) v += BigInt(this.rng.range(1, 4095));
+    return v > U64_MAX ? U64_MAX : v;
+  }
+
+  private phys(align: bigint = K): bigint {
+    return (this.rng.bits(36) / align) * align;
+  }
+
+  private pages(max: number): bigint {
+    return BigInt(this.rng.range(1, max)) * K;
+  }
+
+  private perms(): { read?: boolean; write?: boolean } {
+    const r = this.rng.int(100);
+    if (r < 70) return {};
+    if (r < 85) return { read: true, write: false };
+    if (r < 97) return { read: false, write: true };
+    return { read: false, write: false };
+  }
+
+  // ---- ops ---------------------------------------------------------------------------------
+
+  next(): Op {
+    const op = this.body();
+    // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM, no change).
+    if (op.k !== 'translate' && op.k !== 'inspect' && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
+    return op;
+  }
+
+  private body(): Op {
+    const m = this.m;
+    const open = this.openFds().length;
+    const devs = m.devices.length;
+    let areas = 0;
+    for (const f of m.fds) for (const o of f.objs.values()) if (o instanceof MIoas) areas = Math.max(areas, o.areas.length);
+    const w: Partial<Record<Op['k'], number>> = {
+      open: open < 2 ? 4 : open < 4 ? 0.3 : 0,
+      close: open > 0 ? 0.35 : 0,
+      addDevice: devs < 3 ? 6 : devs < 10 ? 0.25 : 0,
+      ioasAlloc: 3,
+      destroy: 3,
+      map: areas > 40 ? 4 : 18,
+      unmap: areas > 40 ? 20 : 9,
+      copy: 5,
+      ranges: 1.5,
+      allow: 2,
+      pasidAlloc: m.cfg.pasidBits <= 4 ? 5 : 2,
+      pasidFree: 1.2,
+      hwptAlloc: 3,
+      bind: 3,
+      unbind: 0.6,
+      attach: 7,
+      detach: 3,
+      inspect: 2.5,
+      translate: 22,
+      ...this.opts.weights,
+    };
+    if (open === 0 && m.fds.length === 0) return { k: 'open' };
+    const kind = this.rng.weighted(w);
+    const fd = this.anyFd();
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind'].includes(kind);
+    if (needsFd && fd === undefined) return { k: 'open' };
+    switch (kind) {
+      case 'open':
+        return { k: 'open' };
+      case 'close':
+        return { k: 'close', fd: fd! };
+      case 'addDevice':
+        return this.addDevice();
+      case 'ioasAlloc':
+        return { k: 'ioasAlloc', fd: fd! };
+      case 'destroy':
+        return { k: 'destroy', fd: fd!, id: this.rng.chance(0.8) && this.objsOf(fd!).length > 0 ? this.rng.pick(this.objsOf(fd!)).id : this.strayId(fd!) };
+      case 'map':
+        return this.map(fd!);
+      case 'unmap':
+        return this.unmap(fd!);
+      case 'copy':
+        return this.copy(fd!);
+      case 'ranges':
+        return { k: 'ranges', fd: fd!, ioas: this.ioasId(fd!) };
+      case 'allow':
+        return this.allow(fd!);
+      case 'pasidAlloc':
+        return this.pasidAlloc(fd!);
+      case 'pasidFree':
+        return this.pasidFree(fd!);
+      case 'hwptAlloc':
+        return this.hwptAlloc(fd!);
+      case 'bind':
+        return this.bind();
+      case 'unbind':
+        return devs === 0 ? { k: 'open' } : { k: 'unbind', dev: this.boundDev(0.85) };
+      case 'attach':
+        return this.attach();
+      case 'detach':
+        return this.detach();
+      case 'inspect':
+        return { k: 'inspect', fd: fd! };
+      case 'translate':
+        return this.translate();
+    }
+  }
+
+  private addDevice(): Op {
+    const rng = this.rng;
+    const bus = rng.pick([0, 0, 1, 3, 0xff]);
+    const dev = rng.int(32);
+    const fn = rng.int(8);
+    const hex = (v: number, w: number): string => v.toString(16).padStart(w, '0');
+    let bdf = `${rng.chance(0.5) ? '0000:' : ''}${hex(bus, 2)}:${hex(dev, 2)}.${fn}`;
+    if (rng.chance(0.03)) bdf = rng.pick(['00:20.0', 'zz:00.0', '00:00.8', '']);
+    const pasidBits = rng.chance(0.25) ? 0 : rng.chance(0.3) ? rng.range(1, this.m.cfg.pasidBits) : undefined;
+    const reserved = rng.chance(0.3) ? [{ ...Gen.MSI }] : undefined;
+    return { k: 'addDevice', bdf, pasidBits, reserved };
+  }
+
+  private map(fd: number): Op {
+    const rng = this.rng;
+    const ioas = this.ioasId(fd);
+    const areas = this.areasOf(fd, ioas);
+    const auto = rng.chance(0.25);
+    const p = this.perms();
+    const cls = rng.weighted({ small: 62, adjacent: areas.length > 0 ? 14 : 0, overlap: areas.length > 0 ? 5 : 0, medium: 6, huge: 3, odd: 6, edge: 4 });
+    let iova: bigint;
+    let length: bigint;
+    let phys: bigint;
+    switch (cls) {
+      case 'small':
+        iova = this.hotIova();
+        length = this.pages(16);
+        phys = this.phys();
+        break;
+      case 'adjacent': {
+        const a = rng.pick(areas);
+        length = this.pages(8);
+        iova = rng.chance(0.6) ? a.last + 1n : a.iova - length;
+        phys = rng.chance(0.5) ? a.phys + (a.last - a.iova + 1n) : this.phys();
+        break;
+      }
+      case 'overlap': {
+        const a = rng.pick(areas);
+        iova = a.iova + BigInt(rng.range(-2, 2)) * K;
+        length = this.pages(4);
+        phys = this.phys();
+        break;
+      }
+      case 'medium': // 2 MiB leaves: IOVA and phys 2 MiB aligned
+        iova = (this.hotIova() / M2) * M2 + BigInt(rng.int(4)) * M2;
+        length = BigInt(rng.range(1, 3)) * M2 + (rng.chance(0.3) ? this.pages(3) : 0n);
+        phys = this.phys(M2) + (rng.chance(0.15) ? K : 0n);
+        break;
+      case 'huge': // 1 GiB leaves
+        iova = BigInt(rng.range(1, 4)) * G1 + (rng.chance(0.2) ? M2 : 0n);
+        length = BigInt(rng.range(1, 2)) * G1 + (rng.chance(0.3) ? M2 : 0n);
+        phys = this.phys(G1) + (iova % G1);
+        break;
+      case 'odd': // byte-granular: only an IOAS without a domain (alignment 1) takes it
+        iova = this.hotIova(true);
+        length = BigInt(rng.range(1, 3 * 4096));
+        phys = this.phys() + BigInt(rng.int(4096));
+        break;
+      default: {
+        const e = rng.int(7);
+        iova = [0n, U64_MAX, U64_MAX - K + 1n, this.hotIova(), U64_MAX + 1n - K, 1n << 63n, this.hotIova()][e]!;
+        length = [0n, K, K, U64_MAX, 2n * K, 1n << 63n, (1n << 62n)][e]!;
+        phys = rng.pick([U64_MAX - K + 1n, (1n << 52n) - K, this.phys()]);
+        break;
+      }
+    }
+    return { k: 'map', fd, ioas, iova: auto ? undefined : iova, length, phys, ...p };
+  }
+
+  private unmap(fd: number): Op {
+    const rng = this.rng;
+    const ioas = this.ioasId(fd);
+    const areas = this.areasOf(fd, ioas);
+    const cls = rng.weighted({ exact: areas.length ? 40 : 0, multi: areas.length > 1 ? 10 : 0, partial: areas.length ? 10 : 0, around: areas.length ? 8 : 0, all: 6, random: 10, edge: 4 });
+    const len = (a: Area): bigint => a.last - a.iova + 1n;
+    switch (cls) {
+      case 'exact': {
+        const a = rng.pick(areas);
+        return { k: 'unmap', fd, ioas, iova: a.iova, length: len(a) };
+      }
+      case 'multi': {
+        const i = rng.int(areas.length - 1);
+        const j = rng.range(i + 1, Math.min(areas.length - 1, i + 4));
+        return { k: 'unmap', fd, ioas, iova: areas[i]!.iova, length: areas[j]!.last - areas[i]!.iova + 1n };
+      }
+      case 'partial': {
+        const a = rng.pick(areas);
+        if (len(a) > K && rng.chance(0.5)) return { k: 'unmap', fd, ioas, iova: a.iova, length: len(a) - K };
+        return { k: 'unmap', fd, ioas, iova: a.iova + (len(a) > K ? K : 0n), length: K };
+      }
+      case 'around': {
+        const a = rng.pick(areas);
+        const pad = BigInt(rng.range(1, 4)) * K;
+        return { k: 'unmap', fd, ioas, iova: a.iova >= pad ? a.iova - pad : 0n, length: len(a) + 2n * pad };
+      }
+      case 'all':
+        return { k: 'unmap', fd, ioas, iova: 0n, length: U64_MAX };
+      case 'random':
+        return { k: 'unmap', fd, ioas, iova: this.hotIova(), length: this.pages(32) };
+      default: {
+        const e = rng.int(5);
+        return { k: 'unmap', fd, ioas, iova: [0n, U64_MAX, U64_MAX - K + 1n, 1n, this.hotIova()][e]!, length: [0n, K, 2n * K, U64_MAX, U64_MAX - 1n][e]! };
+      }
+    }
+  }
+
+  private copy(fd: number): Op {
+    const rng = this.rng;
+    const withAreas = this.ioasesOf(fd).filter((x) => x.areas.length > 0);
+    const src = withAreas.length > 0 && rng.chance(0.9) ? rng.pick(withAreas).id : this.ioasId(fd);
+    const dst = rng.chance(0.3) ? src : this.ioasId(fd);
+    const areas = this.areasOf(fd, src);
+    const p = this.perms();
+    let srcIova: bigint;
+    let length: bigint;
+    if (areas.length > 0 && rng.chance(0.9)) {
+      const i = rng.int(areas.length);
+      const a = areas[i]!;
+      const pages = (a.last - a.iova + 1n) / K;
+      const skip = pages > 1n && rng.chance(0.4) ? BigInt(rng.int(Number(pages > 64n ? 64n : pages))) * K : 0n;
+      srcIova = a.iova + skip;
+      const left = a.last - srcIova + 1n;
+      // Mostly within the area; sometimes past its end, into a neighbour or a hole.
+      length = rng.chance(0.8) ? (left > 16n * K && rng.chance(0.7) ? this.pages(16) : left) : left + this.pages(4);
+      if (left % K !== 0n || rng.chance(0.05)) length = left; // byte-granular areas
+    } else {
+      srcIova = this.hotIova();
+      length = rng.chance(0.1) ? 0n : this.pages(8);
+    }
+    let dstIova: bigint | undefined = rng.chance(0.4) ? undefined : this.hotIova();
+    // Keep large copies cheap: a fixed destination keeps the source's 1 GiB congruence.
+    if (dstIova !== undefined && length > 64n * M2) dstIova = BigInt(rng.range(1, 6)) * G1 + (srcIova % G1);
+    return { k: 'copy', fd, dst, src, srcIova, length, dstIova, ...p };
+  }
+
+  private allow(fd: number): Op {
+    const rng = this.rng;
+    const n = rng.chance(0.25) ? 0 : rng.range(1, 3);
+    const ranges: Range[] = [];
+    for (let i = 0; i < n; i++) {
+      const start = rng.chance(0.1) ? 1n << BigInt(this.m.cfg.addressWidth) : this.hotIova();
+      const last = rng.chance(0.05) ? start : start + this.pages(64) - 1n;
+      ranges.push({ start, last: last > U64_MAX ? U64_MAX : last });
+    }
+    return { k: 'allow', fd, ioas: this.ioasId(fd), ranges };
+  }
+
+  private pasidAlloc(fd: number): Op {
+    const rng = this.rng;
+    if (rng.chance(0.7)) return { k: 'pasidAlloc', fd };
+    const taken = [...this.m.pasidOwner.keys()];
+    const limit = 2 ** this.m.cfg.pasidBits;
+    const pasid = taken.length > 0 && rng.chance(0.3) ? rng.pick(taken) : rng.pick([rng.range(1, Math.min(limit - 1, 40)), limit - 1, limit, 0]);
+    return { k: 'pasidAlloc', fd, pasid };
+  }
+
+  private pasidFree(fd: number): Op {
+    const rng = this.rng;
+    const own = this.m.pasids(fd);
+    const all = [...this.m.pasidOwner.keys()];
+    const pasid = own.length > 0 && rng.chance(0.7) ? rng.pick(own) : all.length > 0 && rng.chance(0.5) ? rng.pick(all) : rng.range(0, 40);
+    return { k: 'pasidFree', fd, pasid };
+  }
+
+  private hwptAlloc(fd: number): Op {
+    const rng = this.rng;
+    const devObjs = this.objsOf(fd).filter((o) => o instanceof MDevObj);
+    const devId = devObjs.length > 0 && rng.chance(0.9) ? rng.pick(devObjs).id : this.strayId(fd);
+    return {
+      k: 'hwptAlloc', fd, devId, ptId: this.ioasId(fd),
+      pasid: rng.chance(0.5) ? true : rng.chance(0.5) ? false : undefined,
+      nestParent: rng.chance(0.2) ? true : undefined,
+      dirtyTracking: rng.chance(0.02) ? true : undefined,
+    };
+  }
+
+  private boundDev(p: number): number {
+    const bound = this.m.devices.flatMap((d, i) => (d.fd ? [i] : []));
+    return bound.length > 0 && this.rng.chance(p) ? this.rng.pick(bound) : this.rng.int(this.m.devices.length);
+  }
+
+  private bind(): Op {
+    const rng = this.rng;
+    if (this.m.devices.length === 0) return { k: 'open' };
+    const unbound = this.m.devices.flatMap((d, i) => (d.fd ? [] : [i]));
+    const dev = unbound.length > 0 && rng.chance(0.85) ? rng.pick(unbound) : rng.int(this.m.devices.length);
+    const fd = this.anyFd();
+    return fd === undefined ? { k: 'open' } : { k: 'bind', dev, fd };
+  }
+
+  private attach(): Op {
+    const rng = this.rng;
+    if (this.m.devices.length === 0) return { k: 'open' };
+    const dev = this.boundDev(0.95);
+    const d = this.m.devices[dev]!;
+    const fdIndex = d.fd ? this.m.fds.indexOf(d.fd) : -1;
+    let pt = 1;
+    if (fdIndex >= 0) {
+      const objs = this.objsOf(fdIndex).filter((o) => !(o instanceof MDevObj));
+      pt = objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
+    }
+    return { k: 'attach', dev, pt, pasid: this.pasidFor(d, fdIndex) };
+  }
+
+  /** undefined (the RID) or a PASID: usually one of the device's FD, sometimes a foreign or bad one. */
+  private pasidFor(d: MDevice, fdIndex: number): number | undefined {
+    const rng = this.rng;
+    if (rng.chance(0.45)) return undefined;
+    const own = fdIndex >= 0 ? this.m.pasids(fdIndex) : [];
+    if (own.length > 0 && rng.chance(0.75)) return rng.pick(own);
+    const all = [...this.m.pasidOwner.keys()];
+    if (all.length > 0 && rng.chance(0.5)) return rng.pick(all);
+    return rng.pick([0, 1, 2 ** d.pasidBits, 2 ** 20, rng.range(1, 40)]);
+  }
+
+  private detach(): Op {
+    if (this.m.devices.length === 0) return { k: 'open' };
+    const dev = this.boundDev(0.95);
+    const d = this.m.devices[dev]!;
+    const attached = [...d.att.keys()];
+    const rng = this.rng;
+    let pasid: number | undefined;
+    if (attached.length > 0 && rng.chance(0.8)) {
+      const p = rng.pick(attached);
+      pasid = p === NO_PASID && rng.chance(0.5) ? undefined : p;
+    } else {
+      pasid = rng.pick([undefined, 0, rng.range(1, 40), 2 ** 20]);
+    }
+    return { k: 'detach', dev, pasid };
+  }
+
+  translate(): Op {
+    const via: TranslateVia = this.rng.pick(['call', 'into', 'batch']);
+    const n = this.rng.range(1, this.opts.maxReqs ?? 8);
+    const reqs: Req[] = [];
+    for (let i = 0; i < n; i++) reqs.push(this.req());
+    return { k: 'translate', via, reqs };
+  }
+
+  /** Recent requests, re-asked later: a stale IOTLB entry or context shows up as a divergence. */
+  private readonly recent: Req[] = [];
+
+  private req(): Req {
+    const rng = this.rng;
+    if (this.recent.length > 0 && rng.chance(0.35)) {
+      const [rid, pasid, iova] = rng.pick(this.recent);
+      return [rid, pasid, iova, rng.pick([1, 2, 3, 4, 0])];
+    }
+    const r = this.freshReq();
+    if (this.recent.length < 64) this.recent.push(r);
+    else this.recent[rng.int(64)] = r;
+    return r;
+  }
+
+  private freshReq(): Req {
+    const rng = this.rng;
+    const m = this.m;
+    const attached = m.devices.filter((d) => d.att.size > 0);
+    let d: MDevice | undefined;
+    let rid: number;
+    const r = rng.int(100);
+    if (attached.length > 0 && r < 80) d = rng.pick(attached);
+    else if (m.devices.length > 0 && r < 93) d = rng.pick(m.devices);
+    if (d) rid = d.rid;
+    else rid = rng.pick([0x7777, 0xffff, 0, 2 ** 16, 2 ** 32 - 1]);
+    let pasid = NO_PASID;
+    if (d && d.att.size > 0 && rng.chance(0.8)) pasid = rng.pick([...d.att.keys()]);
+    else if (rng.chance(0.5)) pasid = rng.pick([1, 2, d ? 2 ** d.pasidBits : 1, 2 ** 20, 2 ** 20 - 1, rng.range(1, 40)]);
+    const h = d?.att.get(pasid);
+    const areas = h?.ioas.areas ?? [];
+    let iova: bigint;
+    if (areas.length > 0 && rng.chance(0.85)) {
+      const a = rng.pick(areas);
+      const len = a.last - a.iova + 1n;
+      const c = rng.int(6);
+      iova = [a.iova, a.last, a.iova - 1n, a.last + 1n, a.iova + (rng.bits(40) % len), a.iova + (BigInt(rng.int(1024)) * K) % len][c]!;
+      if (iova < 0n) iova = 0n;
+      if (iova > U64_MAX) iova = U64_MAX;
+    } else {
+      const aw = BigInt(m.cfg.addressWidth);
+      iova = rng.pick([0n, (1n << aw) - 1n, 1n << aw, U64_MAX, this.hotIova(), rng.bits(64)]);
+    }
+    const access = rng.pick([1, 1, 1, 2, 2, 3, 3, 4, 5, 8, 9, 0, 16]);
+    return [rid, pasid, iova, access];
+  }
+}

@@ -1,0 +1,444 @@
+/**
+ * The differential harness: runs ops on the engine and on the model, compares outcomes (values,
+ * errnos, translations, fault logs), scans the guard regions after every op and, every few ops,
+ * compares the engine's internal state (objects, areas, reserved/allowed ranges, users, IDs,
+ * PASIDs, page-table pages) with what the model implies. Also the campaign loop and a delta-
+ * debugging minimiser for divergent op lists.
+ *
+ * The engine is passed in (`EngineApi`) rather than imported, so vitest can hand it src/ and the
+ * CLI scripts a bundle of the same sources; only types are imported here.
+ * @module
+ */
+import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch } from '../../src/index';
+import type * as Testing from '../../src/testing';
+import { Gen, type GenOptions } from './gen';
+import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
+import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
+import { Rng } from './rng';
+
+/** What the harness needs from the engine package (src/index plus src/testing). */
+export interface EngineApi {
+  Iommu: { createSync(opts?: object): Iommu };
+  IommuError: new (...args: never[]) => Error & { errno: string };
+  TranslationOut: new () => TranslationOut;
+  FAULT_REASONS: readonly string[];
+  testing: typeof Testing;
+}
+
+export interface EngineConfig extends ModelConfig {
+  iotlbEntries: number;
+  shared: boolean;
+  maxMemoryBytes: number;
+}
+
+const TWO_53 = 2n ** 53n;
+
+/** The engine side of a run: the Iommu, its FDs and devices by creation index. */
+export class EngineSide {
+  readonly iommu: Iommu;
+  readonly fds: IommuFd[] = [];
+  readonly devs: DeviceFd[] = [];
+  private readonly batch: Batch;
+  private readonly out: TranslationOut;
+  /** Pages taken by buffers (the batch ring), outside the page tables. */
+  readonly bufferPages: number;
+
+  constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 2) {
+    this.iommu = api.Iommu.createSync({
+      addressWidth: cfg.addressWidth, pasidBits: cfg.pasidBits, iotlbEntries: cfg.iotlbEntries,
+      shared: cfg.shared, maxMemoryBytes: cfg.maxMemoryBytes, maxDomains: cfg.maxDomains, translators,
+    });
+    const before = api.testing.poolState(this.iommu).pagesUsed;
+    this.batch = this.iommu.batch(16);
+    this.bufferPages = api.testing.poolState(this.iommu).pagesUsed - before;
+    this.out = new api.TranslationOut();
+  }
+
+  run(op: Op): Outcome {
+    try {
+      return { v: this.value(op) };
+    } catch (e) {
+      if (e instanceof this.api.IommuError) return { e: e.errno };
+      throw e;
+    }
+  }
+
+  private value(op: Op): unknown {
+    switch (op.k) {
+      case 'open':
+        this.fds.push(this.iommu.open());
+        return this.fds.length - 1;
+      case 'close':
+        return this.fds[op.fd]!.close();
+      case 'addDevice': {
+        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved });
+        this.devs.push(dev);
+        return this.devs.length - 1;
+      }
+      case 'ioasAlloc':
+        return this.fds[op.fd]!.ioasAlloc();
+      case 'destroy':
+        return this.fds[op.fd]!.destroy(op.id);
+      case 'map':
+        return this.fds[op.fd]!.ioasMap(op.ioas, { iova: op.iova, length: op.length, phys: op.phys, read: op.read, write: op.write });
+      case 'unmap':
+        return this.fds[op.fd]!.ioasUnmap(op.ioas, op.iova, op.length);
+      case 'copy':
+        return this.fds[op.fd]!.ioasCopy({ dstIoas: op.dst, srcIoas: op.src, srcIova: op.srcIova, length: op.length, dstIova: op.dstIova, read: op.read, write: op.write });
+      case 'ranges':
+        return this.fds[op.fd]!.ioasIovaRanges(op.ioas);
+      case 'allow':
+        return this.fds[op.fd]!.ioasAllowIovas(op.ioas, op.ranges);
+      case 'pasidAlloc':
+        return this.fds[op.fd]!.pasidAlloc(op.pasid === undefined ? undefined : { pasid: op.pasid });
+      case 'pasidFree':
+        return this.fds[op.fd]!.pasidFree(op.pasid);
+      case 'hwptAlloc':
+        return this.fds[op.fd]!.hwptAlloc({ devId: op.devId, ptId: op.ptId, pasid: op.pasid, nestParent: op.nestParent, dirtyTracking: op.dirtyTracking });
+      case 'bind':
+        return this.devs[op.dev]!.bind(this.fds[op.fd]);
+      case 'unbind':
+        return this.devs[op.dev]!.unbind();
+      case 'attach':
+        return this.devs[op.dev]!.attach(op.pt, op.pasid === undefined ? undefined : { pasid: op.pasid });
+      case 'detach':
+        return this.devs[op.dev]!.detach(op.pasid === undefined ? undefined : { pasid: op.pasid });
+      case 'inspect': {
+        const fd = this.fds[op.fd]!;
+        return {
+          objects: fd.objects(),
+          pasids: fd.pasids(),
+          attachments: this.devs.map((d) => [...d.attachments()].sort((a, b) => a[0] - b[0])),
+          devIds: this.devs.map((d) => d.devId),
+        };
+      }
+      case 'translate':
+        return this.translate(op.via, op.reqs);
+    }
+  }
+
+  /** Translations, normalised to the model's shape; also checks the fault log and batch counts. */
+  private translate(via: 'call' | 'into' | 'batch', reqs: Req[]): unknown {
+    const reasons = this.api.FAULT_REASONS;
+    // Mix number and bigint IOVAs deterministically (both are accepted).
+    const arg = (iova: bigint): number | bigint => (iova < TWO_53 && (iova & 0x1000n) === 0n ? Number(iova) : iova);
+    if (via === 'batch') {
+      const b = this.batch;
+      for (let i = 0; i < reqs.length; i++) {
+        const [rid, pasid, iova, access] = reqs[i]!;
+        if (iova < TWO_53) b.set(i, rid, pasid, Number(iova), access);
+        else if (rid >>> 0 === rid && rid < 65536 && access < 65536) {
+          const w = b.requests;
+          w[i * 4] = rid | (access << 16);
+          w[i * 4 + 1] = pasid;
+          w[i * 4 + 2] = Number(iova & 0xffffffffn);
+          w[i * 4 + 3] = Number(iova >> 32n);
+        } else {
+          b.set(i, rid, pasid, Number.NaN, access); // not representable: must come back as bad-request
+        }
+      }
+      const faults = b.run(reqs.length);
+      const res = b.results;
+      const out = reqs.map((_, i) => {
+        if (b.ok(i)) return { ok: true, phys: (BigInt(res[i * 4 + 1]!) << 32n) | BigInt(res[i * 4]!), sizeLg2: b.sizeLg2(i), perm: b.perm(i) };
+        // Level and stage fields of the info word (assembly/abi.ts INFO_LEVEL_SHIFT, INFO_STAGE_SHIFT).
+        const info = b.info(i);
+        if ((info >>> 28) & 3) return { ok: false, reason: 'nonzero-stage', level: -1 };
+        return { ok: false, reason: reasons[b.reason(i)] ?? `reason-${b.reason(i)}`, level: (info >>> 24) & 15 };
+      });
+      const expectFaults = out.filter((t) => !t.ok).length;
+      if (faults !== expectFaults) return { batchFaultCount: faults, expected: expectFaults };
+      return out;
+    }
+    const log = this.iommu.faults;
+    log.drain();
+    const out = reqs.map(([rid, pasid, iova, access]) => {
+      if (via === 'call') {
+        const t: Translation = this.iommu.translate(rid, pasid, arg(iova), access);
+        if (t.iova !== iova && t.fault?.reason !== 'bad-request') return { wrongIova: t.iova };
+        if (t.ok) return { ok: true, phys: t.phys, sizeLg2: t.size.toString(2).length - 1, perm: t.perm };
+        if (t.fault!.stage !== 0) return { ok: false, reason: 'nonzero-stage', level: -1 };
+        return { ok: false, reason: t.fault!.reason, level: t.fault!.level };
+      }
+      const o = this.iommu.translateInto(this.out, rid, pasid, arg(iova), access);
+      if (o.ok) {
+        const phys = (BigInt(o.physHi) << 32n) | BigInt(o.physLo);
+        if (o.phys !== Number(phys)) return { physMismatch: o.phys };
+        return { ok: true, phys, sizeLg2: o.sizeLg2, perm: o.perm };
+      }
+      if (o.stage !== 0) return { ok: false, reason: 'nonzero-stage', level: -1 };
+      return { ok: false, reason: reasons[o.reason], level: o.level };
+    });
+    // The fault log holds exactly this op's faults, in order, with their requests.
+    const logged = log.drain();
+    const faulted = out.map((t, i) => [t, reqs[i]!] as const).filter(([t]) => (t as { ok?: boolean }).ok === false);
+    if (logged.length !== faulted.length) return { faultLog: logged.length, expected: faulted.length };
+    for (let i = 0; i < logged.length; i++) {
+      const f = logged[i]!;
+      const [t, [rid, pasid, iova, access]] = faulted[i]!;
+      const tt = t as { reason: string; level: number };
+      if (f.reason !== tt.reason || f.level !== tt.level || f.stage !== 0) return { faultLogRecord: f };
+      if (f.reason !== 'bad-request' && (f.rid !== rid || f.pasid !== pasid || f.iova !== iova || f.access !== access)) return { faultLogRecord: f };
+    }
+    return out;
+  }
+}
+
+/** A disagreement between engine and model (or a broken invariant). */
+export interface Divergence {
+  index: number;
+  op: Op;
+  what: string;
+  engine?: string;
+  model?: string;
+}
+
+/** Table pages an engine-managed domain holding `areas` has (root included), per the model. */
+export function expectedTablePages(m: Model, areas: Area[]): number {
+  const levels = m.levels;
+  let pages = 1;
+  for (let l = 0; l <= levels - 2; l++) {
+    // A table at level l hangs from an entry at level l+1 whose block meets an area and is not a leaf.
+    const shift = BigInt(12 + 9 * (l + 1));
+    const size = 1n << shift;
+    const tables = new Set<bigint>();
+    for (const a of areas) {
+      for (let b = a.iova >> shift; b <= a.last >> shift; b++) {
+        if (tables.has(b)) continue;
+        const start = b << shift;
+        const inside = start >= a.iova && start + size - 1n <= a.last;
+        // A leaf at level l+1 or above covers the block: no table under it.
+        if (inside && m.leafLevel(a, start) >= l + 1) continue;
+        tables.add(b);
+      }
+    }
+    pages += tables.size;
+  }
+  return pages;
+}
+
+/** Compares the engine's internals with the model; returns what differs, or undefined. */
+export function deepCheck(m: Model, e: EngineSide): string | undefined {
+  const t = e.api.testing;
+  for (let i = 0; i < m.fds.length; i++) {
+    const mf = m.fds[i]!;
+    const v = t.fdView(e.fds[i]!);
+    if (v.closed !== mf.closed) return `fd ${i}: closed ${v.closed}, model ${mf.closed}`;
+    if (v.reserved.length > 0) return `fd ${i}: IDs left reserved: ${v.reserved}`;
+    let next = 1;
+    while (mf.objs.has(next)) next++;
+    if (v.nextId !== next) return `fd ${i}: next ID ${v.nextId}, model ${next}`;
+    const want = [...mf.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
+      if (o instanceof MIoas) {
+        const r = m.iovaRanges(o);
+        return { id: o.id, type: 'ioas', users: o.hwpts.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
+      }
+      if (o instanceof MHwpt) return { id: o.id, type: 'hwpt-paging', users: o.users, ioas: o.ioas.id, auto: o.auto, pasid: o.pasid, nestParent: o.nestParent, tablePages: expectedTablePages(m, o.ioas.areas) };
+      return { id: o.id, type: 'device', users: 1, rid: o.dev.rid };
+    });
+    const got = v.objects.map((o) => {
+      if (o.type !== 'hwpt-paging') return o;
+      const { domain: _domain, ...rest } = o;
+      return rest;
+    });
+    if (show(got) !== show(want)) return `fd ${i} objects:\n  engine ${show(got)}\n  model  ${show(want)}`;
+    if (show(v.pasids) !== show(m.pasids(i))) return `fd ${i} pasids: engine ${show(v.pasids)}, model ${show(m.pasids(i))}`;
+  }
+  const pool = t.poolState(e.iommu);
+  let hwpts = 0;
+  let domainPages = 0;
+  for (const f of m.fds) for (const o of f.objs.values()) if (o instanceof MHwpt) {
+    hwpts++;
+    domainPages += expectedTablePages(m, o.ioas.areas);
+  }
+  if (pool.liveDomains !== hwpts) return `live domains ${pool.liveDomains}, model HWPTs ${hwpts}`;
+  if (pool.domainPages !== domainPages) return `domain table pages ${pool.domainPages}, model ${domainPages}`;
+  const leaves = new Set<string>();
+  for (const d of m.devices) for (const p of d.att.keys()) if (p !== 0) leaves.add(`${d.rid}:${p >> 10}`);
+  if (pool.pasidLeafPages !== leaves.size) return `PASID leaf pages ${pool.pasidLeafPages}, model ${leaves.size}`;
+  const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages;
+  if (pool.pagesUsed !== accounted) return `pages used ${pool.pagesUsed}, accounted ${accounted} (${show(pool)})`;
+  return undefined;
+}
+
+/** One run's state: model, engine and how many FDs/devices exist (for replays). */
+export class Pair {
+  /** Optional observer of every compared outcome (coverage statistics). */
+  static tally: ((op: Op, outcome: Outcome) => void) | undefined;
+  readonly model: Model;
+  readonly engine: EngineSide;
+  constructor(api: EngineApi, readonly cfg: EngineConfig) {
+    this.model = new Model(cfg);
+    this.engine = new EngineSide(api, cfg);
+  }
+
+  /** Runs one op on both sides; returns what diverged, if anything. */
+  step(op: Op, index: number, deep: boolean): Divergence | undefined {
+    if (!applicable(op, this.model.fds.length, this.model.devices.length)) return undefined;
+    const t = this.engine.api.testing;
+    const iommu = this.engine.iommu;
+    let eo: Outcome;
+    let mo: Outcome;
+    // Fault injection inside the campaign: the engine runs first with its `failAt`th fallible step
+    // failing. If that step was reached, the call must fail ENOMEM and change nothing, so the model
+    // does not run and the deep check below compares the engine with the unchanged model.
+    if (op.failAt !== undefined) {
+      t.setFailCountdown(iommu, op.failAt);
+      let fired: boolean;
+      try {
+        eo = this.engine.run(op);
+        fired = t.failCountdown(iommu) === 0;
+      } catch (err) {
+        return { index, op, what: `engine threw a non-IommuError under fault injection: ${(err as Error).stack}` };
+      } finally {
+        t.setFailCountdown(iommu, 0);
+      }
+      if (fired) {
+        if (!('e' in eo) || eo.e !== 'ENOMEM') return { index, op, what: `injected failure reported as ${show(eo)}, expected ENOMEM` };
+        Pair.tally?.(op, eo);
+        const guards = t.guardViolations(iommu);
+        if (guards.length > 0) return { index, op, what: `guard overwritten: ${show(guards)}` };
+        const d = deepCheck(this.model, this.engine);
+        return d ? { index, op, what: `state changed by an injected failure: ${d}` } : undefined;
+      }
+      try {
+        mo = runModel(this.model, op);
+      } catch (err) {
+        return { index, op, what: `model crashed: ${(err as Error).stack}` };
+      }
+      if (show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
+    } else {
+      try {
+        mo = runModel(this.model, op);
+      } catch (err) {
+        return { index, op, what: `model crashed: ${(err as Error).stack}` };
+      }
+      try {
+        eo = this.engine.run(op);
+      } catch (err) {
+        return { index, op, what: `engine threw a non-IommuError: ${(err as Error).stack}` };
+      }
+      if (show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
+    }
+    Pair.tally?.(op, mo);
+    const guards = this.engine.api.testing.guardViolations(this.engine.iommu);
+    if (guards.length > 0) return { index, op, what: `guard overwritten: ${show(guards)}` };
+    if (deep) {
+      const d = deepCheck(this.model, this.engine);
+      if (d) return { index, op, what: `state: ${d}` };
+    }
+    return undefined;
+  }
+}
+
+/** The configuration of epoch `seed`: address width, PASID width, IOTLB size, shared or not. */
+export function epochConfig(seed: number): EngineConfig {
+  const rng = new Rng(seed ^ 0x5eed);
+  return {
+    addressWidth: rng.pick([39, 48, 48, 57]),
+    pasidBits: rng.pick([4, 8, 20]),
+    maxDomains: rng.pick([5, 64, 64]),
+    iotlbEntries: rng.pick([2, 16, 256]),
+    shared: rng.chance(0.5),
+    maxMemoryBytes: 64 * 2 ** 20,
+  };
+}
+
+/** Replays `ops` on a fresh pair; the first divergence, if any. */
+export function replay(api: EngineApi, cfg: EngineConfig, ops: Op[], deepEvery = 25): Divergence | undefined {
+  const p = new Pair(api, cfg);
+  for (let i = 0; i < ops.length; i++) {
+    const d = p.step(ops[i]!, i, (i + 1) % deepEvery === 0 || i === ops.length - 1);
+    if (d) return d;
+  }
+  return undefined;
+}
+
+/** Delta debugging (ddmin): a small subsequence of `ops` on which `fails` still holds. */
+export function minimise(ops: Op[], fails: (ops: Op[]) => boolean, budgetMs = 60_000): Op[] {
+  const end = Date.now() + budgetMs;
+  let cur = ops;
+  let n = 2;
+  while (cur.length >= 2 && Date.now() < end) {
+    const chunk = Math.ceil(cur.length / n);
+    let reduced = false;
+    for (let i = 0; i < n && Date.now() < end; i++) {
+      const candidate = [...cur.slice(0, i * chunk), ...cur.slice((i + 1) * chunk)];
+      if (candidate.length < cur.length && fails(candidate)) {
+        cur = candidate;
+        n = Math.max(n - 1, 2);
+        reduced = true;
+        break;
+      }
+    }
+    if (!reduced) {
+      if (n >= cur.length) break;
+      n = Math.min(cur.length, n * 2);
+    }
+  }
+  return cur;
+}
+
+export interface EpochResult {
+  ops: number;
+  divergence?: Divergence;
+  /** The ops up to and including the divergent one. */
+  trace?: Op[];
+  cfg: EngineConfig;
+}
+
+/** One epoch: a fresh engine and model driven by `ops` generated ops. */
+export function runEpoch(api: EngineApi, seed: number, ops: number, opts: { deepEvery?: number; gen?: GenOptions } = {}): EpochResult {
+  const cfg = epochConfig(seed);
+  const pair = new Pair(api, cfg);
+  const gen = new Gen(new Rng(seed), pair.model, opts.gen);
+  const deepEvery = opts.deepEvery ?? 50;
+  const trace: Op[] = [];
+  for (let i = 0; i < ops; i++) {
+    const op = gen.next();
+    trace.push(op);
+    const d = pair.step(op, i, (i + 1) % deepEvery === 0 || i === ops - 1);
+    if (d) return { ops: i + 1, divergence: d, trace, cfg };
+  }
+  return { ops, cfg };
+}
+
+/** Seed of epoch `k` of a campaign. */
+export function epochSeed(seed: number, k: number): number {
+  let h = (seed ^ Math.imul(k + 1, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d) >>> 0;
+  return (h ^ (h >>> 12)) >>> 0;
+}
+
+/** A divergence report: seed, config, the minimised op list and the first difference. */
+export function report(seed: number, epoch: number, r: EpochResult, minimised: Op[] | undefined, min?: Divergence): string {
+  const d = r.divergence!;
+  const lines = [
+    `DIVERGENCE in campaign seed ${seed}, epoch ${epoch} (epoch seed ${epochSeed(seed, epoch)}), op ${d.index}: ${d.what}`,
+    `  config ${show(r.cfg)}`,
+    `  op     ${show(d.op)}`,
+  ];
+  if (d.engine) lines.push(`  engine ${d.engine}`, `  model  ${d.model}`);
+  if (minimised) {
+    lines.push(`minimised to ${minimised.length} ops${min ? ` (fails at op ${min.index}: ${min.what}${min.engine ? `; engine ${min.engine}; model ${min.model}` : ''})` : ''}:`);
+    for (const op of minimised) lines.push(`  ${show(op)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Minimises an epoch's divergent trace: same op kind must still diverge. */
+export function minimiseEpoch(api: EngineApi, r: EpochResult, budgetMs: number): { ops: Op[]; divergence?: Divergence } {
+  const kind = r.divergence!.op.k;
+  const trace = r.trace!.slice(0, r.divergence!.index + 1);
+  const fails = (ops: Op[]): boolean => {
+    try {
+      const d = replay(api, r.cfg, ops);
+      return d !== undefined && d.op.k === kind;
+    } catch {
+      return false;
+    }
+  };
+  if (!fails(trace)) return { ops: trace };
+  const ops = minimise(trace, fails, budgetMs);
+  return { ops, divergence: replay(api, r.cfg, ops) };
+}

@@ -1,0 +1,651 @@
+/**
+ * A deliberately simple reference model of the engine's control semantics and DMA translation,
+ * written from shared/docs/iommufd.md §1–3 and DESIGN.md (not from src/): plain arrays scanned
+ * linearly, no caches, no Wasm. The differential fuzzer (test/fuzz.test.ts, scripts/fuzz.mjs)
+ * runs the same operations on the engine and here and requires identical results and errnos.
+ *
+ * What is modelled: FD-local object IDs (lowest free, from 1), IOAS areas / reserved / allowed
+ * ranges / alignment / automatic IOVA, HWPT_PAGING (auto and explicit), bind/attach/replace/detach
+ * with PASID rules (incl. the seed's EPERM), the system-wide PASID space, FD close, and
+ * translation (fault reasons, levels, leaf sizes). Checks run in iommufd's order; where iommufd
+ * leaves the order of two argument checks open, the model follows the engine's documented order.
+ *
+ * No imports from src/ or assembly/.
+ * @module
+ */
+
+export const U64_MAX = (1n << 64n) - 1n;
+export const PAGE = 4096n;
+/** Engine page-table entries hold output address bits 51:12: a mapping in a domain must end below 2^52. */
+export const OUTPUT_LIMIT = 1n << 52n;
+export const NO_PASID = 0;
+/** PASID argument range of attach/detach (the engine's PASID_BITS). */
+export const PASID_ARG_BITS = 20;
+
+/** A control error the model predicts: the errno name. */
+export class ModelError extends Error {
+  constructor(readonly errno: string, why: string) {
+    super(`${errno}: ${why}`);
+  }
+}
+
+function fail(errno: string, why: string): never {
+  throw new ModelError(errno, why);
+}
+
+export interface Range {
+  start: bigint;
+  last: bigint;
+}
+
+export interface Area {
+  iova: bigint;
+  last: bigint;
+  phys: bigint;
+  read: boolean;
+  write: boolean;
+}
+
+export class MIoas {
+  readonly type = 'ioas';
+  id = 0;
+  areas: Area[] = []; // sorted by iova, disjoint
+  allowed: Range[] = []; // sorted, disjoint
+  readonly hwpts = new Set<MHwpt>();
+}
+
+export class MHwpt {
+  readonly type = 'hwpt-paging';
+  id = 0;
+  /** Attachments (device, pasid) using it. */
+  users = 0;
+  constructor(readonly ioas: MIoas, readonly auto: boolean, readonly pasid: boolean, readonly nestParent: boolean) {}
+}
+
+export class MDevObj {
+  readonly type = 'device';
+  id = 0;
+  constructor(readonly dev: MDevice) {}
+}
+
+export type MObj = MIoas | MHwpt | MDevObj;
+
+export class MDevice {
+  fd: MFd | undefined;
+  obj: MDevObj | undefined;
+  /** pasid (0 = RID) -> HWPT. */
+  readonly att = new Map<number, MHwpt>();
+  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[]) {}
+}
+
+export class MFd {
+  closed = false;
+  readonly objs = new Map<number, MObj>();
+  readonly devices = new Set<MDevice>();
+}
+
+/** A translation as the model predicts it. */
+export type MTranslation =
+  | { ok: true; phys: bigint; sizeLg2: number; perm: number }
+  | { ok: false; reason: string; level: number };
+
+export interface ModelConfig {
+  addressWidth: number;
+  pasidBits: number;
+  /** Domain slots of the engine (option maxDomains): at most maxDomains - 1 HWPTs live at once. */
+  maxDomains: number;
+}
+
+const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
+
+// ---- small range helpers -----------------------------------------------------------------------
+
+const overlaps = (aStart: bigint, aLast: bigint, bStart: bigint, bLast: bigint): boolean => aStart <= bLast && bStart <= aLast;
+const minB = (a: bigint, b: bigint): bigint => (a < b ? a : b);
+const maxB = (a: bigint, b: bigint): bigint => (a > b ? a : b);
+
+/** Union of ranges: sorted, disjoint, touching ranges merged. */
+export function union(ranges: Range[]): Range[] {
+  const sorted = ranges.map((r) => ({ ...r })).sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const out: Range[] = [];
+  for (const r of sorted) {
+    const top = out[out.length - 1];
+    if (top && r.start <= top.last + 1n) top.last = maxB(top.last, r.last);
+    else out.push(r);
+  }
+  return out;
+}
+
+function roundupPow2(x: bigint): bigint {
+  let p = 1n;
+  while (p < x) p *= 2n;
+  return p;
+}
+
+function lowBit(x: bigint): bigint {
+  return x & -x;
+}
+
+export class Model {
+  readonly fds: MFd[] = [];
+  readonly devices: MDevice[] = [];
+  readonly pasidOwner = new Map<number, MFd>();
+  readonly pasidUses = new Map<number, number>();
+
+  constructor(readonly cfg: ModelConfig) {}
+
+  get levels(): number {
+    return (this.cfg.addressWidth - 12) / 9;
+  }
+
+  // ---- derived IOAS state ------------------------------------------------------------------
+
+  /** Every reserved range of an IOAS (not merged): HWPT apertures and RID-attached devices' regions. */
+  reservedOf(ioas: MIoas): Range[] {
+    const out: Range[] = [];
+    if (ioas.hwpts.size > 0) out.push({ start: 1n << BigInt(this.cfg.addressWidth), last: U64_MAX });
+    for (const d of this.devices) {
+      if (d.att.get(NO_PASID)?.ioas === ioas) out.push(...d.reserved);
+    }
+    return out;
+  }
+
+  alignOf(ioas: MIoas): bigint {
+    return ioas.hwpts.size > 0 ? PAGE : 1n;
+  }
+
+  iovaRanges(ioas: MIoas): { ranges: Range[]; alignment: bigint } {
+    const ranges: Range[] = [];
+    let cursor = 0n;
+    for (const r of union(this.reservedOf(ioas))) {
+      if (r.start > cursor) ranges.push({ start: cursor, last: r.start - 1n });
+      cursor = r.last + 1n;
+    }
+    if (cursor <= U64_MAX) ranges.push({ start: cursor, last: U64_MAX });
+    return { ranges, alignment: this.alignOf(ioas) };
+  }
+
+  // ---- lookups -----------------------------------------------------------------------------
+
+  private open(fdIndex: number): MFd {
+    const fd = this.fds[fdIndex]!;
+    if (fd.closed) fail('EBADF', 'closed FD');
+    return fd;
+  }
+
+  private lowestFreeId(fd: MFd): number {
+    let id = 1;
+    while (fd.objs.has(id)) id++;
+    return id;
+  }
+
+  private publish<T extends MObj>(fd: MFd, obj: T): T {
+    obj.id = this.lowestFreeId(fd);
+    fd.objs.set(obj.id, obj);
+    return obj;
+  }
+
+  private getIoas(fd: MFd, id: number): MIoas {
+    const o = fd.objs.get(id);
+    if (!(o instanceof MIoas)) fail('ENOENT', `no IOAS ${id}`);
+    return o;
+  }
+
+  // ---- FD and objects ----------------------------------------------------------------------
+
+  openFd(): number {
+    this.fds.push(new MFd());
+    return this.fds.length - 1;
+  }
+
+  ioasAlloc(fdIndex: number): number {
+    const fd = this.open(fdIndex);
+    return this.publish(fd, new MIoas()).id;
+  }
+
+  /** `IommuFd.objects()`: ID, type, users and the type's facts. */
+  objects(fdIndex: number): Record<string, unknown>[] {
+    const fd = this.fds[fdIndex]!;
+    return [...fd.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
+      if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
+      if (o instanceof MHwpt) return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, auto: o.auto, nestParent: o.nestParent, pasid: o.pasid };
+      return { id: o.id, type: o.type, users: 1, bdf: o.dev.bdf, rid: o.dev.rid };
+    });
+  }
+
+  pasids(fdIndex: number): number[] {
+    const fd = this.fds[fdIndex]!;
+    return [...this.pasidOwner].filter(([, o]) => o === fd).map(([p]) => p).sort((a, b) => a - b);
+  }
+
+  destroy(fdIndex: number, id: number): void {
+    const fd = this.open(fdIndex);
+    const o = fd.objs.get(id) ?? fail('ENOENT', `no object ${id}`);
+    const users = o instanceof MIoas ? o.hwpts.size : o instanceof MHwpt ? o.users : 1;
+    if (users > 0) fail('EBUSY', `object ${id} in use`);
+    this.remove(fd, o);
+  }
+
+  private remove(fd: MFd, o: MObj): void {
+    fd.objs.delete(o.id);
+    if (o instanceof MHwpt) o.ioas.hwpts.delete(o);
+  }
+
+  close(fdIndex: number): void {
+    const fd = this.fds[fdIndex]!;
+    if (fd.closed) return;
+    for (const d of [...fd.devices]) this.unbindDevice(d);
+    // Leaf first: HWPTs (nobody uses them any more), then the rest.
+    for (const o of [...fd.objs.values()]) if (o instanceof MHwpt) this.remove(fd, o);
+    fd.objs.clear();
+    for (const [p, owner] of [...this.pasidOwner]) if (owner === fd) this.pasidOwner.delete(p);
+    fd.closed = true;
+  }
+
+  // ---- IOAS programming --------------------------------------------------------------------
+
+  map(fdIndex: number, ioasId: number, a: { iova?: bigint; length: bigint; phys: bigint; read?: boolean; write?: boolean }): bigint {
+    const fd = this.open(fdIndex);
+    const read = a.read ?? true;
+    const write = a.write ?? true;
+    for (const v of [a.iova ?? 0n, a.length, a.phys]) {
+      if (v < 0n) fail('EINVAL', 'negative');
+      if (v > U64_MAX) fail('EOVERFLOW', '>= 2^64');
+    }
+    if ((a.iova ?? 0n) >= U64_MAX || a.length >= U64_MAX) fail('EOVERFLOW', 'iova or length >= U64_MAX');
+    if (!read && !write) fail('EINVAL', 'no permission');
+    const ioas = this.getIoas(fd, ioasId);
+    if (a.length === 0n) fail('EINVAL', 'zero length');
+    if (a.phys + a.length - 1n > U64_MAX) fail('EOVERFLOW', 'phys + length wraps');
+    const align = this.alignOf(ioas);
+    if (a.length % align !== 0n) fail('EINVAL', 'length misaligned');
+    const iova = a.iova === undefined ? this.allocIova(ioas, a.phys, a.length) : this.checkFixed(ioas, a.iova, a.length);
+    const area: Area = { iova, last: iova + a.length - 1n, phys: a.phys, read, write };
+    this.checkBacking(ioas, area);
+    this.checkOutput(ioas, [area]);
+    this.insert(ioas, [area]);
+    return iova;
+  }
+
+  private checkFixed(ioas: MIoas, iova: bigint, length: bigint): bigint {
+    if (iova % this.alignOf(ioas) !== 0n) fail('EINVAL', 'iova misaligned');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'iova + length wraps');
+    if (this.reservedOf(ioas).some((r) => overlaps(r.start, r.last, iova, last))) fail('EINVAL', 'hits reserved');
+    if (ioas.areas.some((x) => overlaps(x.iova, x.last, iova, last))) fail('EEXIST', 'hits a mapping');
+    return iova;
+  }
+
+  /** Automatic IOVA: first fit, lowest first, in [PAGE, U64_MAX - PAGE] ∩ allowed, keeping phys's page offset. */
+  private allocIova(ioas: MIoas, phys: bigint, length: bigint): bigint {
+    if (length >= U64_MAX / 2n) fail('EOVERFLOW', 'auto length too big');
+    let align = roundupPow2(length);
+    if (phys !== 0n) align = minB(align, lowBit(phys));
+    align = minB(align, 1n << 30n);
+    if (align < this.alignOf(ioas)) fail('EINVAL', 'auto alignment below the IOAS alignment');
+    const step = maxB(align, PAGE);
+    const offset = phys % PAGE;
+    const windowStart = PAGE;
+    const windowLast = U64_MAX - PAGE;
+    const spans = ioas.allowed.length > 0 ? union(ioas.allowed) : [{ start: windowStart, last: windowLast }];
+    const blocked = union([...ioas.areas.map((x) => ({ start: x.iova, last: x.last })), ...this.reservedOf(ioas)]);
+    for (const s of spans) {
+      const start = maxB(s.start, windowStart);
+      const last = minB(s.last, windowLast);
+      if (start > last) continue;
+      // Holes of `blocked` inside [start, last], ascending.
+      let cursor = start;
+      const holes: Range[] = [];
+      for (const b of blocked) {
+        if (b.last < cursor) continue;
+        if (b.start > last) break;
+        if (b.start > cursor) holes.push({ start: cursor, last: b.start - 1n });
+        cursor = b.last + 1n;
+        if (cursor > last) break;
+      }
+      if (cursor <= last) holes.push({ start: cursor, last });
+      for (const h of holes) {
+        const cand = h.start + ((((offset - h.start) % step) + step) % step);
+        if (cand + length - 1n <= h.last) return cand;
+      }
+    }
+    fail('ENOSPC', 'no hole');
+  }
+
+  private checkBacking(ioas: MIoas, area: Area): void {
+    const a = this.alignOf(ioas);
+    if (area.phys % a !== 0n || (area.last - area.iova + 1n) % a !== 0n || area.iova % a !== 0n) fail('EINVAL', 'backing misaligned');
+  }
+
+  /** A domain cannot hold an output address of 2^52 or more (ERANGE). */
+  private checkOutput(ioas: MIoas, areas: Area[]): void {
+    if (ioas.hwpts.size > 0 && areas.some((x) => x.phys + (x.last - x.iova) >= OUTPUT_LIMIT)) fail('ERANGE', 'output beyond 52 bits');
+  }
+
+  private insert(ioas: MIoas, areas: Area[]): void {
+    ioas.areas.push(...areas);
+    ioas.areas.sort((x, y) => (x.iova < y.iova ? -1 : 1));
+  }
+
+  unmap(fdIndex: number, ioasId: number, iova: bigint, length: bigint): bigint {
+    const fd = this.open(fdIndex);
+    const all = iova === 0n && length === U64_MAX;
+    if (!all && (iova >= U64_MAX || length >= U64_MAX)) fail('EOVERFLOW', 'iova or length >= U64_MAX');
+    const ioas = this.getIoas(fd, ioasId);
+    if (length === 0n) fail('EINVAL', 'zero length');
+    const last = all ? U64_MAX : iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
+    const hit = ioas.areas.filter((x) => overlaps(x.iova, x.last, iova, last));
+    if (hit.some((x) => x.iova < iova || x.last > last)) fail('ENOENT', 'a mapping is only partly inside');
+    if (hit.length === 0) {
+      if (all) return 0n;
+      fail('ENOENT', 'nothing mapped');
+    }
+    ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
+    return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
+  }
+
+  copy(fdIndex: number, a: { dstIoas: number; srcIoas: number; srcIova: bigint; length: bigint; dstIova?: bigint; read?: boolean; write?: boolean }): bigint {
+    const fd = this.open(fdIndex);
+    const read = a.read ?? true;
+    const write = a.write ?? true;
+    if (a.length >= U64_MAX || a.srcIova >= U64_MAX || (a.dstIova ?? 0n) >= U64_MAX) fail('EOVERFLOW', '>= U64_MAX');
+    if (!read && !write) fail('EINVAL', 'no permission');
+    const src = this.getIoas(fd, a.srcIoas);
+    if (a.length === 0n) fail('EINVAL', 'zero length');
+    const srcLast = a.srcIova + a.length - 1n;
+    if (srcLast > U64_MAX) fail('EOVERFLOW', 'src wraps');
+    // The source must be covered by contiguous areas, no hole.
+    const slices: { area: Area; start: bigint; last: bigint }[] = [];
+    let at = a.srcIova;
+    for (;;) {
+      const area = src.areas.find((x) => x.iova <= at && at <= x.last);
+      if (!area || (slices.length > 0 && area.iova !== at)) fail('ENOENT', 'source not fully mapped');
+      const end = minB(area.last, srcLast);
+      slices.push({ area, start: at, last: end });
+      if (end === srcLast) break;
+      at = end + 1n;
+    }
+    const dst = this.getIoas(fd, a.dstIoas);
+    if (a.length % this.alignOf(dst) !== 0n) fail('EINVAL', 'length misaligned');
+    const first = slices[0]!;
+    const firstPhys = first.area.phys + (first.start - first.area.iova);
+    const iova = a.dstIova === undefined ? this.allocIova(dst, firstPhys, a.length) : this.checkFixed(dst, a.dstIova, a.length);
+    const created: Area[] = [];
+    let cur = iova;
+    for (const s of slices) {
+      if (write && !s.area.write) fail('EPERM', 'read-only source');
+      const len = s.last - s.start + 1n;
+      const area: Area = { iova: cur, last: cur + len - 1n, phys: s.area.phys + (s.start - s.area.iova), read, write };
+      this.checkBacking(dst, area);
+      created.push(area);
+      cur += len;
+    }
+    this.checkOutput(dst, created);
+    this.insert(dst, created);
+    return iova;
+  }
+
+  ranges(fdIndex: number, ioasId: number): { ranges: Range[]; alignment: bigint } {
+    const fd = this.open(fdIndex);
+    return this.iovaRanges(this.getIoas(fd, ioasId));
+  }
+
+  allow(fdIndex: number, ioasId: number, ranges: Range[]): void {
+    const fd = this.open(fdIndex);
+    const ioas = this.getIoas(fd, ioasId);
+    for (const r of ranges) if (r.start >= r.last) fail('EINVAL', 'start >= last');
+    const sorted = [...ranges].sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0));
+    for (let i = 1; i < sorted.length; i++) if (sorted[i]!.start <= sorted[i - 1]!.last) fail('EINVAL', 'overlap');
+    const resv = this.reservedOf(ioas);
+    if (sorted.some((r) => resv.some((x) => overlaps(x.start, x.last, r.start, r.last)))) fail('EADDRINUSE', 'hits reserved');
+    ioas.allowed = sorted.map((r) => ({ ...r }));
+  }
+
+  // ---- PASIDs --------------------------------------------------------------------------------
+
+  pasidAlloc(fdIndex: number, want?: number): number {
+    const fd = this.open(fdIndex);
+    const limit = 2 ** this.cfg.pasidBits;
+    if (want !== undefined) {
+      if (want < 1 || want >= limit) fail('EINVAL', 'pasid out of range');
+      if (this.pasidOwner.has(want)) fail('EEXIST', 'pasid taken');
+      this.pasidOwner.set(want, fd);
+      return want;
+    }
+    for (let p = 1; p < limit; p++) {
+      if (!this.pasidOwner.has(p)) {
+        this.pasidOwner.set(p, fd);
+        return p;
+      }
+    }
+    fail('ENOSPC', 'no pasid left');
+  }
+
+  pasidFree(fdIndex: number, pasid: number): void {
+    const fd = this.open(fdIndex);
+    if (this.pasidOwner.get(pasid) !== fd) fail('ENOENT', 'not this FD\'s PASID');
+    if ((this.pasidUses.get(pasid) ?? 0) > 0) fail('EBUSY', 'pasid attached');
+    this.pasidOwner.delete(pasid);
+  }
+
+  // ---- HWPT ----------------------------------------------------------------------------------
+
+  hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }): number {
+    const fd = this.open(fdIndex);
+    if (a.dirtyTracking) fail('EOPNOTSUPP', 'dirty tracking');
+    if (!(fd.objs.get(a.devId) instanceof MDevObj)) fail('ENOENT', 'no device');
+    const ioas = fd.objs.get(a.ptId);
+    if (!(ioas instanceof MIoas)) fail('EINVAL', 'pt not an IOAS');
+    const h = this.makeHwpt(ioas, false, a.pasid ?? false, a.nestParent ?? false);
+    return this.publish(fd, h).id;
+  }
+
+  /** A new HWPT on `ioas` (not yet published): the domain must be able to hold every area. */
+  private makeHwpt(ioas: MIoas, auto: boolean, pasid: boolean, nestParent: boolean): MHwpt {
+    let live = 0;
+    for (const fd of this.fds) for (const o of fd.objs.values()) if (o instanceof MHwpt) live++;
+    if (live >= this.cfg.maxDomains - 1) fail('ENOMEM', 'no domain slot left');
+    if (this.alignOf(ioas) < PAGE) {
+      if (ioas.areas.some((x) => x.iova % PAGE !== 0n || (x.last + 1n - x.iova) % PAGE !== 0n || x.phys % PAGE !== 0n)) {
+        fail('EADDRINUSE', 'a mapping is not page aligned');
+      }
+    }
+    const outside = { start: 1n << BigInt(this.cfg.addressWidth), last: U64_MAX };
+    if (ioas.areas.some((x) => overlaps(x.iova, x.last, outside.start, outside.last))) fail('EADDRINUSE', 'a mapping is outside the aperture');
+    if (ioas.allowed.some((x) => overlaps(x.start, x.last, outside.start, outside.last))) fail('EADDRINUSE', 'an allowed range is outside the aperture');
+    if (ioas.areas.some((x) => x.phys + (x.last - x.iova) >= OUTPUT_LIMIT)) fail('ERANGE', 'output beyond 52 bits');
+    const h = new MHwpt(ioas, auto, pasid, nestParent);
+    ioas.hwpts.add(h);
+    return h;
+  }
+
+  // ---- devices -------------------------------------------------------------------------------
+
+  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[]): number {
+    const m = BDF.exec(bdf) ?? fail('EINVAL', 'bad bdf');
+    if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', 'one IOMMU serves PCI segment 0');
+    const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
+    const bits = pasidBits ?? this.cfg.pasidBits;
+    if (!Number.isInteger(bits) || bits < 0 || bits > this.cfg.pasidBits) fail('EINVAL', 'pasidBits');
+    for (const r of reserved) if (r.start < 0n || r.last < r.start || r.last > U64_MAX) fail('EINVAL', 'bad region');
+    if (this.devices.some((d) => d.rid === rid)) fail('EEXIST', 'rid present');
+    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r }))));
+    return this.devices.length - 1;
+  }
+
+  bind(devIndex: number, fdIndex: number): number {
+    const d = this.devices[devIndex]!;
+    const fd = this.open(fdIndex);
+    if (d.fd) fail('EINVAL', 'already bound');
+    const obj = this.publish(fd, new MDevObj(d));
+    d.fd = fd;
+    d.obj = obj;
+    fd.devices.add(d);
+    return obj.id;
+  }
+
+  unbind(devIndex: number): void {
+    const d = this.devices[devIndex]!;
+    if (!d.fd) fail('EINVAL', 'not bound');
+    this.unbindDevice(d);
+  }
+
+  private unbindDevice(d: MDevice): void {
+    const fd = d.fd!;
+    for (const p of [...d.att.keys()].sort((x, y) => y - x)) this.detachOne(d, p);
+    fd.objs.delete(d.obj!.id);
+    fd.devices.delete(d);
+    d.fd = undefined;
+    d.obj = undefined;
+  }
+
+  attach(devIndex: number, ptId: number, pasidArg?: number): number {
+    const d = this.devices[devIndex]!;
+    const fd = d.fd ?? fail('EINVAL', 'not bound');
+    let pasid = NO_PASID;
+    if (pasidArg !== undefined) {
+      if (!Number.isInteger(pasidArg) || pasidArg < 0 || pasidArg >= 2 ** PASID_ARG_BITS) fail('EINVAL', 'pasid value');
+      pasid = pasidArg;
+      if (pasid !== NO_PASID) {
+        if (d.pasidBits === 0) fail('EINVAL', 'device without PASIDs');
+        if (pasid >= 2 ** d.pasidBits) fail('EINVAL', 'pasid beyond the device width');
+        if (this.pasidOwner.get(pasid) !== fd) fail('EPERM', 'PASID not allocated by the bound FD');
+      }
+    }
+    const target = fd.objs.get(ptId) ?? fail('ENOENT', 'no such object');
+    if (target instanceof MDevObj) fail('EINVAL', 'not an IOAS or HWPT');
+    if (target instanceof MIoas && pasid !== NO_PASID) fail('EINVAL', 'PASID needs a PASID HWPT');
+    if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid);
+    const old = d.att.get(pasid);
+    if (old === target) return old.id;
+
+    let h: MHwpt;
+    let made = false;
+    if (target instanceof MIoas) {
+      const auto = [...target.hwpts].find((x) => x.auto);
+      // An auto HWPT is never PASID-capable; refused before one is made.
+      this.checkCompat(d, pasid, auto?.pasid ?? false);
+      if (auto) h = auto;
+      else {
+        h = this.makeHwpt(target, true, false, false);
+        made = true;
+      }
+    } else {
+      h = target;
+    }
+    try {
+      const oldRidIoas = d.att.get(NO_PASID)?.ioas;
+      if (pasid === NO_PASID && oldRidIoas !== h.ioas) {
+        for (const r of d.reserved) {
+          if (h.ioas.areas.some((x) => overlaps(x.iova, x.last, r.start, r.last))) fail('EADDRINUSE', 'reserved region hits a mapping');
+          if (h.ioas.allowed.some((x) => overlaps(x.start, x.last, r.start, r.last))) fail('EADDRINUSE', 'reserved region hits an allowed range');
+        }
+      }
+    } catch (e) {
+      if (made) h.ioas.hwpts.delete(h);
+      throw e;
+    }
+    if (made) this.publish(fd, h);
+    h.users++;
+    d.att.set(pasid, h);
+    if (pasid !== NO_PASID && !old) this.pasidUses.set(pasid, (this.pasidUses.get(pasid) ?? 0) + 1);
+    if (old) this.drop(fd, old);
+    return h.id;
+  }
+
+  private checkCompat(d: MDevice, pasid: number, hwptPasid: boolean): void {
+    if (pasid !== NO_PASID) {
+      if (!hwptPasid) fail('EINVAL', 'HWPT not PASID-capable');
+      const rid = d.att.get(NO_PASID);
+      if (rid && !rid.pasid) fail('EINVAL', 'RID HWPT not PASID-capable');
+    } else if (!hwptPasid && [...d.att.keys()].some((p) => p !== NO_PASID)) {
+      fail('EINVAL', 'PASIDs attached: RID needs a PASID-capable HWPT');
+    }
+  }
+
+  detach(devIndex: number, pasidArg?: number): void {
+    const d = this.devices[devIndex]!;
+    if (!d.fd) fail('EINVAL', 'not bound');
+    const pasid = pasidArg ?? NO_PASID;
+    if (!Number.isInteger(pasid) || pasid < 0 || pasid >= 2 ** PASID_ARG_BITS) fail('EINVAL', 'pasid value');
+    this.detachOne(d, pasid);
+  }
+
+  private detachOne(d: MDevice, pasid: number): void {
+    const h = d.att.get(pasid);
+    if (!h) return;
+    d.att.delete(pasid);
+    if (pasid !== NO_PASID) {
+      const n = this.pasidUses.get(pasid)! - 1;
+      if (n === 0) this.pasidUses.delete(pasid);
+      else this.pasidUses.set(pasid, n);
+    }
+    this.drop(d.fd!, h);
+  }
+
+  private drop(fd: MFd, h: MHwpt): void {
+    h.users--;
+    if (h.auto && h.users === 0) this.remove(fd, h);
+  }
+
+  attachments(devIndex: number): [number, number][] {
+    return [...this.devices[devIndex]!.att].map(([p, h]): [number, number] => [p, h.id]).sort((a, b) => a[0] - b[0]);
+  }
+
+  // ---- translation -------------------------------------------------------------------------
+
+  /**
+   * The DMA path. Order: malformed request; no device; PASID beyond the device's width; not
+   * attached; beyond the table's input width; not present (level = highest table level whose
+   * entry is empty); permission (level of the leaf); else the output address and leaf size.
+   */
+  translate(rid: unknown, pasid: unknown, iova: unknown, access: unknown): MTranslation {
+    const u32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+    let addr: bigint;
+    if (typeof iova === 'bigint') addr = iova;
+    else if (typeof iova === 'number' && Number.isInteger(iova)) addr = BigInt(iova);
+    else return { ok: false, reason: 'bad-request', level: 0 };
+    if (!u32(rid) || !u32(pasid) || !u32(access) || addr < 0n || addr > U64_MAX) return { ok: false, reason: 'bad-request', level: 0 };
+    if (rid >= 2 ** 16 || pasid >= 2 ** PASID_ARG_BITS || (access & ~15) !== 0) return { ok: false, reason: 'bad-request', level: 0 };
+    const d = this.devices.find((x) => x.rid === rid);
+    if (!d) return { ok: false, reason: 'no-device', level: 0 };
+    if (pasid !== NO_PASID && pasid >= 2 ** d.pasidBits) return { ok: false, reason: 'pasid-invalid', level: 0 };
+    const h = d.att.get(pasid);
+    if (!h) return { ok: false, reason: 'not-attached', level: 0 };
+    const levels = this.levels;
+    if (addr >> BigInt(this.cfg.addressWidth) !== 0n) return { ok: false, reason: 'beyond-width', level: levels - 1 };
+    const areas = h.ioas.areas;
+    const area = areas.find((x) => x.iova <= addr && addr <= x.last);
+    if (!area) {
+      for (let l = levels - 1; l >= 0; l--) {
+        const size = 1n << BigInt(12 + 9 * l);
+        const start = addr - (addr % size);
+        if (!areas.some((x) => overlaps(x.iova, x.last, start, start + size - 1n))) return { ok: false, reason: 'not-present', level: l };
+      }
+      throw new Error('model: unreachable (a 4 KiB block around an unmapped address holds a mapping)');
+    }
+    const level = this.leafLevel(area, addr);
+    const perm = (area.read ? 1 : 0) | (area.write ? 2 : 0);
+    const need = ((access & 1) || (access & 4) ? 1 : 0) | (access & 2);
+    if ((perm & need) !== need) return { ok: false, reason: 'permission', level };
+    return { ok: true, phys: area.phys + (addr - area.iova), sizeLg2: 12 + 9 * level, perm };
+  }
+
+  /**
+   * Level of the leaf mapping `addr` inside `area`: the largest leaf (1 GiB, 2 MiB, 4 KiB, not
+   * above the table's top level) whose aligned block around `addr` lies wholly inside the area
+   * and whose IOVA and output address are equally aligned. That is what a greedy "largest leaf
+   * that fits" map produces.
+   */
+  leafLevel(area: Area, addr: bigint): number {
+    const maxLeaf = Math.min(this.levels - 1, 2);
+    for (let l = maxLeaf; l >= 1; l--) {
+      const size = 1n << BigInt(12 + 9 * l);
+      if ((area.iova - area.phys) % size !== 0n) continue;
+      const start = addr - (addr % size);
+      if (start >= area.iova && start + size - 1n <= area.last) return l;
+    }
+    return 0;
+  }
+}

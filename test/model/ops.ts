@@ -1,0 +1,132 @@
+/**
+ * The operations the differential fuzzer runs, as plain data, and how the model executes them.
+ *
+ * Ops are concrete (IDs, addresses, PASIDs are values), so a recorded list replays on a fresh
+ * engine and model; that is what lets the minimiser drop ops. FDs and devices are named by
+ * creation index (`fd: 2` = the third successful `open`, `dev: 0` = the first device added); an op
+ * naming an FD or device that does not exist in a replay is skipped on both sides.
+ * @module
+ */
+import { Model, ModelError, type MTranslation, type Range } from './model';
+
+export type TranslateVia = 'call' | 'into' | 'batch';
+
+export type Op = OpBody & {
+  /** Fault injection: the engine's `failAt`th fallible step in this call fails (see harness). */
+  failAt?: number;
+};
+
+type OpBody =
+  | { k: 'open' }
+  | { k: 'close'; fd: number }
+  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[] }
+  | { k: 'ioasAlloc'; fd: number }
+  | { k: 'destroy'; fd: number; id: number }
+  | { k: 'map'; fd: number; ioas: number; iova?: bigint; length: bigint; phys: bigint; read?: boolean; write?: boolean }
+  | { k: 'unmap'; fd: number; ioas: number; iova: bigint; length: bigint }
+  | { k: 'copy'; fd: number; dst: number; src: number; srcIova: bigint; length: bigint; dstIova?: bigint; read?: boolean; write?: boolean }
+  | { k: 'ranges'; fd: number; ioas: number }
+  | { k: 'allow'; fd: number; ioas: number; ranges: Range[] }
+  | { k: 'pasidAlloc'; fd: number; pasid?: number }
+  | { k: 'pasidFree'; fd: number; pasid: number }
+  | { k: 'hwptAlloc'; fd: number; devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }
+  | { k: 'bind'; dev: number; fd: number }
+  | { k: 'unbind'; dev: number }
+  | { k: 'attach'; dev: number; pt: number; pasid?: number }
+  | { k: 'detach'; dev: number; pasid?: number }
+  | { k: 'inspect'; fd: number }
+  | { k: 'translate'; via: TranslateVia; reqs: Req[] };
+
+/** One DMA request: requester ID, PASID (0 = none), IOVA, access bits. */
+export type Req = [rid: number, pasid: number, iova: bigint, access: number];
+
+/** The outcome of an op: a value or an errno. */
+export type Outcome = { v: unknown } | { e: string };
+
+/** A canonical string for comparisons and reports (bigints as 0x…n). */
+export function show(x: unknown): string {
+  return JSON.stringify(x, (_k, v) => {
+    if (typeof v === 'bigint') return `0x${v.toString(16)}n`;
+    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    return v;
+  });
+}
+
+/** Ops as JSON (bigints tagged) and back, for reproducers. */
+export function opsToJson(ops: Op[]): string {
+  return JSON.stringify(ops, (_k, v) => (typeof v === 'bigint' ? { $big: v.toString(16) } : v));
+}
+
+export function opsFromJson(text: string): Op[] {
+  return JSON.parse(text, (_k, v) => (v && typeof v === 'object' && typeof v.$big === 'string' ? BigInt(`0x${v.$big}`) : v)) as Op[];
+}
+
+/** Does the op name only FDs/devices that exist? (Replays of a subsequence skip the others.) */
+export function applicable(op: Op, fds: number, devs: number): boolean {
+  if ('fd' in op && op.fd >= fds) return false;
+  if ('dev' in op && op.dev >= devs) return false;
+  return true;
+}
+
+/** A model translation in the shape the harness compares. */
+export function modelTranslation(t: MTranslation): unknown {
+  return t.ok ? { ok: true, phys: t.phys, sizeLg2: t.sizeLg2, perm: t.perm } : { ok: false, reason: t.reason, level: t.level };
+}
+
+/** Runs `op` on the model. */
+export function runModel(m: Model, op: Op): Outcome {
+  try {
+    return { v: modelValue(m, op) };
+  } catch (e) {
+    if (e instanceof ModelError) return { e: e.errno };
+    throw e;
+  }
+}
+
+function modelValue(m: Model, op: Op): unknown {
+  switch (op.k) {
+    case 'open':
+      return m.openFd();
+    case 'close':
+      return m.close(op.fd);
+    case 'addDevice':
+      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? []);
+    case 'ioasAlloc':
+      return m.ioasAlloc(op.fd);
+    case 'destroy':
+      return m.destroy(op.fd, op.id);
+    case 'map':
+      return m.map(op.fd, op.ioas, op);
+    case 'unmap':
+      return m.unmap(op.fd, op.ioas, op.iova, op.length);
+    case 'copy':
+      return m.copy(op.fd, { dstIoas: op.dst, srcIoas: op.src, srcIova: op.srcIova, length: op.length, dstIova: op.dstIova, read: op.read, write: op.write });
+    case 'ranges':
+      return m.ranges(op.fd, op.ioas);
+    case 'allow':
+      return m.allow(op.fd, op.ioas, op.ranges);
+    case 'pasidAlloc':
+      return m.pasidAlloc(op.fd, op.pasid);
+    case 'pasidFree':
+      return m.pasidFree(op.fd, op.pasid);
+    case 'hwptAlloc':
+      return m.hwptAlloc(op.fd, op);
+    case 'bind':
+      return m.bind(op.dev, op.fd);
+    case 'unbind':
+      return m.unbind(op.dev);
+    case 'attach':
+      return m.attach(op.dev, op.pt, op.pasid);
+    case 'detach':
+      return m.detach(op.dev, op.pasid);
+    case 'inspect':
+      return {
+        objects: m.objects(op.fd),
+        pasids: m.pasids(op.fd),
+        attachments: m.devices.map((_, i) => m.attachments(i)),
+        devIds: m.devices.map((d) => d.obj?.id),
+      };
+    case 'translate':
+      return op.reqs.map(([rid, pasid, iova, access]) => modelTranslation(m.translate(rid, pasid, iova, access)));
+  }
+}
