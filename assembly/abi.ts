@@ -27,6 +27,9 @@ export const PTE_R = 1;
 export const PTE_W = 2;
 export const PTE_X = 4;
 export const PTE_PS = 128;
+/** Accessed and dirty (VT-d second stage bits 8 and 9); D is set on writes while dirty tracking is on. */
+export const PTE_A = 256;
+export const PTE_D = 512;
 export const PTE_ADDR_SHIFT = 12;
 export const PTE_ADDR_BITS = 40;
 export const PTE_COUNT_SHIFT = 52;
@@ -213,6 +216,8 @@ export const DOM_SVRSW60T59B = 64;
 export const DOM_PRI = 128;
 /** Table kept in guest RAM by its user (reads are bounds-checked against RAM). */
 export const DOM_USER = 256;
+/** Dirty tracking on (engine tables): a write to a leaf without D sets D before it may be cached writable. */
+export const DOM_DIRTY = 512;
 
 // ---- Table formats (DOM_FORMAT); each is a plug-in of assembly/ptwalk.ts in assembly/fmt/ -----------
 /** VT-d second stage, engine-managed tables in the page pool (fmt/engine.ts). */

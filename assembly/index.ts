@@ -11,7 +11,7 @@ export { translate, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages } from './iotlb';
-import { mapRange, unmapRange } from './pagetable';
+import { mapRange, unmapRange, readDirty } from './pagetable';
 import { domainPtr } from './domain';
 import { domainCount } from './env';
 
@@ -27,6 +27,28 @@ export function unmap(dom: u32, start: u64, last: u64): i32 {
   if (dom == 0 || dom >= domainCount || last < start) return abi.STATUS_EINVAL;
   if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
   unmapRange(domainPtr(dom), start, last);
+  return abi.STATUS_OK;
+}
+
+/** Turns dirty tracking of engine domain `dom` on (clearing every D bit first) or off. */
+export function domainSetDirty(dom: u32, on: u32): i32 {
+  if (dom == 0 || dom >= domainCount) return abi.STATUS_EINVAL;
+  const d = domainPtr(dom);
+  const flags = load<u32>(d, abi.DOM_FLAGS);
+  if (!(flags & abi.DOM_LIVE) || (flags & abi.DOM_EXT)) return abi.STATUS_EINVAL;
+  // Flag first, then clear and bump: a fill that still saw the flag off fails its generation re-check.
+  atomic.store<u32>(d, on ? flags | abi.DOM_DIRTY : flags & ~abi.DOM_DIRTY, abi.DOM_FLAGS);
+  if (on) readDirty(d, 0, 0xffffffffffffffff, abi.PAGE_SHIFT, 0, true);
+  atomic.add<u32>(d, 1, abi.DOM_GEN);
+  return abi.STATUS_OK;
+}
+
+/** Dirty pages of [start, last] in domain `dom` into the bitmap at `bitmap` (bit per 2^pageLg2 bytes). */
+export function dirtyBitmap(dom: u32, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: u32): i32 {
+  if (dom == 0 || dom >= domainCount || last < start || pageLg2 > 63) return abi.STATUS_EINVAL;
+  const d = domainPtr(dom);
+  if (!(load<u32>(d, abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
+  readDirty(d, start, last, pageLg2, bitmap, clear != 0);
   return abi.STATUS_OK;
 }
 

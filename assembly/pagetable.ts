@@ -6,7 +6,7 @@
 // Unmap clears leaves wholly inside the range, retires tables that become empty (never the root),
 // and bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
-import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_GEN, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL } from './abi';
+import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_GEN, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
 import { pageAlloc, pageRetire, epochAdvance } from './pool';
 
@@ -124,4 +124,58 @@ export function unmapRange(d: usize, start: u64, last: u64): void {
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
   atomic.add<u32>(d, 1, DOM_GEN); // after the entries are gone, so refills see the new tree
   epochAdvance();
+}
+
+/**
+ * Reads (and with `clear`, clears) the D bits of the leaves of `table` (covering from `base` at
+ * `level`) inside [start, last]; sets bit (addr - start) >> pageLg2 of `bitmap` for every page of
+ * a dirty leaf within the range. Returns the number of leaves whose D bit was cleared.
+ */
+function dirtyLevel(table: usize, level: u32, base: u64, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: bool): u32 {
+  const shift = levelShift(level);
+  const first = start > base ? <u32>((start - base) >> shift) : 0;
+  const lastIndex = (last - base) >> shift;
+  const end: u32 = lastIndex < <u64>(TABLE_ENTRIES - 1) ? <u32>lastIndex : TABLE_ENTRIES - 1;
+  let cleared: u32 = 0;
+  for (let i = first; i <= end; i++) {
+    const slot = table + <usize>i * PTE_SIZE;
+    const e = atomic.load<u64>(slot);
+    if (entryIsEmpty(e)) continue;
+    const lo = base + (<u64>i << shift);
+    if (!entryIsLeaf(e, level)) {
+      cleared += dirtyLevel(<usize>entryAddr(e), level - 1, lo, start, last, pageLg2, bitmap, clear);
+      continue;
+    }
+    if (!(e & <u64>PTE_D)) continue;
+    const hi = lo + (<u64>1 << shift) - 1;
+    const from = (lo > start ? lo : start) - start;
+    const to = (hi < last ? hi : last) - start;
+    if (bitmap != 0) {
+      for (let bit = from >> pageLg2; bit <= to >> pageLg2; bit++) {
+        const word = bitmap + <usize>(bit >> 3);
+        store<u8>(word, <u8>(<u32>load<u8>(word) | (<u32>1 << <u32>(bit & 7))));
+      }
+    }
+    // Translators only ever set D, so clearing it is one atomic AND.
+    if (clear) {
+      atomic.and<u64>(slot, ~<u64>PTE_D);
+      cleared++;
+    }
+  }
+  return cleared;
+}
+
+/**
+ * GET_DIRTY_BITMAP / dirty-tracking enable for domain `d`: reports dirty pages of [start, last]
+ * into the little-endian bitmap at `bitmap` (0 = none) and, with `clear`, clears their D bits
+ * and bumps the generation so that no IOTLB keeps write rights to a page now clean.
+ */
+export function readDirty(d: usize, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: bool): void {
+  const levels = load<u32>(d, DOM_LEVELS);
+  const span: u64 = <u64>1 << levelShift(levels);
+  const top = last < span ? last : span - 1;
+  if (start > top) return;
+  if (dirtyLevel(<usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top, pageLg2, bitmap, clear) != 0) {
+    atomic.add<u32>(d, 1, DOM_GEN);
+  }
 }

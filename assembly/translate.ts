@@ -25,11 +25,12 @@ import {
   CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS, SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS,
   TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_VPN_LO, TLB_KEY_HI, TLB_RID_SHIFT, TLB_VALID, TLB_PASID,
   TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT, DOM_FLAGS, DOM_EXT,
+  DOM_DIRTY, PTE_D, CAP_WU, CAP_WS,
 } from './abi';
 import { ctrl, slot, iotlb, iotlbSetMask, domains } from './env';
 import { deviceEntry, pasidDomain } from './context';
 import { domainPtr } from './domain';
-import { walk, walkLevel } from './walk';
+import { walk, walkLevel, walkSlot } from './walk';
 import { entryAddr, entryPerm, entryCaps, levelShift } from './fmt/engine';
 import { neededCaps } from './ptwalk';
 import { extMiss, takeFaultAddr } from './nested';
@@ -113,10 +114,13 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   const dom = contextDomain(rid, pasid);
   if (dom & 0x80000000) return dom & 0x7fffffff;
   const d = domainPtr(dom);
-  // User-managed tables, nesting and page requests take the extended walker (nested.ts).
-  if (load<u32>(d, DOM_FLAGS) & DOM_EXT) return extMiss(rid, pasid, iova, access, out, dom, d, ctxGen);
-  const need = neededCaps(access);
+  // The generation is read before the flags: a flag change (dirty tracking on) bumps it after the
+  // store, so a fill made under the old flags fails its re-check below.
   const gen = atomic.load<u32>(d, DOM_GEN);
+  const flags = atomic.load<u32>(d, DOM_FLAGS);
+  // User-managed tables, nesting and page requests take the extended walker (nested.ts).
+  if (flags & DOM_EXT) return extMiss(rid, pasid, iova, access, out, dom, d, ctxGen);
+  const need = neededCaps(access);
   const levels = load<u32>(d, DOM_LEVELS);
   if (iova >> levelShift(levels) != 0) return faultInfo(FAULT_BEYOND_WIDTH, levels - 1);
   // Root 0: the domain is being freed (its context already changed; miss() walks again).
@@ -132,6 +136,14 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   const phys = entryAddr(leaf) + (iova & ((<u64>1 << shift) - 1));
   const info = INFO_OK | (perm << INFO_PERM_SHIFT) | (shift << INFO_SIZE_SHIFT) | (caps << INFO_CAP_SHIFT);
   store<u64>(out, phys, RES_PHYS_LO);
+  // Dirty tracking: a write marks the leaf dirty (unless it changed under us: then it was being
+  // unmapped, and the racing result is allowed); a clean leaf is cached without write rights, so
+  // the first write after a read-and-clear misses and marks it again.
+  let fillInfo = info;
+  if ((flags & DOM_DIRTY) && !(leaf & <u64>PTE_D)) {
+    if (access & ACCESS_WRITE) atomic.cmpxchg<u64>(walkSlot, leaf, leaf | <u64>PTE_D);
+    else fillInfo = info & ~((CAP_WU | CAP_WS) << INFO_CAP_SHIFT);
+  }
 
   // Fill in place (iotlb.ts `victim`: entries never move, so invalidation scans cannot miss one).
   const vpn = iova >> PAGE_SHIFT;
@@ -141,7 +153,7 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   store<u32>(e, pasid, TLB_PASID);
   store<u32>(e, dom, TLB_DOMAIN);
   store<u32>(e, gen, TLB_GEN);
-  store<u32>(e, info, TLB_INFO);
+  store<u32>(e, fillInfo, TLB_INFO);
   store<u64>(e, phys & ~PAGE_MASK, TLB_PHYS_LO);
   store<u32>(e, atomic.load<u32>(ctrl, CTRL_CTX_GEN) == ctxGen && atomic.load<u32>(d, DOM_GEN) == gen ? keyHi : 0, TLB_KEY_HI);
   return info;

@@ -7,6 +7,8 @@ import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift } from './fmt/engine';
 
 /** Level of the last entry `walk` looked at (the leaf's level, or where the walk found nothing). */
 export let walkLevel: u32 = 0;
+/** Address of the leaf entry `walk` returned (valid only when it returned a leaf). */
+export let walkSlot: usize = 0;
 
 /** The leaf entry mapping `iova` in the table rooted at `root` with `levels` levels, or 0. */
 export function walk(root: usize, levels: u32, iova: u64): u64 {
@@ -14,10 +16,12 @@ export function walk(root: usize, levels: u32, iova: u64): u64 {
   let level = levels - 1;
   while (true) {
     const index = <usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1);
-    const e = atomic.load<u64>(table + index * PTE_SIZE);
+    const at = table + index * PTE_SIZE;
+    const e = atomic.load<u64>(at);
     if (entryIsEmpty(e)) break;
     if (entryIsLeaf(e, level)) {
       walkLevel = level;
+      walkSlot = at;
       return e;
     }
     table = <usize>entryAddr(e);

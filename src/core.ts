@@ -26,6 +26,8 @@ export interface CoreExports {
   bufferAlloc(pages: number): number;
   bufferFree(ptr: number, pages: number): void;
   reclaim(): number;
+  domainSetDirty(domain: number, on: number): number;
+  dirtyBitmap(domain: number, start: bigint, last: bigint, pageLg2: number, bitmap: number, clear: number): number;
   userDomainInit(index: number, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number;
   userDomainFree(index: number): number;
   domainSetPri(index: number, on: number): number;

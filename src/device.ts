@@ -75,6 +75,11 @@ export class DeviceFd {
     return this.caps.bdf;
   }
 
+  /** True when the device supports dirty tracking (may attach to dirty-tracking HWPTs). */
+  get dirty(): boolean {
+    return this.caps.dirty;
+  }
+
   /** PASID width; 0 = the device does not support PASIDs. */
   get pasidBits(): number {
     return this.caps.pasidBits;
@@ -250,6 +255,7 @@ export class DeviceFd {
 
   /** iommufd_hwpt_pasid_compat: PASIDs need PASID-capable HWPTs on both the PASID and the RID. */
   private checkCompat(op: string, pasid: number, hwpt: Pick<HwptPaging, 'id' | 'flags'>): void {
+    if (hwpt.flags.dirtyTracking && !this.caps.dirty) fail('EINVAL', op, `device ${this.bdf} cannot attach to dirty-tracking HWPT ${hwpt.id}: it has no dirty-tracking support`);
     if (pasid !== abi.NO_PASID) {
       if (!hwpt.flags.pasid) fail('EINVAL', op, `HWPT ${hwpt.id} was not allocated with { pasid: true }`);
       const rid = this.attached.get(abi.NO_PASID);

@@ -24,6 +24,8 @@ export interface HwptFlags {
   nestParent: boolean;
   /** May be attached to PASIDs (IOMMU_HWPT_ALLOC_PASID). */
   pasid: boolean;
+  /** Allocated with dirty tracking (IOMMU_HWPT_ALLOC_DIRTY_TRACKING): only dirty-capable devices attach. */
+  dirtyTracking?: boolean;
 }
 
 /** First output address engine page tables cannot hold. */
@@ -91,8 +93,11 @@ export class HwptPaging extends FdObject implements DomainSink {
     return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
   }
 
+  /** Dirty tracking is on (`IommuFd.hwptSetDirtyTracking`). */
+  dirtyEnabled = false;
+
   override details(): Record<string, unknown> {
-    return { ioasId: this.ioas.id, ...this.flags };
+    return { ioasId: this.ioas.id, ...this.flags, dirtyEnabled: this.dirtyEnabled };
   }
 
   release(): void {

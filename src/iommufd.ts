@@ -13,6 +13,7 @@ import { HwptPaging } from './hwpt';
 import type { IoRange } from './io-pagetable';
 import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
 import { BoundDevice } from './device';
+import { dirtyHwpt, readDirtyBitmap } from './dirty';
 import { IoasAccess, type UnmapCallback } from './access';
 import * as abi from '../assembly/abi';
 import { FaultQueue, closeFaultFds, faultQueueCreate, type FaultQueueFd } from './fault-queue';
@@ -132,7 +133,7 @@ export class IommuFd {
    * @returns the HWPT ID.
    * With `table`, allocates a user-managed HWPT instead (see `HwptUserArgs`, src/hwpt-user.ts):
    * nested on the nest-parent HWPT `ptId` when given, else over guest-physical addresses.
-   * @throws EOPNOTSUPP unknown option, faultId with nestParent, dirtyTracking (not supported yet);
+   * @throws EOPNOTSUPP unknown option, faultId with nestParent, dirtyTracking for a device without it;
    * ENOENT bad devId or faultId; EINVAL ptId missing or not an IOAS; ENOMEM.
    */
   hwptAlloc(args: HwptAllocArgs | HwptUserArgs): number {
@@ -144,15 +145,15 @@ export class IommuFd {
     const pasid = flag(op, 'pasid', o.pasid, false);
     const dirty = flag(op, 'dirtyTracking', o.dirtyTracking, false);
     if (o.faultId !== undefined && nestParent) fail('EOPNOTSUPP', op, 'faultId cannot be combined with nestParent');
-    if (dirty) fail('EOPNOTSUPP', op, 'dirty tracking is not supported by this engine version');
-    this.state.table.get<BoundDevice>(op, id(op, 'devId', o.devId), 'device');
+    const bound = this.state.table.get<BoundDevice>(op, id(op, 'devId', o.devId), 'device');
+    if (dirty && !bound.device.dirty) fail('EOPNOTSUPP', op, `device ${bound.device.bdf} has no dirty-tracking support`);
     const pt = this.state.table.find(id(op, 'ptId', o.ptId));
     if (!(pt instanceof Ioas)) fail('EINVAL', op, pt ? `object ${pt.id} is a ${pt.type}, expected an IOAS` : `no object with ID ${o.ptId as number}`);
     const queue = o.faultId === undefined ? undefined : this.state.table.get<FaultQueue>(op, id(op, 'faultId', o.faultId), 'fault');
     const hwptId = this.state.table.reserve(op);
     let hwpt: HwptPaging;
     try {
-      hwpt = HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid });
+      hwpt = HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid, dirtyTracking: dirty });
     } catch (e) {
       this.state.table.abort(hwptId);
       throw e;
@@ -162,6 +163,36 @@ export class IommuFd {
       queue.hwptAdded(hwpt);
     }
     return this.state.table.publish(hwptId, hwpt).id;
+  }
+
+  /**
+   * IOMMU_HWPT_SET_DIRTY_TRACKING: starts (clearing every dirty bit first) or stops marking pages
+   * written through a HWPT allocated with `dirtyTracking: true`.
+   * @throws ENOENT not an engine-managed HWPT; EOPNOTSUPP allocated without dirty tracking; EINVAL.
+   */
+  hwptSetDirtyTracking(hwptId: number, enable: boolean): void {
+    const op = 'hwptSetDirtyTracking';
+    this.state.checkOpen(op);
+    const on = flag(op, 'enable', enable, false);
+    const hwpt = dirtyHwpt(this.state, op, hwptId);
+    this.state.engine.check(op, this.state.engine.core.exports.domainSetDirty(hwpt.domain, on ? 1 : 0), 'dirty tracking');
+    hwpt.dirtyEnabled = on;
+  }
+
+  /**
+   * IOMMU_HWPT_GET_DIRTY_BITMAP: which pages of `[iova, iova + length)` were written, one bit per
+   * `pageSize` bytes (bit n = page `iova + n * pageSize`, in u64 word n / 64), read and cleared
+   * unless `noClear`. A dirty 2 MiB leaf sets the bits of all its pages in the range.
+   * @throws ENOENT not an engine-managed HWPT; EOPNOTSUPP unknown option or no dirty tracking;
+   * EOVERFLOW iova + length - 1 wraps; EINVAL zero length or page size, not a power of two, range
+   * not aligned to the IOAS alignment or to pageSize; ENOMEM no room for the bitmap.
+   */
+  hwptGetDirtyBitmap(hwptId: number, args: { iova: bigint | number; length: bigint | number; pageSize: bigint | number; noClear?: boolean }): BigUint64Array {
+    const op = 'hwptGetDirtyBitmap';
+    this.state.checkOpen(op);
+    const o = options(op, args, ['iova', 'length', 'pageSize', 'noClear'] as const);
+    const hwpt = dirtyHwpt(this.state, op, hwptId);
+    return readDirtyBitmap(this.state.engine, op, hwpt, o);
   }
 
   /**

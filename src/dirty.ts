@@ -1,0 +1,56 @@
+/**
+ * Dirty tracking of engine-managed HWPTs (iommufd.md §3.11): the engine sets the VT-d D bit of a
+ * leaf on the first write through it (a clean leaf is cached without write rights, so that write
+ * misses); reading the bitmap reads, and unless `noClear` clears, those bits and drops cached write
+ * rights. Race-free with worker translators: only they set D, only the owner clears it.
+ * @module
+ */
+import * as abi from '../assembly/abi';
+import { u64, flag, U64_MAX } from './args';
+import type { Engine } from './engine';
+import { fail } from './errno';
+import type { FdState } from './fd-state';
+import type { HwptPaging } from './hwpt';
+import { id } from './args';
+
+/** The dirty-tracking HWPT `hwptId`. @throws ENOENT not a HWPT_PAGING; EOPNOTSUPP no dirty tracking. */
+export function dirtyHwpt(state: FdState, op: string, hwptId: unknown): HwptPaging {
+  const hwpt = state.table.get<HwptPaging>(op, id(op, 'hwptId', hwptId), 'hwpt-paging');
+  if (!hwpt.flags.dirtyTracking) fail('EOPNOTSUPP', op, `HWPT ${hwpt.id} was not allocated with { dirtyTracking: true }`);
+  return hwpt;
+}
+
+/** GET_DIRTY_BITMAP's checks (kernel order) and the read, into a fresh bitmap. */
+export function readDirtyBitmap(
+  engine: Engine,
+  op: string,
+  hwpt: HwptPaging,
+  o: Partial<Record<'iova' | 'length' | 'pageSize' | 'noClear', unknown>>,
+): BigUint64Array {
+  const iova = u64(op, 'iova', o.iova);
+  const length = u64(op, 'length', o.length);
+  const pageSize = u64(op, 'pageSize', o.pageSize);
+  const noClear = flag(op, 'noClear', o.noClear, false);
+  if (length === 0n) fail('EINVAL', op, 'length must be nonzero');
+  const last = iova + length - 1n;
+  if (last > U64_MAX) fail('EOVERFLOW', op, 'iova + length - 1 overflows');
+  if (pageSize === 0n || (pageSize & (pageSize - 1n)) !== 0n) fail('EINVAL', op, `pageSize: expected a power of two, got ${pageSize}`);
+  const alignment = hwpt.ioas.iopt.alignment;
+  if (iova % alignment !== 0n || (last + 1n) % alignment !== 0n) fail('EINVAL', op, `range not aligned to the IOAS alignment ${alignment}`);
+  if (iova % pageSize !== 0n || (last + 1n) % pageSize !== 0n) fail('EINVAL', op, `range not aligned to pageSize ${pageSize}`);
+  const bits = length / pageSize;
+  if (bits > 1n << 32n) fail('ENOMEM', op, `a bitmap of ${bits} bits is too large`);
+  const words = Math.ceil(Number(bits) / 64);
+  const pages = Math.ceil((words * 8) / abi.PAGE_SIZE);
+  const core = engine.core;
+  const ptr = core.exports.bufferAlloc(pages);
+  core.sync();
+  if (ptr === 0) fail('ENOMEM', op, 'no room for the bitmap in the engine memory');
+  try {
+    const lg2 = pageSize.toString(2).length - 1;
+    engine.check(op, core.exports.dirtyBitmap(hwpt.domain, iova, last, lg2, ptr, noClear ? 0 : 1), 'dirty bitmap');
+    return new BigUint64Array(core.u8.slice(ptr, ptr + words * 8).buffer);
+  } finally {
+    core.exports.bufferFree(ptr, pages);
+  }
+}
