@@ -85,6 +85,7 @@ describe('differential fuzzing against the reference model', () => {
       const min = minimiseEpoch(api, r, 10_000);
       expect(min.divergence).toBeDefined();
       expect(min.ops.length).toBeLessThanOrEqual(15);
+      expect(min.ops.length).toBeLessThan(r.trace!.length / 10);
       expect(min.ops.at(-1)!.k).toBe('translate');
     } finally {
       Model.prototype.translate = original;

@@ -211,7 +211,7 @@ export class Gen {
     if (rng.chance(0.03)) bdf = rng.pick(['00:20.0', 'zz:00.0', '00:00.8', '']);
     const pasidBits = rng.chance(0.25) ? 0 : rng.chance(0.3) ? rng.range(1, this.m.cfg.pasidBits) : undefined;
     const reserved = rng.chance(0.3) ? [{ ...Gen.MSI }] : undefined;
-    return { k: 'addDevice', bdf, pasidBits, reserved };
+    return { k: 'addDevice', bdf, pasidBits, reserved, dirty: rng.chance(0.4) ? true : undefined };
   }
 
   private map(fd: number): Op {
@@ -373,7 +373,7 @@ export class Gen {
       k: 'hwptAlloc', fd, devId, ptId: this.ioasId(fd),
       pasid: rng.chance(0.5) ? true : rng.chance(0.5) ? false : undefined,
       nestParent: rng.chance(0.2) ? true : undefined,
-      dirtyTracking: rng.chance(0.02) ? true : undefined,
+      dirtyTracking: rng.chance(0.15) ? true : undefined,
     };
   }
 

@@ -71,7 +71,7 @@ export class EngineSide {
       case 'close':
         return this.fds[op.fd]!.close();
       case 'addDevice': {
-        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved });
+        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty });
         this.devs.push(dev);
         return this.devs.length - 1;
       }
@@ -233,7 +233,12 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
         const r = m.iovaRanges(o);
         return { id: o.id, type: 'ioas', users: o.hwpts.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
       }
-      if (o instanceof MHwpt) return { id: o.id, type: 'hwpt-paging', users: o.users, ioas: o.ioas.id, auto: o.auto, pasid: o.pasid, nestParent: o.nestParent, tablePages: expectedTablePages(m, o.ioas.areas) };
+      if (o instanceof MHwpt) {
+        return {
+          id: o.id, type: 'hwpt-paging', users: o.users, ioas: o.ioas.id, auto: o.auto, pasid: o.pasid, nestParent: o.nestParent,
+          ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }), tablePages: expectedTablePages(m, o.ioas.areas),
+        };
+      }
       return { id: o.id, type: 'device', users: 1, rid: o.dev.rid };
     });
     const got = v.objects.map((o) => {
@@ -439,6 +444,58 @@ export function minimiseEpoch(api: EngineApi, r: EpochResult, budgetMs: number):
     }
   };
   if (!fails(trace)) return { ops: trace };
-  const ops = minimise(trace, fails, budgetMs);
+  const start = Date.now();
+  const ops = shrink(minimise(trace, fails, budgetMs), fails, Math.max(1000, budgetMs - (Date.now() - start)));
   return { ops, divergence: replay(api, r.cfg, ops) };
+}
+
+/**
+ * What ddmin cannot do with index-named FDs and devices: drop an `open` or `addDevice` and renumber
+ * the ops after it (ops on the dropped FD or device go too), and drop requests of a translate op.
+ */
+export function shrink(ops: Op[], fails: (ops: Op[]) => boolean, budgetMs: number): Op[] {
+  const end = Date.now() + budgetMs;
+  let cur = ops;
+  for (let progress = true; progress && Date.now() < end; ) {
+    progress = false;
+    for (let i = cur.length - 1; i >= 0 && Date.now() < end; i--) {
+      const op = cur[i]!;
+      let candidate: Op[] | undefined;
+      if (op.k === 'open' || op.k === 'addDevice') {
+        const key = op.k === 'open' ? 'fd' : 'dev';
+        const index = cur.slice(0, i).filter((o) => o.k === op.k).length;
+        candidate = [];
+        for (let j = 0; j < cur.length; j++) {
+          if (j === i) continue;
+          const o = cur[j]!;
+          if (j > i && key in o) {
+            const v = (o as unknown as Record<string, number>)[key]!;
+            if (v === index) continue;
+            if (v > index) {
+              candidate.push({ ...o, [key]: v - 1 } as Op);
+              continue;
+            }
+          }
+          candidate.push(o);
+        }
+      } else if (op.k === 'translate' && op.reqs.length > 1) {
+        for (let q = op.reqs.length - 1; q >= 0; q--) {
+          const fewer = { ...op, reqs: op.reqs.filter((_, x) => x !== q) };
+          const c = [...cur.slice(0, i), fewer, ...cur.slice(i + 1)];
+          if (fails(c)) {
+            cur = c;
+            progress = true;
+          }
+        }
+        continue;
+      } else {
+        candidate = [...cur.slice(0, i), ...cur.slice(i + 1)];
+      }
+      if (candidate && fails(candidate)) {
+        cur = candidate;
+        progress = true;
+      }
+    }
+  }
+  return cur;
 }

@@ -59,7 +59,16 @@ export class MHwpt {
   id = 0;
   /** Attachments (device, pasid) using it. */
   users = 0;
-  constructor(readonly ioas: MIoas, readonly auto: boolean, readonly pasid: boolean, readonly nestParent: boolean) {}
+  /** Dirty tracking on (hwptSetDirtyTracking; not driven by the fuzzer yet). */
+  dirtyEnabled = false;
+  constructor(
+    readonly ioas: MIoas,
+    readonly auto: boolean,
+    readonly pasid: boolean,
+    readonly nestParent: boolean,
+    /** Allocated with dirtyTracking (explicit HWPTs only; undefined for auto ones). */
+    readonly dirtyTracking?: boolean,
+  ) {}
 }
 
 export class MDevObj {
@@ -75,7 +84,7 @@ export class MDevice {
   obj: MDevObj | undefined;
   /** pasid (0 = RID) -> HWPT. */
   readonly att = new Map<number, MHwpt>();
-  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[]) {}
+  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[], readonly dirty = false) {}
 }
 
 export class MFd {
@@ -208,7 +217,10 @@ export class Model {
     const fd = this.fds[fdIndex]!;
     return [...fd.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
       if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
-      if (o instanceof MHwpt) return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, auto: o.auto, nestParent: o.nestParent, pasid: o.pasid };
+      if (o instanceof MHwpt) {
+        const flags = { auto: o.auto, nestParent: o.nestParent, pasid: o.pasid, ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }) };
+        return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, ...flags, dirtyEnabled: o.dirtyEnabled };
+      }
       return { id: o.id, type: o.type, users: 1, bdf: o.dev.bdf, rid: o.dev.rid };
     });
   }
@@ -433,16 +445,17 @@ export class Model {
 
   hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }): number {
     const fd = this.open(fdIndex);
-    if (a.dirtyTracking) fail('EOPNOTSUPP', 'dirty tracking');
-    if (!(fd.objs.get(a.devId) instanceof MDevObj)) fail('ENOENT', 'no device');
+    const dev = fd.objs.get(a.devId);
+    if (!(dev instanceof MDevObj)) fail('ENOENT', 'no device');
+    if (a.dirtyTracking && !dev.dev.dirty) fail('EOPNOTSUPP', 'device without dirty tracking');
     const ioas = fd.objs.get(a.ptId);
     if (!(ioas instanceof MIoas)) fail('EINVAL', 'pt not an IOAS');
-    const h = this.makeHwpt(ioas, false, a.pasid ?? false, a.nestParent ?? false);
+    const h = this.makeHwpt(ioas, false, a.pasid ?? false, a.nestParent ?? false, a.dirtyTracking ?? false);
     return this.publish(fd, h).id;
   }
 
   /** A new HWPT on `ioas` (not yet published): the domain must be able to hold every area. */
-  private makeHwpt(ioas: MIoas, auto: boolean, pasid: boolean, nestParent: boolean): MHwpt {
+  private makeHwpt(ioas: MIoas, auto: boolean, pasid: boolean, nestParent: boolean, dirtyTracking?: boolean): MHwpt {
     let live = 0;
     for (const fd of this.fds) for (const o of fd.objs.values()) if (o instanceof MHwpt) live++;
     if (live >= this.cfg.maxDomains - 1) fail('ENOMEM', 'no domain slot left');
@@ -455,14 +468,14 @@ export class Model {
     if (ioas.areas.some((x) => overlaps(x.iova, x.last, outside.start, outside.last))) fail('EADDRINUSE', 'a mapping is outside the aperture');
     if (ioas.allowed.some((x) => overlaps(x.start, x.last, outside.start, outside.last))) fail('EADDRINUSE', 'an allowed range is outside the aperture');
     if (ioas.areas.some((x) => x.phys + (x.last - x.iova) >= OUTPUT_LIMIT)) fail('ERANGE', 'output beyond 52 bits');
-    const h = new MHwpt(ioas, auto, pasid, nestParent);
+    const h = new MHwpt(ioas, auto, pasid, nestParent, dirtyTracking);
     ioas.hwpts.add(h);
     return h;
   }
 
   // ---- devices -------------------------------------------------------------------------------
 
-  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[]): number {
+  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[], dirty = false): number {
     const m = BDF.exec(bdf) ?? fail('EINVAL', 'bad bdf');
     if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', 'one IOMMU serves PCI segment 0');
     const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
@@ -470,7 +483,7 @@ export class Model {
     if (!Number.isInteger(bits) || bits < 0 || bits > this.cfg.pasidBits) fail('EINVAL', 'pasidBits');
     for (const r of reserved) if (r.start < 0n || r.last < r.start || r.last > U64_MAX) fail('EINVAL', 'bad region');
     if (this.devices.some((d) => d.rid === rid)) fail('EEXIST', 'rid present');
-    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r }))));
+    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r })), dirty));
     return this.devices.length - 1;
   }
 
@@ -516,7 +529,7 @@ export class Model {
     const target = fd.objs.get(ptId) ?? fail('ENOENT', 'no such object');
     if (target instanceof MDevObj) fail('EINVAL', 'not an IOAS or HWPT');
     if (target instanceof MIoas && pasid !== NO_PASID) fail('EINVAL', 'PASID needs a PASID HWPT');
-    if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid);
+    if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid, target.dirtyTracking ?? false);
     const old = d.att.get(pasid);
     if (old === target) return old.id;
 
@@ -525,7 +538,7 @@ export class Model {
     if (target instanceof MIoas) {
       const auto = [...target.hwpts].find((x) => x.auto);
       // An auto HWPT is never PASID-capable; refused before one is made.
-      this.checkCompat(d, pasid, auto?.pasid ?? false);
+      this.checkCompat(d, pasid, auto?.pasid ?? false, false);
       if (auto) h = auto;
       else {
         h = this.makeHwpt(target, true, false, false);
@@ -554,7 +567,8 @@ export class Model {
     return h.id;
   }
 
-  private checkCompat(d: MDevice, pasid: number, hwptPasid: boolean): void {
+  private checkCompat(d: MDevice, pasid: number, hwptPasid: boolean, hwptDirty: boolean): void {
+    if (hwptDirty && !d.dirty) fail('EINVAL', 'device without dirty tracking on a dirty-tracking HWPT');
     if (pasid !== NO_PASID) {
       if (!hwptPasid) fail('EINVAL', 'HWPT not PASID-capable');
       const rid = d.att.get(NO_PASID);

@@ -19,7 +19,7 @@ export type Op = OpBody & {
 type OpBody =
   | { k: 'open' }
   | { k: 'close'; fd: number }
-  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[] }
+  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[]; dirty?: boolean }
   | { k: 'ioasAlloc'; fd: number }
   | { k: 'destroy'; fd: number; id: number }
   | { k: 'map'; fd: number; ioas: number; iova?: bigint; length: bigint; phys: bigint; read?: boolean; write?: boolean }
@@ -90,7 +90,7 @@ function modelValue(m: Model, op: Op): unknown {
     case 'close':
       return m.close(op.fd);
     case 'addDevice':
-      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? []);
+      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? [], op.dirty);
     case 'ioasAlloc':
       return m.ioasAlloc(op.fd);
     case 'destroy':
