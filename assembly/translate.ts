@@ -183,18 +183,16 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   return info;
 }
 
-/** The hit path, inlined into both entry points; the caller has announced an epoch for a miss. */
+/** The hit path, inlined into both entry points: the info of a hit (result stored), or 0. */
 // @ts-ignore: decorator
-@inline function translateOne(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
-  if (valid(rid, pasid, access)) {
-    const info = lookup(rid, pasid, iova, neededCaps(access), out);
-    if (info != 0) {
-      bump(SLOT_HITS);
-      store<u32>(out, info, RES_INFO);
-      return info;
-    }
+@inline function hit(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
+  if (!valid(rid, pasid, access)) return 0;
+  const info = lookup(rid, pasid, iova, neededCaps(access), out);
+  if (info != 0) {
+    bump(SLOT_HITS);
+    store<u32>(out, info, RES_INFO);
   }
-  return slowPath(rid, pasid, iova, access, out);
+  return info;
 }
 
 /** Announces that this thread may read table pages until `leave`. */
@@ -212,14 +210,8 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
 export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32): u32 {
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
-  if (valid(rid, pasid, access)) {
-    const info = lookup(rid, pasid, iova, neededCaps(access), out);
-    if (info != 0) {
-      bump(SLOT_HITS);
-      store<u32>(out, info, RES_INFO);
-      return info;
-    }
-  }
+  const hitInfo = hit(rid, pasid, iova, access, out);
+  if (hitInfo != 0) return hitInfo;
   enter(); // only the slow path reads table pages
   const info = slowPath(rid, pasid, iova, access, out);
   leave();
@@ -234,7 +226,12 @@ export function translateBatch(req: usize, res: usize, n: u32): u32 {
     const r = req + <usize>i * REQ_SIZE;
     const ridAccess = load<u32>(r, REQ_RID_ACCESS);
     const iova = (<u64>load<u32>(r, REQ_IOVA_HI) << 32) | <u64>load<u32>(r, REQ_IOVA_LO);
-    const info = translateOne(ridAccess & 0xffff, load<u32>(r, REQ_PASID), iova, ridAccess >> REQ_ACCESS_SHIFT, res + <usize>i * RES_SIZE);
+    const rid = ridAccess & 0xffff;
+    const pasid = load<u32>(r, REQ_PASID);
+    const access = ridAccess >> REQ_ACCESS_SHIFT;
+    const out = res + <usize>i * RES_SIZE;
+    let info = hit(rid, pasid, iova, access, out);
+    if (info == 0) info = slowPath(rid, pasid, iova, access, out);
     faults += ~info & INFO_OK;
   }
   leave();
