@@ -16,10 +16,43 @@
 // anyway (its key is replaced before the translator's next lookup; only that translator looks up
 // in its slot).
 
-import { TLB_ENTRY_SIZE, TLB_KEY_HI, TLB_VPN_LO, TLB_PASID, TLB_DOMAIN, TLB_VALID, TLB_RID_SHIFT, DOM_INVSEQ, SLOT_IOTLB } from './abi';
-import { slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
+import {
+  TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_KEY_HI, TLB_VPN_LO, TLB_PASID, TLB_DOMAIN, TLB_GEN, TLB_INFO,
+  TLB_PHYS_LO, TLB_VALID, TLB_RID_SHIFT, DOM_INVSEQ, DOM_GEN, SLOT_IOTLB, PASID_BITS, PAGE_SHIFT,
+  CTRL_CTX_GEN,
+} from './abi';
+import { ctrl, slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
 import { domainPtr } from './domain';
-import { setOf } from './translate';
+
+/** The set of this slot's IOTLB that (rid, pasid, page vpnLo) hashes to; the hit path's hash. */
+// @ts-ignore: decorator
+@inline export function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
+  const h = vpnLo ^ ((pasid | (rid << PASID_BITS)) * 0x9e3779b1);
+  return iotlb + <usize>((h ^ (h >> 16)) & iotlbSetMask) * TLB_SET_SIZE;
+}
+
+/**
+ * Caches a translation of (rid, pasid, page of `iova`) from domain `dom` (descriptor `d`), whose
+ * generation was `gen`, invalidation sequence `seq` and CTRL_CTX_GEN `ctxGen` before the walk.
+ * The fields are written, the key published, and the key withdrawn again if any of the three moved
+ * meanwhile: a control call overlapped the walk (see the header and translate.ts).
+ */
+export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u32, seq: u32, ctxGen: u32, info: u32, phys: u64): void {
+  const vpn = iova >> PAGE_SHIFT;
+  if (<u32>(vpn >> 32) >> TLB_RID_SHIFT) return; // page numbers from 2^45 do not fit a key
+  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
+  const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
+  store<u32>(e, <u32>vpn, TLB_VPN_LO);
+  store<u32>(e, pasid, TLB_PASID);
+  store<u32>(e, dom, TLB_DOMAIN);
+  store<u32>(e, gen, TLB_GEN);
+  store<u32>(e, info, TLB_INFO);
+  store<u64>(e, phys & ~((<u64>1 << PAGE_SHIFT) - 1), TLB_PHYS_LO);
+  atomic.store<u32>(e, keyHi, TLB_KEY_HI); // publishes the fields above to an owner scan
+  if (atomic.load<u32>(d, DOM_GEN) != gen || atomic.load<u32>(d, DOM_INVSEQ) != seq || atomic.load<u32>(ctrl, CTRL_CTX_GEN) != ctxGen) {
+    atomic.store<u32>(e, 0, TLB_KEY_HI);
+  }
+}
 
 let victimBit: u32 = 0;
 

@@ -27,22 +27,20 @@
 // before the tail is published with an atomic store.
 
 import {
-  ACCESS_MASK, DOM_PARENT, DOM_FORMAT, DOM_FLAGS, DOM_GEN, DOM_INVSEQ, DOM_PRI, FMT_ENGINE, FMT_RISCV_G,
-  INFO_OK, INFO_PERM_SHIFT, INFO_PBMT_SHIFT, INFO_SIZE_SHIFT, INFO_CAP_SHIFT, INFO_REASON_SHIFT,
-  INFO_REASON_MASK, INFO_PAGE_REQUEST, FAULT_NOT_PRESENT, FAULT_PERMISSION, FAULT_AD_DISABLED,
-  RES_PHYS_LO, PAGE_SHIFT, TLB_RID_SHIFT, TLB_VALID, TLB_VPN_LO, TLB_KEY_HI, TLB_PASID, TLB_DOMAIN,
-  TLB_GEN, TLB_INFO, TLB_PHYS_LO, CTRL_CTX_GEN, DEV_FLAGS, DEV_PRI, SLOT_PRQ, SLOT_PRQ_TAIL,
+  ACCESS_MASK, DOM_PARENT, DOM_FORMAT, DOM_FLAGS, DOM_GEN, DOM_INVSEQ, DOM_PRI, FMT_ENGINE,
+  FMT_RISCV_G, INFO_OK, INFO_PERM_SHIFT, INFO_PBMT_SHIFT, INFO_SIZE_SHIFT, INFO_CAP_SHIFT,
+  INFO_REASON_SHIFT, INFO_REASON_MASK, INFO_PAGE_REQUEST, FAULT_NOT_PRESENT, FAULT_PERMISSION,
+  FAULT_AD_DISABLED, RES_PHYS_LO, DEV_FLAGS, DEV_PRI, SLOT_PRQ, SLOT_PRQ_TAIL,
   SLOT_PRQ_HEAD, SLOT_PRQ_LOST, PRQ_SIZE, PRQ_ENTRIES, PRQ_RID_ACCESS, PRQ_PASID, PRQ_IOVA_LO,
   PRQ_IOVA_HI, PRQ_DOMAIN, PRQ_INFO,
 } from './abi';
-import { ctrl, slot } from './env';
+import { slot } from './env';
 import { domainPtr } from './domain';
 import { deviceEntry } from './context';
 import { walkStage, wOA, wShift, wPerm, wCaps, wPbmt, wFaultAddr } from './ptwalk';
-import { setOf } from './translate';
-import { victim } from './iotlb';
+import { fill } from './iotlb';
 
-const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
+
 
 /** Fault address of the last extended miss, for the caller's result record (see takeFaultAddr). */
 let faultAddr: u64 = 0;
@@ -129,19 +127,6 @@ export function extMiss(rid: u32, pasid: u32, iova: u64, access: u32, out: usize
   }
   const phys = extOA;
   store<u64>(out, phys, RES_PHYS_LO);
-  const vpn = iova >> PAGE_SHIFT;
-  if ((vpn >> 32) >> TLB_RID_SHIFT) return info; // not representable in a key (see the header)
-  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
-  const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
-  store<u32>(e, <u32>vpn, TLB_VPN_LO);
-  store<u32>(e, pasid, TLB_PASID);
-  store<u32>(e, dom, TLB_DOMAIN);
-  store<u32>(e, gen, TLB_GEN);
-  store<u32>(e, info, TLB_INFO);
-  store<u64>(e, phys & ~PAGE_MASK, TLB_PHYS_LO);
-  atomic.store<u32>(e, keyHi, TLB_KEY_HI); // publishes the fields above to an owner scan
-  if (atomic.load<u32>(d, DOM_INVSEQ) != seq || atomic.load<u32>(ctrl, CTRL_CTX_GEN) != ctxGen) {
-    atomic.store<u32>(e, 0, TLB_KEY_HI);
-  }
+  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, info, phys);
   return info;
 }

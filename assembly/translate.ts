@@ -6,9 +6,10 @@
 // IOTLB: per translator slot, 2-way set associative, keyed by (rid, pasid, 4 KiB page). An entry
 // holds the domain it was filled from and that domain's generation then; it hits only while the
 // generation is unchanged, so unmap/detach/replace/destroy invalidate by bumping one counter.
-// Fill race: the miss path reads CTRL_CTX_GEN before the context and the domain generation
-// before the walk, and re-reads both after filling; if either moved, a control call overlapped
-// this walk and the entry is dropped (the result itself is allowed: the call had not returned).
+// Fill race: the miss path reads CTRL_CTX_GEN before the context, and the domain's generation and
+// invalidation sequence before the walk; iotlb.ts `fill` re-reads all three after publishing the
+// entry and withdraws it if any moved: a control call overlapped this walk (the result itself is
+// allowed: the call had not returned). A context change during the walk redoes it (miss()).
 //
 // Rights: a hit tests the entry's INFO_CAP_* rights against the request's R/W/X in its privilege
 // (neededCaps), so one entry serves any request kind its leaf allows (U/S, SUM, XD, D rules are
@@ -16,25 +17,24 @@
 // miss through nested.ts and fill the same IOTLB, so their hits take exactly this path.
 
 import {
-  PAGE_SHIFT, RID_BITS, PASID_BITS, ACCESS_MASK, ACCESS_READ, ACCESS_WRITE, NO_PASID,
-  RES_SIZE, RES_PHYS_LO, RES_INFO, INFO_OK, INFO_PERM_SHIFT, INFO_SIZE_SHIFT,
-  INFO_REASON_SHIFT, INFO_LEVEL_SHIFT, REQ_SIZE, REQ_RID_ACCESS, REQ_ACCESS_SHIFT, REQ_PASID,
-  REQ_IOVA_LO, REQ_IOVA_HI, FAULT_BAD_REQUEST, FAULT_NO_DEVICE, FAULT_NOT_ATTACHED,
-  FAULT_PASID_INVALID, FAULT_BEYOND_WIDTH, FAULT_NOT_PRESENT, FAULT_PERMISSION,
-  DEV_FLAGS, DEV_PRESENT, DEV_RID_DOMAIN, DEV_PASID_BITS, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN,
-  CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS, SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS,
-  TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_VPN_LO, TLB_KEY_HI, TLB_RID_SHIFT, TLB_VALID, TLB_PASID,
-  TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT, DOM_FLAGS, DOM_EXT,
-  DOM_DIRTY, PTE_D, CAP_WU, CAP_WS,
+  PAGE_SHIFT, RID_BITS, PASID_BITS, ACCESS_MASK, ACCESS_WRITE, NO_PASID, RES_SIZE, RES_PHYS_LO,
+  RES_INFO, INFO_OK, INFO_PERM_SHIFT, INFO_SIZE_SHIFT, INFO_REASON_SHIFT, INFO_LEVEL_SHIFT,
+  REQ_SIZE, REQ_RID_ACCESS, REQ_ACCESS_SHIFT, REQ_PASID, REQ_IOVA_LO, REQ_IOVA_HI,
+  FAULT_BAD_REQUEST, FAULT_NO_DEVICE, FAULT_NOT_ATTACHED, FAULT_PASID_INVALID, FAULT_BEYOND_WIDTH,
+  FAULT_NOT_PRESENT, FAULT_PERMISSION, DEV_FLAGS, DEV_PRESENT, DEV_RID_DOMAIN, DEV_PASID_BITS,
+  DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN, CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS,
+  SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS, TLB_ENTRY_SIZE, TLB_VPN_LO, TLB_KEY_HI,
+  TLB_RID_SHIFT, TLB_VALID, TLB_PASID, TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT,
+  DOM_FLAGS, DOM_EXT, DOM_DIRTY, PTE_D, CAP_WU, CAP_WS, DOM_INVSEQ,
 } from './abi';
-import { ctrl, slot, iotlb, iotlbSetMask, domains } from './env';
+import { ctrl, slot, domains } from './env';
 import { deviceEntry, pasidDomain } from './context';
 import { domainPtr } from './domain';
 import { walk, walkLevel, walkSlot } from './walk';
 import { entryAddr, entryPerm, entryCaps, levelShift } from './fmt/engine';
 import { neededCaps } from './ptwalk';
 import { extMiss, takeFaultAddr } from './nested';
-import { victim } from './iotlb';
+import { setOf, fill } from './iotlb';
 
 const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
 
@@ -42,12 +42,6 @@ const PAGE_MASK: u64 = (<u64>1 << PAGE_SHIFT) - 1;
 // @ts-ignore: decorator
 @inline function faultInfo(reason: u32, level: u32): u32 {
   return (reason << INFO_REASON_SHIFT) | (level << INFO_LEVEL_SHIFT);
-}
-
-// @ts-ignore: decorator
-@inline export function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
-  const h = vpnLo ^ ((pasid | (rid << PASID_BITS)) * 0x9e3779b1);
-  return iotlb + <usize>((h ^ (h >> 16)) & iotlbSetMask) * TLB_SET_SIZE;
 }
 
 // @ts-ignore: decorator
@@ -117,6 +111,7 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   // The generation is read before the flags: a flag change (dirty tracking on) bumps it after the
   // store, so a fill made under the old flags fails its re-check below.
   const gen = atomic.load<u32>(d, DOM_GEN);
+  const seq = atomic.load<u32>(d, DOM_INVSEQ);
   const flags = atomic.load<u32>(d, DOM_FLAGS);
   // User-managed tables, nesting and page requests take the extended walker (nested.ts).
   if (flags & DOM_EXT) return extMiss(rid, pasid, iova, access, out, dom, d, ctxGen);
@@ -145,17 +140,7 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
     else fillInfo = info & ~((CAP_WU | CAP_WS) << INFO_CAP_SHIFT);
   }
 
-  // Fill in place (iotlb.ts `victim`: entries never move, so invalidation scans cannot miss one).
-  const vpn = iova >> PAGE_SHIFT;
-  const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
-  const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
-  store<u32>(e, <u32>vpn, TLB_VPN_LO);
-  store<u32>(e, pasid, TLB_PASID);
-  store<u32>(e, dom, TLB_DOMAIN);
-  store<u32>(e, gen, TLB_GEN);
-  store<u32>(e, fillInfo, TLB_INFO);
-  store<u64>(e, phys & ~PAGE_MASK, TLB_PHYS_LO);
-  store<u32>(e, atomic.load<u32>(ctrl, CTRL_CTX_GEN) == ctxGen && atomic.load<u32>(d, DOM_GEN) == gen ? keyHi : 0, TLB_KEY_HI);
+  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, fillInfo, phys);
   return info;
 }
 
