@@ -76,6 +76,16 @@ export class IoasAccess extends FdObject {
     return this.pins.map((p) => ({ ...p }));
   }
 
+  /** @internal Snapshot support (src/snapshot/): true when the access was created with `onUnmap` (it may pin). */
+  get pinning(): boolean {
+    return this.onUnmap !== undefined;
+  }
+
+  /** @internal Snapshot support: the pins of a restored access (its IOAS's areas are already in place). */
+  restorePins(pins: readonly IoRange[]): void {
+    for (const p of pins) this.pins.push({ start: p.start, last: p.last });
+  }
+
   /** @internal Unmap of `areas` in the IOAS: ask for their pins back; EDEADLOCK if they stay. */
   static reclaimPins(op: string, accesses: Iterable<IoasAccess>, areas: readonly Area[]): void {
     for (let round = 0; ; round++) {

@@ -54,6 +54,16 @@ interface Binding {
   obj: BoundDevice;
 }
 
+/** @internal A device's private state, by reference (snapshots, src/snapshot/). */
+export interface DeviceState {
+  caps: DeviceCaps;
+  binding: Binding | undefined;
+  /** pasid (NO_PASID for the RID) -> attached HWPT. */
+  attached: ReadonlyMap<number, AnyHwpt>;
+  responses: readonly PageResponse[];
+  reservedIn: Ioas | undefined;
+}
+
 export class DeviceFd {
   private binding: Binding | undefined;
   /** pasid (NO_PASID for the RID) -> attached HWPT. */
@@ -114,6 +124,23 @@ export class DeviceFd {
   /** Current attachments: pasid (NO_PASID = RID) -> HWPT ID. */
   attachments(): Map<number, number> {
     return new Map([...this.attached].map(([p, h]) => [p, h.id]));
+  }
+
+  /** @internal Snapshot support: the private state, by reference. */
+  exportState(): DeviceState {
+    return { caps: this.caps, binding: this.binding, attached: this.attached, responses: this.responses, reservedIn: this.reservedIn };
+  }
+
+  /**
+   * @internal Snapshot support: gives a restored device (fresh from the constructor) its binding,
+   * attachments, undelivered responses and reserved-region IOAS. The core's contexts and the
+   * objects' users counts are restored by the caller.
+   */
+  importState(s: Omit<DeviceState, 'caps'>): void {
+    this.binding = s.binding;
+    for (const [pasid, hwpt] of s.attached) this.attached.set(pasid, hwpt);
+    this.responses = [...s.responses];
+    this.reservedIn = s.reservedIn;
   }
 
   /**

@@ -11,14 +11,17 @@ import type { Layout } from './layout';
 import { PasidSpace } from './pasid-space';
 import type { RamWindow } from './ram-window';
 import type { DeviceFd } from './device';
+import type { FdState } from './fd-state';
 
 export class Engine {
   readonly pasids: PasidSpace;
   readonly devices = new Map<number, DeviceFd>();
   /** Translator slots in use; slot 0 is the owner's. */
   readonly slotsInUse = new Set<number>([0]);
-  /** Worker slot -> its batch ring's address, to recognise the live handle of a slot. */
-  readonly translatorRings = new Map<number, number>();
+  /** Worker slot -> its batch ring (address and pages), to recognise the live handle of a slot. */
+  readonly translatorRings = new Map<number, { ptr: number; pages: number }>();
+  /** The ioasid FDs, in the order they were opened (closed ones are pruned when the next one opens). */
+  readonly fds = new Set<FdState>();
   private readonly freeDomains: number[] = [];
   private nextDomain = 1;
 
@@ -61,6 +64,19 @@ export class Engine {
       fail('ENOMEM', op, 'no memory for the root table');
     }
     return index;
+  }
+
+  /** @internal Snapshot support (src/snapshot/): the domain-index allocator (free indices, popped last first; next unused). */
+  domainAllocator(): { free: number[]; next: number } {
+    return { free: [...this.freeDomains], next: this.nextDomain };
+  }
+
+  /** @internal Snapshot support: sets the allocator of a restored engine. @throws Error an index out of range. */
+  restoreDomainAllocator(free: readonly number[], next: number): void {
+    if (next < 1 || next > this.layout.domainCount || free.some((i) => i < 1 || i >= next)) throw new Error('domain allocator out of range');
+    this.freeDomains.length = 0;
+    for (const i of free) this.freeDomains.push(i);
+    this.nextDomain = next;
   }
 
   /** Frees a domain no context points at any more. */

@@ -71,7 +71,8 @@ export interface FaultingHwpt {
   readonly domain: number;
 }
 
-interface Request {
+/** @internal A page request held by a queue (exported for snapshots, src/snapshot/). */
+export interface Request {
   dev: DeviceFd;
   hwpt: FaultingHwpt;
   pasid: number;
@@ -137,6 +138,29 @@ export function drainPageRequests(engine: Engine): void {
   }
 }
 
+/** @internal Snapshot support: the group index `dev`'s next page request gets. */
+export function groupIndex(dev: DeviceFd): number {
+  return groupCounters.get(dev) ?? 0;
+}
+
+/** @internal Snapshot support: sets the next group index of a restored device. */
+export function setGroupIndex(dev: DeviceFd, next: number): void {
+  groupCounters.set(dev, next & 511);
+}
+
+/** @internal A queue's private state, by reference (snapshots). */
+export interface FaultQueueState {
+  /** Delivered, not yet read (oldest first). */
+  queued: readonly Request[];
+  /** Read, awaiting a response (cookies ascending). */
+  pending: readonly Request[];
+  nextCookie: number;
+  /** HWPTs delivering here, in the order they were added. */
+  hwpts: readonly FaultingHwpt[];
+  /** The fault FD is still open. */
+  fdOpen: boolean;
+}
+
 function nextGroup(dev: DeviceFd): number {
   const g = groupCounters.get(dev) ?? 0;
   groupCounters.set(dev, (g + 1) & 511);
@@ -157,6 +181,30 @@ export class FaultQueue extends FdObject {
   /** @internal */
   constructor(readonly engine: Engine, readonly state: FdState) {
     super();
+  }
+
+  /** @internal Snapshot support: the private state, by reference. */
+  exportState(): FaultQueueState {
+    return {
+      queued: this.queued, pending: [...this.pending.values()].sort((a, b) => a.cookie - b.cookie),
+      nextCookie: this.nextCookie, hwpts: [...this.hwpts], fdOpen: fds.get(this)?.closed === false,
+    };
+  }
+
+  /**
+   * @internal Snapshot support: fills a restored queue (fresh from the constructor, published):
+   * routes its HWPTs' page requests here and makes its fault FD (closed when `fdOpen` is false).
+   * The users count is restored by the caller. @returns the fault FD.
+   */
+  importState(s: FaultQueueState): FaultQueueFd {
+    for (const hwpt of s.hwpts) this.hwptAdded(hwpt);
+    this.queued = [...s.queued];
+    for (const r of s.pending) this.pending.set(r.cookie, r);
+    this.nextCookie = s.nextCookie;
+    const fd = new FaultQueueFd(this);
+    fds.set(this, fd);
+    if (!s.fdOpen) fd.close();
+    return fd;
   }
 
   /** @internal Routes `hwpt`'s page requests here and enables them in the core. */

@@ -16,6 +16,9 @@ export class FdState {
 
   constructor(readonly engine: Engine) {
     this.table = new ObjectTable(() => engine.failPoint());
+    // The engine lists its FDs in open order (snapshots); closed ones leave the list here.
+    for (const fd of engine.fds) if (fd.closed) engine.fds.delete(fd);
+    engine.fds.add(this);
   }
 
   /** @throws EBADF once the FD is closed. */

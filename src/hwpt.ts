@@ -48,6 +48,14 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   /**
+   * @internal Snapshot support (src/snapshot/): a HWPT over an existing, already filled domain of a
+   * restored engine. Writes nothing; the caller wires it to its IOAS, fault queue and users.
+   */
+  static adopt(engine: Engine, ioas: Ioas, domain: number, flags: HwptFlags): HwptPaging {
+    return new HwptPaging(engine, ioas, domain, flags);
+  }
+
+  /**
    * Builds a HWPT on `ioas`: a new domain filled with every area of the IOAS. Not yet published.
    * @throws ENOMEM, and the IOAS's EINVAL/EADDRINUSE when its areas cannot live in the domain.
    */

@@ -3,7 +3,8 @@
  * iommufd (ex /dev/ioasid) and its hot path in WebAssembly.
  * @module
  */
-export { Iommu, sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions } from './iommu';
+export { Iommu, sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions, type Restored } from './iommu';
+export type { RestoreOptions, RestoredObjects } from './snapshot/index';
 export { IommuFd, type HwptAllocArgs } from './iommufd';
 export { DeviceFd } from './device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './translator';

@@ -70,6 +70,21 @@ export interface DomainInfo {
   aperture: IoRange;
 }
 
+/**
+ * @internal The whole state of a table, by reference (snapshots, src/snapshot/): owners and sinks
+ * are the caller's objects; everything else is plain data.
+ */
+export interface IoPagetableState {
+  areas: readonly Area[];
+  allowed: readonly IoRange[];
+  /** Attached domains in the order they were added, with the page size each contributes. */
+  domains: readonly { readonly sink: DomainSink; readonly pageSize: bigint }[];
+  /** Reserved ranges by owner, as each owner gave them. */
+  reserved: readonly (readonly [owner: object, ranges: readonly IoRange[]])[];
+  /** Alignment requirements of non-domain users, by owner. */
+  alignments: readonly (readonly [owner: object, alignment: bigint])[];
+}
+
 /** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
 export interface AreaSlice {
   area: Area;
@@ -417,6 +432,49 @@ export class IoPagetable {
   /** Drop `owner`'s alignment requirement; the alignment is recomputed and may go down. No-op for an unknown owner. */
   removeAlignment(owner: object): void {
     if (this.#extraAlignment.delete(owner)) this.#alignment = this.#computeAlignment();
+  }
+
+  /** @internal Snapshot support: the whole state, by reference. */
+  exportState(): IoPagetableState {
+    return {
+      areas: this.areas, allowed: this.#allowed,
+      domains: this.#domains.map((d) => ({ sink: d.sink, pageSize: d.pageSize })),
+      reserved: [...this.#reservedByOwner], alignments: [...this.#extraAlignment],
+    };
+  }
+
+  /**
+   * @internal Snapshot support: makes this new, empty table hold `s` without calling any sink (the
+   * restored domains already hold the areas).
+   * @throws Error when the table is not new or `s` breaks an invariant of the class.
+   */
+  importState(s: IoPagetableState): void {
+    const bad = (what: string): never => {
+      throw new Error(`io-pagetable state: ${what}`);
+    };
+    if (this.#areas.length > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
+    const sortedDisjoint = (list: readonly { start: bigint; last: bigint }[], strict: boolean): boolean =>
+      list.every((r, i) => r.start >= 0n && r.last <= U64_MAX && (strict ? r.start < r.last : r.start <= r.last) && (i === 0 || list[i - 1]!.last < r.start));
+    const areas = s.areas.map((a) => makeArea(a.iova, a.last, a.phys, a.read, a.write));
+    if (!sortedDisjoint(areas.map((a) => ({ start: a.iova, last: a.last })), false) || areas.some((a) => !a.read && !a.write)) bad('areas overlap or are out of order');
+    if (!sortedDisjoint(s.allowed, true)) bad('allowed ranges overlap or are out of order');
+    if (![...s.domains.map((d) => d.pageSize), ...s.alignments.map(([, a]) => a)].every(isPow2)) bad('an alignment is not a power of two');
+    this.#areas = areas;
+    this.#areasView = undefined;
+    this.setAllowed('restore', copyRanges(s.allowed));
+    for (const d of s.domains) this.#domains.push({ sink: d.sink, pageSize: d.pageSize });
+    this.#domainsView = undefined;
+    for (const [owner, a] of s.alignments) this.#extraAlignment.set(owner, a);
+    for (const [owner, ranges] of s.reserved) {
+      if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) bad('a reserved range is empty or beyond 2^64');
+      this.#setReserved(owner, copyRanges(ranges));
+    }
+    this.#alignment = this.#computeAlignment();
+    const a = this.#alignment;
+    if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
+    for (const r of this.#reserved) {
+      if (hitIndex(this.#areas, r.start, r.last) >= 0 || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
+    }
   }
 
   /**

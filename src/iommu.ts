@@ -18,6 +18,7 @@ import { IommuFd } from './iommufd';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
 import { RamWindow } from './ram-window';
 import { registerEngine } from './testing';
+import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './translator';
 import type { Translation, TranslationOut } from './translation';
 
@@ -111,6 +112,11 @@ function resolve(opts: unknown): Resolved {
   return { addressWidth, pasidBits, shared, layout, ramBase };
 }
 
+/** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
+export interface Restored extends RestoredObjects {
+  iommu: Iommu;
+}
+
 export class Iommu {
   private readonly engine: Engine;
   private readonly local: Translator;
@@ -118,9 +124,11 @@ export class Iommu {
   /** Guest-physical base of `ram`. */
   readonly ramBase: bigint;
 
-  private constructor(module: WebAssembly.Module, r: Resolved) {
+  /** @param image fills the new memory from a snapshot instead of a fresh control block. */
+  private constructor(module: WebAssembly.Module, r: Resolved, image?: (memory: WebAssembly.Memory) => void) {
     const memory = new WebAssembly.Memory({ initial: r.layout.initialPages, maximum: r.layout.maximumPages, shared: r.shared });
-    writeControlBlock(memory, r.layout, r.ramBase);
+    if (image) image(memory);
+    else writeControlBlock(memory, r.layout, r.ramBase);
     const core = new Core(module, memory, 0);
     this.module = module;
     const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
@@ -140,6 +148,50 @@ export class Iommu {
   static createSync(opts?: IommuOptions): Iommu {
     const r = resolve(opts);
     return new Iommu(coreModule(r.shared), r);
+  }
+
+  /**
+   * Restores an engine saved by `snapshot()`: same options, objects, IDs and ID allocators, tables,
+   * attachments, PASIDs, fault queues, accesses, devices and memory (guest RAM included), in new
+   * objects independent of the original; cold IOTLBs, no workers. See `RestoreOptions` for `shared`
+   * and the `onUnmap` callbacks of pinning accesses, and `Restored` for re-wiring an emulator.
+   * @throws EINVAL anything wrong with `bytes` (not a snapshot, corrupt, truncated, another format or
+   * core ABI version) or `opts`; EOPNOTSUPP `shared: true` without SharedArrayBuffer; ENOMEM no
+   * memory for the engine. Never anything but an `IommuError`, never a half-built engine.
+   */
+  static restore(bytes: Uint8Array, opts?: RestoreOptions): Restored {
+    return restoring(() => {
+      const s = readSnapshot(bytes, opts);
+      const r = resolve(s.options);
+      return Iommu.fromSnapshot(coreModule(r.shared), r, s);
+    });
+  }
+
+  /** `restore`, compiling the core asynchronously on first use. @throws (rejects with) as `restore`. */
+  static async restoreAsync(bytes: Uint8Array, opts?: RestoreOptions): Promise<Restored> {
+    const [s, r] = restoring(() => {
+      const s = readSnapshot(bytes, opts);
+      return [s, resolve(s.options)] as const;
+    });
+    const module = await coreModuleAsync(r.shared);
+    return restoring(() => Iommu.fromSnapshot(module, r, s));
+  }
+
+  private static fromSnapshot(module: WebAssembly.Module, r: Resolved, s: SnapshotReader): Restored {
+    const iommu = new Iommu(module, r, (memory) => s.loadImage(memory, r.layout, r.ramBase));
+    return { iommu, ...s.rebuild(iommu.engine) };
+  }
+
+  /**
+   * Saves the whole engine (see `Iommu.restore`) as bytes: a versioned, checksummed container of
+   * the options, the object graph and the memory up to the page pool's top (all-zero pages, IOTLBs
+   * and worker slots left out). Call it on the owner thread between control calls; workers may keep
+   * translating: they change only A/D bits, guest RAM and page requests, which the snapshot may or
+   * may not include. Page requests already raised are moved into their fault queues first.
+   * @throws EOPNOTSUPP the engine holds an object this version cannot save.
+   */
+  snapshot(): Uint8Array {
+    return takeSnapshot(this.engine, this.ramBase);
   }
 
   /** True when workers can translate over this engine's memory. */
@@ -263,7 +315,7 @@ export class Iommu {
     if (slot >= this.engine.layout.slotCount) fail('ENOSPC', op, `all ${this.engine.layout.slotCount - 1} worker translator slots are in use (option translators)`);
     const ptr = this.allocBuffer(op, batchPages(capacity));
     this.engine.slotsInUse.add(slot);
-    this.engine.translatorRings.set(slot, ptr);
+    this.engine.translatorRings.set(slot, { ptr, pages: batchPages(capacity) });
     const l = this.engine.layout;
     return {
       module: this.module, memory: this.engine.core.memory, slot,
@@ -279,7 +331,7 @@ export class Iommu {
    */
   translatorRelease(handle: TranslatorHandle): void {
     const op = 'translatorRelease';
-    if (typeof handle !== 'object' || handle === null || handle.memory !== this.engine.core.memory || this.engine.translatorRings.get(handle.slot) !== handle.batch?.requestPtr) {
+    if (typeof handle !== 'object' || handle === null || handle.memory !== this.engine.core.memory || this.engine.translatorRings.get(handle.slot)?.ptr !== handle.batch?.requestPtr) {
       fail('EINVAL', op, 'expected a live translator handle of this engine');
     }
     const core = this.engine.core;

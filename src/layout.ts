@@ -80,31 +80,40 @@ export function computeLayout(o: LayoutOptions): Layout {
   };
 }
 
+/**
+ * The control block's initial words as [offset, value]; every other word starts at 0. Of these,
+ * only CTRL_POOL_TOP and CTRL_EPOCH change afterwards (snapshots check the others on restore).
+ */
+export function controlBlockWords(l: Layout, ramBase = 0n): [offset: number, value: number][] {
+  return [
+    [abi.CTRL_MAGIC, abi.CTRL_MAGIC_VALUE],
+    [abi.CTRL_ABI, abi.ABI_VERSION],
+    [abi.CTRL_DEV_ROOT, l.devRoot],
+    [abi.CTRL_DOMAINS, l.domains],
+    [abi.CTRL_DOMAIN_COUNT, l.domainCount],
+    [abi.CTRL_SLOTS, l.slots],
+    [abi.CTRL_SLOT_COUNT, l.slotCount],
+    [abi.CTRL_SLOT_SIZE, l.slotSize],
+    [abi.CTRL_IOTLB_SETS, l.iotlbSets],
+    [abi.CTRL_POOL_BASE, l.poolBase],
+    [abi.CTRL_POOL_TOP, l.poolBase],
+    // The pool may use the memory up to its maximum, except the last page: a 4 GiB memory's end
+    // would not fit the u32 pointers.
+    [abi.CTRL_POOL_LIMIT, Math.min(l.maximumPages * WASM_PAGE, 2 ** 32 - abi.PAGE_SIZE)],
+    [abi.CTRL_LIMBO, l.limbo],
+    [abi.CTRL_LIMBO_CAP, l.limboCap],
+    [abi.CTRL_EPOCH, 1],
+    [abi.CTRL_RAM, l.ram],
+    [abi.CTRL_RAM_BYTES, l.ramBytes],
+    [abi.CTRL_RAM_BASE_LO, Number(ramBase & 0xffffffffn)],
+    [abi.CTRL_RAM_BASE_HI, Number((ramBase >> 32n) & 0xffffffffn)],
+  ];
+}
+
 /** Writes the control block that the Wasm core binds to. */
 export function writeControlBlock(memory: WebAssembly.Memory, l: Layout, ramBase = 0n): void {
   const v = new DataView(memory.buffer, abi.CTRL_BASE, abi.CTRL_SIZE);
-  const put = (offset: number, value: number): void => v.setUint32(offset, value, true);
-  put(abi.CTRL_MAGIC, abi.CTRL_MAGIC_VALUE);
-  put(abi.CTRL_ABI, abi.ABI_VERSION);
-  put(abi.CTRL_DEV_ROOT, l.devRoot);
-  put(abi.CTRL_DOMAINS, l.domains);
-  put(abi.CTRL_DOMAIN_COUNT, l.domainCount);
-  put(abi.CTRL_SLOTS, l.slots);
-  put(abi.CTRL_SLOT_COUNT, l.slotCount);
-  put(abi.CTRL_SLOT_SIZE, l.slotSize);
-  put(abi.CTRL_IOTLB_SETS, l.iotlbSets);
-  put(abi.CTRL_POOL_BASE, l.poolBase);
-  put(abi.CTRL_POOL_TOP, l.poolBase);
-  // The pool may use the memory up to its maximum, except the last page: a 4 GiB memory's end
-  // would not fit the u32 pointers.
-  put(abi.CTRL_POOL_LIMIT, Math.min(l.maximumPages * WASM_PAGE, 2 ** 32 - abi.PAGE_SIZE));
-  put(abi.CTRL_LIMBO, l.limbo);
-  put(abi.CTRL_LIMBO_CAP, l.limboCap);
-  put(abi.CTRL_EPOCH, 1);
-  put(abi.CTRL_RAM, l.ram);
-  put(abi.CTRL_RAM_BYTES, l.ramBytes);
-  put(abi.CTRL_RAM_BASE_LO, Number(ramBase & 0xffffffffn));
-  put(abi.CTRL_RAM_BASE_HI, Number((ramBase >> 32n) & 0xffffffffn));
+  for (const [offset, value] of controlBlockWords(l, ramBase)) v.setUint32(offset, value, true);
   const words = new Uint32Array(memory.buffer);
   for (const g of l.guards) words.fill(GUARD_POISON, g.start >>> 2, (g.start + g.bytes) >>> 2);
 }

@@ -102,6 +102,25 @@ export class ObjectTable {
     }
   }
 
+  /** @internal Snapshot support (src/snapshot/): the ID allocator — the next never-used ID and the freed IDs below it. */
+  idState(): { next: number; freed: number[] } {
+    return { next: this.next, freed: [...this.freed] };
+  }
+
+  /**
+   * @internal Snapshot support: sets the ID allocator of a table whose objects were published by ID.
+   * @throws Error unless every ID below `next` is either published or freed (the invariant of `reserve`).
+   */
+  restoreIds(next: number, freed: readonly number[]): void {
+    const ok = Number.isInteger(next) && next >= 1 && next <= 0x80000000 && freed.length + this.slots.size === next - 1
+      && freed.every((id, i) => id >= 1 && id < next && !this.slots.has(id) && (i === 0 || freed[i - 1]! < id))
+      && [...this.slots.keys()].every((id) => id < next);
+    if (!ok) throw new Error('object IDs inconsistent with the ID allocator');
+    this.freed.splice(0, this.freed.length);
+    for (const id of freed) this.freed.push(id);
+    this.next = next;
+  }
+
   /** Published objects, in ID order. */
   objects(): FdObject[] {
     return [...this.slots.entries()].sort((a, b) => a[0] - b[0]).map(([, o]) => o).filter((o): o is FdObject => o !== RESERVED);

@@ -64,6 +64,16 @@ export class PasidSpace {
     }
   }
 
+  /** @internal Snapshot support (src/snapshot/): where the search for a free PASID starts. */
+  get allocHint(): number {
+    return this.hint;
+  }
+
+  set allocHint(hint: number) {
+    if (!Number.isInteger(hint) || hint < 1 || hint > this.limit) throw new Error(`PASID allocation hint ${hint} out of range`);
+    this.hint = hint;
+  }
+
   use(pasid: number, delta: 1 | -1): void {
     const n = (this.uses.get(pasid) ?? 0) + delta;
     if (n === 0) this.uses.delete(pasid);

@@ -1,0 +1,63 @@
+/**
+ * The last step of a restore: the rebuilt objects must agree with the loaded image. Every HWPT's
+ * domain is live, of its kind (user-managed or not), delivers page requests exactly when it has a
+ * fault queue, tracks dirty pages exactly when dirty tracking is on, and belongs to one HWPT only;
+ * every live domain belongs to a HWPT and the domain allocator hands out no live index; every
+ * device has a present context with its PASID width and PRI, pointing at the domains of its
+ * attachments. A snapshot that passed its checksum fails here only if it was assembled from
+ * inconsistent parts. @throws EINVAL.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import type { Engine } from '../engine';
+import type { FdState } from '../fd-state';
+import { HwptPaging } from '../hwpt';
+import { HwptUser } from '../hwpt-user';
+import { bad } from './json';
+
+export function checkAgainstImage(engine: Engine, states: readonly FdState[]): void {
+  const core = engine.core;
+  core.sync();
+  const u32 = core.u32;
+  const l = engine.layout;
+  const domainFlags = (i: number): number => u32[(l.domains + i * abi.DOM_SIZE + abi.DOM_FLAGS) >>> 2]!;
+  const owned = new Set<number>();
+  for (const state of states) {
+    for (const o of state.table.objects()) {
+      if (!(o instanceof HwptPaging) && !(o instanceof HwptUser)) continue;
+      const f = domainFlags(o.domain);
+      const dirty = o instanceof HwptPaging && o.dirtyEnabled;
+      if (!(f & abi.DOM_LIVE) || Boolean(f & abi.DOM_USER) !== o instanceof HwptUser || Boolean(f & abi.DOM_PRI) !== (o.faultQueue !== undefined)
+        || Boolean(f & abi.DOM_DIRTY) !== dirty || owned.has(o.domain)) {
+        bad(`HWPT ${o.id} does not match its domain ${o.domain} in the image`);
+      }
+      owned.add(o.domain);
+    }
+  }
+  const { free, next } = engine.domainAllocator();
+  for (let i = 1; i < l.domainCount; i++) {
+    if (Boolean(domainFlags(i) & abi.DOM_LIVE) !== owned.has(i) || (owned.has(i) && i >= next)) bad(`domain ${i} is live in the image but no HWPT owns it, or the reverse`);
+  }
+  if (free.some((i) => owned.has(i))) bad('the domain allocator would hand out a live domain');
+
+  for (const dev of engine.devices.values()) {
+    const page = u32[(l.devRoot >>> 2) + (dev.rid >> 8)]!;
+    const e = (page + (dev.rid & 255) * abi.DEV_SIZE) >>> 2;
+    const flags = page === 0 ? 0 : u32[e + abi.DEV_FLAGS / 4]!;
+    if (!(flags & abi.DEV_PRESENT) || u32[e + abi.DEV_PASID_BITS / 4] !== dev.pasidBits || Boolean(flags & abi.DEV_PRI) !== dev.pri) {
+      bad(`device ${dev.bdf} does not match its context in the image`);
+    }
+    for (const [pasid, hwpt] of dev.exportState().attached) {
+      const domain = pasid === abi.NO_PASID ? u32[e + abi.DEV_RID_DOMAIN / 4]! : pasidDomain(u32, u32[e + abi.DEV_PASID_DIR / 4]!, pasid);
+      if (domain !== hwpt.domain) bad(`device ${dev.bdf}, PASID ${pasid}: the image context does not point at HWPT ${hwpt.id}`);
+    }
+    if (!dev.exportState().attached.has(abi.NO_PASID) && u32[e + abi.DEV_RID_DOMAIN / 4] !== 0) bad(`device ${dev.bdf}: the image context is attached, the device is not`);
+  }
+}
+
+/** The domain `pasid` translates through in the PASID directory at byte `dir` (assembly/context.ts). */
+function pasidDomain(u32: Uint32Array, dir: number, pasid: number): number {
+  if (dir === 0) return 0;
+  const leaf = u32[(dir >>> 2) + (pasid >>> abi.PASID_LEAF_BITS)]! & ~abi.PASID_DIR_COUNT_MASK;
+  return leaf === 0 ? 0 : u32[(leaf >>> 2) + (pasid & (abi.PASID_LEAF_ENTRIES - 1))]!;
+}
