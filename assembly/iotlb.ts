@@ -31,13 +31,23 @@ import { domainPtr } from './domain';
   return iotlb + <usize>((h ^ (h >> 16)) & iotlbSetMask) * TLB_SET_SIZE;
 }
 
+// @ts-ignore: decorator
+@inline function moved(d: usize, gen: u32, seq: u32, ctxGen: u32): bool {
+  return atomic.load<u32>(d, DOM_GEN) != gen || atomic.load<u32>(d, DOM_INVSEQ) != seq || atomic.load<u32>(ctrl, CTRL_CTX_GEN) != ctxGen;
+}
+
 /**
  * Caches a translation of (rid, pasid, page of `iova`) from domain `dom` (descriptor `d`), whose
- * generation was `gen`, invalidation sequence `seq` and CTRL_CTX_GEN `ctxGen` before the walk.
- * The fields are written, the key published, and the key withdrawn again if any of the three moved
- * meanwhile: a control call overlapped the walk (see the header and translate.ts).
+ * generation was `gen`, invalidation sequence `seq` and CTRL_CTX_GEN `ctxGen` before the walk, so
+ * that the entry never survives a control call that overlapped the walk (see translate.ts).
+ *
+ * `scanned`: the domain's entries may be cleared by an owner scan (exact invalidation of
+ * user-managed tables): the key is published with a sequentially consistent store first and
+ * withdrawn if a counter moved (the header's protocol). Otherwise (engine tables, invalidated by
+ * generation only, which every hit checks) the counters are re-read first and the key written with
+ * a plain store — no full barrier on the engine's miss path.
  */
-export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u32, seq: u32, ctxGen: u32, info: u32, phys: u64): void {
+export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u32, seq: u32, ctxGen: u32, info: u32, phys: u64, scanned: bool): void {
   const vpn = iova >> PAGE_SHIFT;
   if (<u32>(vpn >> 32) >> TLB_RID_SHIFT) return; // page numbers from 2^45 do not fit a key
   const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
@@ -48,9 +58,11 @@ export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u
   store<u32>(e, gen, TLB_GEN);
   store<u32>(e, info, TLB_INFO);
   store<u64>(e, phys & ~((<u64>1 << PAGE_SHIFT) - 1), TLB_PHYS_LO);
-  atomic.store<u32>(e, keyHi, TLB_KEY_HI); // publishes the fields above to an owner scan
-  if (atomic.load<u32>(d, DOM_GEN) != gen || atomic.load<u32>(d, DOM_INVSEQ) != seq || atomic.load<u32>(ctrl, CTRL_CTX_GEN) != ctxGen) {
-    atomic.store<u32>(e, 0, TLB_KEY_HI);
+  if (scanned) {
+    atomic.store<u32>(e, keyHi, TLB_KEY_HI); // publishes the fields above to an owner scan
+    if (moved(d, gen, seq, ctxGen)) atomic.store<u32>(e, 0, TLB_KEY_HI);
+  } else {
+    store<u32>(e, moved(d, gen, seq, ctxGen) ? 0 : keyHi, TLB_KEY_HI);
   }
 }
 

@@ -127,6 +127,6 @@ export function extMiss(rid: u32, pasid: u32, iova: u64, access: u32, out: usize
   }
   const phys = extOA;
   store<u64>(out, phys, RES_PHYS_LO);
-  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, info, phys);
+  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, info, phys, true);
   return info;
 }

@@ -140,7 +140,7 @@ function missOnce(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
     else fillInfo = info & ~((CAP_WU | CAP_WS) << INFO_CAP_SHIFT);
   }
 
-  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, fillInfo, phys);
+  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, fillInfo, phys, false);
   return info;
 }
 

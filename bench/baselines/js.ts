@@ -3,9 +3,11 @@
  * policy of iotlb.ts and ptwalk.ts's neededCaps) written in the fastest JS we know, over a
  * Uint32Array of the engine's own memory. 32-bit arithmetic only, no BigInt: 64-bit values are
  * (lo, hi) word pairs. Same IOTLB (sets, hash, entries, generation and rights check), same miss
- * path (epoch, device -> PASID -> domain -> walk -> in-place fill with the race re-check), same
- * result records and slot counters as the Wasm, so results compare word for word. Extended domains
- * (user-managed tables) are not mirrored: the bench never creates them.
+ * path (epoch, device -> PASID -> domain -> walk, redone if a context change overlapped it ->
+ * D bit under dirty tracking -> in-place fill, key published atomically and withdrawn if a
+ * generation moved), same result records and slot counters as the Wasm, so results compare word
+ * for word. Extended domains (user-managed tables) are not mirrored: the
+ * bench never creates them.
  *
  * Differences forced by JS, not by choice: a table entry is read as two u32 loads (JS has no
  * 64-bit atomic load without BigInt), so unlike the Wasm it could tear under a racing map; the
@@ -39,6 +41,7 @@ const DOM_ROOT = abi.DOM_ROOT >>> 2;
 const DOM_LEVELS = abi.DOM_LEVELS >>> 2;
 const DOM_GEN = abi.DOM_GEN >>> 2;
 const DOM_FLAGS = abi.DOM_FLAGS >>> 2;
+const DOM_INVSEQ = abi.DOM_INVSEQ >>> 2;
 const DOM_WORDS = abi.DOM_SIZE >>> 2;
 const DEV_FLAGS = abi.DEV_FLAGS >>> 2;
 const DEV_RID_DOMAIN = abi.DEV_RID_DOMAIN >>> 2;
@@ -83,6 +86,8 @@ class Slot {
   readonly result: number;
   /** Level of the last entry `walk` looked at (walk.ts's `walkLevel`). */
   walkLevel = 0;
+  /** Word index of the leaf entry `walk` returned (walk.ts's `walkSlot`). */
+  walkSlot = 0;
   /** The walk's leaf entry as (lo, hi); 0,0 = none. */
   leafLo = 0;
   leafHi = 0;
@@ -195,6 +200,7 @@ function walk(m: Uint32Array, s: Slot, root: number, levels: number, lo: number,
     if ((eLo & (abi.PTE_R | abi.PTE_W)) === 0) break;
     if (level === 0 || (eLo & abi.PTE_PS) !== 0) {
       s.walkLevel = level;
+      s.walkSlot = at;
       s.leafLo = eLo;
       s.leafHi = m[at + 1]!;
       return;
@@ -218,21 +224,26 @@ function victim(m: Uint32Array, s: Slot, set: number, vpnLo: number, keyHi: numb
   return set + s.victimBit * TLB_ENTRY_WORDS;
 }
 
-/** The miss path; the caller has announced an epoch. Stores phys at word `out`, returns info. */
-function miss(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
+/** translate.ts `missOnce`: one attempt of the miss path (epoch announced). Stores phys at word `out`, returns info. */
+function missOnce(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
   const ctxGen = Atomics.load(m, s.ctrlCtxGen);
   const dom = contextDomain(m, s, rid, pasid);
   if (dom & NOT_OK) return dom & 0x7fffffff;
   const d = s.domains + dom * DOM_WORDS;
+  const gen = Atomics.load(m, d + DOM_GEN);
+  const seq = Atomics.load(m, d + DOM_INVSEQ);
+  const flags = Atomics.load(m, d + DOM_FLAGS);
   // Extended domains (user-managed tables, nesting, page requests) miss through nested.ts in the
   // Wasm; the bench never creates them, so the baselines only make the same test.
-  if (m[d + DOM_FLAGS]! & abi.DOM_EXT) throw new Error('js baseline: extended (user-managed) domains are not mirrored');
+  if (flags & abi.DOM_EXT) throw new Error('js baseline: extended (user-managed) domains are not mirrored');
   const need = neededCaps(access);
-  const gen = Atomics.load(m, d + DOM_GEN);
   const levels = m[d + DOM_LEVELS]!;
   const width = abi.PAGE_SHIFT + levels * abi.TABLE_INDEX_BITS; // 39, 48 or 57: beyond the low word
   if (hi >>> (width - 32) !== 0) return faultInfo(abi.FAULT_BEYOND_WIDTH, levels - 1);
-  walk(m, s, m[d + DOM_ROOT]!, levels, lo, hi);
+  // Root 0: the domain is being freed (its context already changed; miss() walks again).
+  const root = Atomics.load(m, d + DOM_ROOT);
+  if (root === 0) return faultInfo(abi.FAULT_NOT_ATTACHED, 0);
+  walk(m, s, root, levels, lo, hi);
   const level = s.walkLevel;
   const leafLo = s.leafLo;
   const leafHi = s.leafHi;
@@ -247,8 +258,25 @@ function miss(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, h
   const info = abi.INFO_OK | (perm << abi.INFO_PERM_SHIFT) | (shift << abi.INFO_SIZE_SHIFT) | (caps << abi.INFO_CAP_SHIFT);
   m[out + RES_PHYS_LO] = physLo;
   m[out + RES_PHYS_LO + 1] = physHi;
+  // Dirty tracking: a write marks the leaf dirty; a clean leaf is cached without write rights.
+  // PTE_D is in the entry's low word, so a 32-bit compare-exchange sets it (the Wasm compares all
+  // 64 bits; the bench never turns dirty tracking on).
+  let fillInfo = info;
+  if (flags & abi.DOM_DIRTY && !(leafLo & abi.PTE_D)) {
+    if (access & abi.ACCESS_WRITE) Atomics.compareExchange(m, s.walkSlot, leafLo, (leafLo | abi.PTE_D) >>> 0);
+    else fillInfo = info & ~((abi.CAP_WU | abi.CAP_WS) << abi.INFO_CAP_SHIFT);
+  }
+  fill(m, s, rid, pasid, lo, hi, dom, d, gen, seq, ctxGen, fillInfo, physLo, physHi);
+  return info;
+}
 
-  // Fill in place (iotlb.ts `victim`).
+/**
+ * iotlb.ts `fill`: writes the fields, publishes the key atomically, and withdraws it if the
+ * domain generation, its invalidation sequence or CTRL_CTX_GEN moved during the walk.
+ */
+function fill(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, dom: number, d: number,
+  gen: number, seq: number, ctxGen: number, info: number, physLo: number, physHi: number): void {
+  if (hi >>> (abi.PAGE_SHIFT + abi.TLB_RID_SHIFT) !== 0) return; // page numbers from 2^45 do not fit a key
   const vpnLo = ((lo >>> abi.PAGE_SHIFT) | (hi << (32 - abi.PAGE_SHIFT))) >>> 0;
   const keyHi = ((hi >>> abi.PAGE_SHIFT) | (rid << abi.TLB_RID_SHIFT) | abi.TLB_VALID) >>> 0;
   const e = victim(m, s, setOf(s, rid, pasid, vpnLo), vpnLo, keyHi, pasid);
@@ -259,8 +287,21 @@ function miss(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, h
   m[e + TLB_INFO] = info;
   m[e + TLB_PHYS_LO] = physLo & ADDR_LO_MASK;
   m[e + TLB_PHYS_HI] = physHi;
-  m[e + TLB_KEY_HI] = Atomics.load(m, s.ctrlCtxGen) === ctxGen && Atomics.load(m, d + DOM_GEN) === gen ? keyHi : 0;
-  return info;
+  // iotlb.ts `fill` for engine tables (not scanned): re-check the counters, then a plain store.
+  const moved = Atomics.load(m, d + DOM_GEN) !== gen || Atomics.load(m, d + DOM_INVSEQ) !== seq || Atomics.load(m, s.ctrlCtxGen) !== ctxGen;
+  m[e + TLB_KEY_HI] = moved ? 0 : keyHi;
+}
+
+/** translate.ts `miss`: a walk that overlapped a context change is done again against the new context. */
+function miss(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const ctxGen = Atomics.load(m, s.ctrlCtxGen);
+    const info = missOnce(m, s, rid, pasid, lo, hi, access, out);
+    if (Atomics.load(m, s.ctrlCtxGen) === ctxGen) return info;
+  }
+  m[out + RES_PHYS_LO] = 0;
+  m[out + RES_PHYS_LO + 1] = 0;
+  return faultInfo(abi.FAULT_NOT_ATTACHED, 0);
 }
 
 /** Everything but a hit: bad requests, misses and faults, with their counters. */

@@ -4,9 +4,12 @@
 //
 // Same algorithm, step for step: IOTLB lookup (same 2-way sets, same hash, same 32-byte entries,
 // same generation and rights check) -> on a miss: epoch announcement, device table -> PASID table
-// -> domain -> walk -> in-place IOTLB fill (same victim choice) with the same race re-check ->
-// same result records and slot counters. Extended domains (user-managed tables, DOM_EXT) are not
-// mirrored: the bench never creates them.
+// -> domain -> walk (redone if a context change overlapped it; D bit set under dirty tracking)
+// -> in-place IOTLB fill (same victim choice; key published atomically, withdrawn if the domain
+// generation, invalidation sequence or context generation moved) -> same result records and slot
+// counters. Extended domains (user-managed tables, DOM_EXT) are not mirrored: the bench never
+// creates them.
+//
 // Pointers are u32 byte offsets into the memory, exactly as in Wasm (`M + offset`); atomic loads
 // and stores sit where the AssemblyScript has them. The constants come from abi.h, which the bench
 // generates from assembly/abi.ts at build time (the ABI is defined once).
@@ -92,16 +95,20 @@ static uint32_t contextDomain(uint32_t rid, uint32_t pasid) {
 }
 
 static uint32_t walkLevel;
+/** Address of the leaf entry walk() returned (valid only when it returned a leaf). */
+static uint32_t walkSlot;
 
 static uint64_t walk(uint32_t root, uint32_t levels, uint64_t iova) {
   uint32_t table = root;
   uint32_t level = levels - 1;
   for (;;) {
     uint32_t index = (uint32_t)(iova >> levelShift(level)) & (TABLE_ENTRIES - 1);
-    uint64_t e = ALD64(table + index * PTE_SIZE);
+    uint32_t at = table + index * PTE_SIZE;
+    uint64_t e = ALD64(at);
     if ((e & (uint64_t)(PTE_R | PTE_W)) == 0) break;
     if (level == 0 || (e & (uint64_t)PTE_PS) != 0) {
       walkLevel = level;
+      walkSlot = at;
       return e;
     }
     table = (uint32_t)(e & ADDR_MASK);
@@ -123,21 +130,47 @@ static inline uint32_t victim(uint32_t set, uint32_t vpnLo, uint32_t keyHi, uint
   return set + victimBit * TLB_ENTRY_SIZE;
 }
 
+/**
+ * iotlb.ts fill: writes the fields, publishes the key atomically, and withdraws it if the domain
+ * generation, its invalidation sequence or CTRL_CTX_GEN moved during the walk.
+ */
+static void fill(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t dom, uint32_t d, uint32_t gen, uint32_t seq, uint32_t ctxGen, uint32_t info, uint64_t phys) {
+  uint64_t vpn = iova >> PAGE_SHIFT;
+  if ((uint32_t)(vpn >> 32) >> TLB_RID_SHIFT) return; /* page numbers from 2^45 do not fit a key */
+  uint32_t keyHi = (uint32_t)(vpn >> 32) | (rid << TLB_RID_SHIFT) | (uint32_t)TLB_VALID;
+  uint32_t e = victim(setOf(rid, pasid, (uint32_t)vpn), (uint32_t)vpn, keyHi, pasid);
+  ST32(e + TLB_VPN_LO, (uint32_t)vpn);
+  ST32(e + TLB_PASID, pasid);
+  ST32(e + TLB_DOMAIN, dom);
+  ST32(e + TLB_GEN, gen);
+  ST32(e + TLB_INFO, info);
+  ST64(e + TLB_PHYS_LO, phys & ~PAGE_MASK);
+  /* iotlb.ts `fill` for engine tables (not scanned): re-check the counters, then a plain store. */
+  int moved = ALD32(d + DOM_GEN) != gen || ALD32(d + DOM_INVSEQ) != seq || ALD32(ctrl + CTRL_CTX_GEN) != ctxGen;
+  ST32(e + TLB_KEY_HI, moved ? 0 : keyHi);
+}
+
 /** Reported as a bad request; the bench checks every result against the Wasm's, so it would fail loudly. */
 static uint32_t extendedUnsupported(void) { return faultInfo(FAULT_BAD_REQUEST, 0); }
 
-static uint32_t miss(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
+/** translate.ts missOnce: one attempt of the miss path (epoch announced); phys at out, returns info. */
+static uint32_t missOnce(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
   uint32_t ctxGen = ALD32(ctrl + CTRL_CTX_GEN);
   uint32_t dom = contextDomain(rid, pasid);
   if (dom & 0x80000000u) return dom & 0x7fffffffu;
   uint32_t d = domains + dom * DOM_SIZE;
-  /* Extended domains miss through nested.ts in the Wasm; the bench never creates them. */
-  if (LD32(d + DOM_FLAGS) & DOM_EXT) return extendedUnsupported();
-  uint32_t need = neededCaps(access);
   uint32_t gen = ALD32(d + DOM_GEN);
+  uint32_t seq = ALD32(d + DOM_INVSEQ);
+  uint32_t flags = ALD32(d + DOM_FLAGS);
+  /* Extended domains miss through nested.ts in the Wasm; the bench never creates them. */
+  if (flags & DOM_EXT) return extendedUnsupported();
+  uint32_t need = neededCaps(access);
   uint32_t levels = LD32(d + DOM_LEVELS);
   if (iova >> levelShift(levels) != 0) return faultInfo(FAULT_BEYOND_WIDTH, levels - 1);
-  uint64_t leaf = walk(LD32(d + DOM_ROOT), levels, iova);
+  /* Root 0: the domain is being freed (its context already changed; miss() walks again). */
+  uint32_t root = ALD32(d + DOM_ROOT);
+  if (root == 0) return faultInfo(FAULT_NOT_ATTACHED, 0);
+  uint64_t leaf = walk(root, levels, iova);
   uint32_t level = walkLevel;
   if (leaf == 0) return faultInfo(FAULT_NOT_PRESENT, level);
   uint32_t perm = (uint32_t)(leaf & (PTE_R | PTE_W | PTE_X));
@@ -147,19 +180,29 @@ static uint32_t miss(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t acces
   uint64_t phys = (leaf & ADDR_MASK) + (iova & (((uint64_t)1 << shift) - 1));
   uint32_t info = INFO_OK | (perm << INFO_PERM_SHIFT) | (shift << INFO_SIZE_SHIFT) | (caps << INFO_CAP_SHIFT);
   ST64(out + RES_PHYS_LO, phys);
-
-  // Fill in place (iotlb.ts victim).
-  uint64_t vpn = iova >> PAGE_SHIFT;
-  uint32_t keyHi = (uint32_t)(vpn >> 32) | (rid << TLB_RID_SHIFT) | (uint32_t)TLB_VALID;
-  uint32_t e = victim(setOf(rid, pasid, (uint32_t)vpn), (uint32_t)vpn, keyHi, pasid);
-  ST32(e + TLB_VPN_LO, (uint32_t)vpn);
-  ST32(e + TLB_PASID, pasid);
-  ST32(e + TLB_DOMAIN, dom);
-  ST32(e + TLB_GEN, gen);
-  ST32(e + TLB_INFO, info);
-  ST64(e + TLB_PHYS_LO, phys & ~PAGE_MASK);
-  ST32(e + TLB_KEY_HI, ALD32(ctrl + CTRL_CTX_GEN) == ctxGen && ALD32(d + DOM_GEN) == gen ? keyHi : 0);
+  /* Dirty tracking: a write marks the leaf dirty; a clean leaf is cached without write rights. */
+  uint32_t fillInfo = info;
+  if ((flags & DOM_DIRTY) && !(leaf & (uint64_t)PTE_D)) {
+    if (access & ACCESS_WRITE) {
+      uint64_t expected = leaf;
+      __atomic_compare_exchange_n((uint64_t *)(M + walkSlot), &expected, leaf | (uint64_t)PTE_D, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    } else {
+      fillInfo = info & ~((uint32_t)(CAP_WU | CAP_WS) << INFO_CAP_SHIFT);
+    }
+  }
+  fill(rid, pasid, iova, dom, d, gen, seq, ctxGen, fillInfo, phys);
   return info;
+}
+
+/** A walk that overlapped a context change is done again against the new context. */
+static uint32_t miss(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    uint32_t ctxGen = ALD32(ctrl + CTRL_CTX_GEN);
+    uint32_t info = missOnce(rid, pasid, iova, access, out);
+    if (ALD32(ctrl + CTRL_CTX_GEN) == ctxGen) return info;
+  }
+  ST64(out + RES_PHYS_LO, 0);
+  return faultInfo(FAULT_NOT_ATTACHED, 0);
 }
 
 static inline int valid(uint32_t rid, uint32_t pasid, uint32_t access) {
