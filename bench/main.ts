@@ -4,7 +4,7 @@
  *
  * Arguments: --json FILE; --scale (only the scale script); --no-scale; --quick (short tasks, for
  * trying things out: numbers are noisier); --only GROUP[,GROUP] with groups hit, walk, pasid, map,
- * workers, nested.
+ *  workers, nested, dma.
  * @module
  */
 import { writeFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import { hitScenarios, pasidScenario, walkScenarios } from './scenarios/translat
 import type { BenchEnv } from './scenarios/translate';
 import { workerScenarios } from './scenarios/workers';
 import { nestedScenarios } from './scenarios/nested';
+import { dmaScenarios } from './scenarios/dma';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -36,6 +37,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   map: mapScenarios,
   workers: workerScenarios,
   nested: nestedScenarios,
+  dma: dmaScenarios,
 };
 
 function parseArgs(argv: string[]): Args {

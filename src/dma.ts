@@ -6,7 +6,7 @@
  * @module
  */
 import { Access } from './translation';
-import { TranslationOut, FAULT_REASONS, type Fault } from './translation';
+import { FAULT_REASONS, type Fault } from './translation';
 import type { Translator } from './translator';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
@@ -17,7 +17,6 @@ export interface DmaResult {
 }
 
 const TWO_64 = 1n << 64n;
-const scratchByTranslator = new WeakMap<Translator, TranslationOut>();
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
 
 /** Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write. */
@@ -27,8 +26,7 @@ export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number 
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
   // throws) must not reach the arithmetic below, which would throw.
   if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
-  let out = scratchByTranslator.get(t);
-  if (!out) scratchByTranslator.set(t, (out = new TranslationOut()));
+  const out = t.dmaScratch;
   const access = toRam ? Access.Write : Access.Read;
   // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses.
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
@@ -40,8 +38,10 @@ export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number 
     if (wide && (at as bigint) >= TWO_64) return faulted(done, 'bad-request');
     const r = t.translateInto(out, rid, pasid, at, access);
     if (!r.ok) return { bytes: done, fault: { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage } };
-    const leaf = 2 ** r.sizeLg2;
-    const chunk = Math.min(n - done, leaf - (r.phys % leaf));
+    const left = n - done;
+    // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
+    const room = r.sizeLg2 === 12 ? 4096 - (r.physLo & 4095) : 2 ** r.sizeLg2 - (r.phys % 2 ** r.sizeLg2);
+    const chunk = left < room ? left : room;
     const offset = t.ramWindow.offsetOf(r.phys, chunk);
     if (offset < 0) {
       return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo) } };

@@ -49,6 +49,8 @@ export class Translator {
   /** Faults of this thread's per-call translations. */
   readonly faults = new FaultLog();
   private readonly scratch = new TranslationOut();
+  /** @internal The per-leaf translation of dmaRead/dmaWrite. */
+  readonly dmaScratch = new TranslationOut();
   private batchRing: Batch | undefined;
 
   /** @internal */
