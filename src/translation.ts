@@ -109,24 +109,30 @@ export class TranslationOut {
 
 /** Decodes the core's info word and output address into `out`. */
 export function decodeInto(out: TranslationOut, info: number, physLo: number, physHi: number): TranslationOut {
-  const ok = (info & abi.INFO_OK) !== 0;
-  out.ok = ok;
-  // On a fault the record's address words hold the fault address (abi.ts), not an output.
-  out.faultAddrLo = ok ? 0 : physLo;
-  out.faultAddrHi = ok ? 0 : physHi;
-  if (!ok) physLo = physHi = 0;
-  out.physLo = physLo;
-  out.physHi = physHi;
-  out.phys = physHi * 4294967296 + physLo;
-  out.pbmt = ok ? (info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK : 0;
-  out.implicit = !ok && (info & abi.INFO_IMPLICIT) !== 0;
-  out.implicitWrite = !ok && (info & abi.INFO_IMPLICIT_WRITE) !== 0;
-  out.pageRequest = !ok && (info & abi.INFO_PAGE_REQUEST) !== 0;
-  out.sizeLg2 = ok ? (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK : 0;
-  out.perm = ok ? (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK : 0;
-  out.reason = ok ? 0 : (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
-  out.level = ok ? 0 : (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
-  out.stage = ok ? 0 : (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
+  if (info & abi.INFO_OK) {
+    // The per-call hot path: a translation (no fault fields to compute).
+    out.ok = true;
+    out.physLo = physLo;
+    out.physHi = physHi;
+    out.phys = physHi * 4294967296 + physLo;
+    out.sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+    out.perm = (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK;
+    out.pbmt = (info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK;
+    out.faultAddrLo = out.faultAddrHi = out.reason = out.level = out.stage = 0;
+    out.implicit = out.implicitWrite = out.pageRequest = false;
+    return out;
+  }
+  // A fault: the record's address words hold the fault address (abi.ts), not an output.
+  out.ok = false;
+  out.faultAddrLo = physLo;
+  out.faultAddrHi = physHi;
+  out.physLo = out.physHi = out.phys = out.sizeLg2 = out.perm = out.pbmt = 0;
+  out.implicit = (info & abi.INFO_IMPLICIT) !== 0;
+  out.implicitWrite = (info & abi.INFO_IMPLICIT_WRITE) !== 0;
+  out.pageRequest = (info & abi.INFO_PAGE_REQUEST) !== 0;
+  out.reason = (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
+  out.level = (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
+  out.stage = (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
   return out;
 }
 
