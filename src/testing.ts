@@ -10,6 +10,7 @@ import * as abi from '../assembly/abi';
 import type { BoundDevice } from './device';
 import type { Engine } from './engine';
 import { fdState } from './fd-state';
+import type { ObjType } from './object-table';
 import type { HwptPaging } from './hwpt';
 import type { Ioas } from './ioas';
 import type { IoRange } from './io-pagetable';
@@ -146,7 +147,9 @@ export type ObjectView =
   | { id: number; type: 'ioas'; users: number; areas: { iova: bigint; last: bigint; phys: bigint; read: boolean; write: boolean }[];
     allowed: IoRange[]; ranges: IoRange[]; alignment: bigint; hwpts: number[] }
   | { id: number; type: 'hwpt-paging'; users: number; ioas: number; auto: boolean; pasid: boolean; nestParent: boolean; domain: number; tablePages: number }
-  | { id: number; type: 'device'; users: number; rid: number };
+  | { id: number; type: 'device'; users: number; rid: number }
+  /** Object types the fuzz model does not cover (user/nested HWPTs, fault queues, accesses): their public facts. */
+  | { id: number; type: Exclude<ObjType, 'ioas' | 'hwpt-paging' | 'device'>; users: number; [fact: string]: unknown };
 
 /** Everything an FD holds, as plain data: objects in ID order, the ID the next object would get, PASIDs. */
 export interface FdView {
@@ -177,7 +180,8 @@ export function fdView(fd: object): FdView {
       const h = o as HwptPaging;
       return { id: o.id, type: 'hwpt-paging', users: o.users, ioas: h.ioas.id, ...h.flags, domain: h.domain, tablePages: h.tablePages };
     }
-    return { id: o.id, type: 'device', users: o.users, rid: (o as BoundDevice).device.rid };
+    if (o.type === 'device') return { id: o.id, type: 'device', users: o.users, rid: (o as BoundDevice).device.rid };
+    return { id: o.id, type: o.type, users: o.users, ...o.details() };
   });
   // Every ID the table holds, published or reserved: a reservation left behind by a failed call
   // would show up as a reserved ID and a higher nextId.

@@ -15,7 +15,7 @@ not part of the published package. See bench/README.md for what is measured.
 Options (passed to the suite, which checks them):
   --json FILE     also write the results as JSON to FILE
   --quick         short tasks (a smoke run)
-  --scale         only the worker-scaling script; --no-scale: everything but it
+  --scale         only the scale and memory script (1 GiB of 4 KiB maps, 10^5 PASIDs); --no-scale: everything but it
   --only GROUPS   comma-separated groups, e.g. hit,walk,pasid,map,workers
   -h, --help      this text
 
