@@ -3,8 +3,9 @@
 // write() answers it back to the device, which retries; detach/replace answer pending requests
 // INVALID; lifetimes (the fault FD and HWPTs hold the FAULT object).
 import { describe, expect, test } from 'vitest';
-import { Access, Iommu, IommuError, NO_PASID } from '../src/index';
+import { Access, Iommu, NO_PASID } from '../src/index';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
+import { errnoOf } from './helpers';
 
 const RAM = 0x1000_0000n;
 const pte = (pa: bigint): bigint => ((pa >> 12n) << 10n) | 0xd7n; // V R W U A D
@@ -22,15 +23,6 @@ function world(pri = true) {
   return { iommu, dev, fd, devId, ram, t, q, iopf };
 }
 
-function errno(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof IommuError) return e.errno;
-    throw e;
-  }
-  return 'success';
-}
 
 describe('page requests', () => {
   test('53: fault -> read one record -> respond SUCCESS -> the device retries and translates', () => {
@@ -66,7 +58,7 @@ describe('page requests', () => {
     const other = w.fd.hwptAlloc({ devId: w.devId, pasid: true, table: { format: 'sv39', root: w.t.root } });
     w.dev.attach(other, { pasid });
     expect(w.dev.pageResponses()).toMatchObject([{ pasid, addr: 0x5000n, code: 'invalid' }]);
-    expect(errno(() => w.q.fd.write([{ cookie: pending!.cookie, code: 'success' }]))).toBe('EINVAL'); // already answered
+    expect(errnoOf(() => w.q.fd.write([{ cookie: pending!.cookie, code: 'success' }]))).toBe('EINVAL'); // already answered
     w.dev.detach({ pasid });
     w.fd.destroy(w.iopf);
     w.q.fd.close();
@@ -91,8 +83,8 @@ describe('page requests', () => {
     const reqs = w.q.fd.read(2);
     expect(reqs.map((r) => r.cookie)).toEqual([1, 2]);
     expect(w.q.fd.poll()).toBe(1);
-    expect(errno(() => w.q.fd.write([{ cookie: 99, code: 'success' }]))).toBe('EINVAL');
-    expect(errno(() => w.q.fd.write([{ cookie: 1, code: 'maybe' as never }]))).toBe('EINVAL');
+    expect(errnoOf(() => w.q.fd.write([{ cookie: 99, code: 'success' }]))).toBe('EINVAL');
+    expect(errnoOf(() => w.q.fd.write([{ cookie: 1, code: 'maybe' as never }]))).toBe('EINVAL');
     expect(w.q.fd.write([{ cookie: 1, code: 'invalid' }, { cookie: 99, code: 'success' }, { cookie: 2, code: 'success' }])).toBe(1);
     expect(w.q.fd.write([{ cookie: 2, code: 'success' }])).toBe(1);
   });
@@ -132,18 +124,18 @@ describe('page requests', () => {
     w.fd.ioasMap(ioas, { iova: 0x9000, length: 4096, phys: 0x5000_0000 });
     w.q.fd.write([{ cookie: r!.cookie, code: 'success' }]);
     expect(w.iommu.translate(w.dev.rid, NO_PASID, 0x9000, Access.Write)).toMatchObject({ ok: true, phys: 0x5000_0000n });
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, ptId: ioas, nestParent: true, faultId: w.q.id }))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: ioas, nestParent: true, faultId: w.q.id }))).toBe('EOPNOTSUPP');
   });
 });
 
 describe('fault queue lifetimes', () => {
   test('the fault FD and every HWPT using the queue hold it; close order is free', () => {
     const w = world();
-    expect(errno(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // HWPT + open fault FD
+    expect(errnoOf(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // HWPT + open fault FD
     w.fd.destroy(w.iopf);
-    expect(errno(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // open fault FD
+    expect(errnoOf(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // open fault FD
     w.q.fd.close();
-    expect(errno(() => w.q.fd.read())).toBe('EBADF');
+    expect(errnoOf(() => w.q.fd.read())).toBe('EBADF');
     w.fd.destroy(w.q.id);
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device']);
   });
@@ -155,7 +147,7 @@ describe('fault queue lifetimes', () => {
     w.fd.close();
     expect(w.dev.pageResponses()).toMatchObject([{ addr: 0x1000n, code: 'invalid' }]);
     expect(w.q.fd.closed).toBe(true);
-    expect(errno(() => w.q.fd.poll())).toBe('EBADF');
+    expect(errnoOf(() => w.q.fd.poll())).toBe('EBADF');
   });
 
   test('faultQueueAlloc objects show up as fault', () => {

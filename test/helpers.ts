@@ -170,6 +170,17 @@ function thrown(fn: () => unknown): unknown {
 }
 
 /** Asserts `fn` throws an IommuError with `errno` (no state check: for engine creation and sweeps). */
+/** The errno `fn` throws, or 'success'; anything but an IommuError is rethrown. */
+export function errnoOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof IommuError) return e.errno;
+    throw e;
+  }
+  return 'success';
+}
+
 export function expectErrno(errno: Errno, fn: () => unknown): IommuError {
   const e = thrown(fn);
   expect(e, `expected ${errno}, got ${e === undefined ? 'success' : String(e)}`).toBeInstanceOf(IommuError);

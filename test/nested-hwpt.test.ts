@@ -2,8 +2,9 @@
 // alloc_hwpt_nested selftest (iommufd.md §4 G, scenarios 47-53), attach rules (RID, PASID,
 // reserved regions), and the HWPT_INVALIDATE call's errno/partial-count semantics.
 import { describe, expect, test } from 'vitest';
-import { Access, InvalidateError, Iommu, IommuError, NO_PASID } from '../src/index';
+import { Access, InvalidateError, Iommu, NO_PASID } from '../src/index';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
+import { errnoOf } from './helpers';
 
 const RAM = 0x1000_0000n;
 const SV39_LEAF = 0xd7n; // V R W U A D
@@ -21,25 +22,16 @@ function world(opts: { ram?: boolean } = {}) {
   return { iommu, dev, fd, devId, ioas, ram };
 }
 
-function errno(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof IommuError) return e.errno;
-    throw e;
-  }
-  return 'success';
-}
 
 const sv39 = (root: bigint | number) => ({ format: 'sv39' as const, root });
 
 describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
   test('47/54: a bad devId is ENOENT; a device as ptId is EINVAL', () => {
     const w = world();
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.ioas, table: sv39(RAM) }))).toBe('ENOENT');
-    expect(errno(() => w.fd.hwptAlloc({ devId: 0, table: sv39(RAM) }))).toBe('ENOENT');
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, ptId: w.devId, table: sv39(0x1000) }))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, ptId: 99, table: sv39(0x1000) }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.ioas, table: sv39(RAM) }))).toBe('ENOENT');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: 0, table: sv39(RAM) }))).toBe('ENOENT');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: w.devId, table: sv39(0x1000) }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: 99, table: sv39(0x1000) }))).toBe('EINVAL');
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device', 'ioas']);
   });
 
@@ -48,21 +40,21 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const plain = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas });
     const d = w.devId;
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'arm64', root: 0 } as never }))).toBe('EOPNOTSUPP');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { ...sv39(0), asid: 1 } as never }))).toBe('EOPNOTSUPP');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, nestParent: true, table: sv39(0) }))).toBe('EOPNOTSUPP');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: plain, table: sv39(0) }))).toBe('EINVAL'); // parent not NEST_PARENT
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: w.ioas, table: sv39(0) }))).toBe('EOPNOTSUPP'); // an IOAS takes no table
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0x800) }))).toBe('EINVAL'); // misaligned root
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: { format: 'sv39x4', root: 0x1000 } }))).toBe('EINVAL'); // x4 root: 16 KiB
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: sv39(0) }))).toBe('EINVAL'); // a stage-1 format as parent
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'sv39x4', root: 0 } }))).toBe('EINVAL'); // G stage nested
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, levels: 3 as never } }))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, sum: true } }))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, table: { format: 'sv48', root: 0, levels: 4 } }))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, features: { svnapot: true } } }))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), dirtyTracking: true }))).toBe('EOPNOTSUPP');
-    expect(errno(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), faultId: 2 ** 32 - 1 }))).toBe('ENOENT');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'arm64', root: 0 } as never }))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { ...sv39(0), asid: 1 } as never }))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, nestParent: true, table: sv39(0) }))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: plain, table: sv39(0) }))).toBe('EINVAL'); // parent not NEST_PARENT
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: w.ioas, table: sv39(0) }))).toBe('EOPNOTSUPP'); // an IOAS takes no table
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0x800) }))).toBe('EINVAL'); // misaligned root
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: { format: 'sv39x4', root: 0x1000 } }))).toBe('EINVAL'); // x4 root: 16 KiB
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: sv39(0) }))).toBe('EINVAL'); // a stage-1 format as parent
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'sv39x4', root: 0 } }))).toBe('EINVAL'); // G stage nested
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, levels: 3 as never } }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, sum: true } }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'sv48', root: 0, levels: 4 } }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, features: { svnapot: true } } }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), dirtyTracking: true }))).toBe('EOPNOTSUPP');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), faultId: 2 ** 32 - 1 }))).toBe('ENOENT');
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device', 'ioas', 'hwpt-paging', 'hwpt-paging']);
     const nested = w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0) });
     expect(w.fd.objects().find((o) => o.id === nested)).toMatchObject({ type: 'hwpt-nested' });
@@ -70,16 +62,16 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
 
   test('tables in guest memory need guest RAM', () => {
     const w = world({ ram: false });
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, table: sv39(0) }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, table: sv39(0) }))).toBe('EINVAL');
   });
 
   test('50: nested on nested is EINVAL; a parent with children is EBUSY, then free', () => {
     const w = world();
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const n0 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, ptId: n0, table: sv39(0) }))).toBe('EINVAL');
-    expect(errno(() => w.fd.destroy(parent))).toBe('EBUSY');
-    expect(errno(() => w.fd.destroy(w.ioas))).toBe('EBUSY');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: n0, table: sv39(0) }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.destroy(parent))).toBe('EBUSY');
+    expect(errnoOf(() => w.fd.destroy(w.ioas))).toBe('EBUSY');
     w.fd.destroy(n0);
     w.fd.destroy(parent);
     w.fd.destroy(w.ioas);
@@ -91,8 +83,8 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const g = w.fd.hwptAlloc({ devId: w.devId, nestParent: true, table: { format: 'sv39x4', root: RAM } });
     const s1 = w.fd.hwptAlloc({ devId: w.devId, ptId: g, table: sv39(0x2000) });
     expect(w.fd.objects().filter((o) => o.id === g || o.id === s1).map((o) => o.type)).toEqual(['hwpt-user', 'hwpt-nested']);
-    expect(errno(() => w.fd.hwptAlloc({ devId: w.devId, ptId: s1, table: sv39(0) }))).toBe('EINVAL');
-    expect(errno(() => w.fd.destroy(g))).toBe('EBUSY');
+    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: s1, table: sv39(0) }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.destroy(g))).toBe('EBUSY');
     w.fd.destroy(s1);
     w.fd.destroy(g);
   });
@@ -103,9 +95,9 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const n0 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
     const n1 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0x1000) });
     expect(w.dev.attach(n0)).toBe(n0);
-    expect(errno(() => w.fd.destroy(n0))).toBe('EBUSY');
+    expect(errnoOf(() => w.fd.destroy(n0))).toBe('EBUSY');
     w.dev.attach(n1);
-    expect(errno(() => w.fd.destroy(n1))).toBe('EBUSY');
+    expect(errnoOf(() => w.fd.destroy(n1))).toBe('EBUSY');
     w.fd.destroy(n0);
     w.dev.attach(parent);
     w.fd.destroy(n1);
@@ -124,9 +116,9 @@ describe('attach of user-managed HWPTs (iommufd.md §1.4)', () => {
     const pasid = w.fd.pasidAlloc();
     const plain = w.fd.hwptAlloc({ devId: w.devId, table: sv39(0) });
     const withPasid = w.fd.hwptAlloc({ devId: w.devId, pasid: true, table: sv39(0x1000) });
-    expect(errno(() => w.dev.attach(plain, { pasid }))).toBe('EINVAL');
+    expect(errnoOf(() => w.dev.attach(plain, { pasid }))).toBe('EINVAL');
     w.dev.attach(withPasid, { pasid });
-    expect(errno(() => w.dev.attach(plain))).toBe('EINVAL'); // RID not PASID-compatible while a PASID is attached
+    expect(errnoOf(() => w.dev.attach(plain))).toBe('EINVAL'); // RID not PASID-compatible while a PASID is attached
     w.dev.attach(withPasid);
     expect([...w.dev.attachments()]).toEqual([[pasid, withPasid], [NO_PASID, withPasid]]);
     w.dev.detach({ pasid });
@@ -142,7 +134,7 @@ describe('attach of user-managed HWPTs (iommufd.md §1.4)', () => {
     expect(reserved()).toBe(false);
     w.dev.attach(nested);
     expect(reserved()).toBe(true);
-    expect(errno(() => w.fd.ioasMap(w.ioas, { iova: 0xfee0_0000n, length: 4096, phys: 0 }))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.ioasMap(w.ioas, { iova: 0xfee0_0000n, length: 4096, phys: 0 }))).toBe('EINVAL');
     w.dev.attach(phys);
     expect(reserved()).toBe(false);
     w.dev.detach();
@@ -183,10 +175,10 @@ describe('hwptInvalidate (scenarios 51, 52)', () => {
     const w = world();
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const nested = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
-    expect(errno(() => w.fd.hwptInvalidate(parent, [{}]))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptInvalidate(w.ioas, [{}]))).toBe('EINVAL');
-    expect(errno(() => w.fd.hwptInvalidate(77, [{}]))).toBe('ENOENT');
-    expect(errno(() => w.fd.hwptInvalidate(nested, null as never))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptInvalidate(parent, [{}]))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptInvalidate(w.ioas, [{}]))).toBe('EINVAL');
+    expect(errnoOf(() => w.fd.hwptInvalidate(77, [{}]))).toBe('ENOENT');
+    expect(errnoOf(() => w.fd.hwptInvalidate(nested, null as never))).toBe('EINVAL');
     expect(w.fd.hwptInvalidate(nested, [])).toBe(0);
   });
 
