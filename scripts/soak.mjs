@@ -32,6 +32,7 @@ async function load() {
     import * as ioasid from './src/index.ts';
     import * as testing from './src/testing.ts';
     export { SoakOwner, HISTORY_CAP, CTL_READY } from './test/model/soak.ts';
+    export { runReuseRace } from './test/model/reuse-race.ts';
     export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
     export const ioasidApi = ioasid;
   `;
@@ -100,38 +101,8 @@ for (const r of results) {
 console.log(`phase 1: ${owner.version} control ops (${owner.outcomes.ok} ok, ${owner.outcomes.errno} errno), ${results.reduce((n, r) => n + r.checked, 0)} worker translations checked`);
 
 // ---- phase 2: a detach racing walks while another FD reuses the domain slot at once ----------
-const { Iommu } = s.ioasidApi;
-const iommu = Iommu.createSync({ translators: 3, iotlbEntries: 2, maxMemoryBytes: 64 * 2 ** 20 });
-const a = iommu.open();
-const b = iommu.open();
-const ioasA = a.ioasAlloc();
-const ioasB = b.ioasAlloc();
-const IOVA = 0x4000_0000;
-a.ioasMap(ioasA, { iova: IOVA, length: 2 ** 21, phys: 0x1_0000_0000 });
-b.ioasMap(ioasB, { iova: IOVA, length: 2 ** 21, phys: 0x2_0000_0000 });
-const x = iommu.addDevice({ bdf: '00:06.0' });
-const y = iommu.addDevice({ bdf: '00:07.0' });
-x.bind(a);
-const yId = y.bind(b);
-const control = new SharedArrayBuffer(8);
-const rctl = new Int32Array(control);
-const race = spawn(new URL('../test/workers/soak-reuse-worker.mjs', import.meta.url),
-  { handle: iommu.translatorHandle(), control, rid: x.rid, iova: IOVA + 0x40, own: 0x1_0000_0040, foreign: 0x2_0000_0040 });
-while (Atomics.load(rctl, 1) < 1) await new Promise((r) => setTimeout(r, 5));
-const raceEnd = performance.now() + seconds * 1000 * 0.2;
-let rounds = 0;
-while (performance.now() < raceEnd) {
-  for (let i = 0; i < 64; i++) {
-    x.attach(ioasA);
-    x.detach();
-    b.destroy(b.hwptAlloc({ devId: yId, ptId: ioasB }));
-    rounds++;
-  }
-  await tick();
-}
-Atomics.store(rctl, 0, 1);
-const rr = await race;
-console.log(`phase 2: ${rounds} detach/reuse rounds, ${rr.checked} worker translations: ${rr.crossed} through another FD's tables, ${rr.garbage} garbage`);
+const rr = await s.runReuseRace(s.ioasidApi.Iommu, new URL('../test/workers/soak-reuse-worker.mjs', import.meta.url), seconds * 1000 * 0.2);
+console.log(`phase 2: ${rr.rounds} detach/reuse rounds, ${rr.checked} worker translations: ${rr.crossed} through another FD's tables, ${rr.garbage} garbage`);
 if (rr.crossed || rr.garbage) failed = true;
 
 if (failed) {

@@ -11,6 +11,7 @@ import * as ioasid from '../src/index';
 import * as testing from '../src/testing';
 import type { EngineApi } from './model/harness';
 import { HISTORY_CAP, SoakOwner } from './model/soak';
+import { runReuseRace } from './model/reuse-race';
 
 const dist = new URL('../dist/index.js', import.meta.url);
 const workerUrl = new URL('./workers/soak-worker.mjs', import.meta.url);
@@ -67,46 +68,10 @@ describe.skipIf(!existsSync(dist))('concurrency soak against the reference model
 
 describe.skipIf(!existsSync(dist))('detach racing a walk, with the domain slot reused at once by another FD', () => {
   test("a worker never translates through another FD's HWPT that reused its domain slot", async () => {
-    const iommu = ioasid.Iommu.createSync({ translators: 3, iotlbEntries: 2, maxMemoryBytes: 64 * 2 ** 20 });
-    const a = iommu.open();
-    const b = iommu.open();
-    const ioasA = a.ioasAlloc();
-    const ioasB = b.ioasAlloc();
-    const IOVA = 0x4000_0000;
-    // The same IOVA in both FDs; B's mapping is what a walk through a reused slot would return.
-    a.ioasMap(ioasA, { iova: IOVA, length: 2 ** 21, phys: 0x1_0000_0000 });
-    b.ioasMap(ioasB, { iova: IOVA, length: 2 ** 21, phys: 0x2_0000_0000 });
-    const x = iommu.addDevice({ bdf: '00:06.0' });
-    const y = iommu.addDevice({ bdf: '00:07.0' });
-    x.bind(a);
-    const yId = y.bind(b);
-    const control = new SharedArrayBuffer(8);
-    const ctl = new Int32Array(control);
-    const worker = new Worker(new URL('./workers/soak-reuse-worker.mjs', import.meta.url), {
-      workerData: { handle: iommu.translatorHandle(), control, rid: x.rid, iova: IOVA + 0x40, own: 0x1_0000_0040, foreign: 0x2_0000_0040 },
-    });
-    const report = new Promise<{ checked: number; ok: number; crossed: number; garbage: number }>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-    });
-    while (Atomics.load(ctl, 1) < 1) await new Promise((r) => setTimeout(r, 5));
-    const end = performance.now() + 800;
-    let rounds = 0;
-    while (performance.now() < end) {
-      for (let i = 0; i < 64; i++) {
-        x.attach(ioasA); // auto HWPT: a fresh domain slot
-        x.detach(); // frees the slot ...
-        const h = b.hwptAlloc({ devId: yId, ptId: ioasB }); // ... which B's HWPT takes over at once
-        b.destroy(h);
-        rounds++;
-      }
-      await new Promise((r) => setImmediate(r));
-    }
-    Atomics.store(ctl, 0, 1);
-    const r = await report;
+    const r = await runReuseRace(ioasid.Iommu, new URL('./workers/soak-reuse-worker.mjs', import.meta.url), 800);
     expect(r.crossed, `${r.crossed} of ${r.checked} translations went through another FD's tables`).toBe(0);
     expect(r.garbage).toBe(0);
     expect(r.ok).toBeGreaterThan(0);
-    expect(rounds).toBeGreaterThan(200);
+    expect(r.rounds).toBeGreaterThan(200);
   });
 });
