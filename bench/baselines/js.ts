@@ -324,29 +324,26 @@ function slowPath(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: numbe
   return info;
 }
 
-function translateOne(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
-  if (valid(rid, pasid, access)) {
-    const info = lookup(m, s, rid, pasid, lo, hi, neededCaps(access), out);
-    if (info !== 0) {
-      bump(m, s.hits);
-      m[out + RES_INFO] = info;
-      return info;
-    }
+/** translate.ts `hit`: the info of a hit (result stored), or 0. */
+function hit(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
+  if (!valid(rid, pasid, access)) return 0;
+  const info = lookup(m, s, rid, pasid, lo, hi, neededCaps(access), out);
+  if (info !== 0) {
+    bump(m, s.hits);
+    m[out + RES_INFO] = info;
   }
-  return slowPath(m, s, rid, pasid, lo, hi, access, out);
+  return info;
+}
+
+function translateOne(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number, out: number): number {
+  return hit(m, s, rid, pasid, lo, hi, access, out) || slowPath(m, s, rid, pasid, lo, hi, access, out);
 }
 
 /** The per-call export: the result record is the slot's. */
 function translate(m: Uint32Array, s: Slot, rid: number, pasid: number, lo: number, hi: number, access: number): number {
   const out = s.result;
-  if (valid(rid, pasid, access)) {
-    const info = lookup(m, s, rid, pasid, lo, hi, neededCaps(access), out);
-    if (info !== 0) {
-      bump(m, s.hits);
-      m[out + RES_INFO] = info;
-      return info;
-    }
-  }
+  const hitInfo = hit(m, s, rid, pasid, lo, hi, access, out);
+  if (hitInfo !== 0) return hitInfo;
   Atomics.store(m, s.slot, Atomics.load(m, s.ctrlEpoch)); // enter: only the slow path reads tables
   const info = slowPath(m, s, rid, pasid, lo, hi, access, out);
   Atomics.store(m, s.slot, 0);

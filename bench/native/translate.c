@@ -227,16 +227,20 @@ static uint32_t slowPath(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t a
   return info;
 }
 
-static inline uint32_t translateOne(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
-  if (valid(rid, pasid, access)) {
-    uint32_t info = lookup(rid, pasid, iova, neededCaps(access), out);
-    if (info != 0) {
-      bump(SLOT_HITS);
-      ST32(out + RES_INFO, info);
-      return info;
-    }
+/** translate.ts `hit`: the info of a hit (result stored), or 0. */
+static inline uint32_t hit(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
+  if (!valid(rid, pasid, access)) return 0;
+  uint32_t info = lookup(rid, pasid, iova, neededCaps(access), out);
+  if (info != 0) {
+    bump(SLOT_HITS);
+    ST32(out + RES_INFO, info);
   }
-  return slowPath(rid, pasid, iova, access, out);
+  return info;
+}
+
+static inline uint32_t translateOne(uint32_t rid, uint32_t pasid, uint64_t iova, uint32_t access, uint32_t out) {
+  uint32_t info = hit(rid, pasid, iova, access, out);
+  return info != 0 ? info : slowPath(rid, pasid, iova, access, out);
 }
 
 static inline void enter(void) { AST32(slot + SLOT_EPOCH, ALD32(ctrl + CTRL_EPOCH)); }
@@ -246,14 +250,8 @@ static inline void leave(void) { AST32(slot + SLOT_EPOCH, 0); }
 __attribute__((noinline)) static uint32_t translate(uint32_t rid, uint32_t pasid, uint32_t iovaLo, uint32_t iovaHi, uint32_t access) {
   uint32_t out = slot + SLOT_RESULT;
   uint64_t iova = ((uint64_t)iovaHi << 32) | iovaLo;
-  if (valid(rid, pasid, access)) {
-    uint32_t info = lookup(rid, pasid, iova, neededCaps(access), out);
-    if (info != 0) {
-      bump(SLOT_HITS);
-      ST32(out + RES_INFO, info);
-      return info;
-    }
-  }
+  uint32_t hitInfo = hit(rid, pasid, iova, access, out);
+  if (hitInfo != 0) return hitInfo;
   enter();
   uint32_t info = slowPath(rid, pasid, iova, access, out);
   leave();
