@@ -80,12 +80,24 @@ export function mapRange(d: usize, iova: u64, oa: u64, length: u64, perm: u32): 
   return STATUS_OK;
 }
 
+/** Index of the first entry of a table (covering from `base`, 2^shift bytes each) that [start, …] touches. */
+// @ts-ignore: decorator
+@inline function firstIndex(base: u64, start: u64, shift: u32): u32 {
+  return start > base ? <u32>((start - base) >> shift) : 0;
+}
+
+/** Index of the last entry of that table that […, last] touches (the table's last when beyond it). */
+// @ts-ignore: decorator
+@inline function lastIndex(base: u64, last: u64, shift: u32): u32 {
+  const index = (last - base) >> shift;
+  return index < <u64>(TABLE_ENTRIES - 1) ? <u32>index : TABLE_ENTRIES - 1;
+}
+
 /** Clears leaves inside [start, last] below `table` (covering from `base` at `level`); returns entries removed. */
 function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, last: u64): u32 {
   const shift = levelShift(level);
-  const first = start > base ? <u32>((start - base) >> shift) : 0;
-  const lastIndex = (last - base) >> shift;
-  const end: u32 = lastIndex < <u64>(TABLE_ENTRIES - 1) ? <u32>lastIndex : TABLE_ENTRIES - 1;
+  const first = firstIndex(base, start, shift);
+  const end = lastIndex(base, last, shift);
   let removed: u32 = 0;
   for (let i = first; i <= end; i++) {
     const slot = table + <usize>i * PTE_SIZE;
@@ -115,11 +127,17 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
   return removed;
 }
 
+/** `last` clipped to the input space of a `levels`-level table (at most 57 bits, so no overflow). */
+// @ts-ignore: decorator
+@inline function lastInDomain(levels: u32, last: u64): u64 {
+  const span: u64 = <u64>1 << levelShift(levels);
+  return last < span ? last : span - 1;
+}
+
 /** Removes every leaf wholly inside [start, last] from domain `d` and ends IOTLB validity. */
 export function unmapRange(d: usize, start: u64, last: u64): void {
   const levels = load<u32>(d, DOM_LEVELS);
-  const span: u64 = levelShift(levels) >= 64 ? 0 : <u64>1 << levelShift(levels);
-  const top = span == 0 || last < span ? last : span - 1;
+  const top = lastInDomain(levels, last);
   if (start > top) return;
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
   atomic.add<u32>(d, 1, DOM_GEN); // after the entries are gone, so refills see the new tree
@@ -133,9 +151,8 @@ export function unmapRange(d: usize, start: u64, last: u64): void {
  */
 function dirtyLevel(table: usize, level: u32, base: u64, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: bool): u32 {
   const shift = levelShift(level);
-  const first = start > base ? <u32>((start - base) >> shift) : 0;
-  const lastIndex = (last - base) >> shift;
-  const end: u32 = lastIndex < <u64>(TABLE_ENTRIES - 1) ? <u32>lastIndex : TABLE_ENTRIES - 1;
+  const first = firstIndex(base, start, shift);
+  const end = lastIndex(base, last, shift);
   let cleared: u32 = 0;
   for (let i = first; i <= end; i++) {
     const slot = table + <usize>i * PTE_SIZE;
@@ -172,8 +189,7 @@ function dirtyLevel(table: usize, level: u32, base: u64, start: u64, last: u64, 
  */
 export function readDirty(d: usize, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: bool): void {
   const levels = load<u32>(d, DOM_LEVELS);
-  const span: u64 = <u64>1 << levelShift(levels);
-  const top = last < span ? last : span - 1;
+  const top = lastInDomain(levels, last);
   if (start > top) return;
   if (dirtyLevel(<usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top, pageLg2, bitmap, clear) != 0) {
     atomic.add<u32>(d, 1, DOM_GEN);

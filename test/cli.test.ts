@@ -1,33 +1,17 @@
 // The `ioasid` command line (bin/ioasid.mjs), run as a child process after the build: its help
 // (through npx, as a user would call it), `replay` of generated traces whose statistics are known
 // in advance, clear errors and exit statuses for bad input, and `demo` passing through.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
+import { repoRoot as root, runProcess } from './run-process';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const built = existsSync(join(root, 'dist/index.js'));
 const dir = mkdtempSync(join(tmpdir(), 'ioasid-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function run(command: string, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, env: { ...process.env, NO_COLOR: '1' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
-  });
-}
-const ioasid = (...args: string[]) => run(process.execPath, ['bin/ioasid.mjs', ...args]);
+const ioasid = (...args: string[]) => runProcess(process.execPath, ['bin/ioasid.mjs', ...args]);
 
 function trace(name: string, lines: string[]): string {
   const path = join(dir, name);
@@ -62,7 +46,7 @@ const KNOWN = [
 
 describe.skipIf(!built)('the ioasid CLI', () => {
   test('npx ioasid --help lists the commands; each command has its own --help', async () => {
-    const top = await run('npx', ['--no', '--', 'ioasid', '--help']);
+    const top = await runProcess('npx', ['--no', '--', 'ioasid', '--help']);
     expect(top.code, top.stderr).toBe(0);
     expect(top.stdout).toMatch(/^usage: ioasid <command>/);
     for (const name of ['demo', 'bench', 'replay']) expect(top.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
@@ -98,7 +82,7 @@ describe.skipIf(!built)('the ioasid CLI', () => {
   });
 
   test('the text report and standard input', async () => {
-    const r = await run(process.execPath, ['bin/ioasid.mjs', 'replay', '-'], KNOWN.join('\n'));
+    const r = await runProcess(process.execPath, ['bin/ioasid.mjs', 'replay', '-'], KNOWN.join('\n'));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`${KNOWN.length.toLocaleString('en-US')} lines, 7 setup records, 5,017 DMA requests`);
     expect(r.stdout).toContain('translated 5,003, faulted 14');

@@ -2,25 +2,13 @@
 // bounded --quick mode: it must exit 0 and its summary must show the rogue device refused at
 // authorization (EPERM for VM A's PASID, ENOENT for VM A's IDs), its DMA at VM A faulted, and
 // real translations done by the workers. It imports dist/, so it needs a build.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { runProcess } from './run-process';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = new URL('../dist/index.js', import.meta.url);
 
-function runExample(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['examples/emulated-machine.mjs', ...args], { cwd: root });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
-    child.stderr.on('data', (chunk) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runExample = (...args: string[]) => runProcess(process.execPath, ['examples/emulated-machine.mjs', ...args]);
 
 const number = (text: string): number => Number(text.replaceAll(',', ''));
 

@@ -55,16 +55,22 @@ describe('Iommu.create / createSync', () => {
   });
 });
 
+/** An engine of `width` bits with one device attached to a fresh IOAS. */
+function attachedDevice(width: 39 | 48 | 57) {
+  const iommu = makeIommu({ addressWidth: width });
+  const fd = ok.open(iommu);
+  const ioas = ok.ioasAlloc(fd);
+  const dev = ok.addDevice(iommu, { bdf: bdf(0) });
+  ok.bind(dev, fd);
+  ok.attach(dev, ioas);
+  return { iommu, fd, ioas, dev };
+}
+
 describe.each([[39, 3], [48, 4], [57, 5]] as const)('addressWidth %i (%i levels)', (width, levels) => {
   const top = 1n << BigInt(width);
 
   test('the aperture is [0, 2^width - 1]: beyond it nothing maps and translation faults', () => {
-    const iommu = makeIommu({ addressWidth: width });
-    const fd = ok.open(iommu);
-    const ioas = ok.ioasAlloc(fd);
-    const dev = ok.addDevice(iommu, { bdf: bdf(0) });
-    ok.bind(dev, fd);
-    ok.attach(dev, ioas);
+    const { iommu, fd, ioas, dev } = attachedDevice(width);
     expect(ok.ioasIovaRanges(fd, ioas).ranges).toEqual([{ start: 0n, last: top - 1n }]);
     err.ioasMap('EINVAL', fd, ioas, { iova: top, length: P, phys: 0 });
     ok.ioasMap(fd, ioas, { iova: top - P, length: P, phys: 5n * P });
@@ -74,12 +80,7 @@ describe.each([[39, 3], [48, 4], [57, 5]] as const)('addressWidth %i (%i levels)
   });
 
   test('leaves are 4 KiB, 2 MiB or 1 GiB as alignment and length allow', () => {
-    const iommu = makeIommu({ addressWidth: width });
-    const fd = ok.open(iommu);
-    const ioas = ok.ioasAlloc(fd);
-    const dev = ok.addDevice(iommu, { bdf: bdf(0) });
-    ok.bind(dev, fd);
-    ok.attach(dev, ioas);
+    const { iommu, fd, ioas, dev } = attachedDevice(width);
     for (const size of [KiB4, MiB2, GiB1]) {
       ok.ioasMap(fd, ioas, { iova: 4n * size, length: size, phys: 8n * size });
       const t = iommu.translate(dev.rid, NO_PASID, 4n * size + 123n, Access.Write);
