@@ -16,6 +16,7 @@ export { IommuError, ERRNO, type Errno } from './errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './translation';
 export { FaultLog, type FaultRecord } from './fault-log';
 export type { MapArgs, CopyArgs } from './ioas';
+export { MAP_READ, MAP_WRITE, type MapBatch, type UnmapBatch } from './ioas-batch';
 export type { IoRange } from './io-pagetable';
 export type { HwptUserArgs, UserTable } from './hwpt-user';
 export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './fault-queue';
