@@ -5,8 +5,8 @@
  * as a PCIe device would see a completion with an error part way through a burst.
  * @module
  */
-import { Access } from './translation';
-import { FAULT_REASONS, type Fault } from './translation';
+import * as abi from '../assembly/abi';
+import { Access, faultCore, type Fault } from './translation';
 import type { Translator } from './translator';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
@@ -17,17 +17,21 @@ export interface DmaResult {
 }
 
 const TWO_64 = 1n << 64n;
+const TWO_32 = 4294967296;
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
 /** The last whole-transfer result handed out: transfers of one size share one frozen object. */
 let whole: DmaResult = DONE;
+
+const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
 
 /**
  * Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write.
  *
  * Leaves whose RAM bytes follow each other (a buffer mapped page by page onto contiguous RAM) are
  * copied as one run, so a transfer costs one typed-array copy per contiguous run, not per page.
- * Every leaf is still translated (and checked) before the run that contains it is copied; a fault
- * copies the runs before it, as the bytes done say. Results are frozen.
+ * Every leaf is translated (and checked) before the run holding it is copied; on a fault the runs
+ * before it are copied, as `bytes` says. Translation goes straight to the core's result words (no
+ * decoding per leaf). Results are frozen.
  */
 export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   const n = data.length;
@@ -35,65 +39,73 @@ export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number 
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
   // throws) must not reach the arithmetic below, which would throw.
   if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
-  const out = t.dmaScratch;
   const access = toRam ? Access.Write : Access.Read;
   // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses.
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
-  const run = { data, toRam, t, at: 0, from: 0, bytes: 0 };
+  // A malformed RID or PASID (or address, below): the per-call path's fault, logged and counted.
+  const bad = (at: number | bigint): DmaResult => ({ bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) });
+  if (!isU32(rid) || !isU32(pasid)) return bad(iova);
   let done = 0;
+  /** The pending run: `runBytes` bytes at memory offset `runAt`, from `runFrom` in `data`. */
+  let runAt = 0;
+  let runFrom = 0;
+  let runBytes = 0;
   while (done < n) {
-    // Number addresses stay numbers (the fast path); bigint ones wrap-check once per leaf.
-    const at = wide ? (iova as bigint) + BigInt(done) : (iova as number) + done;
-    if (wide && (at as bigint) >= TWO_64) return stopped(run, faulted(done, 'bad-request'));
-    const r = t.translateInto(out, rid, pasid, at, access);
-    if (!r.ok) return stopped(run, { bytes: done, fault: { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage } });
+    let lo: number;
+    let hi: number;
+    if (wide) {
+      // Bigint addresses wrap-check once per leaf.
+      const at = (iova as bigint) + BigInt(done);
+      if (at < 0n) return bad(at);
+      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
+      lo = Number(at & 0xffffffffn);
+      hi = Number(at >> 32n);
+    } else {
+      const at = (iova as number) + done;
+      lo = at >>> 0;
+      hi = (at / TWO_32) >>> 0;
+      if (lo + hi * TWO_32 !== at) return bad(at); // a fraction or a negative (only the first leaf can be)
+    }
+    const info = t.translateWords(rid, pasid, lo, hi, access);
+    if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
+    const words = t.core.result;
+    const physLo = words[0]!;
+    const phys = words[1]! * TWO_32 + physLo;
     const left = n - done;
     // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
-    const sizeLg2 = r.sizeLg2;
-    const room = sizeLg2 === 12 ? 4096 - (r.physLo & 4095) : 2 ** sizeLg2 - (r.phys % 2 ** sizeLg2);
+    const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+    const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
     const chunk = left < room ? left : room;
-    const offset = t.ramWindow.offsetOf(r.phys, chunk);
+    const offset = t.ramWindow.offsetOf(phys, chunk);
     if (offset < 0) {
-      return stopped(run, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo) } });
+      return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(physLo) } });
     }
-    if (run.bytes !== 0 && offset === run.at + run.bytes) {
-      run.bytes += chunk;
+    if (runBytes !== 0 && offset === runAt + runBytes) {
+      runBytes += chunk;
     } else {
-      copyRun(run);
-      run.at = offset;
-      run.from = done;
-      run.bytes = chunk;
+      copyRun(t, data, toRam, runAt, runFrom, runBytes);
+      runAt = offset;
+      runFrom = done;
+      runBytes = chunk;
     }
     done += chunk;
   }
-  copyRun(run);
+  copyRun(t, data, toRam, runAt, runFrom, runBytes);
   return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
 }
 
-interface Run {
-  readonly data: Uint8Array;
-  readonly toRam: boolean;
-  readonly t: Translator;
-  /** Memory offset of the run's first RAM byte. */
-  at: number;
-  /** Offset of the run in `data`. */
-  from: number;
-  bytes: number;
+/** Copies `bytes` between guest RAM at memory offset `at` and `data` from `from` (nothing when 0). */
+function copyRun(t: Translator, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): void {
+  if (bytes === 0) return;
+  const u8 = t.core.u8;
+  if (toRam) u8.set(from === 0 && bytes === data.length ? data : data.subarray(from, from + bytes), at);
+  else data.set(u8.subarray(at, at + bytes), from);
 }
 
-/** Copies the pending run (nothing when empty). */
-function copyRun(r: Run): void {
-  if (r.bytes === 0) return;
-  const u8 = r.t.core.u8;
-  const whole = r.from === 0 && r.bytes === r.data.length;
-  if (r.toRam) u8.set(whole ? r.data : r.data.subarray(r.from, r.from + r.bytes), r.at);
-  else r.data.set(u8.subarray(r.at, r.at + r.bytes), r.from);
-}
-
-/** Copies what was translated before a fault, then reports the fault. */
-function stopped(r: Run, result: DmaResult): DmaResult {
-  copyRun(r);
+/** Copies the pending run (what was translated before a fault), then reports the fault. */
+function stopped(t: Translator, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number, result: DmaResult): DmaResult {
+  copyRun(t, data, toRam, at, from, bytes);
   return result;
 }
 

@@ -147,6 +147,15 @@ export class TranslationOut {
   }
 }
 
+/** The reason, table level and stage of a fault's info word. */
+export function faultCore(info: number): { reason: FaultReason; level: number; stage: number } {
+  return {
+    reason: FAULT_REASONS[(info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK] ?? 'bad-request',
+    level: (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK,
+    stage: (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK,
+  };
+}
+
 /** Stores the core's info word and result address words in `out` (decoded when read). */
 export function decodeInto(out: TranslationOut, info: number, lo: number, hi: number): TranslationOut {
   out.info = info;
@@ -158,7 +167,7 @@ export function decodeInto(out: TranslationOut, info: number, lo: number, hi: nu
 /** Builds the allocating `Translation` from a decoded result. */
 export function toTranslation(iova: bigint, r: TranslationOut): Translation {
   if (!r.ok) {
-    const fault: { -readonly [K in keyof Fault]: Fault[K] } = { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage };
+    const fault: { -readonly [K in keyof Fault]: Fault[K] } = faultCore(r.info);
     if (r.implicit) fault.implicit = true;
     if (r.implicitWrite) fault.implicitWrite = true;
     if (r.faultAddrLo !== 0 || r.faultAddrHi !== 0) fault.addr = (BigInt(r.faultAddrHi) << 32n) | BigInt(r.faultAddrLo);

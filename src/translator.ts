@@ -13,7 +13,7 @@ import { Core } from './core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
 import { RamWindow } from './ram-window';
-import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
+import { FAULT_REASONS, TranslationOut, decodeInto, faultCore, toTranslation, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
 export interface TranslatorHandle {
@@ -121,11 +121,19 @@ export class Translator {
 
   /** One checked request through the core: a hit costs one Wasm call (see assembly/translate.ts). */
   private run(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
-    const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+    const info = this.translateWords(rid, pasid, lo, hi, access);
     const r = this.core.result;
-    decodeInto(out, info, r[0]!, r[1]!);
-    if (!(info & abi.INFO_OK)) this.log(out, rid, pasid, lo, hi, access);
-    return out;
+    return decodeInto(out, info, r[0]!, r[1]!);
+  }
+
+  /**
+   * @internal One request with checked u32 arguments through the core; returns the info word and
+   * leaves the output (or fault) address words in `core.result`. Logs a fault.
+   */
+  translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
+    const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+    if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, lo, hi, access);
+    return info;
   }
 
   /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
@@ -170,11 +178,8 @@ export class Translator {
     u32[reason] = u32[reason]! + 1;
   }
 
-  private log(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): void {
-    this.faults.push({
-      rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access,
-      reason: FAULT_REASONS[out.reason] ?? 'bad-request', level: out.level, stage: out.stage,
-    });
+  private log(info: number, rid: number, pasid: number, lo: number, hi: number, access: number): void {
+    this.faults.push({ rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access, ...faultCore(info) });
   }
 }
 
