@@ -9,7 +9,7 @@
  */
 import { describe, test, expect } from 'vitest';
 import { Iommu } from '../src/index';
-import type { Batch } from '../src/batch';
+import type { Batch } from '../src/dma/batch';
 import {
   PAGE, MiB2, GiB, U64_MAX, READ, WRITE, EXEC, PRIV, NO_PASID, REASONS, Rig, RefSpace, area, expectErrno, fromTranslation, hex,
   type Expected,

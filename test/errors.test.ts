@@ -7,7 +7,7 @@
 // (translate, translateInto, batch, dmaRead/dmaWrite) never throws: bad values are a fault value.
 import { describe, expect, test } from 'vitest';
 import { Access, ERRNO, FAULT_REASONS, Iommu, IommuError, NO_PASID, TranslationOut, type DeviceFd, type Errno, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { show } from './model/ops';
 
 const K = 4096n;

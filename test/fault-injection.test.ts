@@ -8,7 +8,7 @@
 // are never freed (device bus pages and PASID directories) and leave no domain and no ID behind.
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, type DeviceFd, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { show } from './model/ops';
 
 const K = 4096;

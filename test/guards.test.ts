@@ -6,7 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import * as abi from '../assembly/abi';
 import { Access, Iommu, NO_PASID, TranslationOut, Translator } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { Rng } from './model/rng';
 
 const K = 4096;

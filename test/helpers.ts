@@ -7,9 +7,9 @@
 import { expect } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, TranslationOut, FAULT_REASONS } from '../src/index';
 import type { DeviceFd, DeviceOptions, Errno, HwptAllocArgs, IommuFd, IommuOptions, IoRange, MapArgs, CopyArgs } from '../src/index';
-import { fdState } from '../src/fd-state';
-import type { Ioas } from '../src/ioas';
-import { fdView, setFailCountdown } from '../src/testing';
+import { fdState } from '../src/iommufd/fd-state';
+import type { Ioas } from '../src/iommufd/ioas';
+import { fdView, setFailCountdown } from './testing';
 
 /** The selftest's sizes, adapted: our domains' smallest page is 4 KiB, so its MP becomes P. */
 export const P = 4096n;

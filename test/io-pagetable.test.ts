@@ -4,8 +4,8 @@
  * domain with a 4 KiB page and the mock aperture, like the selftest's mock device.
  */
 import { describe, test, expect } from 'vitest';
-import { IommuError, type Errno } from '../src/errno.js';
-import { IoPagetable, U64_MAX, type Area, type DomainSink, type IoRange } from '../src/io-pagetable.js';
+import { IommuError, type Errno } from '../src/base/errno.js';
+import { IoPagetable, U64_MAX, type Area, type DomainSink, type IoRange } from '../src/iommufd/io-pagetable.js';
 
 const P = 4096n;
 const MP = P / 2n; // the selftest's MOCK_PAGE_SIZE, used where a scenario copies MP bytes

@@ -10,10 +10,10 @@
  * the reference the same question and fails the test with both answers when they differ.
  */
 import { expect } from 'vitest';
-import type { DeviceFd } from '../src/device';
+import type { DeviceFd } from '../src/iommufd/device';
 import type { Iommu } from '../src/iommu';
-import type { IommuFd } from '../src/iommufd';
-import type { Translation, TranslationOut } from '../src/translation';
+import type { IommuFd } from '../src/iommufd/iommufd';
+import type { Translation, TranslationOut } from '../src/dma/translation';
 
 // ---- Geometry and request vocabulary (from the contract, restated here on purpose) ------------
 

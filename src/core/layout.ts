@@ -12,7 +12,7 @@
  * any write that overran its region. The null guard below the control block is poisoned too.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 
 const WASM_PAGE = 65536;
 const LIMBO_CAP = 8192;

@@ -4,24 +4,27 @@
  * Internal: reached only through `Iommu`, `IommuFd` and `DeviceFd`.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { Core } from './core';
-import { fail } from './errno';
-import type { Layout } from './layout';
+import * as abi from '../../assembly/abi';
+import { Core } from '../core/core';
+import { fail } from '../base/errno';
+import type { Layout } from '../core/layout';
 import { PasidSpace } from './pasid-space';
-import type { RamWindow } from './ram-window';
-import type { DeviceFd } from './device';
-import type { FdState } from './fd-state';
+import type { RamWindow } from '../core/ram-window';
 
-export class Engine {
+/**
+ * `Device` and `Fd` are the object types the layer above (src/iommufd/) registers here: the engine
+ * keeps them and never calls them, so it names no type above itself (src/iommufd/fd-state.ts binds
+ * them: its `Engine` is the one the object model uses).
+ */
+export class Engine<Device = unknown, Fd = unknown> {
   readonly pasids: PasidSpace;
-  readonly devices = new Map<number, DeviceFd>();
+  readonly devices = new Map<number, Device>();
   /** Translator slots in use; slot 0 is the owner's. */
   readonly slotsInUse = new Set<number>([0]);
   /** Worker slot -> its batch ring (address and pages), to recognise the live handle of a slot. */
   readonly translatorRings = new Map<number, { ptr: number; pages: number }>();
   /** The ioasid FDs, in the order they were opened (closed ones are pruned when the next one opens). */
-  readonly fds = new Set<FdState>();
+  readonly fds = new Set<Fd>();
   private readonly freeDomains: number[] = [];
   private nextDomain = 1;
 

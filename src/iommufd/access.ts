@@ -8,10 +8,10 @@
  * A pinning access raises its IOAS's alignment to a page, as in the kernel.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { u64 } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { u64 } from '../base/args';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import type { Area, IoRange } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';

@@ -9,10 +9,10 @@
  * attachment; the seed's addition: the PASID must be allocated by the FD the device is bound to.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { id, int, options } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { id, int, options } from '../base/args';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import { fdState, type FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';

@@ -5,13 +5,13 @@
  * rights. Race-free with worker translators: only they set D, only the owner clears it.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { u64, flag, U64_MAX } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { u64, flag, U64_MAX } from '../base/args';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import type { HwptPaging } from './hwpt';
-import { id } from './args';
+import { id } from '../base/args';
 
 /** The dirty-tracking HWPT `hwptId`. @throws ENOENT not a HWPT_PAGING; EOPNOTSUPP no dirty tracking. */
 export function dirtyHwpt(state: FdState, op: string, hwptId: unknown): HwptPaging {

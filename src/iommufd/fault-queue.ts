@@ -21,10 +21,10 @@
  * queued again: the device gets one answer.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 import type { DeviceFd } from './device';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import { FdObject } from './object-table';
 

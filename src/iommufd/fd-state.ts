@@ -4,9 +4,12 @@
  * @module
  */
 import type { DeviceFd } from './device';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import type { Engine as EngineOf } from '../engine/engine';
+import { fail } from '../base/errno';
 import { ObjectTable } from './object-table';
+
+/** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
+export type Engine = EngineOf<DeviceFd, FdState>;
 
 export class FdState {
   readonly table: ObjectTable;
@@ -36,4 +39,20 @@ export function registerFd(fd: object, state: FdState): void {
 /** The state of an `IommuFd`, or undefined for anything else. */
 export function fdState(fd: unknown): FdState | undefined {
   return typeof fd === 'object' && fd !== null ? states.get(fd) : undefined;
+}
+
+const engines = new WeakMap<object, Engine>();
+
+/**
+ * Records the engine behind a facade (`Iommu`'s constructor calls this), so that code holding only
+ * the facade -- the test hooks in test/testing.ts -- can reach it without the facade exporting a
+ * hook. A WeakMap: engines are still collected.
+ */
+export function registerEngine(iommu: object, engine: Engine): void {
+  engines.set(iommu, engine);
+}
+
+/** The engine behind an `Iommu`, or undefined for anything else. */
+export function engineBehind(iommu: unknown): Engine | undefined {
+  return typeof iommu === 'object' && iommu !== null ? engines.get(iommu) : undefined;
 }

@@ -17,10 +17,10 @@
  * 'sv57' (RISC-V S/VS stage), 'sv39x4', 'sv48x4', 'sv57x4' (RISC-V G stage).
  * @module
  */
-import * as abi from '../assembly/abi';
-import { flag, id, int, options, u64, describe } from './args';
+import * as abi from '../../assembly/abi';
+import { flag, id, int, options, u64, describe } from '../base/args';
 import type { BoundDevice } from './device';
-import { fail } from './errno';
+import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import { FaultQueue } from './fault-queue';
 import { HwptPaging, type HwptFlags, type NestedChild } from './hwpt';

@@ -4,9 +4,9 @@
  * last attachment; explicit ones (`hwptAlloc`) live until destroyed.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { IommuError } from './errno';
-import type { Engine } from './engine';
+import * as abi from '../../assembly/abi';
+import { IommuError } from '../base/errno';
+import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';

@@ -19,9 +19,9 @@
  * many entries were handled before it (`InvalidateError.handled`); an empty list succeeds with 0.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { int, u64, describe } from './args';
-import { fail, IommuError, type Errno } from './errno';
+import * as abi from '../../assembly/abi';
+import { int, u64, describe } from '../base/args';
+import { fail, IommuError, type Errno } from '../base/errno';
 import type { FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { fail } from './errno.js';
+import { fail } from '../base/errno.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export const U64_MAX: bigint = (1n << 64n) - 1n;

@@ -4,8 +4,8 @@
  * command handlers below validate arguments in iommufd's order and call the io-pagetable.
  * @module
  */
-import { u64, id, flag, options, U64_MAX } from './args';
-import { fail } from './errno';
+import { u64, id, flag, options, U64_MAX } from '../base/args';
+import { fail } from '../base/errno';
 import { IoasAccess } from './access';
 import type { HwptPaging } from './hwpt';
 import { IoPagetable, type IoRange } from './io-pagetable';

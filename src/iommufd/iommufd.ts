@@ -5,9 +5,9 @@
  * hwpt.ts, device.ts). A failed call throws an `IommuError` and changes nothing.
  * @module
  */
-import { flag, id, int, options } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import { flag, id, int, options } from '../base/args';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import { FdState, registerFd } from './fd-state';
 import { HwptPaging } from './hwpt';
 import type { IoRange } from './io-pagetable';
@@ -15,7 +15,7 @@ import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, typ
 import { BoundDevice } from './device';
 import { dirtyHwpt, readDirtyBitmap } from './dirty';
 import { IoasAccess, type UnmapCallback } from './access';
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 import { FaultQueue, closeFaultFds, faultQueueCreate, type FaultQueueFd } from './fault-queue';
 import { hwptAllocUser, type HwptUserArgs } from './hwpt-user';
 import { hwptInvalidate, type InvalidateEntry } from './invalidate';

@@ -7,7 +7,7 @@
  * objects and bindings; an object with users > 0 cannot be destroyed (EBUSY).
  * @module
  */
-import { fail } from './errno';
+import { fail } from '../base/errno';
 
 export type ObjType = 'ioas' | 'hwpt-paging' | 'hwpt-nested' | 'hwpt-user' | 'device' | 'access' | 'fault';
 

@@ -10,7 +10,7 @@
  * @module
  */
 import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch } from '../../src/index';
-import type * as Testing from '../../src/testing';
+import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
 import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
 import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
