@@ -1,4 +1,4 @@
-// Access objects (iommufd's software DMA path, iommufd.md §3.12 and scenarios E 33–38): read,
+// Access objects (iommufd's software DMA path, the selftest's access cases E 33–38, tools/testing/selftests/iommu/iommufd.c): read,
 // write, pin and unpin by IOVA through an IOAS, and unmaps of pinned ranges.
 import { describe, expect, test } from 'vitest';
 import { Iommu, IommuError, type IommuFd } from '../src/index';

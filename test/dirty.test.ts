@@ -1,4 +1,4 @@
-// Dirty tracking (iommufd.md §3.11, scenarios H 55–59): writes through a dirty-tracking HWPT mark
+// Dirty tracking (include/uapi/linux/iommufd.h IOMMU_HWPT_GET_DIRTY_BITMAP; selftest cases H 55–59): writes through a dirty-tracking HWPT mark
 // pages dirty; the bitmap reports exactly the written pages (a whole 2 MiB leaf for a write into
 // it), is cleared by reading unless noClear, and keeps reporting writes after a clear.
 import { existsSync } from 'node:fs';

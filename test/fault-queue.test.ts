@@ -1,4 +1,4 @@
-// Fault queues and page requests (iommufd.md §2.4; scenarios 49, 53, 79): a PRI device faulting
+// Fault queues and page requests (include/uapi/linux/iommufd.h `struct iommu_fault_alloc`; selftest cases 49, 53, 79): a PRI device faulting
 // through a HWPT with a fault queue queues a page request; read() hands it out under a cookie;
 // write() answers it back to the device, which retries; detach/replace answer pending requests
 // INVALID; lifetimes (the fault FD and HWPTs hold the FAULT object).

@@ -1,6 +1,6 @@
 /**
  * Unit tests of the IOVA page table (src/io-pagetable.ts), driven directly with a recording fake
- * domain. Scenario numbers refer to shared/docs/iommufd.md §4; "device" variants attach one
+ * domain. Scenario numbers are the selftest case numbers of test/README.md; "device" variants attach one
  * domain with a 4 KiB page and the mock aperture, like the selftest's mock device.
  */
 import { describe, test, expect } from 'vitest';
@@ -138,7 +138,7 @@ describe('fresh table', () => {
   });
 });
 
-describe.each(VARIANTS)('scenarios (iommufd.md §4 C/D), $name', ({ device }) => {
+describe.each(VARIANTS)('selftest cases C/D, $name', ({ device }) => {
   test('13 unmap on an empty table: ENOENT', () => {
     const { pt } = fixture(device);
     for (let i = 0n; i < 10n; i++) expectFail(pt, 'ENOENT', () => pt.unmap('test', i * P, P));

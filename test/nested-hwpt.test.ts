@@ -1,5 +1,5 @@
 // User-managed HWPTs in the FD object model: allocation checks and lifetimes after iommufd's
-// alloc_hwpt_nested selftest (iommufd.md §4 G, scenarios 47-53), attach rules (RID, PASID,
+// alloc_hwpt_nested selftest (tools/testing/selftests/iommu/iommufd.c, cases G 47-53), attach rules (RID, PASID,
 // reserved regions), and the HWPT_INVALIDATE call's errno/partial-count semantics.
 import { describe, expect, test } from 'vitest';
 import { Access, InvalidateError, Iommu, NO_PASID } from '../src/index';
@@ -110,7 +110,7 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
   });
 });
 
-describe('attach of user-managed HWPTs (iommufd.md §1.4)', () => {
+describe('attach of user-managed HWPTs (Linux drivers/iommu/iommufd/device.c)', () => {
   test('a PASID needs { pasid: true } on the user HWPT; the RID must be PASID-compatible too', () => {
     const w = world();
     const pasid = w.fd.pasidAlloc();

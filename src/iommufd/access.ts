@@ -1,5 +1,5 @@
 /**
- * Access objects: iommufd's software DMA path (`iommufd_access_*`, iommufd.md §3.12). An emulated
+ * Access objects: iommufd's software DMA path (`iommufd_access_*`, Linux drivers/iommu/iommufd/device.c; Documentation/userspace-api/iommufd.rst, IOMMUFD_OBJ_ACCESS). An emulated
  * device that has no IOMMU of its own reads, writes and pins IOAS memory by IOVA through one.
  *
  * Invariants: a pin covers whole pages of contiguous areas; while any pin intersects an area being

@@ -4,7 +4,7 @@
  * its PASIDs) to use an address space of that FD. Programming the address space is the FD's
  * business, authorization is this object's: the seed's separation of the two.
  *
- * Rules (iommufd.md §1.4, VFIO cdev): a second attach of an attached (device, pasid) replaces;
+ * Rules (Linux drivers/iommu/iommufd/device.c; VFIO cdev, Documentation/driver-api/vfio.rst): a second attach of an attached (device, pasid) replaces;
  * detach of nothing succeeds; a PASID needs a PASID-capable HWPT and a PASID-compatible RID
  * attachment; the seed's addition: the PASID must be allocated by the FD the device is bound to.
  * @module

@@ -1,5 +1,6 @@
 /**
- * Dirty tracking of engine-managed HWPTs (iommufd.md §3.11): the engine sets the VT-d D bit of a
+ * Dirty tracking of engine-managed HWPTs (Linux include/uapi/linux/iommufd.h: IOMMU_HWPT_SET_DIRTY_TRACKING,
+ * IOMMU_HWPT_GET_DIRTY_BITMAP): the engine sets the VT-d D bit of a
  * leaf on the first write through it (a clean leaf is cached without write rights, so that write
  * misses); reading the bitmap reads, and unless `noClear` clears, those bits and drops cached write
  * rights. Race-free with worker translators: only they set D, only the owner clears it.

@@ -1,5 +1,5 @@
 /**
- * Fault queues (iommufd's FAULT object and fault FD, `IOMMU_FAULT_QUEUE_ALLOC`, iommufd.md §2.4):
+ * Fault queues (iommufd's FAULT object and fault FD, `IOMMU_FAULT_QUEUE_ALLOC`, Linux include/uapi/linux/iommufd.h `struct iommu_fault_alloc`):
  * page requests (PCIe PRI) of devices attached to a HWPT allocated with `faultId` are delivered
  * here; the user reads them and answers each with SUCCESS or INVALID, which goes back to the
  * device (`DeviceFd.pageResponses()`), which may then retry its DMA.

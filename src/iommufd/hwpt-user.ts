@@ -8,7 +8,8 @@
  * - Without `ptId` ('hwpt-user') table addresses and outputs are guest-physical: one stage of an
  *   emulated IOMMU, or, with `nestParent`, a guest-programmed G stage for nested children.
  *
- * Lifetime (iommufd.md §1.3, scenarios 47-53): a child holds a reference on its parent (destroying
+ * Lifetime (Linux Documentation/userspace-api/iommufd.rst, IOMMUFD_OBJ_HWPT_NESTED; the
+ * selftest's alloc_hwpt_nested, tools/testing/selftests/iommu/iommufd.c): a child holds a reference on its parent (destroying
  * the parent is EBUSY), a HWPT on its fault queue; nested on nested is EINVAL; attachments hold a
  * reference on the HWPT. The engine never writes the tables except for A/D updates, and caches
  * translations until `hwptInvalidate` (as hardware does).

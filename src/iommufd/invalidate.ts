@@ -14,7 +14,8 @@
  * A nest parent's translations are inside its children's cached results, which are keyed by the
  * children's input addresses: invalidating a parent (any entry) ends all of its children's entries.
  *
- * iommufd semantics (iommufd.md §2.2, scenarios 51-52): a paging (engine-managed) HWPT is EINVAL;
+ * iommufd semantics (Linux include/uapi/linux/iommufd.h `struct iommu_hwpt_invalidate`; the invalidation
+ * cases of the selftest's alloc_hwpt_nested, tools/testing/selftests/iommu/iommufd.c): a paging (engine-managed) HWPT is EINVAL;
  * entries are applied in order and the call stops at the first bad one, reporting its errno and how
  * many entries were handled before it (`InvalidateError.handled`); an empty list succeeds with 0.
  * @module

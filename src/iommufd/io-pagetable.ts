@@ -3,7 +3,7 @@
  * ranges, the IOVA alignment, and the device domains that mirror the areas.
  * This is our `io_pagetable.c`: an interval data structure with no knowledge of object IDs,
  * FDs or commands. `ioas.ts` checks command fields, looks objects up and calls in here.
- * Check orders and errnos follow iommufd (shared/docs/iommufd.md §3); a failed call changes nothing.
+ * Check orders and errnos follow iommufd (Linux drivers/iommu/iommufd/io_pagetable.c and ioas.c); a failed call changes nothing.
  * @module
  */
 
@@ -155,7 +155,7 @@ export class IoPagetable {
 
   /**
    * MAP: create one area `[iova, iova+length-1] -> phys` and install it in every domain
-   * (iommufd.md §3.2 steps 5-11, §3.3). The caller has already done the uAPI checks (flags,
+   * (Linux io_pagetable.c: iopt_map_pages, iopt_alloc_iova). The caller has already done the uAPI checks (flags,
    * `iova`/`length >= U64_MAX`, IOAS lookup).
    * @param op public call name used in error messages, e.g. `'ioasMap'`
    * @param args `iova` given = fixed IOVA, undefined = automatic; `phys` is the backing address
