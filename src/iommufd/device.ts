@@ -154,13 +154,14 @@ export class DeviceFd {
     if (state.engine !== this.engine) fail('EINVAL', op, 'expected an IommuFd of the Iommu this device was added to');
     state.checkOpen(op);
     if (this.binding) fail('EINVAL', op, `device ${this.bdf} is already bound (device ID ${this.binding.obj.id})`);
-    const devId = state.table.reserve(op);
-    const obj = new BoundDevice(this);
-    obj.users = 1;
-    state.table.publish(devId, obj);
+    const obj = state.table.create(op, () => {
+      const bound = new BoundDevice(this);
+      bound.users = 1;
+      return bound;
+    });
     this.binding = { state, obj };
     state.devices.add(this);
-    return devId;
+    return obj.id;
   }
 
   /**
@@ -194,14 +195,7 @@ export class DeviceFd {
       // Checked before an auto HWPT is made, so that a refusal leaves no HWPT behind.
       this.checkCompat(op, pasid, hwpt ?? { id: 0, flags: AUTO_FLAGS });
       if (!hwpt) {
-        const autoId = state.table.reserve(op);
-        try {
-          hwpt = HwptPaging.create(op, this.engine, target, AUTO_FLAGS);
-        } catch (e) {
-          state.table.abort(autoId);
-          throw e;
-        }
-        state.table.publish(autoId, hwpt);
+        hwpt = state.table.create(op, () => HwptPaging.create(op, this.engine, target, AUTO_FLAGS));
         madeAuto = true;
       }
     }

@@ -7,12 +7,13 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { u64, flag, U64_MAX } from '../base/args';
+import { u64, flag } from '../base/args';
+import { toLast } from '../base/range';
 import type { Engine } from './fd-state';
 import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import type { HwptPaging } from './hwpt';
-import { id } from '../base/args';
+import { id, options } from '../base/args';
 
 /** The dirty-tracking HWPT `hwptId`. @throws ENOENT not a HWPT_PAGING; EOPNOTSUPP no dirty tracking. */
 export function dirtyHwpt(state: FdState, op: string, hwptId: unknown): HwptPaging {
@@ -32,9 +33,7 @@ export function readDirtyBitmap(
   const length = u64(op, 'length', o.length);
   const pageSize = u64(op, 'pageSize', o.pageSize);
   const noClear = flag(op, 'noClear', o.noClear, false);
-  if (length === 0n) fail('EINVAL', op, 'length must be nonzero');
-  const last = iova + length - 1n;
-  if (last > U64_MAX) fail('EOVERFLOW', op, 'iova + length - 1 overflows');
+  const last = toLast(op, 'iova', iova, length);
   if (pageSize === 0n || (pageSize & (pageSize - 1n)) !== 0n) fail('EINVAL', op, `pageSize: expected a power of two, got ${pageSize}`);
   const alignment = hwpt.ioas.iopt.alignment;
   if (iova % alignment !== 0n || (last + 1n) % alignment !== 0n) fail('EINVAL', op, `range not aligned to the IOAS alignment ${alignment}`);
@@ -54,4 +53,22 @@ export function readDirtyBitmap(
   } finally {
     core.exports.bufferFree(ptr, pages);
   }
+}
+
+/**
+ * IOMMU_HWPT_SET_DIRTY_TRACKING: starts (clearing every dirty bit first) or stops marking pages
+ * written through `hwptId`. @throws ENOENT, EOPNOTSUPP (see `dirtyHwpt`), EINVAL.
+ */
+export function hwptSetDirtyTracking(state: FdState, op: string, hwptId: unknown, enable: unknown): void {
+  const on = flag(op, 'enable', enable, false);
+  const hwpt = dirtyHwpt(state, op, hwptId);
+  state.engine.check(op, state.engine.core.exports.domainSetDirty(hwpt.domain, on ? 1 : 0), 'dirty tracking');
+  hwpt.dirtyEnabled = on;
+}
+
+/** IOMMU_HWPT_GET_DIRTY_BITMAP (see `IommuFd.hwptGetDirtyBitmap`). */
+export function hwptGetDirtyBitmap(state: FdState, op: string, hwptId: unknown, args: unknown): BigUint64Array {
+  const o = options(op, args, ['iova', 'length', 'pageSize', 'noClear'] as const);
+  const hwpt = dirtyHwpt(state, op, hwptId);
+  return readDirtyBitmap(state.engine, op, hwpt, o);
 }

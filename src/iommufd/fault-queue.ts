@@ -367,11 +367,10 @@ const fds = new WeakMap<FaultQueue, FaultQueueFd>();
 
 /** @internal IOMMU_FAULT_QUEUE_ALLOC: a published FAULT object and its FD. */
 export function faultQueueCreate(state: FdState, op: string): { id: number; fd: FaultQueueFd } {
-  const faultId = state.table.reserve(op);
-  const queue = state.table.publish(faultId, new FaultQueue(state.engine, state));
+  const queue = state.table.create(op, () => new FaultQueue(state.engine, state));
   const fd = new FaultQueueFd(queue);
   fds.set(queue, fd);
-  return { id: faultId, fd };
+  return { id: queue.id, fd };
 }
 
 /** @internal FD close: the fault FDs go first (iommufd keeps the context alive for them; we close them). */

@@ -6,6 +6,7 @@
 import type { DeviceFd } from './device';
 import type { Engine as EngineOf } from '../engine/engine';
 import { fail } from '../base/errno';
+import { closeFaultFds } from './fault-queue';
 import { ObjectTable } from './object-table';
 
 /** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
@@ -22,6 +23,19 @@ export class FdState {
     // The engine lists its FDs in open order (snapshots); closed ones leave the list here.
     for (const fd of engine.fds) if (fd.closed) engine.fds.delete(fd);
     engine.fds.add(this);
+  }
+
+  /**
+   * Closes the FD: unbinds its devices (detaching every PASID, then the RID), closes its fault
+   * FDs, destroys every object leaf first and frees its PASIDs. Closing twice is a no-op.
+   */
+  close(): void {
+    if (this.closed) return;
+    for (const dev of [...this.devices]) dev.unbindFrom(this);
+    closeFaultFds(this);
+    this.table.destroyAll();
+    this.engine.pasids.freeAll(this);
+    this.closed = true;
   }
 
   /** @throws EBADF once the FD is closed. */

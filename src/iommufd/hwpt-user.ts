@@ -194,19 +194,16 @@ export function hwptAllocUser(state: FdState, op: string, o: Partial<Record<stri
 
   const flags = (hwAD ? abi.DOM_HWAD : 0) | (sum ? abi.DOM_SUM : 0) | (svpbmt && riscv ? abi.DOM_SVPBMT : 0)
     | (svnapot && riscv ? abi.DOM_SVNAPOT : 0) | (svrsw && riscv ? abi.DOM_SVRSW60T59B : 0);
-  const hwptId = state.table.reserve(op);
-  let domain: number;
-  try {
-    domain = state.engine.userDomainCreate(op, f.fmt, levels, root, flags, parent?.domain ?? 0, paBits);
-  } catch (e) {
-    state.table.abort(hwptId);
-    throw e;
-  }
-  const hwpt = new HwptUser(state, domain, { auto: false, nestParent, pasid }, t.format, root, parent, queue);
-  if (parent) {
-    parent.children.add(hwpt);
-    parent.users++;
-  }
-  queue?.hwptAdded(hwpt);
-  return state.table.publish(hwptId, hwpt).id;
+  const format = t.format as string;
+  const nestUnder = parent;
+  return state.table.create(op, () => {
+    const domain = state.engine.userDomainCreate(op, f.fmt, levels, root, flags, nestUnder?.domain ?? 0, paBits);
+    const hwpt = new HwptUser(state, domain, { auto: false, nestParent, pasid }, format, root, nestUnder, queue);
+    if (nestUnder) {
+      nestUnder.children.add(hwpt);
+      nestUnder.users++;
+    }
+    queue?.hwptAdded(hwpt);
+    return hwpt;
+  }).id;
 }

@@ -22,6 +22,7 @@
  */
 import * as abi from '../../assembly/abi';
 import { int, u64, describe } from '../base/args';
+import { toLast } from '../base/range';
 import { fail, IommuError, type Errno } from '../base/errno';
 import type { FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
@@ -66,9 +67,8 @@ function parseEntry(op: string, entry: unknown, i: number): Range {
   if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true };
   const iova = u64(op, `entries[${i}].iova`, e.iova);
   const length = u64(op, `entries[${i}].length`, e.length);
-  if (length === 0n) fail('EINVAL', op, `entries[${i}].length: must be nonzero`);
-  if (iova + length - 1n >= 1n << 64n) fail('EOVERFLOW', op, `entries[${i}]: iova + length - 1 overflows`);
-  return { pasid, first: iova >> 12n, last: (iova + length - 1n) >> 12n, all: false };
+  const last = toLast(op, `entries[${i}].iova`, iova, length);
+  return { pasid, first: iova >> 12n, last: last >> 12n, all: false };
 }
 
 /**

@@ -8,9 +8,10 @@
  */
 
 import { fail } from '../base/errno.js';
+import { toLast, U64_MAX } from '../base/range.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
-export const U64_MAX: bigint = (1n << 64n) - 1n;
+export { U64_MAX };
 
 /**
  * The CPU page size of the model (the kernel's `PAGE_SIZE`). The IOVA alignment never exceeds
@@ -665,18 +666,7 @@ export class IoPagetable {
   }
 }
 
-/**
- * The one `(start, length)` -> `last` conversion.
- * @throws IommuError `EINVAL` `length == 0`; `EOVERFLOW` `start + length - 1` passes 2^64-1.
- */
-function toLast(op: string, what: string, start: bigint, length: bigint): bigint {
-  if (length === 0n) fail('EINVAL', op, `expected a non-zero length for ${what}, got 0`);
-  const last = start + length - 1n;
-  if (last > U64_MAX) fail('EOVERFLOW', op, `expected ${what} + length - 1 within 2^64-1, got ${hex(start)} + ${hex(length)}`);
-  return last;
-}
-
-/** Length of an area; the inverse of {@link toLast}. */
+/** Length of an area; the inverse of `toLast` (src/base/range.ts). */
 function areaLength(a: Area): bigint {
   return a.last - a.iova + 1n;
 }
