@@ -138,10 +138,7 @@ export class Iommu {
     const op = 'addDevice';
     const { bdf, rid, pasidBits, pri, dirty, reservedRegions } = resolveDevice(op, opts, this.engine.pasidBits);
     if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${bdf}) is already present`);
-    if (this.engine.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
-    this.engine.check(op, this.engine.core.exports.deviceAdd(rid, pasidBits), 'device context');
-    if (pri) this.engine.core.exports.deviceSetPri(rid, 1);
-    this.engine.core.sync();
+    this.engine.deviceAdd(op, rid, pasidBits, pri);
     const dev = new DeviceFd(this.engine, { bdf, rid, pasidBits, pri, dirty, reservedRegions });
     this.engine.devices.set(rid, dev);
     return dev;
@@ -221,7 +218,7 @@ export class Iommu {
     const l = this.engine.layout;
     // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).
     core.u8.fill(0, l.slots + handle.slot * l.slotSize, l.slots + handle.slot * l.slotSize + abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE);
-    core.exports.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
+    this.engine.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
     this.engine.slotsInUse.delete(handle.slot);
     this.engine.translatorRings.delete(handle.slot);
   }
@@ -238,9 +235,6 @@ export class Iommu {
   }
 
   private allocBuffer(op: string, pages: number): number {
-    const ptr = this.engine.core.exports.bufferAlloc(pages);
-    this.engine.core.sync();
-    if (ptr === 0) fail('ENOMEM', op, 'no room for the buffer in the engine memory (option maxMemoryBytes)');
-    return ptr;
+    return this.engine.bufferAlloc(op, pages, 'the buffer');
   }
 }

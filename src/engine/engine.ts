@@ -2,6 +2,10 @@
  * The engine behind one `Iommu`: the owner thread's core binding, the memory layout, and the
  * system-wide registries that no single FD owns (domain indices, requester IDs, PASIDs).
  * Internal: reached only through `Iommu`, `IommuFd` and `DeviceFd`.
+ *
+ * The only control-path caller of the Wasm exports (the DMA path -- src/dma/ -- calls its own):
+ * every owner-side change to domains, device/PASID contexts, IOTLBs, dirty bits, page-request
+ * enables and buffers is a method here, and `check` is the one map from a core status to an errno.
  * @module
  */
 import * as abi from '../../assembly/abi';
@@ -64,7 +68,7 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.core.sync();
     if (status !== abi.STATUS_OK) {
       this.freeDomains.push(index);
-      fail('ENOMEM', op, 'no memory for the root table');
+      this.check(op, status, 'root table');
     }
     return index;
   }
@@ -99,7 +103,7 @@ export class Engine<Device = unknown, Fd = unknown> {
     const status = this.core.exports.userDomainInit(index, fmt, levels, root, flags, parent, paBits);
     if (status !== abi.STATUS_OK) {
       this.freeDomains.push(index);
-      fail('EINVAL', op, `table description rejected by the core (status ${status})`);
+      this.check(op, status, 'table description');
     }
     return index;
   }
@@ -110,7 +114,87 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.freeDomains.push(index);
   }
 
-  /** Throws the errno a core status code stands for. */
+  /**
+   * Adds the device context of requester `rid` (DMA blocked) with page requests enabled when
+   * `pri`. @throws ENOMEM (injected or no page for the context tables).
+   */
+  deviceAdd(op: string, rid: number, pasidBits: number, pri: boolean): void {
+    if (this.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
+    this.check(op, this.core.exports.deviceAdd(rid, pasidBits), 'device context');
+    if (pri) this.core.exports.deviceSetPri(rid, 1);
+    this.core.sync();
+  }
+
+  /** Points the context of (rid, pasid) at `domain` (0 = blocked). @throws ENOMEM. */
+  setContext(op: string, rid: number, pasid: number, domain: number): void {
+    if (pasid === abi.NO_PASID) {
+      this.check(op, this.core.exports.setRidDomain(rid, domain), 'RID context');
+    } else {
+      if (domain !== 0 && this.failPoint()) fail('ENOMEM', op, 'PASID table allocation failed (injected)');
+      this.check(op, this.core.exports.setPasidDomain(rid, pasid, domain), 'PASID context');
+    }
+    this.core.sync();
+  }
+
+  /** Maps `length` bytes at `iova` to `phys` in an engine-managed domain. @throws ENOMEM, EINVAL. */
+  map(op: string, domain: number, iova: bigint, phys: bigint, length: bigint, perm: number): void {
+    const status = this.core.exports.map(domain, iova, phys, length, perm);
+    this.core.sync();
+    this.check(op, status, 'map');
+  }
+
+  /** Unmaps `[iova, last]` of an engine-managed domain (its IOTLB entries die with the generation). */
+  unmap(domain: number, iova: bigint, last: bigint): void {
+    this.core.exports.unmap(domain, iova, last);
+  }
+
+  /** Ends every cached translation of `domain` (bumps its generation). */
+  invalidateDomain(domain: number): void {
+    this.core.exports.domainInvalidateAll(domain);
+  }
+
+  /** Drops the IOTLB entries of pages `[first, last]` cached for (rid, pasid) under `domain`. */
+  invalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void {
+    this.core.exports.iotlbInvalidatePages(domain, rid, pasid, first, last);
+  }
+
+  /** Scans every IOTLB for entries of `domain` in pages `[first, last]` (of `pasid`, or any). */
+  invalidateScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): void {
+    this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last);
+  }
+
+  /** Enables or disables page requests for faults in `domain`. */
+  setDomainPri(domain: number, on: boolean): void {
+    this.core.exports.domainSetPri(domain, on ? 1 : 0);
+  }
+
+  /** Starts (clearing every D bit first) or stops dirty tracking of `domain`. @throws ENOMEM, EINVAL. */
+  setDomainDirty(op: string, domain: number, on: boolean): void {
+    this.check(op, this.core.exports.domainSetDirty(domain, on ? 1 : 0), 'dirty tracking');
+  }
+
+  /**
+   * Writes the dirty bitmap of `[iova, last]` (one bit per 2^pageLg2 bytes) at `bitmap`, clearing
+   * the D bits read when `clear`. @throws ENOMEM, EINVAL.
+   */
+  dirtyBitmap(op: string, domain: number, iova: bigint, last: bigint, pageLg2: number, bitmap: number, clear: boolean): void {
+    this.check(op, this.core.exports.dirtyBitmap(domain, iova, last, pageLg2, bitmap, clear ? 1 : 0), 'dirty bitmap');
+  }
+
+  /** Allocates `pages` pages of the pool for `what` (a batch ring, a bitmap). @throws ENOMEM. */
+  bufferAlloc(op: string, pages: number, what: string): number {
+    const ptr = this.core.exports.bufferAlloc(pages);
+    this.core.sync();
+    if (ptr === 0) fail('ENOMEM', op, `no room for ${what} in the engine memory (option maxMemoryBytes)`);
+    return ptr;
+  }
+
+  /** Returns a buffer of `bufferAlloc` to the pool. */
+  bufferFree(ptr: number, pages: number): void {
+    this.core.exports.bufferFree(ptr, pages);
+  }
+
+  /** The one map from a core status to an errno: ENOMEM the page pool is exhausted, EINVAL refused. */
   check(op: string, status: number, what: string): void {
     if (status === abi.STATUS_OK) return;
     this.core.sync();

@@ -288,14 +288,7 @@ export class DeviceFd {
 
   /** Points the core's context for (rid, pasid) at `domain` (0 = blocked). @throws ENOMEM. */
   private program(op: string, pasid: number, domain: number): void {
-    const core = this.engine.core;
-    if (pasid === abi.NO_PASID) {
-      this.engine.check(op, core.exports.setRidDomain(this.rid, domain), 'RID context');
-    } else {
-      if (domain !== 0 && this.engine.failPoint()) fail('ENOMEM', op, 'PASID table allocation failed (injected)');
-      this.engine.check(op, core.exports.setPasidDomain(this.rid, pasid, domain), 'PASID context');
-    }
-    core.sync();
+    this.engine.setContext(op, this.rid, pasid, domain);
   }
 
   private detachPasid(state: FdState, pasid: number): void {

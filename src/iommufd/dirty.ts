@@ -42,16 +42,13 @@ export function readDirtyBitmap(
   if (bits > 1n << 32n) fail('ENOMEM', op, `a bitmap of ${bits} bits is too large`);
   const words = Math.ceil(Number(bits) / 64);
   const pages = Math.ceil((words * 8) / abi.PAGE_SIZE);
-  const core = engine.core;
-  const ptr = core.exports.bufferAlloc(pages);
-  core.sync();
-  if (ptr === 0) fail('ENOMEM', op, 'no room for the bitmap in the engine memory');
+  const ptr = engine.bufferAlloc(op, pages, 'the bitmap');
   try {
     const lg2 = pageSize.toString(2).length - 1;
-    engine.check(op, core.exports.dirtyBitmap(hwpt.domain, iova, last, lg2, ptr, noClear ? 0 : 1), 'dirty bitmap');
-    return new BigUint64Array(core.u8.slice(ptr, ptr + words * 8).buffer);
+    engine.dirtyBitmap(op, hwpt.domain, iova, last, lg2, ptr, !noClear);
+    return new BigUint64Array(engine.core.u8.slice(ptr, ptr + words * 8).buffer);
   } finally {
-    core.exports.bufferFree(ptr, pages);
+    engine.bufferFree(ptr, pages);
   }
 }
 
@@ -62,7 +59,7 @@ export function readDirtyBitmap(
 export function hwptSetDirtyTracking(state: FdState, op: string, hwptId: unknown, enable: unknown): void {
   const on = flag(op, 'enable', enable, false);
   const hwpt = dirtyHwpt(state, op, hwptId);
-  state.engine.check(op, state.engine.core.exports.domainSetDirty(hwpt.domain, on ? 1 : 0), 'dirty tracking');
+  state.engine.setDomainDirty(op, hwpt.domain, on);
   hwpt.dirtyEnabled = on;
 }
 

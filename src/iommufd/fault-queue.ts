@@ -209,7 +209,7 @@ export class FaultQueue extends FdObject {
 
   /** @internal Routes `hwpt`'s page requests here and enables them in the core. */
   hwptAdded(hwpt: FaultingHwpt): void {
-    this.engine.core.exports.domainSetPri(hwpt.domain, 1);
+    this.engine.setDomainPri(hwpt.domain, true);
     sinksOf(this.engine).set(hwpt.domain, { queue: this, hwpt });
     this.hwpts.add(hwpt);
     this.users++;

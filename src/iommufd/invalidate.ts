@@ -82,7 +82,6 @@ export function hwptInvalidate(state: FdState, op: string, hwptId: number, entri
   if (hwpt instanceof HwptPaging) fail('EINVAL', op, `HWPT ${hwptId} is engine-managed (hwpt-paging): its caches follow ioasUnmap`);
   if (!(hwpt instanceof HwptUser)) fail('EINVAL', op, `object ${hwptId} is a ${hwpt.type}, expected a user-managed HWPT`);
   if (!Array.isArray(entries)) fail('EINVAL', op, `entries: expected an array, got ${describe(entries)}`);
-  const core = state.engine.core;
   let handled = 0;
   for (const entry of entries as unknown[]) {
     let r: Range;
@@ -94,17 +93,17 @@ export function hwptInvalidate(state: FdState, op: string, hwptId: number, entri
     }
     apply(state, hwpt, r);
     // What the children cached went through this table (when it is a parent).
-    for (const child of hwpt.children) core.exports.domainInvalidateAll(child.domain);
+    for (const child of hwpt.children) state.engine.invalidateDomain(child.domain);
     handled++;
   }
   return handled;
 }
 
 function apply(state: FdState, hwpt: HwptUser, r: Range): void {
-  const x = state.engine.core.exports;
+  const engine = state.engine;
   const dom = hwpt.domain;
   if (r.all && r.pasid === undefined) {
-    x.domainInvalidateAll(dom);
+    engine.invalidateDomain(dom);
     return;
   }
   // The (rid, pasid) pairs attached to this HWPT: only they can have entries under its domain.
@@ -117,8 +116,8 @@ function apply(state: FdState, hwpt: HwptUser, r: Range): void {
   const pages = r.last - r.first + 1n;
   if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
     // Entries of pairs detached earlier are dead already (detach ends the domain's generation).
-    for (const [rid, pasid] of pairs) x.iotlbInvalidatePages(dom, rid, pasid, r.first, r.last);
+    for (const [rid, pasid] of pairs) engine.invalidatePages(dom, rid, pasid, r.first, r.last);
   } else {
-    x.iotlbInvalidateScan(dom, r.pasid === undefined ? 1 : 0, r.pasid ?? 0, r.first, r.last);
+    engine.invalidateScan(dom, r.pasid, r.first, r.last);
   }
 }
