@@ -7,6 +7,7 @@ import * as abi from '../assembly/abi';
 import { describe, int, options, u64 } from './base/args';
 import { fail } from './base/errno';
 import { computeLayout, type Layout } from './core/layout';
+import type { DeviceCaps } from './iommufd/device';
 import type { IoRange } from './iommufd/io-pagetable';
 
 export interface IommuOptions {
@@ -101,18 +102,11 @@ export function resolveOptions(opts: unknown): ResolvedOptions {
   return { addressWidth, pasidBits, shared, layout, ramBase };
 }
 
-/** The device options of `Iommu.addDevice`, checked; `rid` is the requester ID of `bdf`. */
-export interface ResolvedDevice {
-  bdf: string;
-  rid: number;
-  pasidBits: number;
-  pri: boolean;
-  dirty: boolean;
-  reservedRegions: IoRange[];
-}
-
-/** Checks the arguments of `Iommu.addDevice` against an IOMMU of `maxPasidBits`. @throws EINVAL, EOVERFLOW. */
-export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): ResolvedDevice {
+/**
+ * Checks the arguments of `Iommu.addDevice` against an IOMMU of `maxPasidBits`; `rid` is the
+ * requester ID of `bdf`. @throws EINVAL, EOVERFLOW.
+ */
+export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): DeviceCaps {
   const o = options(op, opts, DEVICE_KEYS);
   if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
   const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
