@@ -2,7 +2,7 @@
 // NaN, ±Infinity, negatives, fractions, values ≥ 2^64, unsafe integers, strings/objects/null/
 // symbols where numbers go, unaligned and zero lengths, iova+length overflow, IDs from another FD,
 // destroyed IDs, wrong object types, a closed FD, absurd counts — each must throw an IommuError
-// with its documented errno (TSDoc @throws, src/args.ts: wrong type/NaN/fraction/negative = EINVAL,
+// with its documented errno (TSDoc @throws, src/base/args.ts: wrong type/NaN/fraction/negative = EINVAL,
 // ≥ 2^64 = EOVERFLOW, closed FD = EBADF) and leave every observable state as it was. The DMA path
 // (translate, translateInto, batch, dmaRead/dmaWrite) never throws: bad values are a fault value.
 import { describe, expect, test } from 'vitest';
@@ -16,7 +16,7 @@ const U64_MAX = (1n << 64n) - 1n;
 /** A wrong value for a slot, described, and the errno it must give. */
 type Bad = [desc: string, value: unknown, errno: Errno];
 
-/** Wrong values for an address, length or other u64 slot (src/args.ts u64). */
+/** Wrong values for an address, length or other u64 slot (src/base/args.ts u64). */
 const BAD_U64: Bad[] = [
   ['NaN', Number.NaN, 'EINVAL'], ['Infinity', Infinity, 'EINVAL'], ['-Infinity', -Infinity, 'EINVAL'],
   ['-1', -1, 'EINVAL'], ['-1n', -1n, 'EINVAL'], ['-(2^64)', -(2n ** 64n), 'EINVAL'], ['0.5', 0.5, 'EINVAL'], ['4096.5', 4096.5, 'EINVAL'],

@@ -1,5 +1,5 @@
 // Memory safety of the core. The layout puts a poisoned guard (slack + one page) after every region
-// (src/layout.ts); test/fuzz.test.ts scans the guards after every op. Here: the guards are where
+// (src/core/layout.ts); test/fuzz.test.ts scans the guards after every op. Here: the guards are where
 // they should be and the scan sees a stray write; and arbitrary DMA-path inputs — random and huge
 // rid/pasid/iova/access, per call, batched, from a worker slot, and DMA copies — write nothing
 // outside the translator slots (result records, counters, IOTLBs), the batch rings and guest RAM.

@@ -1,5 +1,5 @@
 /**
- * Unit tests of the IOVA page table (src/io-pagetable.ts), driven directly with a recording fake
+ * Unit tests of the IOVA page table (src/iommufd/io-pagetable.ts), driven directly with a recording fake
  * domain. Scenario numbers are the selftest case numbers of test/README.md; "device" variants attach one
  * domain with a 4 KiB page and the mock aperture, like the selftest's mock device.
  */

@@ -16,7 +16,7 @@ import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
 import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
 import { Rng } from './rng';
 
-/** What the harness needs from the engine package (src/index plus src/testing). */
+/** What the harness needs from the engine package (src/index plus test/testing). */
 export interface EngineApi {
   Iommu: { createSync(opts?: object): Iommu };
   IommuError: new (...args: never[]) => Error & { errno: string };
