@@ -20,6 +20,16 @@ import type { RamWindow } from '../core/ram-window';
  * keeps them and never calls them, so it names no type above itself (src/iommufd/fd-state.ts binds
  * them: its `Engine` is the one the object model uses).
  */
+/** A page request a translator raised: who, where, which access, and the domain it faulted in. */
+export interface RaisedPageRequest {
+  rid: number;
+  pasid: number;
+  iova: bigint;
+  /** `Access` bits of the request. */
+  access: number;
+  domain: number;
+}
+
 export class Engine<Device = unknown, Fd = unknown> {
   readonly pasids: PasidSpace;
   readonly devices = new Map<number, Device>();
@@ -192,6 +202,39 @@ export class Engine<Device = unknown, Fd = unknown> {
   /** Returns a buffer of `bufferAlloc` to the pool. */
   bufferFree(ptr: number, pages: number): void {
     this.core.exports.bufferFree(ptr, pages);
+  }
+
+  /**
+   * Empties every translator slot's page-request ring (owner thread), oldest first in each slot,
+   * handing each record to `each`. Translators only append (they move the tail); the owner alone
+   * moves the head.
+   */
+  drainPageRequests(each: (r: RaisedPageRequest) => void): void {
+    const core = this.core;
+    core.sync();
+    const u32 = core.u32;
+    const slotsBase = core.ctrl(abi.CTRL_SLOTS);
+    const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
+    const slotCount = core.ctrl(abi.CTRL_SLOT_COUNT);
+    for (let s = 0; s < slotCount; s++) {
+      const base = slotsBase + s * slotSize;
+      const headAt = (base + abi.SLOT_PRQ_HEAD) >>> 2;
+      const tail = Atomics.load(u32, (base + abi.SLOT_PRQ_TAIL) >>> 2);
+      let head = u32[headAt]!;
+      while (head !== tail) {
+        const w = (base + abi.SLOT_PRQ + (head & (abi.PRQ_ENTRIES - 1)) * abi.PRQ_SIZE) >>> 2;
+        const ridAccess = u32[w + abi.PRQ_RID_ACCESS / 4]!;
+        each({
+          rid: ridAccess & 0xffff,
+          pasid: u32[w + abi.PRQ_PASID / 4]!,
+          iova: (BigInt(u32[w + abi.PRQ_IOVA_HI / 4]!) << 32n) | BigInt(u32[w + abi.PRQ_IOVA_LO / 4]!),
+          access: (ridAccess >>> 16) & abi.ACCESS_MASK,
+          domain: u32[w + abi.PRQ_DOMAIN / 4]!,
+        });
+        head = (head + 1) >>> 0;
+      }
+      Atomics.store(u32, headAt, head);
+    }
   }
 
   /** The one map from a core status to an errno: ENOMEM the page pool is exhausted, EINVAL refused. */

@@ -106,36 +106,15 @@ function respond(dev: DeviceFd, r: { pasid: number; grpid: number; addr: bigint 
  * whose attachment is gone (detached, replaced, destroyed since) is answered INVALID at once.
  */
 export function drainPageRequests(engine: Engine): void {
-  const core = engine.core;
-  core.sync();
-  const u32 = core.u32;
-  const slotsBase = core.ctrl(abi.CTRL_SLOTS);
-  const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
-  const slotCount = core.ctrl(abi.CTRL_SLOT_COUNT);
   const routes = sinksOf(engine);
-  for (let s = 0; s < slotCount; s++) {
-    const base = slotsBase + s * slotSize;
-    const headAt = (base + abi.SLOT_PRQ_HEAD) >>> 2;
-    const tail = Atomics.load(u32, (base + abi.SLOT_PRQ_TAIL) >>> 2);
-    let head = u32[headAt]!;
-    while (head !== tail) {
-      const w = (base + abi.SLOT_PRQ + (head & (abi.PRQ_ENTRIES - 1)) * abi.PRQ_SIZE) >>> 2;
-      const ridAccess = u32[w + abi.PRQ_RID_ACCESS / 4]!;
-      const rid = ridAccess & 0xffff;
-      const pasid = u32[w + abi.PRQ_PASID / 4]!;
-      const iova = (BigInt(u32[w + abi.PRQ_IOVA_HI / 4]!) << 32n) | BigInt(u32[w + abi.PRQ_IOVA_LO / 4]!);
-      const domain = u32[w + abi.PRQ_DOMAIN / 4]!;
-      const dev = engine.devices.get(rid);
-      if (dev) {
-        const sink = routes.get(domain);
-        const addr = iova & ~BigInt(abi.PAGE_SIZE - 1);
-        if (sink && sink.queue.accepts(dev, pasid, sink.hwpt)) sink.queue.deliver(dev, sink.hwpt, pasid, addr, (ridAccess >>> 16) & abi.ACCESS_MASK);
-        else respond(dev, { pasid, grpid: nextGroup(dev), addr }, 'invalid');
-      }
-      head = (head + 1) >>> 0;
-    }
-    Atomics.store(u32, headAt, head);
-  }
+  engine.drainPageRequests(({ rid, pasid, iova, domain, access }) => {
+    const dev = engine.devices.get(rid);
+    if (!dev) return;
+    const sink = routes.get(domain);
+    const addr = iova & ~BigInt(abi.PAGE_SIZE - 1);
+    if (sink && sink.queue.accepts(dev, pasid, sink.hwpt)) sink.queue.deliver(dev, sink.hwpt, pasid, addr, access);
+    else respond(dev, { pasid, grpid: nextGroup(dev), addr }, 'invalid');
+  });
 }
 
 /** @internal Snapshot support: the group index `dev`'s next page request gets. */
