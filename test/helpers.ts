@@ -14,7 +14,7 @@ import type {
 import { fdState } from '../src/iommufd/fd-state';
 import type { Ioas } from '../src/iommufd/ioas';
 import { captureGraph } from '../src/snapshot/save';
-import { engineOf, fdView, setFailCountdown } from './testing';
+import { engineOf, fdView, poolState, setFailCountdown } from './testing';
 
 /** The selftest's sizes, adapted: our domains' smallest page is 4 KiB, so its MP becomes P. */
 export const P = 4096n;
@@ -117,15 +117,24 @@ export function failEachStep<T>(fd: IommuFd, call: () => T): { result: T; failur
 
 const scratch = new TranslationOut();
 
-/** Translations of every probe through every device's RID and every PASID any FD of the world owns. */
-function translations(w: World): string[] {
+/**
+ * Translations of every probe -- and of both ends, the middle and the next page of every IOAS area
+ * -- through every device's RID and every PASID in use, as text.
+ */
+function translations(w: Observed, fds: ReturnType<typeof fdSnapshot>[]): string[] {
   const pasids = new Set<number>([NO_PASID]);
-  for (const fd of w.fds) for (const p of fd.pasids()) pasids.add(p);
+  for (const fd of fds) for (const p of fd.pasids) pasids.add(p);
   for (const dev of w.devs) for (const p of dev.attachments().keys()) pasids.add(p);
+  const probes = new Set(w.probes);
+  for (const fd of fds) {
+    for (const o of fd.internal.objects) {
+      if (o.type === 'ioas') for (const a of o.areas) for (const x of [a.iova, a.last, (a.iova + a.last) / 2n, a.last + 1n]) probes.add(x);
+    }
+  }
   const out: string[] = [];
   for (const dev of w.devs) {
     for (const pasid of pasids) {
-      for (const iova of w.probes) {
+      for (const iova of probes) {
         // Access 0 (QEMU's IOMMU_NONE): report the leaf's permissions instead of checking them.
         const r = w.iommu.translateInto(scratch, dev.rid, pasid, iova, 0);
         const what = r.ok ? `${r.physHi.toString(16)}:${r.physLo.toString(16)}/${r.sizeLg2}/${r.perm}` : FAULT_REASONS[r.reason];
@@ -154,26 +163,44 @@ function fdSnapshot(fd: IommuFd) {
  * bookkeeping: a failed creation frees its reserved ID and domain slot again, which leaves the
  * next ID and domain the same but may reorder the free lists (`fdView.nextId` checks the IDs).
  */
-function graphOf(w: World) {
+function graphOf(w: Observed) {
   const { domains: _domains, ...graph } = captureGraph(engineOf(w.iommu));
   return { ...graph, fds: graph.fds.map(({ next: _next, freed: _freed, ...fd }) => fd) };
 }
 
+/** What `observe` looks at: an engine, the FDs and devices to report, and IOVAs to translate. */
+export interface Observed {
+  iommu: Iommu;
+  fds: readonly IommuFd[];
+  devs: readonly DeviceFd[];
+  probes: Iterable<bigint>;
+}
+
 /**
- * Everything observable about the engine of `subject` (an Iommu, FD, device, access or fault FD
- * made through the helpers): per FD its objects, PASIDs and IOVA ranges (plus `testing.fdView`'s
- * internals: areas, allowed lists, users counts, the next ID); per device its device ID and
- * attachments; the saved object graph (`graphOf`); and the translation of every probe IOVA through
- * every device's RID and every PASID in use.
+ * Everything observable about an engine, the one state capture of the tests (err.*, fail_nth, the
+ * bad-input matrix): page-pool and domain counters (`testing.poolState`, minus the pool top and
+ * memory size, which only grow); per FD its objects, PASIDs and IOVA ranges plus `testing.fdView`'s
+ * internals (areas, allowed lists, users counts, the next ID); per device its device ID and
+ * attachments; the saved object graph (`graphOf`); and translations (`translations`). The fault
+ * log is drained, so observing leaves no trace in it.
  */
-export function snapshot(subject: object) {
-  const w = requireWorld(subject);
-  return {
-    fds: w.fds.map(fdSnapshot),
+export function observe(w: Observed) {
+  const { poolTop: _top, memoryBytes: _bytes, ...pool } = poolState(w.iommu);
+  const fds = w.fds.map(fdSnapshot);
+  const state = {
+    pool,
+    fds,
     devices: w.devs.map((d) => ({ bdf: d.bdf, devId: d.devId, attachments: [...d.attachments()].sort((a, b) => a[0] - b[0]) })),
     graph: graphOf(w),
-    translations: translations(w),
+    translations: translations(w, fds),
   };
+  w.iommu.faults.drain();
+  return state;
+}
+
+/** `observe` for the engine of `subject` (an Iommu, FD, device, access or fault FD made through the helpers). */
+export function snapshot(subject: object) {
+  return observe(requireWorld(subject));
 }
 
 // ---- ok / err ---------------------------------------------------------------------------------------
