@@ -14,7 +14,7 @@ export { IoasAccess, type UnmapCallback } from './access';
 export type { DmaResult } from './dma';
 export { IommuError, ERRNO, type Errno } from './errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './translation';
-export { FaultLog, type FaultRecord } from './fault-log';
+export { FaultLog, type FaultRecord, type FaultListener } from './fault-log';
 export type { MapArgs, CopyArgs } from './ioas';
 export type { IoRange } from './io-pagetable';
 export type { HwptUserArgs, UserTable } from './hwpt-user';
