@@ -21,7 +21,7 @@ describe('Iommu.device / Iommu.devices', () => {
 describe('DeviceFd.reservedRegions', () => {
   test('returns the regions the device was added with, as copies', () => {
     const iommu = small();
-    const dev = iommu.addDevice({ bdf: '00:02.0', reservedRegions: [{ start: 0xfee00000, last: 0xfeefffffn }] });
+    const dev = iommu.addDevice({ bdf: '00:02.0', reservedRegions: [{ start: 0xfee00000n, last: 0xfeefffffn }] });
     const regions = dev.reservedRegions;
     expect(regions).toEqual([{ start: 0xfee00000n, last: 0xfeefffffn }]);
     regions[0]!.start = 0n;
