@@ -2,7 +2,7 @@
 // coverage table, including the spec's seven UNMAP examples.
 import { describe, expect, test } from 'vitest';
 import { Access } from '../../src/index';
-import { EP1, MSI, RESERVED2, guest, ok, refused, type Guest } from './fixture';
+import { EP1, EP2, MSI, RESERVED2, guest, ok, refused, type Guest } from './fixture';
 import { ATTACH_BYPASS, MAP_MMIO, MAP_READ, MAP_WRITE, S, attachReq, mapReq, unmapReq } from './wire';
 
 const RW = MAP_READ | MAP_WRITE;
