@@ -61,7 +61,7 @@ export function map(m: Model, r: Uint8Array): number {
       return statusOf(e);
     }
   }
-  d.mappings.insert(start, end, flags);
+  d.mappings.insert(start, end, phys, flags);
   return STATUS.OK;
 }
 

@@ -12,6 +12,7 @@
 export class MappingIndex {
   private readonly starts: number[] = [];
   private readonly ends: number[] = [];
+  private readonly physOf: number[] = [];
   private readonly flagsOf: number[] = [];
 
   get size(): number {
@@ -37,15 +38,17 @@ export class MappingIndex {
   }
 
   /** Adds `[start, end)`, which overlaps no entry (checked by the caller with `overlaps`). */
-  insert(start: number, end: number, flags: number): void {
+  insert(start: number, end: number, phys: number, flags: number): void {
     const i = this.lowerBound(start);
     if (i === this.starts.length) {
       this.starts.push(start);
       this.ends.push(end);
+      this.physOf.push(phys);
       this.flagsOf.push(flags);
     } else {
       this.starts.splice(i, 0, start);
       this.ends.splice(i, 0, end);
+      this.physOf.splice(i, 0, phys);
       this.flagsOf.splice(i, 0, flags);
     }
   }
@@ -68,11 +71,13 @@ export class MappingIndex {
     if (to === this.starts.length && from === to - 1) {
       this.starts.pop();
       this.ends.pop();
+      this.physOf.pop();
       this.flagsOf.pop();
       return;
     }
     this.starts.splice(from, to - from);
     this.ends.splice(from, to - from);
+    this.physOf.splice(from, to - from);
     this.flagsOf.splice(from, to - from);
   }
 
@@ -80,8 +85,8 @@ export class MappingIndex {
     this.remove(0, this.starts.length);
   }
 
-  /** Every entry as `[start, end, flags]` in page numbers (tests, diagnostics). */
-  entries(): [number, number, number][] {
-    return this.starts.map((s, i) => [s, this.ends[i]!, this.flagsOf[i]!]);
+  /** Every entry as `[start, end, phys, flags]` in page numbers (tests, diagnostics). */
+  entries(): [number, number, number, number][] {
+    return this.starts.map((s, i) => [s, this.ends[i]!, this.physOf[i]!, this.flagsOf[i]!]);
   }
 }

@@ -25,7 +25,7 @@ export interface VirtioIommuState {
   driverFeatures: bigint;
   /** Endpoint ID → domain ID, or null when unattached. */
   endpoints: Record<number, number | null>;
-  domains: { id: number; bypass: boolean; endpoints: number[]; mappings: { start: bigint; end: bigint; flags: number }[] }[];
+  domains: { id: number; bypass: boolean; endpoints: number[]; mappings: { start: bigint; end: bigint; phys: bigint; flags: number }[] }[];
 }
 
 const EVENT_CAPACITY = 256;
@@ -184,7 +184,7 @@ export class VirtioIommu {
       id: d.id,
       bypass: d.bypass,
       endpoints: d.endpoints.map((e) => e.rid).sort((a, b) => a - b),
-      mappings: d.mappings.entries().map(([s, e, flags]) => ({ start: BigInt(s) << 12n, end: (BigInt(e) << 12n) - 1n, flags })),
+      mappings: d.mappings.entries().map(([s, e, p, flags]) => ({ start: BigInt(s) << 12n, end: (BigInt(e) << 12n) - 1n, phys: BigInt(p) << 12n, flags })),
     }));
     return { bypass: this.m.config.bypass, driverFeatures: this.m.driverFeatures, endpoints, domains };
   }
