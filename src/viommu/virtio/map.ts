@@ -8,6 +8,7 @@
  * @module
  */
 import { readU32 } from './bytes';
+import type { Domain } from './domain';
 import { MAP_F, STATUS } from './layout';
 import { statusOf, type Model } from './model';
 
@@ -21,24 +22,37 @@ const SAFE_PAGES = 2 ** 41;
 const pageOf = (lo: number, hi: number): number => hi * TWO_20 + (lo >>> 12);
 const addressOf = (page: number): number | bigint => (page < SAFE_PAGES ? page * 4096 : BigInt(page) << 12n);
 
+/** virt_start and virt_end of the request being handled, as u32 halves (requests run one at a time). */
+const span = { startLo: 0, startHi: 0, endLo: 0, endHi: 0 };
+
+/**
+ * The paging domain named at offset 4 (or the status refusing it), with `span` read from
+ * virt_start @8 and virt_end @16. @returns INVAL too when virt_end < virt_start.
+ */
+function target(m: Model, r: Uint8Array): Domain | number {
+  const d = m.domains.get(readU32(r, 4));
+  if (d === undefined) return STATUS.NOENT;
+  if (d.bypass) return STATUS.INVAL;
+  span.startLo = readU32(r, 8);
+  span.startHi = readU32(r, 12);
+  span.endLo = readU32(r, 16);
+  span.endHi = readU32(r, 20);
+  if (span.endHi < span.startHi || (span.endHi === span.startHi && span.endLo < span.startLo)) return STATUS.INVAL;
+  return d;
+}
+
 /** Readable: head, domain le32 @4, virt_start le64 @8, virt_end le64 @16, phys_start le64 @24, flags le32 @32. */
 export function map(m: Model, r: Uint8Array): number {
   const flags = readU32(r, 32);
   if ((flags & ~MAP_F.MASK) !== 0) return STATUS.INVAL;
   if ((flags & MAP_F.MMIO) !== 0 && !m.mmio) return STATUS.INVAL;
-  const d = m.domains.get(readU32(r, 4));
-  if (d === undefined) return STATUS.NOENT;
-  if (d.bypass) return STATUS.INVAL;
-  const vsLo = readU32(r, 8);
-  const vsHi = readU32(r, 12);
-  const veLo = readU32(r, 16);
-  const veHi = readU32(r, 20);
+  const d = target(m, r);
+  if (typeof d === 'number') return d;
   const psLo = readU32(r, 24);
   const psHi = readU32(r, 28);
-  if (veHi < vsHi || (veHi === vsHi && veLo < vsLo)) return STATUS.INVAL;
-  if ((vsLo & 0xfff) !== 0 || (psLo & 0xfff) !== 0 || (veLo & 0xfff) !== 0xfff) return STATUS.RANGE;
-  const start = pageOf(vsLo, vsHi);
-  const end = pageOf(veLo, veHi) + 1;
+  if ((span.startLo & 0xfff) !== 0 || (psLo & 0xfff) !== 0 || (span.endLo & 0xfff) !== 0xfff) return STATUS.RANGE;
+  const start = pageOf(span.startLo, span.startHi);
+  const end = pageOf(span.endLo, span.endHi) + 1;
   const phys = pageOf(psLo, psHi);
   const g = m.opts.granulePages;
   if (g > 1 && (start % g !== 0 || end % g !== 0 || phys % g !== 0)) return STATUS.RANGE;
@@ -67,20 +81,14 @@ export function map(m: Model, r: Uint8Array): number {
 
 /** Readable: head, domain le32 @4, virt_start le64 @8, virt_end le64 @16, reserved[4] @24 (ignored: a MAY). */
 export function unmap(m: Model, r: Uint8Array): number {
-  const d = m.domains.get(readU32(r, 4));
-  if (d === undefined) return STATUS.NOENT;
-  if (d.bypass) return STATUS.INVAL;
-  const vsLo = readU32(r, 8);
-  const vsHi = readU32(r, 12);
-  const veLo = readU32(r, 16);
-  const veHi = readU32(r, 20);
-  if (veHi < vsHi || (veHi === vsHi && veLo < vsLo)) return STATUS.INVAL;
-  const first = pageOf(vsLo, vsHi); // the page holding virt_start
-  const last = pageOf(veLo, veHi); // the page holding virt_end
+  const d = target(m, r);
+  if (typeof d === 'number') return d;
+  const first = pageOf(span.startLo, span.startHi); // the page holding virt_start
+  const last = pageOf(span.endLo, span.endHi); // the page holding virt_end
   if (first < m.inputFirst || last >= m.inputEnd) return STATUS.RANGE;
   // Mappings wholly inside [virt_start, virt_end] lie in pages [innerStart, innerEnd).
-  const innerStart = (vsLo & 0xfff) === 0 ? first : first + 1;
-  const innerEnd = (veLo & 0xfff) === 0xfff ? last + 1 : last;
+  const innerStart = (span.startLo & 0xfff) === 0 ? first : first + 1;
+  const innerEnd = (span.endLo & 0xfff) === 0xfff ? last + 1 : last;
   const idx = d.mappings;
   const from = idx.lowerBound(first);
   let to = from;
