@@ -111,3 +111,13 @@ describe('virtio-iommu features and configuration', () => {
     expect([...g.vio.config.subarray(0, 0x24)]).toEqual(before);
   });
 });
+
+describe('virtio-iommu bypass on wide engines', () => {
+  test('bypass on a 57-bit engine reaches addresses below 2^48 1:1 and stays small', () => {
+    const g = guest({ iommu: { addressWidth: 57 } });
+    expect(cfg.inputEnd(g.vio.config)).toBe((1n << 57n) - 1n);
+    expect(g.translate(EP1, 0xffff_ffff_f000n).phys).toBe(0xffff_ffff_f000n);
+    expect(g.translate(EP1, 1n << 48n).ok).toBe(false);
+    expect(g.iommu.stats().memoryBytes).toBeLessThan(16 * 2 ** 20);
+  });
+});

@@ -15,6 +15,12 @@ import { IdentitySpaces } from './identity';
 import { FEATURE, STATUS } from './layout';
 import type { Resolved } from './options';
 
+/**
+ * Bypass reaches addresses below 2^48 (256 TiB, beyond any guest RAM or MMIO of the platforms the
+ * engine emulates): an identity space over a 57-bit input range would need 2^27 1 GiB leaves.
+ */
+const IDENTITY_END_PAGE = 2 ** 36;
+
 /** Arguments object of `ioasMap`, reused by every MAP (the hot path allocates nothing of its own). */
 export interface MapArgsSlot {
   iova: number | bigint;
@@ -45,7 +51,7 @@ export class Model {
     this.config = new VirtioIommuConfig(opts);
     this.inputFirst = Number(opts.inputStart >> 12n);
     this.inputEnd = Number((opts.inputEnd >> 12n) + 1n);
-    this.identity = new IdentitySpaces(this.fd, this.inputFirst, this.inputEnd);
+    this.identity = new IdentitySpaces(this.fd, this.inputFirst, Math.min(this.inputEnd, IDENTITY_END_PAGE));
     let f = (1n << FEATURE.VERSION_1) | (1n << FEATURE.MAP_UNMAP) | (1n << FEATURE.INPUT_RANGE) | (1n << FEATURE.MMIO) | (1n << FEATURE.BYPASS_CONFIG);
     if (opts.domainRange) f |= 1n << FEATURE.DOMAIN_RANGE;
     if (opts.probeSize > 0) f |= 1n << FEATURE.PROBE;
