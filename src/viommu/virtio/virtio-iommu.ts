@@ -43,8 +43,9 @@ export class VirtioIommu {
 
   /**
    * Makes the device and adopts every device of `iommu` not bound to an FD yet as an endpoint,
-   * placed as unattached (bypass or blocked by `opts.bypass`).
-   * @throws IommuError EINVAL / EOPNOTSUPP bad options; ENOMEM no room for bypass in the engine.
+   * placed as unattached (bypass or blocked by `opts.bypass`; blocked when the engine has no room
+   * for its identity space: never more access than the configuration says).
+   * @throws IommuError EINVAL / EOPNOTSUPP bad options; EBADF / ENOMEM no FD or binding possible.
    */
   constructor(iommu: Iommu, opts?: VirtioIommuOptions) {
     this.m = new Model(iommu, resolveOptions(opts, iommu.addressWidth));
