@@ -42,6 +42,9 @@ export function evaluateTargets(h: Harness, scale: ScaleReport | undefined): Tar
   out.push(judge({ target: 'hwpt-invalidate 4 KiB (M/s)', value: mops(h.get('hwpt-invalidate', 'wasm')), min: 2 }));
   ratio('dma-4k wasm / copy-4k', ['dma-4k', 'wasm'], ['copy-4k', 'js'], 0.95);
   for (const v of ['write', 'read']) ratio(`dma-64k (${v}) wasm / copy-64k`, ['dma-64k', 'wasm', v], ['copy-64k', 'js', v], 0.9);
+  // Issue 13: ≥ 1 M MAP+UNMAP pairs/s, as a ratio to copy-4k (so the wanted ratio is 1 M / copy-4k of this run).
+  const copy = h.get('copy-4k', 'js')?.opsPerSec;
+  ratio('virtio-map-unmap-4k / copy-4k (≥ 1 M pairs/s)', ['virtio-map-unmap-4k', 'wasm'], ['copy-4k', 'js'], copy ? Math.ceil((1e6 / copy) * 1000) / 1000 : Number.NaN);
   out.push(judge({ target: '1 GiB of 4K maps: table pages / radix minimum', value: scale?.tables.ratio, max: 1.1 }));
   out.push(judge({ target: '10^5 attached PASIDs: engine memory (MiB)', value: scale?.pasids.memoryMiB, max: 16 }));
   return out;

@@ -1,0 +1,129 @@
+/**
+ * Device-side software DMA: what an emulated device does to read or write guest memory through
+ * the IOMMU. The transfer is translated leaf by leaf (a 2 MiB leaf is one translation, not 512),
+ * copied to or from guest RAM, and stops at the first fault, reporting it and the bytes done —
+ * as a PCIe device would see a completion with an error part way through a burst.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import type { Core } from '../core/core';
+import type { RamWindow } from '../core/ram-window';
+import { Access, faultCore, type Fault, type TranslationOut } from './translation';
+
+/** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
+export interface DmaResult {
+  bytes: number;
+  /** `not-ram`: the address translated, but its output is outside guest RAM. */
+  fault?: Fault | { readonly reason: 'not-ram'; readonly level: 0; readonly stage: 0; readonly phys: bigint };
+}
+
+/**
+ * What a transfer needs of its translator. A `Translator` is one; the interface keeps this file
+ * below translator.ts (which calls `dmaCopy`), so the two do not import each other.
+ */
+export interface DmaPort {
+  /** Scratch result for the per-call path's bad-request faults (the translator's own). */
+  readonly dmaScratch: TranslationOut;
+  readonly ramWindow: RamWindow;
+  readonly core: Core;
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut;
+  /** One request with u32 arguments: the info word; the address words are in `core.result`. */
+  translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
+}
+
+const TWO_64 = 1n << 64n;
+const TWO_32 = 4294967296;
+const DONE: DmaResult = Object.freeze({ bytes: 0 });
+/** The last whole-transfer result handed out: transfers of one size share one frozen object. */
+let whole: DmaResult = DONE;
+
+const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
+
+/**
+ * Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write.
+ *
+ * Leaves whose RAM bytes follow each other (a buffer mapped page by page onto contiguous RAM) are
+ * copied as one run, so a transfer costs one typed-array copy per contiguous run, not per page.
+ * Every leaf is translated (and checked) before the run holding it is copied; on a fault the runs
+ * before it are copied, as `bytes` says. Translation goes straight to the core's result words (no
+ * decoding per leaf). Results are frozen.
+ */
+export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  const n = data.length;
+  if (n === 0) return DONE;
+  // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
+  // throws) must not reach the arithmetic below, which would throw.
+  if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
+  const access = toRam ? Access.Write : Access.Read;
+  // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses.
+  const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
+  if (wide && typeof iova === 'number') iova = BigInt(iova);
+  // A malformed RID or PASID (or address, below): the per-call path's fault, logged and counted.
+  const bad = (at: number | bigint): DmaResult => ({ bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) });
+  if (!isU32(rid) || !isU32(pasid)) return bad(iova);
+  let done = 0;
+  /** The pending run: `runBytes` bytes at memory offset `runAt`, from `runFrom` in `data`. */
+  let runAt = 0;
+  let runFrom = 0;
+  let runBytes = 0;
+  while (done < n) {
+    let lo: number;
+    let hi: number;
+    if (wide) {
+      // Bigint addresses wrap-check once per leaf.
+      const at = (iova as bigint) + BigInt(done);
+      if (at < 0n) return bad(at);
+      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
+      lo = Number(at & 0xffffffffn);
+      hi = Number(at >> 32n);
+    } else {
+      const at = (iova as number) + done;
+      lo = at >>> 0;
+      hi = (at / TWO_32) >>> 0;
+      if (lo + hi * TWO_32 !== at) return bad(at); // a fraction or a negative (only the first leaf can be)
+    }
+    const info = t.translateWords(rid, pasid, lo, hi, access);
+    if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
+    const words = t.core.result;
+    const physLo = words[0]!;
+    const phys = words[1]! * TWO_32 + physLo;
+    const left = n - done;
+    // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
+    const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+    const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
+    const chunk = left < room ? left : room;
+    const offset = t.ramWindow.offsetOf(phys, chunk);
+    if (offset < 0) {
+      return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(physLo) } });
+    }
+    if (runBytes !== 0 && offset === runAt + runBytes) {
+      runBytes += chunk;
+    } else {
+      copyRun(t, data, toRam, runAt, runFrom, runBytes);
+      runAt = offset;
+      runFrom = done;
+      runBytes = chunk;
+    }
+    done += chunk;
+  }
+  copyRun(t, data, toRam, runAt, runFrom, runBytes);
+  return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
+}
+
+/** Copies `bytes` between guest RAM at memory offset `at` and `data` from `from` (nothing when 0). */
+function copyRun(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): void {
+  if (bytes === 0) return;
+  const u8 = t.core.u8;
+  if (toRam) u8.set(from === 0 && bytes === data.length ? data : data.subarray(from, from + bytes), at);
+  else data.set(u8.subarray(at, at + bytes), from);
+}
+
+/** Copies the pending run (what was translated before a fault), then reports the fault. */
+function stopped(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number, result: DmaResult): DmaResult {
+  copyRun(t, data, toRam, at, from, bytes);
+  return result;
+}
+
+function faulted(bytes: number, reason: 'bad-request'): DmaResult {
+  return { bytes, fault: { reason, level: 0, stage: 0 } };
+}
