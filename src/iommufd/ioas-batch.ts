@@ -37,14 +37,27 @@ export interface UnmapBatch {
 export const MAP_READ = 1;
 export const MAP_WRITE = 2;
 
-/** The entry count of `entries` after checking the batch's shape; the IOAS must exist. */
-function checkShape(op: string, table: ObjectTable, ioasId: number, b: unknown, words: number): number {
+type ArrayType = typeof Int32Array | typeof Uint8Array | typeof BigUint64Array;
+
+/** Checks that `value` is a `type` of at least `n` elements (or absent, when `optional`). */
+function checkArray(op: string, name: string, value: unknown, type: ArrayType, n: number, optional: boolean): void {
+  if (optional && value === undefined) return;
+  if (!(value instanceof type) || value.length < n) fail('EINVAL', op, `${name}: expected a ${type.name} of at least ${n} entries, got ${describe(value)}`);
+}
+
+/**
+ * The entry count of a batch of `words`-word entries after checking its shape (`extra`: its
+ * optional per-entry array); the IOAS must exist.
+ */
+function checkShape(op: string, table: ObjectTable, ioasId: number, b: unknown, words: number, extra: [string, ArrayType]): number {
   if (typeof b !== 'object' || b === null) fail('EINVAL', op, `batch: expected an object, got ${describe(b)}`);
-  const { entries, results } = b as { entries: unknown; results: unknown };
+  const batch = b as Record<string, unknown>;
+  const entries = batch['entries'];
   if (!(entries instanceof BigUint64Array)) fail('EINVAL', op, `entries: expected a BigUint64Array, got ${describe(entries)}`);
   if (entries.length % words !== 0) fail('EINVAL', op, `entries: expected ${words} words per entry, got ${entries.length} words`);
   const n = entries.length / words;
-  if (!(results instanceof Int32Array) || results.length < n) fail('EINVAL', op, `results: expected an Int32Array of at least ${n} entries, got ${describe(results)}`);
+  checkArray(op, 'results', batch['results'], Int32Array, n, false);
+  checkArray(op, extra[0], batch[extra[0]], extra[1], n, true);
   table.get<Ioas>(op, ioasId, 'ioas');
   return n;
 }
@@ -65,11 +78,8 @@ function record(results: Int32Array, i: number, apply: () => void): boolean {
 /** IOMMU_IOAS_MAP per entry. @returns entries applied. @throws EINVAL/ENOENT for a malformed batch only. */
 export function ioasMapBatch(table: ObjectTable, ioasId: number, batch: MapBatch): number {
   const op = 'ioasMapBatch';
-  const n = checkShape(op, table, ioasId, batch, 3);
+  const n = checkShape(op, table, ioasId, batch, 3, ['perms', Uint8Array]);
   const { entries, perms, results } = batch;
-  if (perms !== undefined && (!(perms instanceof Uint8Array) || perms.length < n)) {
-    fail('EINVAL', op, `perms: expected a Uint8Array of at least ${n} entries, got ${describe(perms)}`);
-  }
   let applied = 0;
   for (let i = 0; i < n; i++) {
     const p = perms === undefined ? MAP_READ | MAP_WRITE : perms[i]!;
@@ -86,11 +96,8 @@ export function ioasMapBatch(table: ObjectTable, ioasId: number, batch: MapBatch
 /** IOMMU_IOAS_UNMAP per entry. @returns entries applied. @throws EINVAL/ENOENT for a malformed batch only. */
 export function ioasUnmapBatch(table: ObjectTable, ioasId: number, batch: UnmapBatch): number {
   const op = 'ioasUnmapBatch';
-  const n = checkShape(op, table, ioasId, batch, 2);
+  const n = checkShape(op, table, ioasId, batch, 2, ['bytes', BigUint64Array]);
   const { entries, results, bytes } = batch;
-  if (bytes !== undefined && (!(bytes instanceof BigUint64Array) || bytes.length < n)) {
-    fail('EINVAL', op, `bytes: expected a BigUint64Array of at least ${n} entries, got ${describe(bytes)}`);
-  }
   let applied = 0;
   for (let i = 0; i < n; i++) {
     let done = 0n;
