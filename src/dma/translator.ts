@@ -95,28 +95,25 @@ export class Translator {
    * `bad-request` fault.
    */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
-    // The common case first, small enough for TurboFan to inline into the caller's loop: a number
-    // IOVA, or a bigint one below 2^53 (Number() is exact there and rounds anything larger to at
-    // least 2^53, so the test on the converted value is exact), and u32 arguments.
-    let n = NaN;
-    if (typeof iova === 'number') {
-      n = iova;
-    } else if (typeof iova === 'bigint') {
-      n = Number(iova);
-      if (n > Number.MAX_SAFE_INTEGER) n = NaN;
+    // Small enough for TurboFan to inline into the caller's loop: checks, then one Wasm call.
+    if (isU32(rid) && isU32(pasid) && isU32(access)) {
+      if (typeof iova === 'number') {
+        const lo = iova >>> 0;
+        const hi = (iova / TWO_32) >>> 0;
+        if (lo + hi * TWO_32 === iova) return this.run(out, rid, pasid, lo, hi, access);
+      } else if (typeof iova === 'bigint' && BigInt.asUintN(64, iova) === iova) {
+        return this.run64(out, rid, pasid, iova, access);
+      }
     }
-    const lo = n >>> 0;
-    const hi = (n / TWO_32) >>> 0;
-    if (lo + hi * TWO_32 === n && isU32(rid) && isU32(pasid) && isU32(access)) return this.run(out, rid, pasid, lo, hi, access);
-    return this.translateChecked(out, rid, pasid, iova, access);
+    return this.bad(out, rid, pasid, iova, access);
   }
 
-  /** Wide bigint IOVAs (from 2^53) and malformed requests. */
-  private translateChecked(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
-    if (typeof iova !== 'bigint' || iova < 0n || iova >= TWO_64 || !isU32(rid) || !isU32(pasid) || !isU32(access)) {
-      return this.bad(out, rid, pasid, iova, access);
-    }
-    return this.run(out, rid, pasid, Number(iova & 0xffffffffn), Number(iova >> 32n), access);
+  /** A u64 bigint IOVA goes to the core as it is (an i64 parameter): no BigInt arithmetic in JS. */
+  private run64(out: TranslationOut, rid: number, pasid: number, iova: bigint, access: number): TranslationOut {
+    const info = this.core.exports.translate64(rid, pasid, iova, access);
+    if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, Number(iova & 0xffffffffn), Number(iova >> 32n), access);
+    const r = this.core.result;
+    return decodeInto(out, info, r[0]!, r[1]!);
   }
 
   /** One checked request through the core: a hit costs one Wasm call (see assembly/translate.ts). */
