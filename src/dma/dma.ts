@@ -32,6 +32,7 @@ export interface DmaPort {
 }
 
 const TWO_64 = 1n << 64n;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 const TWO_32 = 4294967296;
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
 /** The last whole-transfer result handed out: transfers of one size share one frozen object. */
@@ -55,7 +56,9 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
   // throws) must not reach the arithmetic below, which would throw.
   if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
   const access = toRam ? Access.Write : Access.Read;
-  // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses.
+  // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses; bigint ones that
+  // end below it run on numbers (exact there), with no BigInt arithmetic per leaf.
+  if (typeof iova === 'bigint' && iova >= 0n && iova + BigInt(n) <= MAX_SAFE_BIG) iova = Number(iova);
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
   // A malformed RID or PASID (or address, below): the per-call path's fault, logged and counted.
