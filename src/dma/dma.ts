@@ -61,9 +61,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
   if (typeof iova === 'bigint' && iova >= 0n && iova + BigInt(n) <= MAX_SAFE_BIG) iova = Number(iova);
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
-  // A malformed RID or PASID (or address, below): the per-call path's fault, logged and counted.
-  const bad = (at: number | bigint): DmaResult => ({ bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) });
-  if (!isU32(rid) || !isU32(pasid)) return bad(iova);
+  if (!isU32(rid) || !isU32(pasid)) return bad(t, rid, pasid, iova, access);
   let done = 0;
   /** The pending run: `runBytes` bytes at memory offset `runAt`, from `runFrom` in `data`. */
   let runAt = 0;
@@ -75,7 +73,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     if (wide) {
       // Bigint addresses wrap-check once per leaf.
       const at = (iova as bigint) + BigInt(done);
-      if (at < 0n) return bad(at);
+      if (at < 0n) return bad(t, rid, pasid, at, access);
       if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
       lo = Number(at & 0xffffffffn);
       hi = Number(at >> 32n);
@@ -83,7 +81,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
       const at = (iova as number) + done;
       lo = at >>> 0;
       hi = (at / TWO_32) >>> 0;
-      if (lo + hi * TWO_32 !== at) return bad(at); // a fraction or a negative (only the first leaf can be)
+      if (lo + hi * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
     }
     const info = t.translateWords(rid, pasid, lo, hi, access);
     if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
@@ -111,6 +109,11 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
   }
   copyRun(t, data, toRam, runAt, runFrom, runBytes);
   return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
+}
+
+/** A malformed RID, PASID or address: the per-call path's bad-request fault, logged and counted. */
+function bad(t: DmaPort, rid: number, pasid: number, at: number | bigint, access: number): DmaResult {
+  return { bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) };
 }
 
 /** Copies `bytes` between guest RAM at memory offset `at` and `data` from `from` (nothing when 0). */
