@@ -42,13 +42,9 @@ export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number 
     // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
     const room = r.sizeLg2 === 12 ? 4096 - (r.physLo & 4095) : 2 ** r.sizeLg2 - (r.phys % 2 ** r.sizeLg2);
     const chunk = left < room ? left : room;
-    const offset = t.ramWindow.offsetOf(r.phys, chunk);
-    if (offset < 0) {
+    if (!(toRam ? t.guestRam.write(r.phys, data, done, chunk) : t.guestRam.read(r.phys, data, done, chunk))) {
       return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo) } };
     }
-    const u8 = t.core.u8;
-    if (toRam) u8.set(chunk === n ? data : data.subarray(done, done + chunk), offset);
-    else data.set(u8.subarray(offset, offset + chunk), done);
     done += chunk;
   }
   return { bytes: n };

@@ -5,7 +5,7 @@
  * @module
  */
 import * as abi from '../assembly/abi';
-import { int, options, describe, u64 } from './args';
+import { int, options, describe, u64, flag } from './args';
 import { Batch, batchPages } from './batch';
 import { Core, coreModule, coreModuleAsync } from './core';
 import { DeviceFd } from './device';
@@ -16,7 +16,8 @@ import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
 import { IommuFd } from './iommufd';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
-import { RamWindow } from './ram-window';
+import { GuestRam, type RamWindowSpec } from './ram-window';
+import { placeWindows, resolveRam, type RamWindowOptions } from './ram-options';
 import { registerEngine } from './testing';
 import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './translator';
@@ -29,12 +30,28 @@ export interface IommuOptions {
   pasidBits?: number;
   /** IOTLB entries per translator (power of two, default 4096). */
   iotlbEntries?: number;
-  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). */
+  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). Not with `memory`. */
   maxMemoryBytes?: number;
-  /** Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is usable). */
+  /**
+   * Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is
+   * usable). With `memory`, the memory's own kind (and `shared`, if given, must match it).
+   */
   shared?: boolean;
-  /** Guest RAM inside the engine memory: `bytes` at guest-physical `base` (see `Iommu.ram`). */
-  ram?: { base: bigint | number; bytes: number };
+  /**
+   * Guest RAM: one window or a list of disjoint windows, each `bytes` at guest-physical `base`.
+   * A window without `offset`/`buffer` is allocated in the engine memory; `{ offset }` is a window
+   * at that offset of `memory`; `{ buffer, offset? }` one in a buffer the engine does not own
+   * (walks and DMA reach it through a slower path). See README "Embedding in an emulator".
+   */
+  ram?: RamWindowOptions | RamWindowOptions[];
+  /**
+   * A WebAssembly.Memory the emulator owns: the engine keeps all its state inside `region` of it,
+   * never grows it, and writes outside the region only A/D bits of guest page tables and DMA into
+   * RAM windows. Pass `ram` windows by `offset` in this memory to walk and copy zero-copy.
+   */
+  memory?: WebAssembly.Memory;
+  /** With `memory`: the part of it the engine may use, `bytes` at byte `offset` (4 KiB aligned). */
+  region?: { offset: number; bytes: number };
   /** Translator slots, the owner's included (default 8). */
   translators?: number;
   /** Engine-managed domains (HWPTs) that can exist at once (default 4096). */
@@ -55,7 +72,7 @@ export interface DeviceOptions {
   reservedRegions?: IoRange[];
 }
 
-const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains'] as const;
+const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains', 'memory', 'region'] as const;
 const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
 const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
 
@@ -73,7 +90,9 @@ interface Resolved {
   pasidBits: number;
   shared: boolean;
   layout: Layout;
-  ramBase: bigint;
+  /** The emulator's memory, when the engine lives in a region of it. */
+  memory: WebAssembly.Memory | undefined;
+  ram: RamWindowSpec[];
 }
 
 function resolve(opts: unknown): Resolved {
@@ -87,29 +106,24 @@ function resolve(opts: unknown): Resolved {
   const maxMemoryBytes = o.maxMemoryBytes === undefined ? 2 ** 30 : int(op, 'maxMemoryBytes', o.maxMemoryBytes, 2 ** 20, 2 ** 32);
   const translators = o.translators === undefined ? 8 : int(op, 'translators', o.translators, 1, 256);
   const maxDomains = o.maxDomains === undefined ? 4096 : int(op, 'maxDomains', o.maxDomains, 2, 1 << 20);
-  let ramBytes = 0;
-  let ramBase = 0n;
-  if (o.ram !== undefined) {
-    const r = options(op, o.ram, ['base', 'bytes'] as const);
-    ramBytes = int(op, 'ram.bytes', r.bytes, abi.PAGE_SIZE, 2 ** 31);
-    if (ramBytes % abi.PAGE_SIZE) fail('EINVAL', op, `ram.bytes: expected a multiple of ${abi.PAGE_SIZE}, got ${ramBytes}`);
-    if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
-    ramBase = BigInt(r.base as number | bigint);
-    if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
-    // Page tables may sit anywhere below 2^64 (RISC-V: 56-bit physical addresses); software DMA
-    // (number addresses) reaches the window only when it ends below 2^53 (RamWindow).
-    if (ramBase + BigInt(ramBytes) > 1n << 64n) fail('EINVAL', op, 'ram: expected the window to end below 2^64');
-  }
+  const ram = resolveRam(op, o.memory, o.region, o.ram);
+  if (ram.memory && o.maxMemoryBytes !== undefined) fail('EINVAL', op, 'maxMemoryBytes: not with memory (the region bounds the engine)');
   const unavailable = sharedMemoryUnavailableReason();
-  let shared = unavailable === undefined;
+  let shared = ram.memory ? typeof SharedArrayBuffer === 'function' && ram.memory.buffer instanceof SharedArrayBuffer : unavailable === undefined;
   if (o.shared !== undefined) {
     if (typeof o.shared !== 'boolean') fail('EINVAL', op, `shared: expected a boolean, got ${describe(o.shared)}`);
+    if (ram.memory && o.shared !== shared) fail('EINVAL', op, `shared: ${o.shared}, but the memory given is ${shared ? '' : 'not '}shared`);
     if (o.shared && unavailable) fail('EOPNOTSUPP', op, `shared memory requested but ${unavailable}`);
     shared = o.shared;
   }
-  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramBytes });
-  if (layout.initialPages >= layout.maximumPages) fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
-  return { addressWidth, pasidBits, shared, layout, ramBase };
+  const ramRegions = ram.windows.filter((w) => w.offset === undefined).map((w) => w.bytes);
+  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramRegions, ramCount: ram.windows.length, region: ram.region });
+  if (ram.memory) {
+    if (layout.poolBase + 16 * abi.PAGE_SIZE > layout.poolLimit) fail('EINVAL', op, `region: ${ram.region.bytes} bytes is too small for this configuration (needs ${layout.poolBase + 16 * abi.PAGE_SIZE - layout.origin})`);
+  } else if (layout.initialPages >= layout.maximumPages) {
+    fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
+  }
+  return { addressWidth, pasidBits, shared, layout, memory: ram.memory, ram: placeWindows(ram.windows, layout.ram) };
 }
 
 /** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
@@ -121,21 +135,25 @@ export class Iommu {
   private readonly engine: Engine;
   private readonly local: Translator;
   private readonly module: WebAssembly.Module;
-  /** Guest-physical base of `ram`. */
-  readonly ramBase: bigint;
-
   /** @param image fills the new memory from a snapshot instead of a fresh control block. */
-  private constructor(module: WebAssembly.Module, r: Resolved, image?: (memory: WebAssembly.Memory) => void) {
-    const memory = new WebAssembly.Memory({ initial: r.layout.initialPages, maximum: r.layout.maximumPages, shared: r.shared });
-    if (image) image(memory);
-    else writeControlBlock(memory, r.layout, r.ramBase);
-    const core = new Core(module, memory, 0);
+  private constructor(module: WebAssembly.Module, r: Resolved, image?: (memory: WebAssembly.Memory, ram: GuestRam) => void) {
+    const l = r.layout;
+    const memory = r.memory ?? new WebAssembly.Memory({ initial: l.initialPages, maximum: l.maximumPages, shared: r.shared });
+    // The engine's state starts zeroed; an emulator's region may hold anything.
+    if (r.memory) new Uint8Array(memory.buffer, l.origin, l.poolLimit - l.origin).fill(0);
+    const ram = new GuestRam(r.ram, memory);
+    if (image) image(memory, ram);
+    else writeControlBlock(memory, l, ram);
+    const core = new Core(module, memory, 0, l.ctrl, ram.imports);
     this.module = module;
-    const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
-    this.engine = new Engine(core, r.layout, r.addressWidth, r.pasidBits, r.shared, ram);
+    this.engine = new Engine(core, l, r.addressWidth, r.pasidBits, r.shared, ram, r.memory !== undefined);
     this.local = new Translator(core, undefined, ram);
-    this.ramBase = r.ramBase;
     registerEngine(this, this.engine);
+  }
+
+  /** Guest-physical base of `ram` (0 when there is no guest RAM). */
+  get ramBase(): bigint {
+    return this.engine.ram.windows[0]?.base ?? 0n;
   }
 
   /** Creates an engine (compiles the core asynchronously on first use). @throws EINVAL, EOPNOTSUPP bad options. */
@@ -155,6 +173,9 @@ export class Iommu {
    * attachments, PASIDs, fault queues, accesses, devices and memory (guest RAM included), in new
    * objects independent of the original; cold IOTLBs, no workers. See `RestoreOptions` for `shared`
    * and the `onUnmap` callbacks of pinning accesses, and `Restored` for re-wiring an emulator.
+   * An engine that lived in an emulator's memory is restored into the same region of the memory
+   * given back as `memory` (whose region it overwrites, even when the restore then fails), and RAM
+   * windows that were buffers read from the buffers given back as `ram`.
    * @throws EINVAL anything wrong with `bytes` (not a snapshot, corrupt, truncated, another format or
    * core ABI version) or `opts`; EOPNOTSUPP `shared: true` without SharedArrayBuffer; ENOMEM no
    * memory for the engine. Never anything but an `IommuError`, never a half-built engine.
@@ -178,7 +199,7 @@ export class Iommu {
   }
 
   private static fromSnapshot(module: WebAssembly.Module, r: Resolved, s: SnapshotReader): Restored {
-    const iommu = new Iommu(module, r, (memory) => s.loadImage(memory, r.layout, r.ramBase));
+    const iommu = new Iommu(module, r, (memory, ram) => s.loadImage(memory, r.layout, ram));
     return { iommu, ...s.rebuild(iommu.engine) };
   }
 
@@ -188,10 +209,14 @@ export class Iommu {
    * and worker slots left out). Call it on the owner thread between control calls; workers may keep
    * translating: they change only A/D bits, guest RAM and page requests, which the snapshot may or
    * may not include. Page requests already raised are moved into their fault queues first.
-   * @throws EOPNOTSUPP the engine holds an object this version cannot save.
+   * `{ ram: false }` leaves guest RAM out (emulators that save their RAM themselves): the restored
+   * engine's own RAM windows start zeroed, and windows in the emulator's memory or buffers are not
+   * written by restore.
+   * @throws EINVAL bad options; EOPNOTSUPP the engine holds an object this version cannot save.
    */
-  snapshot(): Uint8Array {
-    return takeSnapshot(this.engine, this.ramBase);
+  snapshot(opts?: { ram?: boolean }): Uint8Array {
+    const o = options('snapshot', opts, ['ram'] as const);
+    return takeSnapshot(this.engine, flag('snapshot', 'ram', o.ram, true));
   }
 
   /** True when workers can translate over this engine's memory. */
@@ -208,10 +233,23 @@ export class Iommu {
     return this.engine.core.memory;
   }
 
-  /** Guest RAM inside the engine memory (empty when not configured); zero-copy. */
+  /**
+   * The guest RAM window with the lowest base (empty when there is none), zero-copy; all of them
+   * are `ramWindows()`. Validity: every read of this getter returns a live view, but a view you
+   * keep is detached (length 0, writes through it vanish) when an unshared engine memory grows —
+   * table allocation (map, HWPT and device creation, batches) may grow it. Re-read `iommu.ram`
+   * after such calls, or use RAM that never moves: `shared: true` (a shared memory's old views stay
+   * valid), a window in a buffer you own (`ram: [{ base, buffer, bytes }]`) or in your own memory
+   * (`memory`, `region`).
+   */
   get ram(): Uint8Array {
-    const l = this.engine.layout;
-    return new Uint8Array(this.engine.core.memory.buffer, l.ram, l.ramBytes);
+    return this.local.ram;
+  }
+
+  /** Every guest RAM window, by base, each as a fresh zero-copy view (see `ram` for validity). */
+  ramWindows(): { base: bigint; bytes: Uint8Array }[] {
+    const ram = this.engine.ram;
+    return ram.windows.map((w, i) => ({ base: w.base, bytes: ram.view(i) }));
   }
 
   /** Faults of the owner thread's per-call translations. */
@@ -309,6 +347,10 @@ export class Iommu {
     const op = 'translatorHandle';
     const o = options(op, opts, ['batchCapacity'] as const);
     if (!this.engine.shared) fail('EOPNOTSUPP', op, `the engine memory is not shared (${sharedMemoryUnavailableReason() ?? 'created with shared: false'})`);
+    // A worker would get a copy of an unshared buffer: its walks and DMA would miss the guest's.
+    if (this.engine.ram.windows.some((w) => w.buffer && !(typeof SharedArrayBuffer === 'function' && w.buffer instanceof SharedArrayBuffer))) {
+      fail('EOPNOTSUPP', op, 'a guest RAM window is an ArrayBuffer, which workers cannot share (use a SharedArrayBuffer)');
+    }
     const capacity = o.batchCapacity === undefined ? 4096 : int(op, 'batchCapacity', o.batchCapacity, 1, 1 << 20);
     let slot = 1;
     while (this.engine.slotsInUse.has(slot)) slot++;
@@ -316,11 +358,10 @@ export class Iommu {
     const ptr = this.allocBuffer(op, batchPages(capacity));
     this.engine.slotsInUse.add(slot);
     this.engine.translatorRings.set(slot, { ptr, pages: batchPages(capacity) });
-    const l = this.engine.layout;
     return {
-      module: this.module, memory: this.engine.core.memory, slot,
+      module: this.module, memory: this.engine.core.memory, slot, ctrl: this.engine.layout.ctrl,
       batch: { capacity, requestPtr: ptr, resultPtr: ptr + capacity * abi.REQ_SIZE },
-      ram: { offset: l.ram, bytes: l.ramBytes, base: this.ramBase },
+      ram: this.engine.ram.windows,
     };
   }
 
