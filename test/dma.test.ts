@@ -48,7 +48,7 @@ describe.each(RAM_MODES)('RAM in %s', (mode) => {
   });
 
   test('a transfer stops at the first fault and reports the bytes done and the fault', () => {
-    const { iommu, ram, dev, fd, ioas } = rig(mode);
+    const { iommu, dev, fd, ioas } = rig(mode);
     fd.ioasMap(ioas, { iova: 0x10_0000, length: 2 * P, phys: RAM_BASE });
     fd.ioasMap(ioas, { iova: 0x10_0000 + 2 * P, length: P, phys: RAM_BASE + P * 2, write: false });
     const r = iommu.dmaWrite(dev.rid, NO_PASID, 0x10_0000 + 100, pattern(3 * P, 1));
