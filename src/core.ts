@@ -122,6 +122,15 @@ export class Core {
     this.viewEpoch++;
   }
 
+  /**
+   * Re-creates the views after growth someone else did (an emulator growing the unshared memory it
+   * lent the engine detaches them all); returns the new result record.
+   */
+  resync(): Core['result'] {
+    this.sync();
+    return this.result;
+  }
+
   private ctrlFrom(offset: number): number {
     return this.u32view[(this.ctrlBase + offset) >>> 2]!;
   }

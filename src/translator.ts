@@ -114,7 +114,9 @@ export class Translator {
     }
     if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
     const info = this.core.exports.translate(rid, pasid, lo, hi, access);
-    const r = this.core.result;
+    let r = this.core.result;
+    // Detached: an emulator grew the unshared memory it lent the engine (views need re-creating).
+    if (r.length === 0) r = this.core.resync();
     decodeInto(out, info, r[0]!, r[1]!);
     if (!out.ok) this.log(out, rid, pasid, lo, hi, access);
     return out;
