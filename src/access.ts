@@ -135,7 +135,7 @@ export class IoasAccess extends FdObject {
     const spans = slices.map((s) => {
       const n = Number(s.last - s.start + 1n);
       const phys = Number(s.area.phys + (s.start - s.area.iova));
-      if (ram.find(phys, n) < 0) fail('EFAULT', op, `mapping at 0x${s.area.iova.toString(16)} is not backed by one guest RAM window`);
+      if (!ram.covers(phys, n)) fail('EFAULT', op, `mapping at 0x${s.area.iova.toString(16)} is not backed by guest RAM`);
       return { phys, n };
     });
     let done = 0;

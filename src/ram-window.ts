@@ -85,20 +85,48 @@ export class GuestRam {
     return -1;
   }
 
-  /** Copies guest-physical [phys, +n) into `dst` at `at`; false (nothing copied) when it is not all in one window. */
+  /** True when guest-physical [phys, phys + length) is all RAM: one window, or windows that adjoin. */
+  covers(phys: number, length: number): boolean {
+    while (length > 0) {
+      const i = this.find(phys, 1);
+      if (i < 0) return false;
+      const n = Math.min(length, this.ends[i]! - phys);
+      phys += n;
+      length -= n;
+    }
+    return true;
+  }
+
+  /** Copies guest-physical [phys, +n) into `dst` at `at`; false (nothing copied) when it is not all RAM. */
   read(phys: number, dst: Uint8Array, at: number, n: number): boolean {
     const i = this.find(phys, n);
-    if (i < 0) return false;
+    if (i < 0) return this.split(phys, dst, at, n, false);
     const from = phys - this.starts[i]!;
     dst.set(this.view(i).subarray(from, from + n), at);
     return true;
   }
 
-  /** Copies `src[at, at + n)` to guest-physical `phys`; false (nothing copied) when it is not all in one window. */
+  /** Copies `src[at, at + n)` to guest-physical `phys`; false (nothing copied) when it is not all RAM. */
   write(phys: number, src: Uint8Array, at: number, n: number): boolean {
     const i = this.find(phys, n);
-    if (i < 0) return false;
+    if (i < 0) return this.split(phys, src, at, n, true);
     this.view(i).set(at === 0 && n === src.length ? src : src.subarray(at, at + n), phys - this.starts[i]!);
+    return true;
+  }
+
+  /** The slow path of read/write: a range over adjoining windows, copied window by window. */
+  private split(phys: number, data: Uint8Array, at: number, n: number, toRam: boolean): boolean {
+    if (!this.covers(phys, n)) return false;
+    while (n > 0) {
+      const i = this.find(phys, 1);
+      const chunk = Math.min(n, this.ends[i]! - phys);
+      const from = phys - this.starts[i]!;
+      if (toRam) this.view(i).set(data.subarray(at, at + chunk), from);
+      else data.set(this.view(i).subarray(from, from + chunk), at);
+      phys += chunk;
+      at += chunk;
+      n -= chunk;
+    }
     return true;
   }
 

@@ -144,8 +144,15 @@ describe('RAM window options', () => {
     expect(errnoOf(() => Iommu.createSync(opts as never))).toBe('EINVAL');
   });
 
-  test('adjacent windows are fine; the single-window form still works', () => {
-    expect(Iommu.createSync({ ram: [{ base: 0, bytes: K }, { base: K, bytes: K }] }).ramWindows().map((w) => [w.base, w.bytes.length])).toEqual([[0n, K], [BigInt(K), K]]);
+  test('adjacent windows are fine, a copy may run across them; the single-window form still works', () => {
+    const buffer = new ArrayBuffer(K);
+    const iommu = Iommu.createSync({ ram: [{ base: K, bytes: K, buffer }, { base: 0, bytes: K }] });
+    expect(iommu.ramWindows().map((w) => [w.base, w.bytes.length])).toEqual([[0n, K], [BigInt(K), K]]);
+    const fd = iommu.open();
+    const ioas = fd.ioasAlloc();
+    fd.ioasMap(ioas, { iova: 0, length: 2 * K, phys: 0 });
+    fd.accessCreate(ioas).write(K - 2, Uint8Array.of(1, 2, 3, 4));
+    expect([...iommu.ramWindows()[0]!.bytes.subarray(K - 2), ...new Uint8Array(buffer, 0, 2)]).toEqual([1, 2, 3, 4]);
     expect(Iommu.createSync({ ram: { base: 0x8000_0000, bytes: K } }).ramBase).toBe(0x8000_0000n);
   });
 });
