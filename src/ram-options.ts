@@ -65,6 +65,8 @@ export function resolveRam(op: string, memory: unknown, region: unknown, ram: un
     reg = { offset: int(op, 'region.offset', r.offset, 0, 2 ** 32), bytes: int(op, 'region.bytes', r.bytes, PAGE, 2 ** 32) };
     if (reg.offset % PAGE || reg.bytes % PAGE) fail('EINVAL', op, `region: expected offset and bytes multiples of ${PAGE}`);
     if (reg.offset + reg.bytes > size) fail('EINVAL', op, `region: ends at ${reg.offset + reg.bytes}, past the memory's ${size} bytes`);
+    // The engine's pointers are u32: its last page may not reach 4 GiB.
+    if (reg.offset + reg.bytes > 2 ** 32 - PAGE) fail('EINVAL', op, 'region: expected to end below 4 GiB - 4 KiB');
   }
   const list = ram === undefined ? [] : Array.isArray(ram) ? ram : [ram];
   if (list.length > abi.RAM_WINDOWS_MAX) fail('EINVAL', op, `ram: at most ${abi.RAM_WINDOWS_MAX} windows, got ${list.length}`);
