@@ -34,11 +34,25 @@ declare function externalCas(window: u32, offset: u32, expected: u64, value: u64
 
 let windows: usize = 0;
 let windowCount: u32 = 0;
+// Window 0 (the lowest) cached in globals: the walk's common case is tested inline, without a loop.
+let base0: u64 = 0;
+let bytes0: u64 = 0;
+let at0: i32 = 0;
 
 /** Reads the RAM window table from the control block (called by `init`). */
 export function bindRam(ctrlPtr: usize): void {
   windows = <usize>load<u32>(ctrlPtr, CTRL_RAM_WINDOWS);
   windowCount = load<u32>(ctrlPtr, CTRL_RAM_COUNT);
+  if (windowCount > 0) {
+    base0 = load<u64>(windows, RAMWIN_BASE_LO);
+    bytes0 = <u64>load<u32>(windows, RAMWIN_BYTES);
+    at0 = load<i32>(windows, RAMWIN_OFFSET);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function located(i: u32, at: i32, off: u64): u64 {
+  return at == RAMWIN_EXTERNAL ? EXTERNAL | (<u64>i << 32) | off : <u64><u32>at + off;
 }
 
 /**
@@ -46,15 +60,20 @@ export function bindRam(ctrlPtr: usize): void {
  * window's EXTERNAL | index << 32 | offset, or RAM_NONE when it is not inside RAM (or not 8-byte
  * aligned). One subtraction per window covers both ends: below a base it wraps to a huge value.
  */
-export function ramLocate(pa: u64): u64 {
+// @ts-ignore: decorator
+@inline export function ramLocate(pa: u64): u64 {
+  const off = pa - base0;
+  if (off < bytes0 && (pa & 7) == 0) return located(0, at0, off);
+  return ramLocateRest(pa);
+}
+
+/** `ramLocate` over windows 1 and up. */
+function ramLocateRest(pa: u64): u64 {
   if ((pa & 7) != 0) return RAM_NONE;
-  for (let i: u32 = 0; i < windowCount; i++) {
+  for (let i: u32 = 1; i < windowCount; i++) {
     const w = windows + <usize>i * RAMWIN_SIZE;
     const off = pa - load<u64>(w, RAMWIN_BASE_LO);
-    if (off < <u64>load<u32>(w, RAMWIN_BYTES)) {
-      const at = load<i32>(w, RAMWIN_OFFSET);
-      return at == RAMWIN_EXTERNAL ? EXTERNAL | (<u64>i << 32) | off : <u64><u32>at + off;
-    }
+    if (off < <u64>load<u32>(w, RAMWIN_BYTES)) return located(i, load<i32>(w, RAMWIN_OFFSET), off);
   }
   return RAM_NONE;
 }
