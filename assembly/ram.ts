@@ -1,9 +1,10 @@
 // Guest RAM as seen by the walkers of user-managed tables: up to RAM_WINDOWS_MAX windows, each
-// `bytes` at guest-physical `base`, disjoint, sorted by base (src/ram-window.ts validates and
-// writes the table; the control block points at it, CTRL_RAM_WINDOWS/CTRL_RAM_COUNT). A window is
-// either in this memory (at a byte offset: inside the engine's layout, or anywhere in a memory an
-// emulator owns) or an external buffer that only JS can reach: its entries are read and
-// compare-and-swapped through the env.ramLoad/env.ramCas imports (Atomics on a BigInt64Array).
+// `bytes` at guest-physical `base`, disjoint, sorted by base (src/core/ram-options.ts validates,
+// src/core/ram-window.ts writes the table; the control block points at it, CTRL_RAM_WINDOWS and
+// CTRL_RAM_COUNT). A window is either in this memory (at a byte offset: inside the engine's
+// layout, or anywhere in a memory an emulator owns) or an external buffer that only JS can reach:
+// its entries are read and compare-and-swapped through the env.ramLoad/env.ramCas imports
+// (Atomics on a BigInt64Array).
 //
 // Invariant: every read or write of a user-managed table entry goes through `ramLocate`, which
 // returns RAM_NONE unless the whole 8-byte entry lies inside one window. Entry addresses are

@@ -10,8 +10,11 @@
  * `rams` are the caller's own views of its windows (made from the memory/buffer it holds, not
  * through ioasid), so tests read A/D and DMA writes back where the emulator would.
  * Window offsets are deliberately 8-byte but not page aligned, and the region does not start at 0.
+ * Engines are made by helpers.ts `makeIommu` (its defaults under the options given, and the
+ * ok and err helpers know them).
  */
-import { Iommu, type IommuOptions } from '../src/index';
+import type { Iommu, IommuOptions } from '../src/index';
+import { makeIommu } from './helpers';
 
 export type RamMode = 'engine' | 'memory' | 'external';
 export const RAM_MODES: readonly RamMode[] = ['engine', 'memory', 'external'];
@@ -43,13 +46,13 @@ const SKEW = 8;
 export function createInMode(mode: RamMode, windows: ModeWindow | ModeWindow[], opts: Omit<IommuOptions, 'ram' | 'memory' | 'region'> = {}, regionBytes = 2 * 2 ** 20): InMode {
   const list = Array.isArray(windows) ? windows : [windows];
   if (mode === 'engine') {
-    const iommu = Iommu.createSync({ ...opts, ram: Array.isArray(windows) ? list : list[0] });
+    const iommu = makeIommu({ ...opts, ram: Array.isArray(windows) ? list : list[0] });
     return { iommu, rams: list.map((w) => iommu.ramWindows().find((v) => v.base === BigInt(w.base))!.bytes) };
   }
   const { maxMemoryBytes: _max, ...rest } = opts;
   if (mode === 'external') {
     const ram = list.map((w) => ({ ...w, buffer: new SharedArrayBuffer(w.bytes + SKEW), offset: SKEW }));
-    const iommu = Iommu.createSync({ ...opts, ram });
+    const iommu = makeIommu({ ...opts, ram });
     return { iommu, rams: ram.map((w) => new Uint8Array(w.buffer, SKEW, w.bytes)) };
   }
   let at = REGION_OFFSET + regionBytes;
@@ -60,7 +63,7 @@ export function createInMode(mode: RamMode, windows: ModeWindow | ModeWindow[], 
   });
   const pages = Math.ceil(at / WASM_PAGE);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-  const iommu = Iommu.createSync({
+  const iommu = makeIommu({
     ...rest, memory, region: { offset: REGION_OFFSET, bytes: regionBytes },
     ram: list.map((w, i) => ({ ...w, offset: offsets[i]! })),
   });

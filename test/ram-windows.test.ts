@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, NO_PASID, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { errnoOf } from './helpers';
 import { createInMode, RAM_MODES, REGION_OFFSET, type RamMode } from './ram-modes';
 

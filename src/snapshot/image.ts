@@ -22,9 +22,9 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { Core } from '../core';
-import { controlBlockWords, GUARD_POISON, writeControlBlock, type Layout } from '../layout';
-import type { GuestRam } from '../ram-window';
+import type { Core } from '../core/core';
+import { controlBlockWords, GUARD_POISON, writeControlBlock, type Layout } from '../core/layout';
+import type { GuestRam } from '../core/ram-window';
 import { bad } from './json';
 
 const PAGE = abi.PAGE_SIZE;

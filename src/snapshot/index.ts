@@ -10,13 +10,13 @@
  * asks for — and the half-built engine is dropped: restore touches no existing engine.
  * @module
  */
-import { IommuError } from '../errno';
-import type { Engine } from '../engine';
-import { drainPageRequests } from '../fault-queue';
-import type { IommuOptions } from '../iommu';
-import type { Layout } from '../layout';
-import type { RamWindowOptions } from '../ram-options';
-import type { GuestRam } from '../ram-window';
+import { IommuError } from '../base/errno';
+import type { Engine } from '../iommufd/fd-state';
+import { drainPageRequests } from '../iommufd/fault-queue';
+import type { IommuOptions } from '../options';
+import type { Layout } from '../core/layout';
+import type { RamWindowOptions } from '../core/ram-options';
+import type { GuestRam } from '../core/ram-window';
 import { decodeSnapshot, encodeSnapshot } from './container';
 import { captureImage, checkControlBlock, loadImage } from './image';
 import { arr, bad, bool, obj, OP, u64, uint } from './json';

@@ -8,7 +8,7 @@
  */
 import { fail } from './errno';
 
-export const U64_MAX = (1n << 64n) - 1n;
+export { U64_MAX } from './range';
 const TWO_64 = 1n << 64n;
 
 /**

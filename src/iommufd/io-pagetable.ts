@@ -3,14 +3,15 @@
  * ranges, the IOVA alignment, and the device domains that mirror the areas.
  * This is our `io_pagetable.c`: an interval data structure with no knowledge of object IDs,
  * FDs or commands. `ioas.ts` checks command fields, looks objects up and calls in here.
- * Check orders and errnos follow iommufd (shared/docs/iommufd.md §3); a failed call changes nothing.
+ * Check orders and errnos follow iommufd (Linux drivers/iommu/iommufd/io_pagetable.c and ioas.c); a failed call changes nothing.
  * @module
  */
 
-import { fail } from './errno.js';
+import { fail } from '../base/errno.js';
+import { toLast, U64_MAX } from '../base/range.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
-export const U64_MAX: bigint = (1n << 64n) - 1n;
+export { U64_MAX };
 
 /**
  * The CPU page size of the model (the kernel's `PAGE_SIZE`). The IOVA alignment never exceeds
@@ -155,7 +156,7 @@ export class IoPagetable {
 
   /**
    * MAP: create one area `[iova, iova+length-1] -> phys` and install it in every domain
-   * (iommufd.md §3.2 steps 5-11, §3.3). The caller has already done the uAPI checks (flags,
+   * (Linux io_pagetable.c: iopt_map_pages, iopt_alloc_iova). The caller has already done the uAPI checks (flags,
    * `iova`/`length >= U64_MAX`, IOAS lookup).
    * @param op public call name used in error messages, e.g. `'ioasMap'`
    * @param args `iova` given = fixed IOVA, undefined = automatic; `phys` is the backing address
@@ -665,18 +666,7 @@ export class IoPagetable {
   }
 }
 
-/**
- * The one `(start, length)` -> `last` conversion.
- * @throws IommuError `EINVAL` `length == 0`; `EOVERFLOW` `start + length - 1` passes 2^64-1.
- */
-function toLast(op: string, what: string, start: bigint, length: bigint): bigint {
-  if (length === 0n) fail('EINVAL', op, `expected a non-zero length for ${what}, got 0`);
-  const last = start + length - 1n;
-  if (last > U64_MAX) fail('EOVERFLOW', op, `expected ${what} + length - 1 within 2^64-1, got ${hex(start)} + ${hex(length)}`);
-  return last;
-}
-
-/** Length of an area; the inverse of {@link toLast}. */
+/** Length of an area; the inverse of `toLast` (src/base/range.ts). */
 function areaLength(a: Area): bigint {
   return a.last - a.iova + 1n;
 }

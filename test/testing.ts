@@ -1,31 +1,22 @@
 /**
  * Test-only hooks into an engine: fault injection, guard scans, page-pool accounting and the
- * internal state of an FD, for test/ and scripts/ (fuzzing, fault injection, soak). NOT exported
- * from src/index.ts and not part of the API: nothing here is stable.
- *
- * `Iommu`'s constructor registers its engine here (a WeakMap, so engines are still collected).
+ * internal state of an FD, for test/ and scripts/ (fuzzing, fault injection, soak). Not shipped:
+ * it reaches the engine behind an `Iommu` through the internal registry of
+ * src/iommufd/fd-state.ts (`engineBehind`), which src/api.ts does not export.
  * @module
  */
 import * as abi from '../assembly/abi';
-import type { BoundDevice } from './device';
-import type { Engine } from './engine';
-import { fdState } from './fd-state';
-import type { ObjType } from './object-table';
-import type { HwptPaging } from './hwpt';
-import type { Ioas } from './ioas';
-import type { IoRange } from './io-pagetable';
-import { GUARD_POISON } from './layout';
-
-const engines = new WeakMap<object, Engine>();
-
-/** @internal Called by `Iommu`'s constructor. */
-export function registerEngine(iommu: object, engine: Engine): void {
-  engines.set(iommu, engine);
-}
+import type { BoundDevice } from '../src/iommufd/device';
+import { engineBehind, fdState, type Engine } from '../src/iommufd/fd-state';
+import type { ObjType } from '../src/iommufd/object-table';
+import type { HwptPaging } from '../src/iommufd/hwpt';
+import type { Ioas } from '../src/iommufd/ioas';
+import type { IoRange } from '../src/iommufd/io-pagetable';
+import { GUARD_POISON } from '../src/core/layout';
 
 /** The engine behind an `Iommu`. @throws Error for anything else. */
 export function engineOf(iommu: object): Engine {
-  const e = engines.get(iommu);
+  const e = engineBehind(iommu);
   if (!e) throw new Error('testing.engineOf: not an Iommu');
   e.core.sync();
   return e;

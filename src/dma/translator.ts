@@ -7,12 +7,12 @@
  * that covers it returns; after that, no translation that starts later returns it.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 import { Batch } from './batch';
-import { Core } from './core';
+import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
-import { GuestRam, type RamWindowSpec } from './ram-window';
+import { GuestRam, type RamWindowSpec } from '../core/ram-window';
 import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */

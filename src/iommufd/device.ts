@@ -4,15 +4,15 @@
  * its PASIDs) to use an address space of that FD. Programming the address space is the FD's
  * business, authorization is this object's: the seed's separation of the two.
  *
- * Rules (iommufd.md §1.4, VFIO cdev): a second attach of an attached (device, pasid) replaces;
+ * Rules (Linux drivers/iommu/iommufd/device.c; VFIO cdev, Documentation/driver-api/vfio.rst): a second attach of an attached (device, pasid) replaces;
  * detach of nothing succeeds; a PASID needs a PASID-capable HWPT and a PASID-compatible RID
  * attachment; the seed's addition: the PASID must be allocated by the FD the device is bound to.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { id, int, options } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { id, int, options } from '../base/args';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import { fdState, type FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';
@@ -154,13 +154,14 @@ export class DeviceFd {
     if (state.engine !== this.engine) fail('EINVAL', op, 'expected an IommuFd of the Iommu this device was added to');
     state.checkOpen(op);
     if (this.binding) fail('EINVAL', op, `device ${this.bdf} is already bound (device ID ${this.binding.obj.id})`);
-    const devId = state.table.reserve(op);
-    const obj = new BoundDevice(this);
-    obj.users = 1;
-    state.table.publish(devId, obj);
+    const obj = state.table.create(op, () => {
+      const bound = new BoundDevice(this);
+      bound.users = 1;
+      return bound;
+    });
     this.binding = { state, obj };
     state.devices.add(this);
-    return devId;
+    return obj.id;
   }
 
   /**
@@ -194,14 +195,7 @@ export class DeviceFd {
       // Checked before an auto HWPT is made, so that a refusal leaves no HWPT behind.
       this.checkCompat(op, pasid, hwpt ?? { id: 0, flags: AUTO_FLAGS });
       if (!hwpt) {
-        const autoId = state.table.reserve(op);
-        try {
-          hwpt = HwptPaging.create(op, this.engine, target, AUTO_FLAGS);
-        } catch (e) {
-          state.table.abort(autoId);
-          throw e;
-        }
-        state.table.publish(autoId, hwpt);
+        hwpt = state.table.create(op, () => HwptPaging.create(op, this.engine, target, AUTO_FLAGS));
         madeAuto = true;
       }
     }
@@ -294,14 +288,7 @@ export class DeviceFd {
 
   /** Points the core's context for (rid, pasid) at `domain` (0 = blocked). @throws ENOMEM. */
   private program(op: string, pasid: number, domain: number): void {
-    const core = this.engine.core;
-    if (pasid === abi.NO_PASID) {
-      this.engine.check(op, core.exports.setRidDomain(this.rid, domain), 'RID context');
-    } else {
-      if (domain !== 0 && this.engine.failPoint()) fail('ENOMEM', op, 'PASID table allocation failed (injected)');
-      this.engine.check(op, core.exports.setPasidDomain(this.rid, pasid, domain), 'PASID context');
-    }
-    core.sync();
+    this.engine.setContext(op, this.rid, pasid, domain);
   }
 
   private detachPasid(state: FdState, pasid: number): void {

@@ -7,7 +7,7 @@
  * objects and bindings; an object with users > 0 cannot be destroyed (EBUSY).
  * @module
  */
-import { fail } from './errno';
+import { fail } from '../base/errno';
 
 export type ObjType = 'ioas' | 'hwpt-paging' | 'hwpt-nested' | 'hwpt-user' | 'device' | 'access' | 'fault';
 
@@ -41,8 +41,26 @@ export class ObjectTable {
     return this.slots.size;
   }
 
+  /**
+   * Two-phase creation, the one way every command makes an object: reserves the lowest free ID,
+   * runs `build` (which links the object into its neighbours as its last, non-failing steps), then
+   * publishes it. If `build` throws, the ID is freed again: it was never visible, so the failed
+   * call changed nothing. @throws ENOMEM (ID space exhausted or injected) and whatever `build` throws.
+   */
+  create<T extends FdObject>(op: string, build: () => T): T {
+    const id = this.reserve(op);
+    let obj: T;
+    try {
+      obj = build();
+    } catch (e) {
+      this.abort(id);
+      throw e;
+    }
+    return this.publish(id, obj);
+  }
+
   /** Phase one: reserves the lowest free ID. @throws ENOMEM (ID space exhausted or injected). */
-  reserve(op: string): number {
+  private reserve(op: string): number {
     if (this.failPoint()) fail('ENOMEM', op, 'object ID allocation failed (injected)');
     let id: number;
     if (this.freed.length > 0) id = this.freed.shift()!;
@@ -60,7 +78,7 @@ export class ObjectTable {
   }
 
   /** Undoes `reserve` after a failed creation: the ID was never visible. */
-  abort(id: number): void {
+  private abort(id: number): void {
     this.slots.delete(id);
     this.free(id);
   }

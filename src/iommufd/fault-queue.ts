@@ -1,5 +1,5 @@
 /**
- * Fault queues (iommufd's FAULT object and fault FD, `IOMMU_FAULT_QUEUE_ALLOC`, iommufd.md §2.4):
+ * Fault queues (iommufd's FAULT object and fault FD, `IOMMU_FAULT_QUEUE_ALLOC`, Linux include/uapi/linux/iommufd.h `struct iommu_fault_alloc`):
  * page requests (PCIe PRI) of devices attached to a HWPT allocated with `faultId` are delivered
  * here; the user reads them and answers each with SUCCESS or INVALID, which goes back to the
  * device (`DeviceFd.pageResponses()`), which may then retry its DMA.
@@ -21,10 +21,10 @@
  * queued again: the device gets one answer.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 import type { DeviceFd } from './device';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import type { Engine } from './fd-state';
+import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import { FdObject } from './object-table';
 
@@ -106,36 +106,15 @@ function respond(dev: DeviceFd, r: { pasid: number; grpid: number; addr: bigint 
  * whose attachment is gone (detached, replaced, destroyed since) is answered INVALID at once.
  */
 export function drainPageRequests(engine: Engine): void {
-  const core = engine.core;
-  core.sync();
-  const u32 = core.u32;
-  const slotsBase = core.ctrl(abi.CTRL_SLOTS);
-  const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
-  const slotCount = core.ctrl(abi.CTRL_SLOT_COUNT);
   const routes = sinksOf(engine);
-  for (let s = 0; s < slotCount; s++) {
-    const base = slotsBase + s * slotSize;
-    const headAt = (base + abi.SLOT_PRQ_HEAD) >>> 2;
-    const tail = Atomics.load(u32, (base + abi.SLOT_PRQ_TAIL) >>> 2);
-    let head = u32[headAt]!;
-    while (head !== tail) {
-      const w = (base + abi.SLOT_PRQ + (head & (abi.PRQ_ENTRIES - 1)) * abi.PRQ_SIZE) >>> 2;
-      const ridAccess = u32[w + abi.PRQ_RID_ACCESS / 4]!;
-      const rid = ridAccess & 0xffff;
-      const pasid = u32[w + abi.PRQ_PASID / 4]!;
-      const iova = (BigInt(u32[w + abi.PRQ_IOVA_HI / 4]!) << 32n) | BigInt(u32[w + abi.PRQ_IOVA_LO / 4]!);
-      const domain = u32[w + abi.PRQ_DOMAIN / 4]!;
-      const dev = engine.devices.get(rid);
-      if (dev) {
-        const sink = routes.get(domain);
-        const addr = iova & ~BigInt(abi.PAGE_SIZE - 1);
-        if (sink && sink.queue.accepts(dev, pasid, sink.hwpt)) sink.queue.deliver(dev, sink.hwpt, pasid, addr, (ridAccess >>> 16) & abi.ACCESS_MASK);
-        else respond(dev, { pasid, grpid: nextGroup(dev), addr }, 'invalid');
-      }
-      head = (head + 1) >>> 0;
-    }
-    Atomics.store(u32, headAt, head);
-  }
+  engine.drainPageRequests(({ rid, pasid, iova, domain, access }) => {
+    const dev = engine.devices.get(rid);
+    if (!dev) return;
+    const sink = routes.get(domain);
+    const addr = iova & ~BigInt(abi.PAGE_SIZE - 1);
+    if (sink && sink.queue.accepts(dev, pasid, sink.hwpt)) sink.queue.deliver(dev, sink.hwpt, pasid, addr, access);
+    else respond(dev, { pasid, grpid: nextGroup(dev), addr }, 'invalid');
+  });
 }
 
 /** @internal Snapshot support: the group index `dev`'s next page request gets. */
@@ -209,7 +188,7 @@ export class FaultQueue extends FdObject {
 
   /** @internal Routes `hwpt`'s page requests here and enables them in the core. */
   hwptAdded(hwpt: FaultingHwpt): void {
-    this.engine.core.exports.domainSetPri(hwpt.domain, 1);
+    this.engine.setDomainPri(hwpt.domain, true);
     sinksOf(this.engine).set(hwpt.domain, { queue: this, hwpt });
     this.hwpts.add(hwpt);
     this.users++;
@@ -367,11 +346,10 @@ const fds = new WeakMap<FaultQueue, FaultQueueFd>();
 
 /** @internal IOMMU_FAULT_QUEUE_ALLOC: a published FAULT object and its FD. */
 export function faultQueueCreate(state: FdState, op: string): { id: number; fd: FaultQueueFd } {
-  const faultId = state.table.reserve(op);
-  const queue = state.table.publish(faultId, new FaultQueue(state.engine, state));
+  const queue = state.table.create(op, () => new FaultQueue(state.engine, state));
   const fd = new FaultQueueFd(queue);
   fds.set(queue, fd);
-  return { id: faultId, fd };
+  return { id: queue.id, fd };
 }
 
 /** @internal FD close: the fault FDs go first (iommufd keeps the context alive for them; we close them). */

@@ -8,7 +8,8 @@
  * - Without `ptId` ('hwpt-user') table addresses and outputs are guest-physical: one stage of an
  *   emulated IOMMU, or, with `nestParent`, a guest-programmed G stage for nested children.
  *
- * Lifetime (iommufd.md §1.3, scenarios 47-53): a child holds a reference on its parent (destroying
+ * Lifetime (Linux Documentation/userspace-api/iommufd.rst, IOMMUFD_OBJ_HWPT_NESTED; the
+ * selftest's alloc_hwpt_nested, tools/testing/selftests/iommu/iommufd.c): a child holds a reference on its parent (destroying
  * the parent is EBUSY), a HWPT on its fault queue; nested on nested is EINVAL; attachments hold a
  * reference on the HWPT. The engine never writes the tables except for A/D updates, and caches
  * translations until `hwptInvalidate` (as hardware does).
@@ -17,10 +18,10 @@
  * 'sv57' (RISC-V S/VS stage), 'sv39x4', 'sv48x4', 'sv57x4' (RISC-V G stage).
  * @module
  */
-import * as abi from '../assembly/abi';
-import { flag, id, int, options, u64, describe } from './args';
+import * as abi from '../../assembly/abi';
+import { flag, id, int, options, u64, describe } from '../base/args';
 import type { BoundDevice } from './device';
-import { fail } from './errno';
+import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
 import { FaultQueue } from './fault-queue';
 import { HwptPaging, type HwptFlags, type NestedChild } from './hwpt';
@@ -193,19 +194,16 @@ export function hwptAllocUser(state: FdState, op: string, o: Partial<Record<stri
 
   const flags = (hwAD ? abi.DOM_HWAD : 0) | (sum ? abi.DOM_SUM : 0) | (svpbmt && riscv ? abi.DOM_SVPBMT : 0)
     | (svnapot && riscv ? abi.DOM_SVNAPOT : 0) | (svrsw && riscv ? abi.DOM_SVRSW60T59B : 0);
-  const hwptId = state.table.reserve(op);
-  let domain: number;
-  try {
-    domain = state.engine.userDomainCreate(op, f.fmt, levels, root, flags, parent?.domain ?? 0, paBits);
-  } catch (e) {
-    state.table.abort(hwptId);
-    throw e;
-  }
-  const hwpt = new HwptUser(state, domain, { auto: false, nestParent, pasid }, t.format, root, parent, queue);
-  if (parent) {
-    parent.children.add(hwpt);
-    parent.users++;
-  }
-  queue?.hwptAdded(hwpt);
-  return state.table.publish(hwptId, hwpt).id;
+  const format = t.format as string;
+  const nestUnder = parent;
+  return state.table.create(op, () => {
+    const domain = state.engine.userDomainCreate(op, f.fmt, levels, root, flags, nestUnder?.domain ?? 0, paBits);
+    const hwpt = new HwptUser(state, domain, { auto: false, nestParent, pasid }, format, root, nestUnder, queue);
+    if (nestUnder) {
+      nestUnder.children.add(hwpt);
+      nestUnder.users++;
+    }
+    queue?.hwptAdded(hwpt);
+    return hwpt;
+  }).id;
 }

@@ -3,7 +3,7 @@
  * translation (after QEMU's IOMMUTLBEntry). A fault is a value, never a thrown error.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 
 /** Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv. */
 export const Access = {

@@ -15,8 +15,8 @@
  *                an outside-RAM fault), 0 otherwise. The authoritative layout is assembly/abi.ts.
  * @module
  */
-import * as abi from '../assembly/abi';
-import type { Core } from './core';
+import * as abi from '../../assembly/abi';
+import type { Core } from '../core/core';
 
 export class Batch {
   private epoch = -1;

@@ -15,7 +15,7 @@
  * holds tables the walkers read, but is not reachable by software DMA.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 
 /** One window as the engine keeps it; structured-cloneable (translator handles carry it to workers). */
 export interface RamWindowSpec {

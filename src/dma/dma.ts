@@ -5,9 +5,8 @@
  * as a PCIe device would see a completion with an error part way through a burst.
  * @module
  */
-import { Access } from './translation';
-import { FAULT_REASONS, type Fault } from './translation';
-import type { Translator } from './translator';
+import type { GuestRam } from '../core/ram-window';
+import { Access, FAULT_REASONS, type Fault, type TranslationOut } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
 export interface DmaResult {
@@ -16,11 +15,23 @@ export interface DmaResult {
   fault?: Fault | { readonly reason: 'not-ram'; readonly level: 0; readonly stage: 0; readonly phys: bigint };
 }
 
+/**
+ * What a transfer needs of its translator. A `Translator` is one; the interface keeps this file
+ * below translator.ts (which calls `dmaCopy`), so the two do not import each other.
+ */
+export interface DmaPort {
+  /** Scratch result reused by every leaf of a transfer (the translator's own). */
+  readonly dmaScratch: TranslationOut;
+  /** Guest RAM, where the copies go (src/core/ram-window.ts). */
+  readonly guestRam: GuestRam;
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut;
+}
+
 const TWO_64 = 1n << 64n;
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
 
 /** Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write. */
-export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf

@@ -4,9 +4,9 @@
  * last attachment; explicit ones (`hwptAlloc`) live until destroyed.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { IommuError } from './errno';
-import type { Engine } from './engine';
+import * as abi from '../../assembly/abi';
+import { IommuError } from '../base/errno';
+import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
@@ -82,18 +82,15 @@ export class HwptPaging extends FdObject implements DomainSink {
       throw new IommuError('ERANGE', 'map', `output addresses up to 0x${(area.phys + area.last - area.iova).toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
     }
     const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
-    const status = this.engine.core.exports.map(this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
-    this.engine.core.sync();
-    if (status === abi.STATUS_ENOMEM) throw new IommuError('ENOMEM', 'map', 'page pool exhausted (option maxMemoryBytes)');
-    if (status !== abi.STATUS_OK) throw new Error(`ioasid: core refused an area the IOAS accepted (status ${status})`);
+    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
   }
 
   unmapArea(area: Area): void {
-    this.engine.core.exports.unmap(this.domain, area.iova, area.last);
+    this.engine.unmap(this.domain, area.iova, area.last);
     // Children cache combined (stage-1 + this stage-2) results under their own domains: the
     // parent's generation bump does not reach them, so end theirs too — after the unmap, so a
     // child walk that refills reads the new parent tables.
-    for (const child of this.children) this.engine.core.exports.domainInvalidateAll(child.domain);
+    for (const child of this.children) this.engine.invalidateDomain(child.domain);
   }
 
   /** Table pages this HWPT's domain uses, root included. */

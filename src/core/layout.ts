@@ -14,7 +14,7 @@
  * any write that overran its region. The null guard below the control block is poisoned too.
  * @module
  */
-import * as abi from '../assembly/abi';
+import * as abi from '../../assembly/abi';
 import type { GuestRam } from './ram-window';
 
 const WASM_PAGE = 65536;

@@ -14,14 +14,16 @@
  * A nest parent's translations are inside its children's cached results, which are keyed by the
  * children's input addresses: invalidating a parent (any entry) ends all of its children's entries.
  *
- * iommufd semantics (iommufd.md §2.2, scenarios 51-52): a paging (engine-managed) HWPT is EINVAL;
+ * iommufd semantics (Linux include/uapi/linux/iommufd.h `struct iommu_hwpt_invalidate`; the invalidation
+ * cases of the selftest's alloc_hwpt_nested, tools/testing/selftests/iommu/iommufd.c): a paging (engine-managed) HWPT is EINVAL;
  * entries are applied in order and the call stops at the first bad one, reporting its errno and how
  * many entries were handled before it (`InvalidateError.handled`); an empty list succeeds with 0.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { int, u64, describe } from './args';
-import { fail, IommuError, type Errno } from './errno';
+import * as abi from '../../assembly/abi';
+import { int, u64, describe } from '../base/args';
+import { toLast } from '../base/range';
+import { fail, IommuError, type Errno } from '../base/errno';
 import type { FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';
@@ -65,9 +67,8 @@ function parseEntry(op: string, entry: unknown, i: number): Range {
   if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true };
   const iova = u64(op, `entries[${i}].iova`, e.iova);
   const length = u64(op, `entries[${i}].length`, e.length);
-  if (length === 0n) fail('EINVAL', op, `entries[${i}].length: must be nonzero`);
-  if (iova + length - 1n >= 1n << 64n) fail('EOVERFLOW', op, `entries[${i}]: iova + length - 1 overflows`);
-  return { pasid, first: iova >> 12n, last: (iova + length - 1n) >> 12n, all: false };
+  const last = toLast(op, `entries[${i}].iova`, iova, length);
+  return { pasid, first: iova >> 12n, last: last >> 12n, all: false };
 }
 
 /**
@@ -81,7 +82,6 @@ export function hwptInvalidate(state: FdState, op: string, hwptId: number, entri
   if (hwpt instanceof HwptPaging) fail('EINVAL', op, `HWPT ${hwptId} is engine-managed (hwpt-paging): its caches follow ioasUnmap`);
   if (!(hwpt instanceof HwptUser)) fail('EINVAL', op, `object ${hwptId} is a ${hwpt.type}, expected a user-managed HWPT`);
   if (!Array.isArray(entries)) fail('EINVAL', op, `entries: expected an array, got ${describe(entries)}`);
-  const core = state.engine.core;
   let handled = 0;
   for (const entry of entries as unknown[]) {
     let r: Range;
@@ -93,17 +93,17 @@ export function hwptInvalidate(state: FdState, op: string, hwptId: number, entri
     }
     apply(state, hwpt, r);
     // What the children cached went through this table (when it is a parent).
-    for (const child of hwpt.children) core.exports.domainInvalidateAll(child.domain);
+    for (const child of hwpt.children) state.engine.invalidateDomain(child.domain);
     handled++;
   }
   return handled;
 }
 
 function apply(state: FdState, hwpt: HwptUser, r: Range): void {
-  const x = state.engine.core.exports;
+  const engine = state.engine;
   const dom = hwpt.domain;
   if (r.all && r.pasid === undefined) {
-    x.domainInvalidateAll(dom);
+    engine.invalidateDomain(dom);
     return;
   }
   // The (rid, pasid) pairs attached to this HWPT: only they can have entries under its domain.
@@ -116,8 +116,8 @@ function apply(state: FdState, hwpt: HwptUser, r: Range): void {
   const pages = r.last - r.first + 1n;
   if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
     // Entries of pairs detached earlier are dead already (detach ends the domain's generation).
-    for (const [rid, pasid] of pairs) x.iotlbInvalidatePages(dom, rid, pasid, r.first, r.last);
+    for (const [rid, pasid] of pairs) engine.invalidatePages(dom, rid, pasid, r.first, r.last);
   } else {
-    x.iotlbInvalidateScan(dom, r.pasid === undefined ? 1 : 0, r.pasid ?? 0, r.first, r.last);
+    engine.invalidateScan(dom, r.pasid, r.first, r.last);
   }
 }

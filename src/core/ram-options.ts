@@ -9,9 +9,9 @@
  * in the emulator's memory does not overlap the engine's region.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { describe, int, options } from './args';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { describe, int, options } from '../base/args';
+import { fail } from '../base/errno';
 import type { RamWindowSpec } from './ram-window';
 
 /** One guest RAM window of `IommuOptions.ram`. */

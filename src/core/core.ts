@@ -6,8 +6,8 @@
  * whenever the buffer changes (memory growth replaces `memory.buffer`).
  * @module
  */
-import * as abi from '../assembly/abi';
-import { CORE_SHARED_BASE64, CORE_UNSHARED_BASE64 } from './generated/core-wasm';
+import * as abi from '../../assembly/abi';
+import { CORE_SHARED_BASE64, CORE_UNSHARED_BASE64 } from '../generated/core-wasm';
 import type { RamImports } from './ram-window';
 
 /** Every export of assembly/index.ts, typed once. Pointers are byte offsets into the memory. */

@@ -4,7 +4,7 @@
  * attach its devices with it or free it. PASID 0 is never handed out (it is NO_PASID).
  * @module
  */
-import { fail } from './errno';
+import { fail } from '../base/errno';
 
 export class PasidSpace {
   private readonly owners = new Map<number, object>();

@@ -4,10 +4,11 @@
  * command handlers below validate arguments in iommufd's order and call the io-pagetable.
  * @module
  */
-import { u64, id, flag, options, U64_MAX } from './args';
-import { fail } from './errno';
+import { u64, id, flag, options, U64_MAX } from '../base/args';
+import { fail } from '../base/errno';
 import { IoasAccess } from './access';
 import type { HwptPaging } from './hwpt';
+import { toLast } from '../base/range';
 import { IoPagetable, type IoRange } from './io-pagetable';
 import { FdObject, type ObjectTable } from './object-table';
 
@@ -61,6 +62,11 @@ function perms(op: string, read: unknown, write: unknown): { read: boolean; writ
   return { read: r, write: w };
 }
 
+/** IOMMU_IOAS_ALLOC: an empty IOAS. @returns its ID. @throws ENOMEM. */
+export function ioasAlloc(table: ObjectTable): number {
+  return table.create('ioasAlloc', () => new Ioas()).id;
+}
+
 /** IOMMU_IOAS_MAP. @throws EOPNOTSUPP, EOVERFLOW, EINVAL, ENOENT, EEXIST, ENOSPC, ENOMEM. */
 export function ioasMap(table: ObjectTable, ioasId: number, args: MapArgs): bigint {
   const op = 'ioasMap';
@@ -104,9 +110,7 @@ export function ioasCopy(table: ObjectTable, args: CopyArgs): bigint {
 
 /** Source-side checks of COPY, which iommufd makes before it looks at the destination IOAS. */
 function checkSource(op: string, src: Ioas, srcIova: bigint, length: bigint): void {
-  if (length === 0n) fail('EINVAL', op, 'length must be nonzero');
-  const last = srcIova + length - 1n;
-  if (last > U64_MAX) fail('EOVERFLOW', op, 'srcIova + length - 1 overflows');
+  const last = toLast(op, 'srcIova', srcIova, length);
   if (!src.iopt.slices(srcIova, last)) fail('ENOENT', op, 'source range is not fully mapped');
 }
 

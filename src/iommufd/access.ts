@@ -1,5 +1,5 @@
 /**
- * Access objects: iommufd's software DMA path (`iommufd_access_*`, iommufd.md §3.12). An emulated
+ * Access objects: iommufd's software DMA path (`iommufd_access_*`, Linux drivers/iommu/iommufd/device.c; Documentation/userspace-api/iommufd.rst, IOMMUFD_OBJ_ACCESS). An emulated
  * device that has no IOMMU of its own reads, writes and pins IOAS memory by IOVA through one.
  *
  * Invariants: a pin covers whole pages of contiguous areas; while any pin intersects an area being
@@ -8,10 +8,11 @@
  * A pinning access raises its IOAS's alignment to a page, as in the kernel.
  * @module
  */
-import * as abi from '../assembly/abi';
-import { u64 } from './args';
-import type { Engine } from './engine';
-import { fail } from './errno';
+import * as abi from '../../assembly/abi';
+import { id, options, u64 } from '../base/args';
+import { toLast } from '../base/range';
+import type { Engine, FdState } from './fd-state';
+import { fail } from '../base/errno';
 import type { Area, IoRange } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
@@ -117,10 +118,7 @@ export class IoasAccess extends FdObject {
     if (this.id === 0 || !this.ioas.accesses.has(this)) fail('EBADF', op, 'the access was destroyed');
     const start = u64(op, 'iova', iova);
     const n = u64(op, 'length', length);
-    if (n === 0n) fail('EINVAL', op, 'length must be nonzero');
-    const last = start + n - 1n;
-    if (last >= 1n << 64n) fail('EOVERFLOW', op, 'iova + length - 1 overflows');
-    return { start, last };
+    return { start, last: toLast(op, 'iova', start, n) };
   }
 
   private copy(op: string, iova: unknown, data: Uint8Array, toRam: boolean): void {
@@ -145,4 +143,23 @@ export class IoasAccess extends FdObject {
       done += n;
     }
   }
+}
+
+/**
+ * IOMMU_ACCESS_CREATE's counterpart (iommufd_access_create): an access object on IOAS `ioasId`;
+ * with `onUnmap` a pinning one, which raises the IOAS alignment to a page.
+ * @throws ENOENT no such IOAS; EINVAL onUnmap not a function; EADDRINUSE mappings not page aligned; ENOMEM.
+ */
+export function accessCreate(state: FdState, op: string, ioasId: unknown, opts: unknown): IoasAccess {
+  const o = options(op, opts, ['onUnmap'] as const);
+  if (o.onUnmap !== undefined && typeof o.onUnmap !== 'function') fail('EINVAL', op, 'onUnmap: expected a function');
+  const ioas = state.table.get<Ioas>(op, id(op, 'ioasId', ioasId), 'ioas');
+  return state.table.create(op, () => {
+    const access = new IoasAccess(state.engine, ioas, o.onUnmap as UnmapCallback | undefined);
+    // A pinning access works in whole pages (iommufd: alignment PAGE_SIZE when it pins).
+    if (o.onUnmap) ioas.iopt.addAlignment(op, access, BigInt(abi.PAGE_SIZE));
+    ioas.users++;
+    ioas.accesses.add(access);
+    return access;
+  });
 }
