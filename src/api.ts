@@ -17,7 +17,7 @@ export type { RamWindowOptions } from './core/ram-options';
 export type { RamWindowSpec } from './core/ram-window';
 export { IommuError, ERRNO, type Errno } from './base/errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './dma/translation';
-export { FaultLog, type FaultRecord } from './dma/fault-log';
+export { FaultLog, type FaultRecord, type FaultListener } from './dma/fault-log';
 export type { MapArgs, CopyArgs } from './iommufd/ioas';
 export type { IoRange } from './iommufd/io-pagetable';
 export type { HwptUserArgs, UserTable } from './iommufd/hwpt-user';

@@ -169,6 +169,19 @@ export class Iommu {
     return dev;
   }
 
+  /**
+   * The device with requester ID `rid` (bus << 8 | device << 3 | function), or undefined: how a
+   * vIOMMU model finds the endpoint a guest request names (virtio-iommu's endpoint ID is the RID).
+   */
+  device(rid: number): DeviceFd | undefined {
+    return this.engine.devices.get(rid);
+  }
+
+  /** Every device added to this IOMMU, in requester-ID order. */
+  devices(): DeviceFd[] {
+    return [...this.engine.devices.values()].sort((a, b) => a.rid - b.rid);
+  }
+
   /** Opens an ioasid FD. */
   open(): IommuFd {
     return new IommuFd(this.engine);

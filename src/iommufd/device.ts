@@ -90,6 +90,11 @@ export class DeviceFd {
     return this.caps.dirty;
   }
 
+  /** The IOVA ranges the device cannot use (`DeviceOptions.reservedRegions`), as copies. */
+  get reservedRegions(): IoRange[] {
+    return this.caps.reservedRegions.map((r) => ({ start: r.start, last: r.last }));
+  }
+
   /** PASID width; 0 = the device does not support PASIDs. */
   get pasidBits(): number {
     return this.caps.pasidBits;
