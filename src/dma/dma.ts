@@ -6,8 +6,7 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { Core } from '../core/core';
-import type { RamWindow } from '../core/ram-window';
+import type { GuestRam } from '../core/ram-window';
 import { Access, faultCore, type Fault, type TranslationOut } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
@@ -24,10 +23,12 @@ export interface DmaResult {
 export interface DmaPort {
   /** Scratch result for the per-call path's bad-request faults (the translator's own). */
   readonly dmaScratch: TranslationOut;
-  readonly ramWindow: RamWindow;
-  readonly core: Core;
+  /** Guest RAM, where the copies go (src/core/ram-window.ts). */
+  readonly guestRam: GuestRam;
+  /** The result words of the last `translateWords`: output (or fault) address lo, hi. */
+  resultWords(): Uint32Array;
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut;
-  /** One request with u32 arguments: the info word; the address words are in `core.result`. */
+  /** One request with u32 arguments: the info word; the address words are in `resultWords()`. */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
 }
 
@@ -43,9 +44,9 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
 /**
  * Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write.
  *
- * Leaves whose RAM bytes follow each other (a buffer mapped page by page onto contiguous RAM) are
- * copied as one run, so a transfer costs one typed-array copy per contiguous run, not per page.
- * Every leaf is translated (and checked) before the run holding it is copied; on a fault the runs
+ * Leaves whose output addresses follow each other (a buffer mapped page by page onto contiguous
+ * RAM) are copied as one run, so a transfer costs one copy per contiguous run, not per page.
+ * Every leaf is translated and checked to be RAM before the run holding it is copied; on a fault the runs
  * before it are copied, as `bytes` says. Translation goes straight to the core's result words (no
  * decoding per leaf). Results are frozen.
  */
@@ -63,7 +64,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
   if (wide && typeof iova === 'number') iova = BigInt(iova);
   if (!isU32(rid) || !isU32(pasid)) return bad(t, rid, pasid, iova, access);
   let done = 0;
-  /** The pending run: `runBytes` bytes at memory offset `runAt`, from `runFrom` in `data`. */
+  /** The pending run: `runBytes` bytes at guest-physical `runAt`, from `runFrom` in `data`. */
   let runAt = 0;
   let runFrom = 0;
   let runBytes = 0;
@@ -85,7 +86,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     }
     const info = t.translateWords(rid, pasid, lo, hi, access);
     if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
-    const words = t.core.result;
+    const words = t.resultWords();
     const physLo = words[0]!;
     const phys = words[1]! * TWO_32 + physLo;
     const left = n - done;
@@ -93,15 +94,14 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
     const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
     const chunk = left < room ? left : room;
-    const offset = t.ramWindow.offsetOf(phys, chunk);
-    if (offset < 0) {
+    if (!t.guestRam.covers(phys, chunk)) {
       return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(physLo) } });
     }
-    if (runBytes !== 0 && offset === runAt + runBytes) {
+    if (runBytes !== 0 && phys === runAt + runBytes) {
       runBytes += chunk;
     } else {
       copyRun(t, data, toRam, runAt, runFrom, runBytes);
-      runAt = offset;
+      runAt = phys;
       runFrom = done;
       runBytes = chunk;
     }
@@ -116,12 +116,11 @@ function bad(t: DmaPort, rid: number, pasid: number, at: number | bigint, access
   return { bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) };
 }
 
-/** Copies `bytes` between guest RAM at memory offset `at` and `data` from `from` (nothing when 0). */
+/** Copies `bytes` between guest-physical `at` (checked to be RAM) and `data` from `from` (nothing when 0). */
 function copyRun(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): void {
   if (bytes === 0) return;
-  const u8 = t.core.u8;
-  if (toRam) u8.set(from === 0 && bytes === data.length ? data : data.subarray(from, from + bytes), at);
-  else data.set(u8.subarray(at, at + bytes), from);
+  if (toRam) t.guestRam.write(at, data, from, bytes);
+  else t.guestRam.read(at, data, from, bytes);
 }
 
 /** Copies the pending run (what was translated before a fault), then reports the fault. */
