@@ -94,7 +94,8 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
     const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
     const chunk = left < room ? left : room;
-    if (!t.guestRam.covers(phys, chunk)) {
+    // One window holds it (the common case, one loop step), or adjoining windows do.
+    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) {
       return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(physLo) } });
     }
     if (runBytes !== 0 && phys === runAt + runBytes) {
