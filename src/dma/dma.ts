@@ -94,10 +94,13 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
     const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
     const chunk = left < room ? left : room;
-    // One window holds it (the common case, one loop step), or adjoining windows do.
-    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) {
-      return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(physLo) } });
+    if (chunk === n) {
+      // The whole transfer in one leaf (any transfer within a 4 KiB page): one copy, which checks.
+      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, words);
+      return complete(n);
     }
+    // One window holds the leaf (the common case, one loop step), or adjoining windows do.
+    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, words));
     if (runBytes !== 0 && phys === runAt + runBytes) {
       runBytes += chunk;
     } else {
@@ -109,7 +112,17 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     done += chunk;
   }
   copyRun(t, data, toRam, runAt, runFrom, runBytes);
+  return complete(n);
+}
+
+/** The frozen result of a whole transfer of `n` bytes (transfers of one size share it). */
+function complete(n: number): DmaResult {
   return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
+}
+
+/** The fault of a leaf whose output (result words `words`) is not RAM, after `done` bytes. */
+function notRam(done: number, words: Uint32Array): DmaResult {
+  return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(words[0]!) } };
 }
 
 /** A malformed RID, PASID or address: the per-call path's bad-request fault, logged and counted. */
