@@ -4,3 +4,4 @@
  * @module
  */
 export * from './api';
+export { RiscvIommu, DEFAULT_CAPABILITIES, MAX_COMMANDS_PER_RUN, type RiscvIommuOptions, type RiscvTranslation, type RiscvDmaResult } from './viommu/riscv/index';

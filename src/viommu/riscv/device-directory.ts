@@ -1,0 +1,128 @@
+/**
+ * The IOMMU's device-context and process-context caches, realised as ioasid objects: a loaded
+ * device_id has a `LoadedDevice` (its ioasid device, HWPTs and attachments). The rules of
+ * specification 1.0 section 4.1.3: a cached context is used until IODIR (or a `ddtp` write) names
+ * it; a failed lookup is never cached. Beyond the specification, a device whose context was named
+ * is re-read at once (a DDT read has no side effect) and torn down when it became invalid or
+ * changed, so DMA that bypasses the model (worker threads translating through the engine) stops at
+ * the same command that stops the model's own requests.
+ * @module
+ */
+import { IommuError, type DeviceFd, type Iommu, type IommuFd } from '../../api';
+import type { AddressSpace, SpaceConfig } from './address-space';
+import { CAUSE, DDTP_1LVL } from './constants';
+import { walkDdt, type DdtShape } from './ddt';
+import type { DcConfig } from './device-context';
+import { DeviceBindings } from './device-bindings';
+import type { GuestMemory } from './guest-memory';
+import { LoadedDevice, type DeviceEnv } from './loaded-device';
+
+export class DeviceDirectory {
+  readonly devices = new Map<number, LoadedDevice>();
+  readonly spaces = new Set<AddressSpace>();
+  private readonly bindings: DeviceBindings;
+  private readonly env: DeviceEnv;
+  private readonly pasids = new Map<number, number>();
+  private probe: number | undefined;
+  private identity: number | undefined;
+
+  constructor(readonly iommu: Iommu, readonly fd: IommuFd, given: readonly DeviceFd[], private readonly mem: GuestMemory, cfg: SpaceConfig, private readonly dcConfig: DcConfig) {
+    this.bindings = new DeviceBindings(iommu, fd, given);
+    this.env = {
+      iommu, fd, cfg, spaces: this.spaces,
+      pasidOf: (pid) => this.pasidOf(pid),
+      probePasid: () => (this.probe ??= fd.pasidAlloc()),
+      identityHwpt: (devId) => this.identityHwpt(devId),
+    };
+  }
+
+  /**
+   * The loaded device of `devid` (walking the DDT when it is not cached), or the fault cause.
+   * `shape` is the current `ddtp` (a DDT mode).
+   */
+  load(devid: number, shape: DdtShape): LoadedDevice | number {
+    const d = this.devices.get(devid);
+    if (d?.cached) return d;
+    const dc = walkDdt(this.mem, shape, devid, this.dcConfig);
+    if (typeof dc === 'number') {
+      if (d) this.unload(devid);
+      return dc;
+    }
+    if (d && sameWords(d.dc.words, dc.words)) {
+      d.cached = true;
+      return d;
+    }
+    if (d) this.unload(devid);
+    const binding = this.bindings.acquire(devid);
+    if (!binding) return CAUSE.internalError;
+    const fresh = new LoadedDevice(binding, dc, this.env);
+    this.devices.set(devid, fresh);
+    return fresh;
+  }
+
+  /**
+   * IODIR.INVAL_DDT / a `ddtp` write: marks the contexts of `devid` (every device when undefined)
+   * stale and re-checks them against memory now, dropping those no longer valid or changed.
+   */
+  invalidate(devid: number | undefined, shape: DdtShape | undefined): void {
+    const ids = devid === undefined ? [...this.devices.keys()] : this.devices.has(devid) ? [devid] : [];
+    for (const id of ids) {
+      const d = this.devices.get(id)!;
+      d.cached = false;
+      for (const p of d.processes.values()) p.cached = false;
+      const now = shape && shape.mode >= DDTP_1LVL ? walkDdt(this.mem, shape, id, this.dcConfig) : undefined;
+      if (typeof now !== 'object' || !sameWords(d.dc.words, now.words)) this.unload(id);
+    }
+  }
+
+  /** IODIR.INVAL_PDT: the process context (`devid`, `pid`) is stale. */
+  invalidateProcess(devid: number, pid: number): void {
+    const p = this.devices.get(devid)?.processes.get(pid);
+    if (p) p.cached = false;
+  }
+
+  /** Drops every loaded device (resource pressure: dropping cached contexts is always legal). */
+  unloadAll(): void {
+    for (const id of [...this.devices.keys()]) this.unload(id);
+  }
+
+  /** The ioasid device bound for `devid`, if loaded. */
+  rid(devid: number): number | undefined {
+    return this.bindings.get(devid)?.rid;
+  }
+
+  private unload(devid: number): void {
+    const d = this.devices.get(devid);
+    this.devices.delete(devid);
+    try {
+      d?.dispose();
+    } catch (e) {
+      // Teardown of objects this model created cannot fail unless the FD was closed under it.
+      if (!(e instanceof IommuError)) throw e;
+    }
+    this.bindings.release(devid);
+  }
+
+  private pasidOf(pid: number): number {
+    let p = this.pasids.get(pid);
+    if (p === undefined) {
+      p = this.fd.pasidAlloc();
+      this.pasids.set(pid, p);
+    }
+    return p;
+  }
+
+  private identityHwpt(devId: number): number {
+    if (this.identity === undefined) {
+      const ioas = this.fd.ioasAlloc();
+      const ram = this.iommu.ram;
+      if (ram.byteLength > 0) this.fd.ioasMap(ioas, { iova: this.iommu.ramBase, length: ram.byteLength, phys: this.iommu.ramBase, read: true, write: true });
+      this.identity = this.fd.hwptAlloc({ devId, ptId: ioas, pasid: true });
+    }
+    return this.identity;
+  }
+}
+
+function sameWords(a: readonly bigint[], b: readonly bigint[]): boolean {
+  return a.length === b.length && a.every((w, i) => w === b[i]);
+}
