@@ -104,6 +104,7 @@ export const CAUSE = {
   ddtInvalid: 258,
   ddtMisconfigured: 259,
   internalError: 272,
+  msiWriteAccess: 273,
   ttypDisallowed: 260,
   pdtLoadAccess: 265,
   pdtInvalid: 266,

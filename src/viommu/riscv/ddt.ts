@@ -18,10 +18,16 @@ export interface DdtShape {
 /** The levels of a DDT mode (2 → 1, 3 → 2, 4 → 3). */
 export const ddtLevels = (mode: number): number => mode - DDTP_1LVL + 1;
 
-/** Bits of device_id a DDT of this shape can index (7/16/24 base, 6/15/24 extended). */
-export function deviceIdBits(shape: DdtShape): number {
+/**
+ * Whether `devid` is within the reach of the DDT mode (else cause 260 before any memory read).
+ * The reference model's width check for extended contexts takes DDI[2] as 8 bits
+ * (device_id[22:15]), so device_id bit 23 never makes a 1LVL or 2LVL extended request 260; the
+ * vectors depend on it. The walk itself uses every bit.
+ */
+export function deviceIdFits(shape: DdtShape, devid: number): boolean {
   const leaf = shape.extended ? 6 : 7;
-  return [leaf, leaf + 9, 24][ddtLevels(shape.mode) - 1]!;
+  const width = [leaf, leaf + 9, 24][ddtLevels(shape.mode) - 1]!;
+  return (shape.extended ? devid & 0x7fffff : devid) < 2 ** width;
 }
 
 /**

@@ -10,6 +10,9 @@ import { IPSR_CIP, IPSR_FIP, IPSR_PIP } from './constants';
 /** Called when wire `vector` changes level. */
 export type InterruptSink = (vector: number, asserted: boolean) => void;
 
+/** Sends the message of `vector` (MSI mode: a pending bit went 0 → 1). */
+export type MessageSender = (vector: number) => void;
+
 /** The pending bits a write to `ipsr` may clear: cip, fip and (with a page-request queue) pip. */
 const PENDING_BITS = [IPSR_CIP, IPSR_FIP, 0 /* pmip: no HPM */, IPSR_PIP] as const;
 
@@ -20,13 +23,24 @@ export class Interrupts {
   icvec = 0;
   private wires = 0;
 
-  constructor(private readonly sink: InterruptSink | undefined, private readonly hasPageQueue: boolean) {}
+  /**
+   * @param sink wired mode (`fctl.WSI` = 1): told of every change of a wire's level.
+   * @param message MSI mode (`fctl.WSI` = 0): called on every 0 → 1 change of a pending bit.
+   */
+  constructor(private readonly sink: InterruptSink | undefined, private readonly message: MessageSender | undefined, private readonly hasPageQueue: boolean) {}
 
   /** A queue event: sets the pending bit unless it is already set or the queue's `ie` is 0. */
   raise(bit: number, ie: boolean): void {
     if (!ie || (this.ipsr & bit) !== 0) return;
     this.ipsr |= bit;
+    if (this.message) this.message(this.vectorOf(bit));
     this.updateWires();
+  }
+
+  /** The `icvec` field of a pending bit. */
+  private vectorOf(bit: number): number {
+    const i = PENDING_BITS.indexOf(bit as (typeof PENDING_BITS)[number]);
+    return (this.icvec >>> (4 * i)) & 0xf;
   }
 
   /** RW1C write of `ipsr`; `stillPending` re-arms a bit whose error condition still holds. */
@@ -48,6 +62,7 @@ export class Interrupts {
 
   /** Recomputes each wire as the OR of the pending bits whose `icvec` field selects it. */
   private updateWires(): void {
+    if (this.message) return;
     let level = 0;
     PENDING_BITS.forEach((b, i) => {
       if (b !== 0 && (this.ipsr & b) !== 0) level |= 1 << ((this.icvec >>> (4 * i)) & 0xf);

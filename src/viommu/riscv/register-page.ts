@@ -9,7 +9,7 @@
 import {
   CAP, CSR_CMD_ILL, CSR_FENCE_W_IP, CSR_MF, CSR_TO_OF, DDTP_BARE, DDTP_OFF, DDTP_3LVL, IPSR_CIP, IPSR_FIP, IPSR_PIP, MASK64, REG, bits,
 } from './constants';
-import { Interrupts, type InterruptSink } from './interrupts';
+import { Interrupts, type InterruptSink, type MessageSender } from './interrupts';
 import { QueueRegisters } from './queue-registers';
 
 /** What a register write asks of the rest of the model. */
@@ -39,13 +39,13 @@ export class RegisterPage {
   private readonly ppnMask: bigint;
   private readonly ats: boolean;
 
-  constructor(readonly capabilities: bigint, readonly fctl: number, pasBits: number, sink: InterruptSink | undefined, private readonly hooks: RegisterHooks) {
+  constructor(readonly capabilities: bigint, readonly fctl: number, pasBits: number, sink: InterruptSink | undefined, message: MessageSender | undefined, private readonly hooks: RegisterHooks) {
     this.ppnMask = (1n << BigInt(pasBits - 12)) - 1n;
     this.ats = (capabilities & CAP.ATS) !== 0n;
     this.cq = new QueueRegisters(16, this.ppnMask);
     this.fq = new QueueRegisters(32, this.ppnMask);
     this.pq = new QueueRegisters(16, this.ppnMask);
-    this.interrupts = new Interrupts(sink, this.ats);
+    this.interrupts = new Interrupts(sink, message, this.ats);
   }
 
   /** A guest read; 0 for anything but an aligned access inside one present register. */

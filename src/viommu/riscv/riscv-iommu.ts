@@ -15,7 +15,7 @@ import { CommandQueue } from './command-queue';
 import {
   CAP, CAUSE, DDTP_BARE, DDTP_OFF, FCTL_WSI, IGS_SHIFT, IGS_WSI, PAS_SHIFT, TTYP_UNTRANSLATED_EXEC, TTYP_UNTRANSLATED_READ, TTYP_UNTRANSLATED_WRITE, bits,
 } from './constants';
-import { deviceIdBits, type DdtShape } from './ddt';
+import { deviceIdFits, type DdtShape } from './ddt';
 import { DeviceDirectory } from './device-directory';
 import { FaultReporter, type FaultRecord } from './fault-reporter';
 import { GuestMemory } from './guest-memory';
@@ -65,7 +65,10 @@ export const DEFAULT_CAPABILITIES = 0x1ee110e8e10n;
 const SUPPORTED = CAP.Sv39 | CAP.Sv48 | CAP.Sv57 | CAP.Svpbmt | CAP.Sv39x4 | CAP.Sv48x4 | CAP.Sv57x4 | CAP.MSI_FLAT | CAP.AMO_HWAD
   | CAP.ATS | CAP.PD8 | CAP.PD17 | CAP.PD20 | (3n << IGS_SHIFT) | (0x3fn << PAS_SHIFT) | 0xffn;
 
-const SUCCESS_IDENTITY = (pa: bigint): RiscvTranslation => ({ status: 'success', pa });
+/** A Bare stage counts as a 1 GiB leaf (the reference model's size for an untranslated stage). */
+const BARE_SIZE = 1n << 30n;
+/** Both stages Bare in a device context: the identity, reported as a 1 GiB PMA translation. */
+const identity = (pa: bigint): RiscvTranslation => ({ status: 'success', pa, size: BARE_SIZE, pbmt: 0 });
 const UR: RiscvTranslation = Object.freeze({ status: 'unsupported-request' });
 
 export class RiscvIommu {
@@ -92,7 +95,11 @@ export class RiscvIommu {
     if (!Array.isArray(given)) throw new IommuError('EINVAL', op, 'devices: expected an array of DeviceFd');
     this.caps = caps;
     this.mem = new GuestMemory(iommu, pas);
-    this.regs = new RegisterPage(caps, fctl, pas, opts.onInterrupt, {
+    // MSI mode (fctl.WSI = 0, which the reference model accepts even with IGS = WSI): msi_cfg_tbl
+    // is absent and reads 0, so a message is a 32-bit store of 0 at address 0, as the reference model
+    // makes it; a store that faults is cause 273 (TTYP 0, iotval = the address).
+    const message = (fctl & FCTL_WSI) === 0 ? () => this.sendMessage(0n, 0) : undefined;
+    this.regs = new RegisterPage(caps, fctl, pas, (fctl & FCTL_WSI) !== 0 ? opts.onInterrupt : undefined, message, {
       ddtpChanged: () => this.directory.invalidate(undefined, this.shape()),
       commandsReady: () => this.commands.run(),
     });
@@ -149,22 +156,27 @@ export class RiscvIommu {
     };
     const mode = this.regs.ddtMode;
     if (mode === DDTP_OFF) return fault(CAUSE.allDisallowed, false);
-    if (mode === DDTP_BARE) return SUCCESS_IDENTITY(va);
+    // ddtp Bare: no translation at all (the reference model reports a 4 KiB PMA page).
+    if (mode === DDTP_BARE) return { status: 'success', pa: va, size: 4096n, pbmt: 0 };
     const shape = this.shape()!;
-    if (devid >= 2 ** deviceIdBits(shape)) return fault(CAUSE.ttypDisallowed, false);
-    const found = this.resolve(devid, pid, priv, exec, write, shape);
+    if (!deviceIdFits(shape, devid)) return fault(CAUSE.ttypDisallowed, false);
+    const found = this.resolve(devid, rec, exec, write, shape);
     if (typeof found === 'number') return fault(found, false);
     if ('cause' in found) return fault(found.cause, found.dtf, found.iotval2);
     const { target, rid, dtf } = found;
-    if (target.kind === 'identity') return SUCCESS_IDENTITY(va);
+    if (target.kind === 'identity') return identity(va);
     const t = this.iommu.translate(rid, target.pasid, va, (exec ? Access.Exec : write ? Access.Write : Access.Read) | (priv ? Access.Priv : 0));
-    if (t.ok) return { status: 'success', pa: t.phys, size: t.size, pbmt: t.pbmt ?? 0 };
+    if (t.ok) {
+      // One stage Bare: it counts as a 1 GiB leaf in the minimum of the two stages' sizes.
+      const oneStage = !target.space.gv || !target.space.pscv;
+      return { status: 'success', pa: t.phys, size: oneStage && t.size > BARE_SIZE ? BARE_SIZE : t.size, pbmt: t.pbmt ?? 0 };
+    }
     const c = faultCause(t.fault!, exec, write);
     return fault(c.cause, dtf, c.iotval2);
   }
 
   /** The context a request of (`devid`, `pid`) is translated by, or why there is none. */
-  private resolve(devid: number, pid: number | undefined, priv: boolean, exec: boolean, write: boolean, shape: DdtShape): { target: Target; rid: number; dtf: boolean } | (PdtFault & { dtf: boolean }) | number {
+  private resolve(devid: number, rec: FaultRecord, exec: boolean, write: boolean, shape: DdtShape): { target: Target; rid: number; dtf: boolean } | (PdtFault & { dtf: boolean }) | number {
     let dev: LoadedDevice | number;
     try {
       dev = this.directory.load(devid, shape);
@@ -175,6 +187,8 @@ export class RiscvIommu {
     const dc = dev.dc;
     const rid = dev.binding.rid;
     const inDc = (cause: number) => ({ cause, iotval2: 0n, dtf: dc.dtf });
+    const pid = rec.pid;
+    const priv = rec.priv;
     if (pid !== undefined && !dc.pdtv) return inDc(CAUSE.ttypDisallowed);
     if (dc.pdtv && pid !== undefined && (dc.fscMode === 1 || dc.fscMode === 2) && pid >= 2 ** processIdBits(dc.fscMode)) return inDc(CAUSE.ttypDisallowed);
     const effPid = pid ?? (dc.pdtv && dc.dpe ? 0 : undefined);
@@ -207,6 +221,10 @@ export class RiscvIommu {
     if (!(e instanceof IommuError)) throw e;
     this.directory.unloadAll();
     return CAUSE.internalError;
+  }
+
+  private sendMessage(addr: bigint, data: number): void {
+    if (!this.mem.write32(addr, data)) this.faults.report({ cause: CAUSE.msiWriteAccess, ttyp: 0, did: 0, priv: false, iotval: addr, iotval2: 0n }, false);
   }
 
   private invalidateSpace(hwptId: number, addr: bigint | undefined): void {
