@@ -34,9 +34,13 @@ export class QueueRegisters {
     return (this.csr & CSR_IE) !== 0;
   }
 
-  /** Guest-physical address of entry `i`. */
+  /**
+   * Guest-physical address of entry `i`: base OR offset, as the reference model computes it. The
+   * same as a sum for a queue aligned to its size (specification 1.0 section 5.4); a misaligned
+   * base is UNSPECIFIED and the vectors expect the OR.
+   */
   entryAddress(i: number): bigint {
-    return (this.ppn << 12n) + BigInt(i) * BigInt(this.entryBytes);
+    return (this.ppn << 12n) | (BigInt(i) * BigInt(this.entryBytes));
   }
 
   /** Masks an index written by software to the queue's size. */
