@@ -14,7 +14,7 @@ if (files.length === 0) console.warn(`riscv-iommu-vectors: skipped — no *.json
 for (const file of files) {
   describe(`RISC-V IOMMU vectors ${file}`, () => {
     test('every step of every case', () => {
-      const results = replayFile(lib, JSON.parse(readFileSync(dir + file, 'utf8')));
+      const results: { name: string; passed: boolean; problem?: string }[] = replayFile(lib, JSON.parse(readFileSync(dir + file, 'utf8')));
       console.log(summarize(results).join('\n'));
       expect(results.filter((r) => !r.passed).map((r) => `${r.name}: ${r.problem}`)).toEqual([]);
       expect(results.length).toBeGreaterThan(0);

@@ -11,6 +11,7 @@
  * @module
  */
 import { Access, IommuError, type DeviceFd, type Iommu } from '../../api';
+import { vmaMatches } from './address-space';
 import { CommandQueue } from './command-queue';
 import {
   CAP, CAUSE, DDTP_BARE, DDTP_OFF, FCTL_WSI, IGS_SHIFT, IGS_WSI, PAS_SHIFT, TTYP_UNTRANSLATED_EXEC, TTYP_UNTRANSLATED_READ, TTYP_UNTRANSLATED_WRITE, bits,
@@ -107,9 +108,7 @@ export class RiscvIommu {
     this.directory = new DeviceDirectory(iommu, iommu.open(), given, this.mem, { svpbmt: (caps & CAP.Svpbmt) !== 0n }, { capabilities: caps, fctl });
     this.commands = new CommandQueue(this.regs, this.mem, {
       invalidateVma: (gv, gscid, pscv, pscid, addr) => {
-        for (const s of this.directory.spaces) {
-          if (s.gv === gv && (!gv || s.gscid === gscid) && (!pscv || (s.pscv && s.pscid === pscid))) this.invalidateSpace(s.hwptId, addr);
-        }
+        for (const s of this.directory.spaces) if (vmaMatches(s, gv, gscid, pscv, pscid)) this.invalidateSpace(s.hwptId, addr);
       },
       invalidateGvma: (gscid) => {
         for (const s of this.directory.spaces) if (s.gv && (gscid === undefined || s.gscid === gscid)) this.invalidateSpace(s.parentId!, undefined);
@@ -173,6 +172,43 @@ export class RiscvIommu {
     }
     const c = faultCause(t.fault!, exec, write);
     return fault(c.cause, dtf, c.iotval2);
+  }
+
+  /**
+   * Device-side DMA read by `devid` (and `pid`) into `dst` from `[iova, +dst.length)`: translated
+   * leaf by leaf as untranslated requests (faults are reported like `translate`'s), copied from
+   * guest RAM, stopped at the first fault. An output outside guest RAM is a completer abort.
+   */
+  dmaRead(devid: number, pid: number | undefined, iova: bigint | number, dst: Uint8Array): RiscvDmaResult {
+    return this.dma('dmaRead', devid, pid, iova, dst, false);
+  }
+
+  /** Device-side DMA write of `src` to `[iova, +src.length)`; see `dmaRead`. */
+  dmaWrite(devid: number, pid: number | undefined, iova: bigint | number, src: Uint8Array): RiscvDmaResult {
+    return this.dma('dmaWrite', devid, pid, iova, src, true);
+  }
+
+  private dma(op: string, devid: number, pid: number | undefined, iova: bigint | number, data: Uint8Array, toRam: boolean): RiscvDmaResult {
+    checkRequest(op, devid, pid, iova, toRam ? Access.Write : Access.Read);
+    if (!(data instanceof Uint8Array)) throw new IommuError('EINVAL', op, 'data: expected a Uint8Array');
+    let done = 0;
+    const start = BigInt(iova);
+    while (done < data.length) {
+      const at = start + BigInt(done);
+      if (at >= 1n << 64n) return { bytes: done, status: 'unsupported-request' };
+      const t = this.translate(devid, pid, at, toRam ? Access.Write : Access.Read);
+      if (t.status !== 'success') return { bytes: done, status: t.status };
+      const size = t.size ?? 4096n;
+      const room = Number(size - (t.pa! % size));
+      const chunk = Math.min(data.length - done, room);
+      const offset = this.mem.offsetOf(t.pa!, chunk);
+      if (offset < 0) return { bytes: done, status: 'completer-abort' };
+      const ram = this.iommu.ram;
+      if (toRam) ram.set(data.subarray(done, done + chunk), offset);
+      else data.set(ram.subarray(offset, offset + chunk), done);
+      done += chunk;
+    }
+    return { bytes: done, status: 'success' };
   }
 
   /** The context a request of (`devid`, `pid`) is translated by, or why there is none. */
