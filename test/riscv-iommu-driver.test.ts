@@ -2,7 +2,7 @@
 // mapping, DMA, unmap with IOTINVAL + IOFENCE.C, faults in the fault queue, wired interrupts,
 // the page-request queue and its ATS.PRGR response path.
 import { describe, expect, test } from 'vitest';
-import { Access, Iommu, NO_PASID, RiscvIommu } from '../src/index';
+import { Access, DEFAULT_CAPABILITIES, Iommu, NO_PASID, RiscvIommu } from '../src/index';
 import { GuestDriver } from '../examples/riscv-iommu/guest-driver.mjs';
 
 const RAM = { base: 0x8000_0000n, bytes: 4 << 20 };
@@ -83,5 +83,51 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
     expect(iommu.translate(pci.rid, NO_PASID, 0x5008n, Access.Read)).toMatchObject({ ok: true, phys: BUF + 8n });
     driver.unmap(8, 0x5000n);
     expect(iommu.translate(pci.rid, NO_PASID, 0x5008n, Access.Read).ok).toBe(false);
+  });
+});
+
+describe('page-request queue (ATS/PRI)', () => {
+  test('a PRI device\'s fault becomes a PQ record; ATS.PRGR answers the device, which then translates', () => {
+    const iommu = Iommu.createSync({ ram: RAM, shared: false });
+    const pci = iommu.addDevice({ bdf: '00:01.0', pri: true }); // requester ID 8
+    const dev = new RiscvIommu(iommu, { capabilities: DEFAULT_CAPABILITIES | (1n << 25n), devices: [pci] });
+    const driver = new GuestDriver(dev, iommu, HEAP);
+    driver.init();
+    const pq = driver.allocPage();
+    dev.mmioWrite(56, 8, ((pq >> 12n) << 10n) | 7n); // pqb: 256 entries
+    dev.mmioWrite(80, 4, 0x103n);
+    expect(dev.mmioRead(80, 4)).toBe(0x10003n);
+    driver.attach(8);
+    const dc = driver.dcAddress(8);
+    driver.write64(dc, driver.read64(dc) | 6n); // EN_ATS | EN_PRI
+    driver.send(0x3n | (1n << 33n) | (8n << 40n), 0n);
+    driver.sync();
+
+    expect(dev.translate(8, undefined, 0x7123n, Access.Write).status).toBe('unsupported-request');
+    expect(dev.mmioRead(68, 4)).toBe(1n); // pqt
+    expect(dev.mmioRead(84, 4) & 8n).toBe(8n); // ipsr.pip
+    const header = driver.read64(pq);
+    const payload = driver.read64(pq + 8n);
+    expect(header).toBe(8n << 40n); // DID 8, no PASID
+    expect(payload & 7n).toBe(2n | 4n); // W, L
+    expect(payload & ~0xfffn).toBe(0x7000n);
+    expect(driver.drainFaults()).toEqual([]); // a page request, not a fault record
+
+    driver.map(8, 0x7000n, BUF);
+    const prg = (payload >> 3n) & 0x1ffn;
+    driver.send(0x4n | (1n << 7n) | (8n << 40n), prg << 32n); // ATS.PRGR, response code 0: Success
+    driver.sync();
+    expect(pci.pageResponses()).toMatchObject([{ code: 'success', grpid: Number(prg), addr: 0x7000n }]);
+    expect(dev.translate(8, undefined, 0x7123n, Access.Write)).toMatchObject({ status: 'success', pa: BUF + 0x123n });
+  });
+
+  test('without ATS the page-request registers are absent and ATS commands are illegal', () => {
+    const { dev, driver } = machine();
+    dev.mmioWrite(56, 8, 0x1007n);
+    expect(dev.mmioRead(56, 8)).toBe(0n);
+    dev.mmioWrite(80, 4, 0x3n);
+    expect(dev.mmioRead(80, 4)).toBe(0n);
+    driver.send(0x4n | (1n << 7n), 0n);
+    expect(dev.mmioRead(72, 4) & 0x400n).toBe(0x400n); // cmd_ill
   });
 });

@@ -37,10 +37,13 @@ export function allocGStage(fd: IommuFd, devId: number, mode: number, root: bigi
   });
 }
 
-/** A first-stage table, nested on `parentId` when there is a G stage. @returns its ID. */
-export function allocFirstStage(fd: IommuFd, devId: number, mode: number, root: bigint, sade: boolean, sum: boolean, parentId: number | undefined, cfg: SpaceConfig): number {
+/**
+ * A first-stage table, nested on `parentId` when there is a G stage; with `faultId`, recoverable
+ * faults of PRI devices become page requests on that ioasid fault queue. @returns its ID.
+ */
+export function allocFirstStage(fd: IommuFd, devId: number, mode: number, root: bigint, sade: boolean, sum: boolean, parentId: number | undefined, faultId: number | undefined, cfg: SpaceConfig): number {
   return fd.hwptAlloc({
-    devId, pasid: true, ...(parentId !== undefined ? { ptId: parentId } : {}),
+    devId, pasid: true, ...(parentId !== undefined ? { ptId: parentId } : {}), ...(faultId !== undefined ? { faultId } : {}),
     table: { format: S_FORMAT[mode]!, root, hwAccessDirty: sade, sum, features: { svpbmt: cfg.svpbmt } },
   });
 }

@@ -24,8 +24,8 @@ export interface CommandTarget {
   invalidateDdt(did: number | undefined): void;
   /** IODIR.INVAL_PDT: the cached process context (`did`, `pid`). */
   invalidatePdt(did: number, pid: number): void;
-  /** ATS.PRGR: a page-request group response to device `rid` (dword1 is the payload). */
-  pageResponse(rid: number, pid: number | undefined, payload: bigint): void;
+  /** ATS.PRGR: a page-request group response to device `devid` (dword1 is the payload). */
+  pageResponse(devid: number, pid: number | undefined, payload: bigint): void;
 }
 
 const enum Outcome { Done, Illegal, MemoryFault }
@@ -123,7 +123,9 @@ export class CommandQueue {
   private atsCommand(prgr: boolean, d0: bigint, d1: bigint): Outcome {
     if (bits(d0, 11, 10) !== 0n || bits(d0, 39, 34) !== 0n) return Outcome.Illegal;
     // ATS.INVAL: no device of this model keeps an ATC, so the invalidation completes at once.
-    if (prgr) this.target.pageResponse(Number(bits(d0, 55, 40)), bit(d0, 32) ? Number(bits(d0, 31, 12)) : undefined, d1);
+    // The destination is RID [55:40], with the segment DSEG [63:56] when DSV: the device_id.
+    const devid = Number(bits(d0, 55, 40)) | (bit(d0, 33) ? Number(bits(d0, 63, 56)) << 16 : 0);
+    if (prgr) this.target.pageResponse(devid, bit(d0, 32) ? Number(bits(d0, 31, 12)) : undefined, d1);
     return Outcome.Done;
   }
 }

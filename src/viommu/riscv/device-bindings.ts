@@ -26,13 +26,20 @@ export class DeviceBindings {
   /** Next requester ID to try for a model-added device (counts down from the top of the bus space). */
   private nextRid = 0xffff;
 
-  constructor(private readonly iommu: Iommu, private readonly fd: IommuFd, devices: readonly DeviceFd[]) {
+  /** @param pri model-added devices support PCIe page requests (the IOMMU has ATS). */
+  constructor(private readonly iommu: Iommu, private readonly fd: IommuFd, devices: readonly DeviceFd[], private readonly pri: boolean) {
     for (const d of devices) this.given.set(d.rid, d);
   }
 
   /** The binding of `devid`, if it has one. */
   get(devid: number): Binding | undefined {
     return this.bound.get(devid);
+  }
+
+  /** The guest device_id bound to the FD device `devId`, if any. */
+  devidOf(devId: number): number | undefined {
+    for (const [devid, b] of this.bound) if (b.devId === devId) return devid;
+    return undefined;
   }
 
   /** The binding of `devid`, binding or adding a device when it has none; undefined when none can be made. */
@@ -64,7 +71,7 @@ export class DeviceBindings {
       if (this.given.has(rid)) continue;
       const bdf = `${(rid >> 8).toString(16).padStart(2, '0')}:${((rid >> 3) & 31).toString(16).padStart(2, '0')}.${rid & 7}`;
       try {
-        const dev = this.iommu.addDevice({ bdf });
+        const dev = this.iommu.addDevice({ bdf, pri: this.pri });
         return { dev, devId: dev.bind(this.fd), rid, owned: true };
       } catch (e) {
         // EEXIST: the emulator uses this requester ID; try the next one. Anything else: give up.

@@ -8,7 +8,7 @@
  * the same command that stops the model's own requests.
  * @module
  */
-import { IommuError, type DeviceFd, type Iommu, type IommuFd } from '../../api';
+import { IommuError, type DeviceFd, type FaultQueueFd, type Iommu, type IommuFd } from '../../api';
 import type { AddressSpace, SpaceConfig } from './address-space';
 import { CAUSE, DDTP_1LVL } from './constants';
 import { walkDdt, type DdtShape } from './ddt';
@@ -25,14 +25,17 @@ export class DeviceDirectory {
   private readonly pasids = new Map<number, number>();
   private probe: number | undefined;
   private identity: number | undefined;
+  /** The ioasid fault queue of page requests (allocated on first use). */
+  pageRequests: { id: number; fd: FaultQueueFd } | undefined;
 
-  constructor(readonly iommu: Iommu, readonly fd: IommuFd, given: readonly DeviceFd[], private readonly mem: GuestMemory, cfg: SpaceConfig, private readonly dcConfig: DcConfig) {
-    this.bindings = new DeviceBindings(iommu, fd, given);
+  constructor(readonly iommu: Iommu, readonly fd: IommuFd, given: readonly DeviceFd[], private readonly mem: GuestMemory, cfg: SpaceConfig, private readonly dcConfig: DcConfig, pri: boolean) {
+    this.bindings = new DeviceBindings(iommu, fd, given, pri);
     this.env = {
       iommu, fd, cfg, spaces: this.spaces,
       pasidOf: (pid) => this.pasidOf(pid),
       probePasid: () => (this.probe ??= fd.pasidAlloc()),
       identityHwpt: (devId) => this.identityHwpt(devId),
+      faultQueueId: () => (this.pageRequests ??= fd.faultQueueAlloc()).id,
     };
   }
 
@@ -86,9 +89,15 @@ export class DeviceDirectory {
     for (const id of [...this.devices.keys()]) this.unload(id);
   }
 
-  /** The ioasid device bound for `devid`, if loaded. */
-  rid(devid: number): number | undefined {
-    return this.bindings.get(devid)?.rid;
+  /** The guest device_id of an FD device ID (from a page request). */
+  devidOf(devId: number): number | undefined {
+    return this.bindings.devidOf(devId);
+  }
+
+  /** The guest process_id an ioasid PASID stands for. */
+  pidOf(pasid: number): number | undefined {
+    for (const [pid, p] of this.pasids) if (p === pasid) return pid;
+    return undefined;
   }
 
   private unload(devid: number): void {

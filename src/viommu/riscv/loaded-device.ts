@@ -36,6 +36,8 @@ export interface DeviceEnv {
   probePasid(): number;
   /** A PASID-capable HWPT over the identity mapping of guest RAM. */
   identityHwpt(devId: number): number;
+  /** The ioasid fault queue page requests go to (contexts with EN_PRI of PRI devices). */
+  faultQueueId(): number;
 }
 
 export class LoadedDevice {
@@ -126,7 +128,9 @@ export class LoadedDevice {
       this.attach(parentId!, pasid);
       return { kind: 'space', space: this.parentSpace!, pasid, owned: false };
     }
-    const hwptId = allocFirstStage(this.env.fd, this.binding.devId, sMode, sRoot, dc.sade, sum, parentId, this.env.cfg);
+    // Page requests need a first stage: iommufd puts no fault queue on a nest parent.
+    const faultId = dc.enPri && this.binding.dev.pri ? this.env.faultQueueId() : undefined;
+    const hwptId = allocFirstStage(this.env.fd, this.binding.devId, sMode, sRoot, dc.sade, sum, parentId, faultId, this.env.cfg);
     try {
       this.attach(hwptId, pasid);
     } catch (e) {
