@@ -15,7 +15,7 @@ const FQ_LOG2SZM1 = 6; // 128 records in one 4 KiB page
 export class GuestDriver {
   /**
    * @param iommu   { mmioRead(offset, size), mmioWrite(offset, size, value) } (a RiscvIommu)
-   * @param memory  { ram, ramBase }: guest RAM bytes at guest-physical `ramBase` (an ioasid Iommu)
+   * @param memory  an ioasid Iommu: `ram` (guest RAM bytes at guest-physical `ramBase`) and `memory`
    * @param heap    guest-physical range [start, end) the driver allocates its pages from
    */
   constructor(iommu, memory, heap) {
@@ -37,6 +37,7 @@ export class GuestDriver {
     if ((ddtp & 0x10n) !== 0n || (ddtp & 0xfn) > 1n) throw new Error(`ddtp busy or already in use: 0x${ddtp.toString(16)}`);
     m.mmioWrite(REG.icvec, 8, 0x10n); // civ = 0, fiv = 1
     this.cq = this.enableQueue(REG.cqb, REG.cqcsr, CQ_LOG2SZM1);
+    this.cqTail = 0;
     this.fq = this.enableQueue(REG.fqb, REG.fqcsr, FQ_LOG2SZM1);
     m.mmioWrite(REG.ipsr, 4, 0x3n);
     this.ddtRoot = this.allocPage();
@@ -95,21 +96,21 @@ export class GuestDriver {
     this.send(0x1n | (1n << 10n) | (pscid << 12n) | (1n << 32n), (iova >> 12n) << 10n);
   }
 
-  /** Appends a command and writes `cqt` (Linux writes it once per command). */
+  /** Appends a command and writes `cqt` (Linux keeps the tail in software and writes it once per command). */
   send(d0, d1) {
-    const m = this.iommu;
-    const tail = Number(m.mmioRead(REG.cqt, 4));
+    const tail = this.cqTail;
     const at = this.cq + BigInt(tail * 16);
     this.write64(at, d0);
     this.write64(at + 8n, d1);
-    m.mmioWrite(REG.cqt, 4, BigInt((tail + 1) % (1 << (CQ_LOG2SZM1 + 1))));
+    this.cqTail = (tail + 1) % (1 << (CQ_LOG2SZM1 + 1));
+    this.iommu.mmioWrite(REG.cqt, 4, this.cqTail);
     this.commandsSent++;
   }
 
   /** IOFENCE.C (PR = PW = 1) and a bounded poll of `cqh` until it passes the fence. */
   sync() {
     this.send(0x3002n, 0n);
-    const tail = this.iommu.mmioRead(REG.cqt, 4);
+    const tail = BigInt(this.cqTail);
     for (let i = 0; i < 1000; i++) if (this.iommu.mmioRead(REG.cqh, 4) === tail) return;
     throw new Error(`IOFENCE.C not completed: cqh ${this.iommu.mmioRead(REG.cqh, 4)}, cqcsr 0x${this.iommu.mmioRead(REG.cqcsr, 4).toString(16)}`);
   }
@@ -182,8 +183,12 @@ export class GuestDriver {
   }
 
   view() {
-    const ram = this.memory.ram; // fetched each time: a grown engine memory replaces the buffer
-    return new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+    // Re-made only when the engine memory grew (which replaces its buffer).
+    if (!this.dv || this.dv.buffer !== this.memory.memory.buffer) {
+      const ram = this.memory.ram;
+      this.dv = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+    }
+    return this.dv;
   }
 
   read64(addr) {

@@ -16,8 +16,10 @@ export const MAX_COMMANDS_PER_RUN = 1 << 16;
 
 /** What commands act on. */
 export interface CommandTarget {
+  /** A command other than IOTINVAL is about to run: earlier invalidations must take effect first. */
+  ordered(): void;
   /** IOTINVAL.VMA: operands as decoded; `addr` undefined when AV=0. */
-  invalidateVma(gv: boolean, gscid: number, pscv: boolean, pscid: number, addr: bigint | undefined): void;
+  invalidateVma(gv: boolean, gscid: number, pscv: boolean, pscid: number, addr: bigint | number | undefined): void;
   /** IOTINVAL.GVMA: every G-stage-derived entry of `gscid`, or of every VM when undefined. */
   invalidateGvma(gscid: number | undefined): void;
   /** IODIR.INVAL_DDT: the cached context of `did`, or of every device when undefined. */
@@ -49,10 +51,8 @@ export class CommandQueue {
     const cq = this.regs.cq;
     for (let n = 0; n < MAX_COMMANDS_PER_RUN; n++) {
       if (!cq.on || (cq.csr & CQ_ERRORS & ~CSR_FENCE_W_IP) !== 0 || cq.head === cq.tail) return;
-      const at = cq.entryAddress(cq.head);
-      const d0 = this.mem.read64(at);
-      const d1 = this.mem.read64(at + 8n);
-      const outcome = d0 === undefined || d1 === undefined ? Outcome.MemoryFault : this.execute(d0, d1);
+      const at = this.mem.offsetOf(cq.entryAddress(cq.head), 16);
+      const outcome = at < 0 ? Outcome.MemoryFault : this.fetchAndExecute(at);
       if (outcome !== Outcome.Done) {
         cq.csr |= outcome === Outcome.Illegal ? CSR_CMD_ILL : CSR_MF;
         this.regs.interrupts.raise(IPSR_CIP, cq.ie);
@@ -62,11 +62,22 @@ export class CommandQueue {
     }
   }
 
+  /** Reads the command at RAM offset `at` as 32-bit words (IOTINVAL needs no BigInt) and runs it. */
+  private fetchAndExecute(at: number): Outcome {
+    const m = this.mem;
+    const lo = m.u32At(at), hi = m.u32At(at + 4), d1lo = m.u32At(at + 8), d1hi = m.u32At(at + 12);
+    const opcode = lo & 0x7f;
+    const func3 = (lo >>> 7) & 7;
+    if (opcode === 1) return func3 <= 1 ? this.iotinval(func3 === 1, lo, hi, d1lo, d1hi) : Outcome.Illegal;
+    this.target.ordered();
+    return this.execute((BigInt(hi) << 32n) | BigInt(lo), (BigInt(d1hi) << 32n) | BigInt(d1lo));
+  }
+
   private execute(d0: bigint, d1: bigint): Outcome {
-    const opcode = Number(d0 & 0x7fn);
-    const func3 = Number(bits(d0, 9, 7));
+    const low = Number(d0 & 0x3ffn);
+    const opcode = low & 0x7f;
+    const func3 = low >>> 7;
     switch (opcode) {
-      case 1: return func3 <= 1 ? this.iotinval(func3 === 1, d0, d1) : Outcome.Illegal;
       case 2: return func3 === 0 ? this.iofence(d0, d1) : Outcome.Illegal;
       case 3: return func3 <= 1 ? this.iodir(func3 === 1, d0, d1) : Outcome.Illegal;
       case 4: return func3 <= 1 && this.ats ? this.atsCommand(func3 === 1, d0, d1) : Outcome.Illegal;
@@ -74,16 +85,20 @@ export class CommandQueue {
     }
   }
 
-  private iotinval(gvma: boolean, d0: bigint, d1: bigint): Outcome {
-    if (bit(d0, 11) || bits(d0, 43, 35) !== 0n || (!this.nl && bit(d0, 34)) || bits(d0, 63, 60) !== 0n) return Outcome.Illegal;
-    if (bits(d1, 8, 0) !== 0n || (!this.s && bit(d1, 9)) || bits(d1, 63, 62) !== 0n) return Outcome.Illegal;
-    const av = bit(d0, 10), pscv = bit(d0, 32), gv = bit(d0, 33);
-    const gscid = Number(bits(d0, 59, 44));
+  /** IOTINVAL, decoded on 32-bit halves (Linux sends one per 4 KiB page it unmaps: the hot command). */
+  private iotinval(gvma: boolean, lo: number, hi: number, d1lo: number, d1hi: number): Outcome {
+    // Reserved: bit 11, bits 43:35 (34 without NL), 63:60; dword1 bits 8:0 (9 without S), 63:62.
+    if ((lo & 0x800) !== 0 || (hi & 0xff8) !== 0 || (!this.nl && (hi & 0x4) !== 0) || (hi >>> 28) !== 0) return Outcome.Illegal;
+    if ((d1lo & 0x1ff) !== 0 || (!this.s && (d1lo & 0x200) !== 0) || (d1hi >>> 30) !== 0) return Outcome.Illegal;
+    const av = (lo & 0x400) !== 0, pscv = (hi & 1) !== 0, gv = (hi & 2) !== 0;
+    const gscid = (hi >>> 12) & 0xffff;
     if (gvma) {
       if (pscv) return Outcome.Illegal;
       this.target.invalidateGvma(gv ? gscid : undefined);
     } else {
-      this.target.invalidateVma(gv, gscid, pscv, Number(bits(d0, 31, 12)), av ? bits(d1, 61, 10) << 12n : undefined);
+      // ADDR[63:12] is dword1[61:10]: a page number below 2^52, exact as a number.
+      const page = (d1hi & 0x3fffffff) * 4194304 + (d1lo >>> 10);
+      this.target.invalidateVma(gv, gscid, pscv, lo >>> 12, av ? (page < 2 ** 41 ? page * 4096 : BigInt(page) << 12n) : undefined);
     }
     return Outcome.Done;
   }

@@ -9,6 +9,7 @@ import type { Iommu } from '../../api';
 
 export class GuestMemory {
   private view: DataView | undefined;
+  private buffer: ArrayBufferLike | undefined;
   private readonly base: bigint;
   private readonly limit: bigint;
 
@@ -57,10 +58,22 @@ export class GuestMemory {
     return true;
   }
 
-  /** A view over the current RAM (a grown engine memory replaces the buffer). */
+  /** The 32-bit word at RAM offset `at` (from `offsetOf`): the command queue's allocation-free reads. */
+  u32At(at: number): number {
+    return this.dataView().getUint32(at, true);
+  }
+
+  /**
+   * A view over RAM. Growing a non-shared engine memory detaches the old buffer (byteLength 0):
+   * then a new view is made. A shared buffer is never detached and RAM lies below the growing page
+   * pool, so the first view stays valid (and `memory.buffer`, which may allocate, is not read here).
+   */
   private dataView(): DataView {
-    const ram = this.iommu.ram;
-    if (!this.view || this.view.buffer !== ram.buffer) this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+    if (!this.view || this.buffer!.byteLength === 0) {
+      const ram = this.iommu.ram;
+      this.buffer = ram.buffer;
+      this.view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
+    }
     return this.view;
   }
 }

@@ -22,9 +22,8 @@ export class QueueRegisters {
     return (this.ppn << 10n) | BigInt(this.log2szm1);
   }
 
-  get entries(): number {
-    return 2 ** (this.log2szm1 + 1);
-  }
+  /** Entries in the queue (2^(LOG2SZ-1 + 1)). */
+  entries = 2;
 
   get on(): boolean {
     return (this.csr & CSR_ON) !== 0;
@@ -55,6 +54,7 @@ export class QueueRegisters {
   writeBase(value: bigint): boolean {
     if (this.on || (this.csr & CSR_EN) !== 0) return false;
     this.log2szm1 = Number(bits(value, 4, 0));
+    this.entries = 2 ** (this.log2szm1 + 1);
     this.ppn = bits(value, 53, 10) & this.ppnMask;
     return true;
   }

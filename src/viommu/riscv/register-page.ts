@@ -57,11 +57,16 @@ export class RegisterPage {
   }
 
   /** A guest write; dropped unless aligned inside one present register. */
-  write(offset: number, size: number, value: bigint): void {
+  write(offset: number, size: number, value: bigint | number): void {
     const reg = this.locate(offset, size);
     if (reg === undefined) return;
-    let v = value & (size === 8 ? MASK64 : 0xffffffffn);
-    if (size === 4 && WIDE.has(reg)) {
+    if (size === 4 && !WIDE.has(reg)) {
+      // A 4-byte register (cqt, fqh, the CSRs: the per-command path): no BigInt.
+      this.store32(reg, typeof value === 'number' ? value >>> 0 : Number(value & 0xffffffffn));
+      return;
+    }
+    let v = BigInt(value) & (size === 8 ? MASK64 : 0xffffffffn);
+    if (size === 4) {
       const shift = BigInt((offset - reg) * 8);
       v = (this.value(reg) & ~(0xffffffffn << shift)) | (v << shift);
     }
@@ -100,13 +105,21 @@ export class RegisterPage {
     }
   }
 
+  /** Stores an 8-byte register. */
   private store(reg: number, v: bigint): void {
-    const n = Number(v & 0xffffffffn);
     switch (reg) {
       case REG.ddtp: return this.writeDdtp(v);
       case REG.cqb: if (this.cq.writeBase(v)) this.cq.tail = 0; return;
       case REG.fqb: if (this.fq.writeBase(v)) this.fq.head = 0; return;
       case REG.pqb: if (this.pq.writeBase(v)) this.pq.head = 0; return;
+      case REG.icvec: return this.interrupts.writeIcvec(v);
+      default: return; // capabilities: read-only
+    }
+  }
+
+  /** Stores a 4-byte register. */
+  private store32(reg: number, n: number): void {
+    switch (reg) {
       case REG.cqt:
         this.cq.tail = this.cq.index(n);
         this.hooks.commandsReady();
@@ -120,8 +133,7 @@ export class RegisterPage {
       case REG.fqcsr: return this.fq.writeCsr(n, FQ_ERRORS, () => (this.fq.tail = 0));
       case REG.pqcsr: return this.pq.writeCsr(n, FQ_ERRORS, () => (this.pq.tail = 0));
       case REG.ipsr: return this.interrupts.writeIpsr(n, (b) => this.stillPending(b));
-      case REG.icvec: return this.interrupts.writeIcvec(v);
-      default: return; // capabilities, fctl (no field is switchable in this model), cqh, fqt, pqt: read-only
+      default: return; // fctl (no field is switchable in this model), cqh, fqt, pqt: read-only
     }
   }
 

@@ -25,6 +25,7 @@ import type { LoadedDevice, Target } from './loaded-device';
 import { faultCause, guestPageCause } from './fault-cause';
 import { walkPdt, processIdBits, type PdtFault } from './process-context';
 import { PageRequestQueue } from './page-request-queue';
+import { PendingInvalidations } from './pending-invalidations';
 import { RegisterPage } from './register-page';
 import { checkMmio, checkRequest } from './request-args';
 
@@ -90,6 +91,7 @@ export class RiscvIommu {
   private readonly directory: DeviceDirectory;
   private readonly caps: bigint;
   private readonly pageQueue: PageRequestQueue;
+  private readonly invalidations: PendingInvalidations;
   /** Page requests queued in the PQ, awaiting ATS.PRGR: "devid:prgIndex" -> ioasid cookie. */
   private readonly awaitingResponse = new Map<string, number>();
 
@@ -114,14 +116,19 @@ export class RiscvIommu {
     // makes it; a store that faults is cause 273 (TTYP 0, iotval = the address).
     const message = (fctl & FCTL_WSI) === 0 ? () => this.sendMessage(0n, 0) : undefined;
     this.regs = new RegisterPage(caps, fctl, pas, (fctl & FCTL_WSI) !== 0 ? opts.onInterrupt : undefined, message, {
-      ddtpChanged: () => this.directory.invalidate(undefined, this.shape()),
+      ddtpChanged: () => {
+        this.invalidations.flush();
+        this.directory.invalidate(undefined, this.shape());
+      },
       commandsReady: () => this.commands.run(),
     });
     this.faults = new FaultReporter(this.regs, this.mem);
     const ats = (caps & CAP.ATS) !== 0n;
     this.directory = new DeviceDirectory(iommu, iommu.open(), given, this.mem, { svpbmt: (caps & CAP.Svpbmt) !== 0n }, { capabilities: caps, fctl }, ats);
     this.pageQueue = new PageRequestQueue(this.regs, this.mem);
+    this.invalidations = new PendingInvalidations(this.directory.fd);
     this.commands = new CommandQueue(this.regs, this.mem, {
+      ordered: () => this.invalidations.flush(),
       invalidateVma: (gv, gscid, pscv, pscid, addr) => {
         for (const s of this.directory.spaces) if (vmaMatches(s, gv, gscid, pscv, pscid)) this.invalidateSpace(s.hwptId, addr);
       },
@@ -143,7 +150,7 @@ export class RiscvIommu {
   /** A register write; commands run before it returns when it writes `cqt`. */
   mmioWrite(offset: number, size: number, value: bigint | number): void {
     checkMmio('mmioWrite', offset, size, value);
-    this.regs.write(offset, size, BigInt(value));
+    this.regs.write(offset, size, value);
   }
 
   /**
@@ -154,6 +161,7 @@ export class RiscvIommu {
    */
   translate(devid: number, pid: number | undefined, iova: bigint | number, access: number): RiscvTranslation {
     checkRequest('translate', devid, pid, iova, access);
+    this.invalidations.flush(); // a request is ordered after every command the guest has sent
     const va = BigInt(iova);
     const exec = (access & Access.Exec) !== 0;
     const write = !exec && (access & Access.Write) !== 0;
@@ -312,8 +320,9 @@ export class RiscvIommu {
     if (!this.mem.write32(addr, data)) this.faults.report({ cause: CAUSE.msiWriteAccess, ttyp: 0, did: 0, priv: false, iotval: addr, iotval2: 0n }, false);
   }
 
-  private invalidateSpace(hwptId: number, addr: bigint | undefined): void {
-    this.directory.fd.hwptInvalidate(hwptId, addr === undefined ? [{}] : [{ iova: addr, length: 4096 }]);
+  private invalidateSpace(hwptId: number, addr: bigint | number | undefined): void {
+    if (addr === undefined) this.invalidations.all(hwptId);
+    else this.invalidations.page(hwptId, addr);
   }
 
   /** The DDT's shape, when `ddtp` is in a DDT mode. */
