@@ -21,6 +21,8 @@ export interface Binding {
 
 export class DeviceBindings {
   private readonly given = new Map<number, DeviceFd>();
+  /** Handed-over devices stay bound to the model's FD once bound (detached while unused). */
+  private readonly givenBound = new Map<number, Binding>();
   private readonly bound = new Map<number, Binding>();
   private readonly pool: Binding[] = [];
   /** Next requester ID to try for a model-added device (counts down from the top of the bus space). */
@@ -36,6 +38,11 @@ export class DeviceBindings {
     return this.bound.get(devid);
   }
 
+  /** The device_ids of the devices the emulator handed over (their requester IDs). */
+  givenIds(): number[] {
+    return [...this.given.keys()];
+  }
+
   /** The guest device_id bound to the FD device `devId`, if any. */
   devidOf(devId: number): number | undefined {
     for (const [devid, b] of this.bound) if (b.devId === devId) return devid;
@@ -49,7 +56,8 @@ export class DeviceBindings {
     let b: Binding | undefined;
     const given = this.given.get(devid);
     if (given) {
-      b = { dev: given, devId: given.bind(this.fd), rid: given.rid, owned: false };
+      b = this.givenBound.get(devid);
+      if (!b) this.givenBound.set(devid, (b = { dev: given, devId: given.bind(this.fd), rid: given.rid, owned: false }));
     } else {
       b = this.pool.pop() ?? this.addDevice();
     }

@@ -11,8 +11,8 @@
 import { IommuError, type DeviceFd, type FaultQueueFd, type Iommu, type IommuFd } from '../../api';
 import type { AddressSpace, SpaceConfig } from './address-space';
 import { CAUSE, DDTP_1LVL } from './constants';
-import { walkDdt, type DdtShape } from './ddt';
-import type { DcConfig } from './device-context';
+import { deviceIdFits, walkDdt, type DdtShape } from './ddt';
+import type { DcConfig, DeviceContext } from './device-context';
 import { DeviceBindings } from './device-bindings';
 import type { GuestMemory } from './guest-memory';
 import { LoadedDevice, type DeviceEnv } from './loaded-device';
@@ -66,15 +66,41 @@ export class DeviceDirectory {
   /**
    * IODIR.INVAL_DDT / a `ddtp` write: marks the contexts of `devid` (every device when undefined)
    * stale and re-checks them against memory now, dropping those no longer valid or changed.
+   *
+   * A device it names that has a valid context is loaded at once and its RID attached (a DDT read
+   * has no side effect), still marked stale so that the next request reads the DDT again as the
+   * specification's cache would: so DMA that bypasses the model (an emulator's device threads)
+   * works from the command that published the context — Linux always sends one — without waiting
+   * for a first request through the model. "Every device" names the loaded ones and the devices the
+   * emulator handed over.
    */
   invalidate(devid: number | undefined, shape: DdtShape | undefined): void {
-    const ids = devid === undefined ? [...this.devices.keys()] : this.devices.has(devid) ? [devid] : [];
+    const ids = devid === undefined ? new Set([...this.devices.keys(), ...this.bindings.givenIds()]) : [devid];
+    const ddt = shape && shape.mode >= DDTP_1LVL ? shape : undefined;
     for (const id of ids) {
-      const d = this.devices.get(id)!;
-      d.cached = false;
-      for (const p of d.processes.values()) p.cached = false;
-      const now = shape && shape.mode >= DDTP_1LVL ? walkDdt(this.mem, shape, id, this.dcConfig) : undefined;
-      if (typeof now !== 'object' || !sameWords(d.dc.words, now.words)) this.unload(id);
+      const d = this.devices.get(id);
+      const now = ddt && deviceIdFits(ddt, id) ? walkDdt(this.mem, ddt, id, this.dcConfig) : undefined;
+      if (d) {
+        d.cached = false;
+        for (const p of d.processes.values()) p.cached = false;
+        if (typeof now !== 'object' || !sameWords(d.dc.words, now.words)) this.unload(id);
+      }
+      if (typeof now === 'object' && !this.devices.has(id)) this.preload(id, now);
+    }
+  }
+
+  /** Loads a checked context ahead of any request (see `invalidate`); pressure leaves it for later. */
+  private preload(devid: number, dc: DeviceContext): void {
+    const binding = this.bindings.acquire(devid);
+    if (!binding) return;
+    const d = new LoadedDevice(binding, dc, this.env);
+    d.cached = false;
+    this.devices.set(devid, d);
+    try {
+      d.ridTargetFor();
+    } catch (e) {
+      if (!(e instanceof IommuError)) throw e;
+      this.unload(devid);
     }
   }
 
