@@ -16,6 +16,7 @@ import type { DcConfig, DeviceContext } from './device-context';
 import { DeviceBindings } from './device-bindings';
 import type { GuestMemory } from './guest-memory';
 import { LoadedDevice, type DeviceEnv } from './loaded-device';
+import { walkPdt } from './process-context';
 
 export class DeviceDirectory {
   readonly devices = new Map<number, LoadedDevice>();
@@ -82,7 +83,7 @@ export class DeviceDirectory {
       const now = ddt && deviceIdFits(ddt, id) ? walkDdt(this.mem, ddt, id, this.dcConfig) : undefined;
       if (d) {
         d.cached = false;
-        for (const p of d.processes.values()) p.cached = false;
+        for (const pid of [...d.processes.keys()]) this.invalidateProcess(id, pid);
         if (typeof now !== 'object' || !sameWords(d.dc.words, now.words)) this.unload(id);
       }
       if (typeof now === 'object' && !this.devices.has(id)) this.preload(id, now);
@@ -104,10 +105,20 @@ export class DeviceDirectory {
     }
   }
 
-  /** IODIR.INVAL_PDT: the process context (`devid`, `pid`) is stale. */
+  /**
+   * IODIR.INVAL_PDT: the process context (`devid`, `pid`) is stale. Without a G stage the PDT is
+   * re-read at once (plain reads) and a context no longer valid or changed is dropped, so device
+   * threads lose its PASID at this command; with a G stage the re-read (which may set A/D bits in
+   * G-stage entries) waits for the next request through the model.
+   */
   invalidateProcess(devid: number, pid: number): void {
-    const p = this.devices.get(devid)?.processes.get(pid);
-    if (p) p.cached = false;
+    const d = this.devices.get(devid);
+    const p = d?.processes.get(pid);
+    if (!d || !p) return;
+    p.cached = false;
+    if (d.dc.gMode !== 0) return;
+    const now = walkPdt(this.mem, d.dc.fscMode, d.dc.fscRoot, pid, this.dcConfig.capabilities, (gpa) => gpa);
+    if ('cause' in now || now.ta !== p.pc.ta || now.fsc !== p.pc.fsc) d.dropProcess(pid);
   }
 
   /** Drops every loaded device (resource pressure: dropping cached contexts is always legal). */

@@ -70,6 +70,14 @@ export class LoadedDevice {
     return p;
   }
 
+  /** Drops the process context of `pid` (its PASID detached, its first-stage HWPT destroyed). */
+  dropProcess(pid: number): void {
+    const p = this.processes.get(pid);
+    if (!p) return;
+    this.processes.delete(pid);
+    this.dropTarget(p.target);
+  }
+
   /**
    * Translates a PDT entry's guest-physical address through the G stage as an implicit read (User);
    * undefined without a G stage (the address is then physical).
