@@ -7,7 +7,7 @@
 //   translates through another device's context (its results stay in its own physical range).
 import { describe, expect, test } from 'vitest';
 import { Access, DEFAULT_CAPABILITIES, Iommu, MAX_COMMANDS_PER_RUN, NO_PASID, RiscvIommu } from '../src/index';
-import { guardViolations } from '../src/testing';
+import { guardViolations } from './testing';
 import { GuestDriver } from '../examples/riscv-iommu/guest-driver.mjs';
 
 const OPS = Number(process.env.RISCV_IOMMU_FUZZ_OPS ?? 4000);
