@@ -9,17 +9,19 @@ const RAM = { base: 0x8000_0000n, bytes: 4 << 20 };
 const HEAP = { start: 0x8020_0000n, end: 0x8040_0000n };
 const BUF = 0x8010_0000n;
 
-function machine(opts: ConstructorParameters<typeof RiscvIommu>[1] = {}) {
+/** An Iommu with an initialised guest driver; `pci` (requester ID 8) handed to the model unless `opts.devices` is given. */
+function machine(opts: ConstructorParameters<typeof RiscvIommu>[1] = {}, pri = false) {
   const iommu = Iommu.createSync({ ram: RAM, shared: false });
-  const dev = new RiscvIommu(iommu, opts);
+  const pci = iommu.addDevice({ bdf: '00:01.0', pri });
+  const dev = new RiscvIommu(iommu, { devices: [pci], ...opts });
   const driver = new GuestDriver(dev, iommu, HEAP);
   driver.init();
-  return { iommu, dev, driver };
+  return { iommu, pci, dev, driver };
 }
 
 describe('RiscvIommu under a Linux-like guest driver', () => {
   test('map, DMA, unmap: the unmapped page faults at once (IOTINVAL dropped the cached translation)', () => {
-    const { iommu, dev, driver } = machine();
+    const { iommu, dev, driver } = machine({ devices: [] }); // device_id 8 is a device the model adds
     driver.attach(8);
     driver.map(8, 0x1000n, BUF);
     const data = new Uint8Array([1, 2, 3, 4]);
@@ -46,11 +48,7 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
   });
 
   test('detach (V = 0 + IODIR) stops the device at once, also its DMA that bypasses the model', () => {
-    const iommu = Iommu.createSync({ ram: RAM, shared: false });
-    const pci = iommu.addDevice({ bdf: '00:01.0' }); // requester ID 8
-    const dev = new RiscvIommu(iommu, { devices: [pci] });
-    const driver = new GuestDriver(dev, iommu, HEAP);
-    driver.init();
+    const { iommu, pci, dev, driver } = machine();
     driver.attach(8);
     driver.map(8, 0x3000n, BUF);
     expect(dev.translate(8, undefined, 0x3000n, Access.Write).status).toBe('success');
@@ -72,11 +70,7 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
   });
 
   test('an emulator-owned device is bound by requester ID and its DMA goes through the engine', () => {
-    const iommu = Iommu.createSync({ ram: RAM, shared: false });
-    const pci = iommu.addDevice({ bdf: '00:01.0' }); // requester ID 8
-    const dev = new RiscvIommu(iommu, { devices: [pci] });
-    const driver = new GuestDriver(dev, iommu, HEAP);
-    driver.init();
+    const { iommu, pci, dev, driver } = machine();
     driver.attach(8);
     driver.map(8, 0x5000n, BUF);
     // The IODIR that published the context loaded it: the device's own DMA needs no request through the model first.
@@ -89,11 +83,7 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
 
 describe('page-request queue (ATS/PRI)', () => {
   test('a PRI device\'s fault becomes a PQ record; ATS.PRGR answers the device, which then translates', () => {
-    const iommu = Iommu.createSync({ ram: RAM, shared: false });
-    const pci = iommu.addDevice({ bdf: '00:01.0', pri: true }); // requester ID 8
-    const dev = new RiscvIommu(iommu, { capabilities: DEFAULT_CAPABILITIES | (1n << 25n), devices: [pci] });
-    const driver = new GuestDriver(dev, iommu, HEAP);
-    driver.init();
+    const { pci, dev, driver } = machine({ capabilities: DEFAULT_CAPABILITIES | (1n << 25n) }, true);
     const pq = driver.allocPage();
     dev.mmioWrite(56, 8, ((pq >> 12n) << 10n) | 7n); // pqb: 256 entries
     dev.mmioWrite(80, 4, 0x103n);
