@@ -122,3 +122,29 @@ describe('page-request queue (ATS/PRI)', () => {
     expect(dev.mmioRead(72, 4) & 0x400n).toBe(0x400n); // cmd_ill
   });
 });
+
+describe('RiscvIommu arguments', () => {
+  test('wrong types and ranges are EINVAL and change nothing; odd but well-typed accesses are the guest\'s business', () => {
+    const { dev } = machine();
+    const before = [0, 16, 24, 32, 36, 72, 84].map((o) => dev.mmioRead(o, o === 16 || o === 24 ? 8 : 4));
+    const einval = (f: () => unknown) => expect(f).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
+    einval(() => dev.mmioWrite(4096, 4, 0n));
+    einval(() => dev.mmioWrite(36, 0, 0n));
+    einval(() => dev.mmioWrite(36, 4, -1n));
+    einval(() => dev.mmioWrite(36, 4, 1n << 64n));
+    einval(() => dev.mmioRead(1.5, 4));
+    einval(() => dev.translate(1 << 24, undefined, 0n, Access.Read));
+    einval(() => dev.translate(8, 1 << 20, 0n, Access.Read));
+    einval(() => dev.translate(8, undefined, -1n, Access.Read));
+    einval(() => dev.translate(8, undefined, 0n, 16));
+    einval(() => dev.dmaRead(8, undefined, 0n, [] as unknown as Uint8Array));
+    expect([0, 16, 24, 32, 36, 72, 84].map((o) => dev.mmioRead(o, o === 16 || o === 24 ? 8 : 4))).toEqual(before);
+    // Misaligned, partial and too-wide accesses read 0 and are dropped, as the reference model does.
+    expect(dev.mmioRead(72, 8)).toBe(0n);
+    expect(dev.mmioRead(74, 2)).toBe(0n);
+    dev.mmioWrite(36, 2, 5n);
+    expect(dev.mmioRead(36, 4)).toBe(before[4]);
+    expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { capabilities: 1n << 21n })).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
+    expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { devices: [{} as never] })).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
+  });
+});

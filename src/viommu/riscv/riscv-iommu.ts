@@ -10,7 +10,7 @@
  * then the engine's walk, whose fault becomes cause 12/13/15, 20/21/23 or 1/5/7 and a fault record.
  * @module
  */
-import { Access, IommuError, type DeviceFd, type FaultQueueFd, type Iommu } from '../../api';
+import { Access, DeviceFd, IommuError, type FaultQueueFd, type Iommu } from '../../api';
 import { vmaMatches } from './address-space';
 import { CommandQueue } from './command-queue';
 import {
@@ -108,7 +108,8 @@ export class RiscvIommu {
     if (fctl !== 0 && fctl !== FCTL_WSI) throw new IommuError('EINVAL', op, `fctl: expected 0 or 2, got ${String(fctl)}`);
     if (opts.onInterrupt !== undefined && typeof opts.onInterrupt !== 'function') throw new IommuError('EINVAL', op, 'onInterrupt: expected a function');
     const given = opts.devices ?? [];
-    if (!Array.isArray(given)) throw new IommuError('EINVAL', op, 'devices: expected an array of DeviceFd');
+    if (!Array.isArray(given) || !given.every((d) => d instanceof DeviceFd)) throw new IommuError('EINVAL', op, 'devices: expected an array of DeviceFd');
+    if (new Set(given.map((d) => d.rid)).size !== given.length) throw new IommuError('EINVAL', op, 'devices: a requester ID appears twice');
     this.caps = caps;
     this.mem = new GuestMemory(iommu, pas);
     // MSI mode (fctl.WSI = 0, which the reference model accepts even with IGS = WSI): msi_cfg_tbl
