@@ -148,3 +148,21 @@ describe('RiscvIommu arguments', () => {
     expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { devices: [{} as never] })).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
   });
 });
+
+describe('IOTINVAL by leaf', () => {
+  test('IOTINVAL.VMA with AV=1 at one page of a superpage drops the translation cached from another page', () => {
+    const { dev, driver } = machine({ devices: [] });
+    driver.attach(8);
+    driver.map(8, 0x1000n, BUF); // builds the Sv39 tables; then the level-1 entry becomes a 2 MiB leaf
+    const root = driver.contexts.get(8).root as bigint;
+    const l1 = (((driver.read64(root) >> 10n) & ((1n << 44n) - 1n)) << 12n);
+    driver.write64(l1, ((0x8020_0000n >> 12n) << 10n) | 0xd7n);
+    driver.send(0x1n | (1n << 32n) | (driver.contexts.get(8).pscid << 12n), 0n); // flush the PSCID, as Linux does for a superpage map
+    driver.sync();
+    expect(dev.translate(8, undefined, 0x5000n, Access.Read)).toMatchObject({ status: 'success', pa: 0x8020_5000n, size: 0x20_0000n });
+    driver.write64(l1, ((0x8060_0000n >> 12n) << 10n) | 0xd7n);
+    driver.invalidatePage(driver.contexts.get(8).pscid, 0x1000n); // another page of the same leaf
+    driver.sync();
+    expect(dev.translate(8, undefined, 0x5000n, Access.Read)).toMatchObject({ status: 'success', pa: 0x8060_5000n });
+  });
+});

@@ -50,7 +50,8 @@ export class PendingInvalidations {
   flush(): void {
     if (this.pending.size === 0) return;
     for (const [hwptId, p] of this.pending) {
-      const entries = p.all ? [{}] : p.ranges.map(([a, e]) => ({ iova: a, length: typeof a === 'number' ? (e as number) - a : (e as bigint) - a }));
+      // leaf: an IOTINVAL names the leaf containing ADDR, superpages cached from other pages included.
+      const entries = p.all ? [{}] : p.ranges.map(([a, e]) => ({ iova: a, length: typeof a === 'number' ? (e as number) - a : (e as bigint) - a, leaf: true }));
       this.fd.hwptInvalidate(hwptId, entries);
     }
     this.pending.clear();
