@@ -50,7 +50,6 @@ export const CAP = {
 /** `capabilities.IGS` (bits 29:28). */
 export const IGS_SHIFT = 28n;
 export const IGS_WSI = 1n;
-export const IGS_BOTH = 2n;
 /** `capabilities.PAS` (bits 37:32). */
 export const PAS_SHIFT = 32n;
 
@@ -82,23 +81,12 @@ export const IPSR_FIP = 2;
 export const IPSR_PIP = 8;
 
 /** Transaction types of a fault record (TTYP). */
-export const TTYP_NONE = 0;
 export const TTYP_UNTRANSLATED_EXEC = 1;
 export const TTYP_UNTRANSLATED_READ = 2;
 export const TTYP_UNTRANSLATED_WRITE = 3;
-export const TTYP_PAGE_REQUEST = 9;
 
-/** Fault causes. */
+/** Fault causes raised outside a page-table walk (walk faults: fault-cause.ts). */
 export const CAUSE = {
-  instrAccess: 1,
-  readAccess: 5,
-  writeAccess: 7,
-  instrPage: 12,
-  readPage: 13,
-  writePage: 15,
-  instrGuestPage: 20,
-  readGuestPage: 21,
-  writeGuestPage: 23,
   allDisallowed: 256,
   ddtLoadAccess: 257,
   ddtInvalid: 258,
