@@ -23,7 +23,15 @@ if (!existsSync(dist)) {
 const lib = await import(pathToFileURL(dist).href);
 let failed = false;
 for (const file of positionals) {
-  const results = replayFile(lib, JSON.parse(readFileSync(file, 'utf8')));
+  let vectors;
+  try {
+    vectors = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    console.error(`${file}: ${e.message}`);
+    failed = true;
+    continue;
+  }
+  const results = replayFile(lib, vectors);
   console.log(`${file}:`);
   for (const line of summarize(results)) console.log(`  ${line}`);
   if (values.all) for (const r of results.filter((x) => !x.passed)) console.log(`  FAIL ${r.name}: ${r.problem}`);
