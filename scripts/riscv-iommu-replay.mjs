@@ -18,7 +18,9 @@ const hex = (v) => `0x${v.toString(16)}`;
 export function replayCase(lib, c) {
   const base = BigInt(c.ram.base);
   const bytes = Number(BigInt(c.ram.bytes));
-  const iommu = lib.Iommu.createSync({ ram: { base, bytes }, translators: 1, maxMemoryBytes: bytes + 64 * 2 ** 20, shared: false });
+  // A large IOTLB: a translation the reference model still has cached must not be evicted by a
+  // set conflict here (the engine's IOTLB is 2-way set associative).
+  const iommu = lib.Iommu.createSync({ ram: { base, bytes }, translators: 1, iotlbEntries: 1 << 16, maxMemoryBytes: bytes + 64 * 2 ** 20, shared: false });
   const dev = new lib.RiscvIommu(iommu, { capabilities: BigInt(c.capabilities), fctl: Number(BigInt(c.fctl)) });
   const image = new Map();
   const steps = {};
