@@ -9,11 +9,11 @@ const RAM = { base: 0x8000_0000n, bytes: 4 << 20 };
 const HEAP = { start: 0x8020_0000n, end: 0x8040_0000n };
 const BUF = 0x8010_0000n;
 
-/** An Iommu with an initialised guest driver; `pci` (requester ID 8) handed to the model unless `opts.devices` is given. */
-function machine(opts: ConstructorParameters<typeof RiscvIommu>[1] = {}, pri = false) {
+/** An Iommu with an initialised guest driver and (unless `pci` is false) the emulator's device 00:01.0, requester ID 8. */
+function machine(opts: ConstructorParameters<typeof RiscvIommu>[1] = {}, { pci: withPci = true, pri = false } = {}) {
   const iommu = Iommu.createSync({ ram: RAM, shared: false });
-  const pci = iommu.addDevice({ bdf: '00:01.0', pri });
-  const dev = new RiscvIommu(iommu, { devices: [pci], ...opts });
+  const pci = withPci ? iommu.addDevice({ bdf: '00:01.0', pri }) : undefined!;
+  const dev = new RiscvIommu(iommu, opts);
   const driver = new GuestDriver(dev, iommu, HEAP);
   driver.init();
   return { iommu, pci, dev, driver };
@@ -21,7 +21,7 @@ function machine(opts: ConstructorParameters<typeof RiscvIommu>[1] = {}, pri = f
 
 describe('RiscvIommu under a Linux-like guest driver', () => {
   test('map, DMA, unmap: the unmapped page faults at once (IOTINVAL dropped the cached translation)', () => {
-    const { iommu, dev, driver } = machine({ devices: [] }); // device_id 8 is a device the model adds
+    const { iommu, dev, driver } = machine({}, { pci: false }); // device_id 8 is a device the model adds
     driver.attach(8);
     driver.map(8, 0x1000n, BUF);
     const data = new Uint8Array([1, 2, 3, 4]);
@@ -69,7 +69,7 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
     expect(wires).toEqual([[1, true], [1, false]]);
   });
 
-  test('an emulator-owned device is bound by requester ID and its DMA goes through the engine', () => {
+  test('the emulator\'s device is the device_id equal to its requester ID; its own DMA goes through the engine', () => {
     const { iommu, pci, dev, driver } = machine();
     driver.attach(8);
     driver.map(8, 0x5000n, BUF);
@@ -83,7 +83,7 @@ describe('RiscvIommu under a Linux-like guest driver', () => {
 
 describe('page-request queue (ATS/PRI)', () => {
   test('a PRI device\'s fault becomes a PQ record; ATS.PRGR answers the device, which then translates', () => {
-    const { pci, dev, driver } = machine({ capabilities: DEFAULT_CAPABILITIES | (1n << 25n) }, true);
+    const { pci, dev, driver } = machine({ capabilities: DEFAULT_CAPABILITIES | (1n << 25n) }, { pri: true });
     const pq = driver.allocPage();
     dev.mmioWrite(56, 8, ((pq >> 12n) << 10n) | 7n); // pqb: 256 entries
     dev.mmioWrite(80, 4, 0x103n);
@@ -145,13 +145,14 @@ describe('RiscvIommu arguments', () => {
     dev.mmioWrite(36, 2, 5n);
     expect(dev.mmioRead(36, 4)).toBe(before[4]);
     expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { capabilities: 1n << 21n })).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
-    expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { devices: [{} as never] })).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
+    expect(() => new RiscvIommu(Iommu.createSync({ ram: RAM, shared: false }), { devices: [] } as never)).toThrow(expect.objectContaining({ errno: 'EOPNOTSUPP' }));
+    expect(() => new RiscvIommu({} as never)).toThrow(expect.objectContaining({ errno: 'EINVAL' }));
   });
 });
 
 describe('IOTINVAL by leaf', () => {
   test('IOTINVAL.VMA with AV=1 at one page of a superpage drops the translation cached from another page', () => {
-    const { dev, driver } = machine({ devices: [] });
+    const { dev, driver } = machine({}, { pci: false });
     driver.attach(8);
     driver.map(8, 0x1000n, BUF); // builds the Sv39 tables; then the level-1 entry becomes a 2 MiB leaf
     const root = driver.contexts.get(8).root as bigint;

@@ -132,7 +132,7 @@ describe('RiscvIommu property: bad input never hurts', () => {
     const iommu = Iommu.createSync({ ram: { base: 0x8000_0000n, bytes: 8 << 20 }, shared: false });
     const pciA = iommu.addDevice({ bdf: '00:01.0' }); // requester ID 8
     const pciB = iommu.addDevice({ bdf: '00:02.0' }); // requester ID 16
-    const dev = new RiscvIommu(iommu, { devices: [pciA, pciB], fctl: 2 });
+    const dev = new RiscvIommu(iommu, { fctl: 2 });
     // Tables and queues in [0x8060_0000, 0x8080_0000); A's memory 0x8000_0000.., B's 0x8020_0000..;
     // random traffic writes anywhere below 0x8060_0000 and sends commands, never touching tables.
     const driver = new GuestDriver(dev, iommu, { start: 0x8060_0000n, end: 0x8080_0000n });

@@ -31,7 +31,7 @@ const INVAL_PAGES = 64;
 function machine() {
   const iommu = Iommu.createSync({ ram: { base: RAM_BASE, bytes: 32 << 20 } });
   const pci = iommu.addDevice({ bdf: '00:03.0' });
-  const dev = new RiscvIommu(iommu, { devices: [pci] });
+  const dev = new RiscvIommu(iommu);
   const driver = new GuestDriver(dev, iommu, HEAP);
   driver.init();
   driver.attach(pci.rid);

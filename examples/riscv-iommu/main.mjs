@@ -33,7 +33,8 @@ const check = (what, ok, detail = '') => {
 const iommu = await Iommu.create({ ram: RAM });
 const pci = DEVICES.map((d) => iommu.addDevice({ bdf: d.bdf }));
 const wires = [];
-const riscv = new RiscvIommu(iommu, { devices: pci, onInterrupt: (vector, asserted) => wires.push({ vector, asserted }) });
+// The guest names each device by its requester ID (device_id 8 = 00:01.0): the model finds it in `iommu`.
+const riscv = new RiscvIommu(iommu, { onInterrupt: (vector, asserted) => wires.push({ vector, asserted }) });
 const driver = new GuestDriver(riscv, iommu, HEAP);
 driver.init();
 check('driver probe: 3-level DDT, command and fault queues on', riscv.mmioRead(16, 8) % 16n === 4n && riscv.mmioRead(72, 4) === 0x10003n && riscv.mmioRead(76, 4) === 0x10003n);

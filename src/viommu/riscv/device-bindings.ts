@@ -1,10 +1,12 @@
 /**
- * Which ioasid device stands for each guest device_id. The model owns one FD; a device the emulator
- * handed over (`devices` option: device_id = its requester ID) is bound to it on first use; for any
- * other device_id (24-bit IDs have no requester ID; a device the emulator did not add) the model
- * adds a device of its own the first time a device context needs one. Model-added devices are
- * pooled: `release` returns one for reuse by another device_id, so the number of ioasid devices is
- * bounded by the number of device contexts in use, not by the IDs a guest ever touched.
+ * Which ioasid device stands for each guest device_id. The model owns one FD. A device_id that is
+ * the requester ID of a device of the Iommu (`iommu.device(rid)`: the emulator's PCI functions) is
+ * that device, bound to the model's FD on first use and kept bound. For any other device_id (24-bit
+ * IDs have no requester ID; IDs the emulator has no device for) the model adds a device of its own
+ * the first time a valid device context needs one. Model-added devices are pooled: `release`
+ * returns one for reuse by another device_id, so their number is bounded by the device contexts in
+ * use, not by the IDs a guest ever touched; they take requester IDs from the top of the bus range
+ * down, skipping the emulator's.
  * @module
  */
 import { IommuError, type DeviceFd, type Iommu, type IommuFd } from '../../api';
@@ -15,32 +17,31 @@ export interface Binding {
   /** The device's ID in the model's FD. */
   readonly devId: number;
   readonly rid: number;
-  /** Added by the model (returned to the pool on release) rather than handed over. */
+  /** Added by the model (returned to the pool on release) rather than the emulator's. */
   readonly owned: boolean;
 }
 
 export class DeviceBindings {
-  private readonly given = new Map<number, DeviceFd>();
-  /** Handed-over devices stay bound to the model's FD once bound (detached while unused). */
-  private readonly givenBound = new Map<number, Binding>();
+  /** The emulator's devices this model has bound (kept bound; detached while unused). */
+  private readonly emulatorBound = new Map<number, Binding>();
   private readonly bound = new Map<number, Binding>();
   private readonly pool: Binding[] = [];
-  /** Next requester ID to try for a model-added device (counts down from the top of the bus space). */
+  /** Requester IDs of the devices the model added. */
+  private readonly ownedRids = new Set<number>();
+  /** Next requester ID to try for a model-added device (counts down from the top of the bus range). */
   private nextRid = 0xffff;
 
   /** @param pri model-added devices support PCIe page requests (the IOMMU has ATS). */
-  constructor(private readonly iommu: Iommu, private readonly fd: IommuFd, devices: readonly DeviceFd[], private readonly pri: boolean) {
-    for (const d of devices) this.given.set(d.rid, d);
-  }
+  constructor(private readonly iommu: Iommu, private readonly fd: IommuFd, private readonly pri: boolean) {}
 
   /** The binding of `devid`, if it has one. */
   get(devid: number): Binding | undefined {
     return this.bound.get(devid);
   }
 
-  /** The device_ids of the devices the emulator handed over (their requester IDs). */
-  givenIds(): number[] {
-    return [...this.given.keys()];
+  /** The device_ids of the emulator's devices (their requester IDs). */
+  emulatorIds(): number[] {
+    return this.iommu.devices().map((d) => d.rid).filter((rid) => !this.ownedRids.has(rid));
   }
 
   /** The guest device_id bound to the FD device `devId`, if any. */
@@ -49,15 +50,26 @@ export class DeviceBindings {
     return undefined;
   }
 
-  /** The binding of `devid`, binding or adding a device when it has none; undefined when none can be made. */
+  /**
+   * The binding of `devid`, binding or adding a device when it has none; undefined when none can be
+   * had (no requester ID left, or the emulator's device is bound to another FD).
+   */
   acquire(devid: number): Binding | undefined {
     const have = this.bound.get(devid);
     if (have) return have;
     let b: Binding | undefined;
-    const given = this.given.get(devid);
-    if (given) {
-      b = this.givenBound.get(devid);
-      if (!b) this.givenBound.set(devid, (b = { dev: given, devId: given.bind(this.fd), rid: given.rid, owned: false }));
+    const emulator = devid <= 0xffff && !this.ownedRids.has(devid) ? this.iommu.device(devid) : undefined;
+    if (emulator) {
+      b = this.emulatorBound.get(devid);
+      if (!b) {
+        try {
+          b = { dev: emulator, devId: emulator.bind(this.fd), rid: devid, owned: false };
+        } catch (e) {
+          if (!(e instanceof IommuError)) throw e;
+          return undefined; // the emulator gave this device to another FD
+        }
+        this.emulatorBound.set(devid, b);
+      }
     } else {
       b = this.pool.pop() ?? this.addDevice();
     }
@@ -76,14 +88,15 @@ export class DeviceBindings {
   private addDevice(): Binding | undefined {
     while (this.nextRid >= 0) {
       const rid = this.nextRid--;
-      if (this.given.has(rid)) continue;
+      if (this.iommu.device(rid)) continue;
       const bdf = `${(rid >> 8).toString(16).padStart(2, '0')}:${((rid >> 3) & 31).toString(16).padStart(2, '0')}.${rid & 7}`;
       try {
         const dev = this.iommu.addDevice({ bdf, pri: this.pri });
+        this.ownedRids.add(rid);
         return { dev, devId: dev.bind(this.fd), rid, owned: true };
       } catch (e) {
-        // EEXIST: the emulator uses this requester ID; try the next one. Anything else: give up.
-        if (!(e instanceof IommuError) || e.errno !== 'EEXIST') return undefined;
+        if (!(e instanceof IommuError)) throw e;
+        return undefined; // out of memory for another device
       }
     }
     return undefined;

@@ -8,7 +8,7 @@
  * the same command that stops the model's own requests.
  * @module
  */
-import { IommuError, type DeviceFd, type FaultQueueFd, type Iommu, type IommuFd } from '../../api';
+import { IommuError, type FaultQueueFd, type Iommu, type IommuFd } from '../../api';
 import type { AddressSpace, SpaceConfig } from './address-space';
 import { CAUSE, DDTP_1LVL } from './constants';
 import { deviceIdFits, walkDdt, type DdtShape } from './ddt';
@@ -29,8 +29,8 @@ export class DeviceDirectory {
   /** The ioasid fault queue of page requests (allocated on first use). */
   pageRequests: { id: number; fd: FaultQueueFd } | undefined;
 
-  constructor(readonly iommu: Iommu, readonly fd: IommuFd, given: readonly DeviceFd[], private readonly mem: GuestMemory, cfg: SpaceConfig, private readonly dcConfig: DcConfig, pri: boolean) {
-    this.bindings = new DeviceBindings(iommu, fd, given, pri);
+  constructor(readonly iommu: Iommu, readonly fd: IommuFd, private readonly mem: GuestMemory, cfg: SpaceConfig, private readonly dcConfig: DcConfig, pri: boolean) {
+    this.bindings = new DeviceBindings(iommu, fd, pri);
     this.env = {
       iommu, fd, cfg, spaces: this.spaces,
       pasidOf: (pid) => this.pasidOf(pid),
@@ -72,11 +72,10 @@ export class DeviceDirectory {
    * has no side effect), still marked stale so that the next request reads the DDT again as the
    * specification's cache would: so DMA that bypasses the model (an emulator's device threads)
    * works from the command that published the context — Linux always sends one — without waiting
-   * for a first request through the model. "Every device" names the loaded ones and the devices the
-   * emulator handed over.
+   * for a first request through the model. "Every device" names the loaded ones and the emulator's.
    */
   invalidate(devid: number | undefined, shape: DdtShape | undefined): void {
-    const ids = devid === undefined ? new Set([...this.devices.keys(), ...this.bindings.givenIds()]) : [devid];
+    const ids = devid === undefined ? new Set([...this.devices.keys(), ...this.bindings.emulatorIds()]) : [devid];
     const ddt = shape && shape.mode >= DDTP_1LVL ? shape : undefined;
     for (const id of ids) {
       const d = this.devices.get(id);

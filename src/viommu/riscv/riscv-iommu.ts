@@ -10,7 +10,7 @@
  * then the engine's walk, whose fault becomes cause 12/13/15, 20/21/23 or 1/5/7 and a fault record.
  * @module
  */
-import { Access, DeviceFd, IommuError, type FaultQueueFd, type Iommu } from '../../api';
+import { Access, Iommu, IommuError, type FaultQueueFd } from '../../api';
 import { vmaMatches } from './address-space';
 import { CommandQueue } from './command-queue';
 import {
@@ -37,8 +37,6 @@ export interface RiscvIommuOptions {
   fctl?: number;
   /** Wired interrupt `vector` (the `icvec` field of the pending `ipsr` bit) changed level. */
   onInterrupt?: InterruptSink;
-  /** Devices of the Iommu the guest names by their requester ID (bound to the model's FD on first use). */
-  devices?: DeviceFd[];
 }
 
 /** The outcome of one inbound untranslated request. */
@@ -98,6 +96,10 @@ export class RiscvIommu {
   /** @throws IommuError EINVAL: a capability this model cannot honour, a bad `fctl`, a device of another Iommu. */
   constructor(readonly iommu: Iommu, opts: RiscvIommuOptions = {}) {
     const op = 'RiscvIommu';
+    if (!(iommu instanceof Iommu)) throw new IommuError('EINVAL', op, 'iommu: expected an Iommu');
+    if (typeof opts !== 'object' || opts === null) throw new IommuError('EINVAL', op, 'options: expected an object');
+    const unknown = Object.keys(opts).find((k) => !['capabilities', 'fctl', 'onInterrupt'].includes(k));
+    if (unknown !== undefined) throw new IommuError('EOPNOTSUPP', op, `unknown option '${unknown}'`);
     const caps = opts.capabilities ?? DEFAULT_CAPABILITIES;
     if (typeof caps !== 'bigint' || caps < 0n || (caps & ~SUPPORTED) !== 0n) throw new IommuError('EINVAL', op, `capabilities: unsupported bits 0x${typeof caps === 'bigint' ? (caps & ~SUPPORTED).toString(16) : String(caps)}`);
     if (bits(caps, 29, 28) !== IGS_WSI) throw new IommuError('EINVAL', op, 'capabilities.IGS: only wired interrupts (IGS = 1) are modelled');
@@ -107,9 +109,6 @@ export class RiscvIommu {
     const fctl = opts.fctl ?? FCTL_WSI;
     if (fctl !== 0 && fctl !== FCTL_WSI) throw new IommuError('EINVAL', op, `fctl: expected 0 or 2, got ${String(fctl)}`);
     if (opts.onInterrupt !== undefined && typeof opts.onInterrupt !== 'function') throw new IommuError('EINVAL', op, 'onInterrupt: expected a function');
-    const given = opts.devices ?? [];
-    if (!Array.isArray(given) || !given.every((d) => d instanceof DeviceFd)) throw new IommuError('EINVAL', op, 'devices: expected an array of DeviceFd');
-    if (new Set(given.map((d) => d.rid)).size !== given.length) throw new IommuError('EINVAL', op, 'devices: a requester ID appears twice');
     this.caps = caps;
     this.mem = new GuestMemory(iommu, pas);
     // MSI mode (fctl.WSI = 0, which the reference model accepts even with IGS = WSI): msi_cfg_tbl
@@ -125,7 +124,7 @@ export class RiscvIommu {
     });
     this.faults = new FaultReporter(this.regs, this.mem);
     const ats = (caps & CAP.ATS) !== 0n;
-    this.directory = new DeviceDirectory(iommu, iommu.open(), given, this.mem, { svpbmt: (caps & CAP.Svpbmt) !== 0n }, { capabilities: caps, fctl }, ats);
+    this.directory = new DeviceDirectory(iommu, iommu.open(), this.mem, { svpbmt: (caps & CAP.Svpbmt) !== 0n }, { capabilities: caps, fctl }, ats);
     this.pageQueue = new PageRequestQueue(this.regs, this.mem);
     this.invalidations = new PendingInvalidations(this.directory.fd);
     this.commands = new CommandQueue(this.regs, this.mem, {
