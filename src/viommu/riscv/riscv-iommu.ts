@@ -10,7 +10,7 @@
  * then the engine's walk, whose fault becomes cause 12/13/15, 20/21/23 or 1/5/7 and a fault record.
  * @module
  */
-import { Access, Iommu, IommuError, type FaultQueueFd } from '../../api';
+import { Access, Iommu, IommuError } from '../../api';
 import { vmaMatches } from './address-space';
 import { CommandQueue } from './command-queue';
 import {
@@ -25,6 +25,7 @@ import type { LoadedDevice, Target } from './loaded-device';
 import { faultCause, guestPageCause } from './fault-cause';
 import { walkPdt, processIdBits, type PdtFault } from './process-context';
 import { PageRequestQueue } from './page-request-queue';
+import { PageRequests } from './page-requests';
 import { PendingInvalidations } from './pending-invalidations';
 import { RegisterPage } from './register-page';
 import { checkMmio, checkRequest } from './request-args';
@@ -72,15 +73,6 @@ const BARE_SIZE = 1n << 30n;
 const identity = (pa: bigint): RiscvTranslation => ({ status: 'success', pa, size: BARE_SIZE, pbmt: 0 });
 const UR: RiscvTranslation = Object.freeze({ status: 'unsupported-request' });
 
-/** Answers an ioasid page request; one already answered (its device detached meanwhile) is skipped. */
-function respond(fd: FaultQueueFd, cookie: number, success: boolean): void {
-  try {
-    fd.write([{ cookie, code: success ? 'success' : 'invalid' }]);
-  } catch (e) {
-    if (!(e instanceof IommuError)) throw e;
-  }
-}
-
 export class RiscvIommu {
   private readonly regs: RegisterPage;
   private readonly mem: GuestMemory;
@@ -88,10 +80,8 @@ export class RiscvIommu {
   private readonly commands: CommandQueue;
   private readonly directory: DeviceDirectory;
   private readonly caps: bigint;
-  private readonly pageQueue: PageRequestQueue;
+  private readonly pageRequests: PageRequests;
   private readonly invalidations: PendingInvalidations;
-  /** Page requests queued in the PQ, awaiting ATS.PRGR: "devid:prgIndex" -> ioasid cookie. */
-  private readonly awaitingResponse = new Map<string, number>();
 
   /** @throws IommuError EINVAL: a capability this model cannot honour, a bad `fctl`, a device of another Iommu. */
   constructor(readonly iommu: Iommu, opts: RiscvIommuOptions = {}) {
@@ -125,7 +115,7 @@ export class RiscvIommu {
     this.faults = new FaultReporter(this.regs, this.mem);
     const ats = (caps & CAP.ATS) !== 0n;
     this.directory = new DeviceDirectory(iommu, iommu.open(), this.mem, { svpbmt: (caps & CAP.Svpbmt) !== 0n }, { capabilities: caps, fctl }, ats);
-    this.pageQueue = new PageRequestQueue(this.regs, this.mem);
+    this.pageRequests = new PageRequests(this.directory, new PageRequestQueue(this.regs, this.mem));
     this.invalidations = new PendingInvalidations(this.directory.fd);
     this.commands = new CommandQueue(this.regs, this.mem, {
       ordered: () => this.invalidations.flush(),
@@ -137,7 +127,7 @@ export class RiscvIommu {
       },
       invalidateDdt: (did) => this.directory.invalidate(did, this.shape()),
       invalidatePdt: (did, pid) => this.directory.invalidateProcess(did, pid),
-      pageResponse: (devid, _pid, payload) => this.answerPageRequest(devid, payload),
+      pageResponse: (devid, _pid, payload) => this.pageRequests.answer(devid, payload),
     });
   }
 
@@ -195,7 +185,7 @@ export class RiscvIommu {
     }
     // A PRI device's recoverable fault became a page request (no fault record): queue it.
     if (t.fault!.pageRequest) {
-      this.forwardPageRequests();
+      this.pageRequests.forward();
       return UR;
     }
     const c = faultCause(t.fault!, exec, write);
@@ -237,35 +227,6 @@ export class RiscvIommu {
       done += chunk;
     }
     return { bytes: done, status: 'success' };
-  }
-
-  /**
-   * Moves ioasid's page requests into the page-request queue. Requests the IOMMU answers itself
-   * (queue off, full, memory fault) are answered at once on the ioasid fault FD.
-   */
-  private forwardPageRequests(): void {
-    const q = this.directory.pageRequests;
-    if (!q) return;
-    for (const r of q.fd.read()) {
-      const devid = this.directory.devidOf(r.devId);
-      const pid = r.pasidValid ? this.directory.pidOf(r.pasid) : undefined;
-      const answer = devid === undefined ? 'failure' : this.pageQueue.push({
-        did: devid, pid, priv: (r.perm & Access.Priv) !== 0, exec: (r.perm & Access.Exec) !== 0,
-        read: (r.perm & (Access.Read | Access.Exec)) !== 0, write: (r.perm & Access.Write) !== 0, prgIndex: r.grpid, addr: r.addr,
-      });
-      if (answer === undefined) this.awaitingResponse.set(`${devid}:${r.grpid}`, r.cookie);
-      else respond(q.fd, r.cookie, answer === 'success');
-    }
-  }
-
-  /** ATS.PRGR: PRG index [40:32] and response code [47:44] (0 Success, else failure) of the payload. */
-  private answerPageRequest(devid: number, payload: bigint): void {
-    const key = `${devid}:${Number(bits(payload, 40, 32))}`;
-    const cookie = this.awaitingResponse.get(key);
-    const q = this.directory.pageRequests;
-    if (cookie === undefined || !q) return; // no such group outstanding: a guest error, ignored
-    this.awaitingResponse.delete(key);
-    respond(q.fd, cookie, bits(payload, 47, 44) === 0n);
   }
 
   /** The context a request of (`devid`, `pid`) is translated by, or why there is none. */
