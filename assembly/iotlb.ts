@@ -137,7 +137,7 @@ export function iotlbInvalidatePages(dom: u32, rid: u32, pasid: u32, first: u64,
  */
 export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, first: u64, last: u64): u32 {
   atomic.add<u32>(domainPtr(dom), 1, DOM_INVSEQ);
-  const hint = SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
+  const hint: usize = <usize>SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
   const bit: u32 = 1 << (dom & 31);
   let any = false;
   for (let s: u32 = 0; s < slotCount && !any; s++) any = (atomic.load<u32>(slotsBase + <usize>s * <usize>slotSize + hint) & bit) != 0;
