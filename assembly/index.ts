@@ -65,7 +65,9 @@ export function abiHash(): u32 {
   h = (h ^ abi.SLOT_IOTLB) * 16777619;
   h = (h ^ abi.FAULT_MAX) * 16777619;
   h = (h ^ abi.CTRL_FAIL_COUNTDOWN) * 16777619;
-  h = (h ^ abi.CTRL_RAM_BASE_HI) * 16777619;
+  h = (h ^ abi.CTRL_RAM_COUNT) * 16777619;
+  h = (h ^ abi.RAMWIN_SIZE) * 16777619;
+  h = (h ^ abi.RAM_WINDOWS_MAX) * 16777619;
   h = (h ^ abi.SLOT_PRQ) * 16777619;
   h = (h ^ abi.PRQ_SIZE) * 16777619;
   h = (h ^ abi.INFO_CAP_SHIFT) * 16777619;
