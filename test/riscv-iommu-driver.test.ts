@@ -167,3 +167,28 @@ describe('IOTINVAL by leaf', () => {
     expect(dev.translate(8, undefined, 0x5000n, Access.Read)).toMatchObject({ status: 'success', pa: 0x8060_5000n });
   });
 });
+
+describe('guest RAM in several windows', () => {
+  test('directory, tables and fault queue in a high window, DMA into a low one', () => {
+    const LOW = 0x8000_0000n, HIGH = 0x1_0000_0000n;
+    const iommu = Iommu.createSync({ ram: [{ base: LOW, bytes: 1 << 20 }, { base: HIGH, bytes: 1 << 20 }], shared: false });
+    const dev = new RiscvIommu(iommu);
+    const high = iommu.ramWindows().find((w) => w.base === HIGH)!;
+    const put = (gpa: bigint, v: bigint) => new DataView(high.bytes.buffer, high.bytes.byteOffset, high.bytes.byteLength).setBigUint64(Number(gpa - HIGH), v, true);
+    // 1-level DDT at HIGH, device 5: Sv39 at HIGH + 0x1000 mapping IOVA 0x4000 to LOW + 0x8000.
+    put(HIGH + 5n * 32n + 24n, (8n << 60n) | ((HIGH + 0x1000n) >> 12n));
+    put(HIGH + 5n * 32n, 1n);
+    put(HIGH + 0x1000n, (((HIGH + 0x2000n) >> 12n) << 10n) | 1n);
+    put(HIGH + 0x2000n, (((HIGH + 0x3000n) >> 12n) << 10n) | 1n);
+    put(HIGH + 0x3000n + 4n * 8n, (((LOW + 0x8000n) >> 12n) << 10n) | 0xd7n);
+    dev.mmioWrite(40, 8, ((HIGH + 0x10000n) >> 12n) << 10n); // fqb in the high window
+    dev.mmioWrite(76, 4, 0x3n);
+    dev.mmioWrite(16, 8, 2n | ((HIGH >> 12n) << 10n));
+    expect(dev.dmaWrite(5, undefined, 0x4010n, new Uint8Array([7, 8, 9]))).toEqual({ bytes: 3, status: 'success' });
+    const low = iommu.ramWindows().find((w) => w.base === LOW)!;
+    expect([...low.bytes.subarray(0x8010, 0x8013)]).toEqual([7, 8, 9]);
+    expect(dev.translate(6, undefined, 0x4010n, Access.Read).status).toBe('unsupported-request');
+    expect(dev.mmioRead(52, 4)).toBe(1n); // the record went to the high window
+    expect(new DataView(high.bytes.buffer, high.bytes.byteOffset).getBigUint64(0x10000, true) & 0xfffn).toBe(258n);
+  });
+});

@@ -160,8 +160,7 @@ export class DeviceDirectory {
   private identityHwpt(devId: number): number {
     if (this.identity === undefined) {
       const ioas = this.fd.ioasAlloc();
-      const ram = this.iommu.ram;
-      if (ram.byteLength > 0) this.fd.ioasMap(ioas, { iova: this.iommu.ramBase, length: ram.byteLength, phys: this.iommu.ramBase, read: true, write: true });
+      for (const w of this.iommu.ramWindows()) this.fd.ioasMap(ioas, { iova: w.base, length: w.bytes.byteLength, phys: w.base, read: true, write: true });
       this.identity = this.fd.hwptAlloc({ devId, ptId: ioas, pasid: true });
     }
     return this.identity;

@@ -195,7 +195,8 @@ export class RiscvIommu {
   /**
    * Device-side DMA read by `devid` (and `pid`) into `dst` from `[iova, +dst.length)`: translated
    * leaf by leaf as untranslated requests (faults are reported like `translate`'s), copied from
-   * guest RAM, stopped at the first fault. An output outside guest RAM is a completer abort.
+   * guest RAM, stopped at the first fault. An output outside guest RAM (or across the end of a RAM
+   * window) is a completer abort.
    */
   dmaRead(devid: number, pid: number | undefined, iova: bigint | number, dst: Uint8Array): RiscvDmaResult {
     return this.dma('dmaRead', devid, pid, iova, dst, false);
@@ -221,7 +222,7 @@ export class RiscvIommu {
       const chunk = Math.min(data.length - done, room);
       const offset = this.mem.offsetOf(t.pa!, chunk);
       if (offset < 0) return { bytes: done, status: 'completer-abort' };
-      const ram = this.iommu.ram;
+      const ram = this.mem.bytes();
       if (toRam) ram.set(data.subarray(done, done + chunk), offset);
       else data.set(ram.subarray(offset, offset + chunk), done);
       done += chunk;
