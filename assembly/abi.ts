@@ -255,6 +255,11 @@ export const SLOT_WALK_READS = 128;
 export const SLOT_PRQ_TAIL = 136;
 export const SLOT_PRQ_HEAD = 140;
 export const SLOT_PRQ_LOST = 144;
+/**
+ * u32[2]: bit (dom & 63) set once this slot's IOTLB cached a leaf larger than 4 KiB for a domain
+ * with that number mod 64 (a hint for leaf-aware invalidation; cleared only with the whole slot).
+ */
+export const SLOT_SUPER_DOMAINS = 152;
 export const SLOT_PRQ = 512;
 export const SLOT_IOTLB = 4096;
 

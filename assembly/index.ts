@@ -10,7 +10,7 @@ export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context
 export { translate, translate64, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
-export { iotlbInvalidateScan, iotlbInvalidatePages } from './iotlb';
+export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';
 import { domainPtr } from './domain';
 import { domainCount } from './env';

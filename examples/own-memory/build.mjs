@@ -10,7 +10,10 @@ export const machineWasm = join(here, 'build', 'machine.wasm');
 
 export function buildMachine() {
   const asc = join(here, '..', '..', 'node_modules', 'assemblyscript', 'bin', 'asc.js');
-  execFileSync(process.execPath, [asc, '--config', join(here, 'asconfig.json')], { cwd: here, stdio: 'inherit' });
+  // Without the caller's NODE_OPTIONS: a relative --import (npm test's polyfills) would resolve here.
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  execFileSync(process.execPath, [asc, '--config', join(here, 'asconfig.json')], { cwd: here, stdio: 'inherit', env });
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) buildMachine();

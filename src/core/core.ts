@@ -37,6 +37,7 @@ export interface CoreExports {
   deviceSetPri(rid: number, on: number): number;
   iotlbInvalidateScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): void;
   iotlbInvalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void;
+  iotlbInvalidateLeafScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): number;
 }
 
 const decode = (b64: string): Uint8Array<ArrayBuffer> => {

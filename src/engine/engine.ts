@@ -175,6 +175,15 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last);
   }
 
+  /**
+   * As `invalidateScan`, also dropping entries whose cached superpage leaf overlaps `[first, last]`.
+   * @returns false when no translator cached a superpage for `domain`: nothing was done, and
+   * page-exact invalidation is enough.
+   */
+  invalidateLeafScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): boolean {
+    return this.core.exports.iotlbInvalidateLeafScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last) !== 0;
+  }
+
   /** Enables or disables page requests for faults in `domain`. */
   setDomainPri(domain: number, on: boolean): void {
     this.core.exports.domainSetPri(domain, on ? 1 : 0);
