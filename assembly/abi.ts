@@ -97,6 +97,17 @@ export const REQ_PASID = 4;
 export const REQ_IOVA_LO = 8;
 export const REQ_IOVA_HI = 12;
 
+// ---- Map record of the batch exports mapBatch / unmapBatch, 32 bytes -----------------------------
+//   +0 iova u64 | +8 output address u64 | +16 length u64 (unmap: last IOVA, inclusive) |
+//   +24 perm u32 (PTE_R/PTE_W; unused by unmap) | +28 status i32, written by the core (STATUS_*)
+export const MAPREC_SIZE = 32;
+export const MAPREC_IOVA = 0;
+export const MAPREC_PHYS = 8;
+export const MAPREC_LENGTH = 16;
+export const MAPREC_LAST = 16;
+export const MAPREC_PERM = 24;
+export const MAPREC_STATUS = 28;
+
 // ---- Fault reasons (enum; FAULT_MAX is the guard) -------------------------------------------------
 export const FAULT_NONE = 0;
 /** Malformed request (rid, pasid, access or address not representable). */
@@ -163,6 +174,11 @@ export const CTRL_PAGES_GROWN = 88;
 /** Guest RAM: the RAM window table (RAMWIN_* records, sorted by base) and its record count. */
 export const CTRL_RAM_WINDOWS = 92;
 export const CTRL_RAM_COUNT = 96;
+/**
+ * Head of the clean free list: retired engine table pages, all zero but for the link word, which
+ * pageAlloc hands out without zeroing them again (0 = empty; older images leave it 0).
+ */
+export const CTRL_CLEAN_HEAD = 100;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"

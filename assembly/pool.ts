@@ -5,11 +5,16 @@
 // moves to the free list only once every translator slot is quiescent (0) or has announced a later
 // epoch — so a walk that loaded the old pointer never reads a reused page. Pages handed out are
 // zeroed. Only the owner thread calls into this file.
+//
+// Two free lists: the clean one holds retired engine table pages, which unmap emptied entry by
+// entry, so they are zero but for the list's link word (translators never write a cleared entry:
+// their only write is a compare-and-swap of the leaf they read); the other holds pages of any
+// content. pageAlloc takes clean pages first and zeroes only the link word of one.
 
 import {
   PAGE_SIZE, CTRL_POOL_TOP, CTRL_POOL_LIMIT, CTRL_FREE_HEAD, CTRL_PAGES_USED, CTRL_EPOCH,
   CTRL_LIMBO, CTRL_LIMBO_CAP, CTRL_LIMBO_HEAD, CTRL_LIMBO_TAIL, CTRL_FAIL_COUNTDOWN,
-  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, SLOT_EPOCH,
+  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, CTRL_CLEAN_HEAD, SLOT_EPOCH,
 } from './abi';
 import { ctrl, slotsBase, slotCount, slotSize } from './env';
 
@@ -48,7 +53,8 @@ export function reclaim(): u32 {
     const rec = ring + (<usize>(head & mask) << 3);
     // A page unlinked at epoch E may be read by a translator that announced E or earlier.
     if (load<u32>(rec, 4) >= oldest) break;
-    pushFree(<usize>load<u32>(rec));
+    const page = load<u32>(rec);
+    pushFree(<usize>(page & ~CLEAN), (page & CLEAN) != 0 ? CTRL_CLEAN_HEAD : CTRL_FREE_HEAD);
     head++;
     moved++;
   }
@@ -56,9 +62,12 @@ export function reclaim(): u32 {
   return moved;
 }
 
-function pushFree(page: usize): void {
-  store<u32>(page, load<u32>(ctrl, CTRL_FREE_HEAD));
-  store<u32>(ctrl, <u32>page, CTRL_FREE_HEAD);
+/** Limbo-record flag (pages are 4 KiB aligned, so bit 0 of the address is free): a clean page. */
+const CLEAN: u32 = 1;
+
+function pushFree(page: usize, list: usize = CTRL_FREE_HEAD): void {
+  store<u32>(page, load<u32>(ctrl + list));
+  store<u32>(ctrl + list, <u32>page);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) + 1, CTRL_FREE_COUNT);
 }
 
@@ -82,8 +91,19 @@ function takeFromTop(bytes: usize): usize {
 /** A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. */
 export function pageAlloc(): usize {
   if (injectFail()) return 0;
+  let clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
   let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
-  if (page == 0 && reclaim() != 0) page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (clean == 0 && page == 0 && reclaim() != 0) {
+    clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
+    page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  }
+  if (clean != 0) {
+    store<u32>(ctrl, load<u32>(clean), CTRL_CLEAN_HEAD);
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+    store<u32>(clean, 0); // the link word: the rest of the page is zero already
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
+    return clean;
+  }
   if (page != 0) {
     store<u32>(ctrl, load<u32>(page), CTRL_FREE_HEAD);
     store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
@@ -96,8 +116,11 @@ export function pageAlloc(): usize {
   return page;
 }
 
-/** Retires a page a translator may still be reading: it is reused only after the epoch advances. */
-export function pageRetire(page: usize): void {
+/**
+ * Retires a page a translator may still be reading: it is reused only after the epoch advances.
+ * `clean`: every byte of the page is zero (an emptied engine table), so it needs no zeroing then.
+ */
+export function pageRetire(page: usize, clean: bool = false): void {
   const ring = <usize>load<u32>(ctrl, CTRL_LIMBO);
   const cap = load<u32>(ctrl, CTRL_LIMBO_CAP);
   let tail = load<u32>(ctrl, CTRL_LIMBO_TAIL);
@@ -107,7 +130,7 @@ export function pageRetire(page: usize): void {
     while (reclaim() == 0) {}
   }
   const rec = ring + (<usize>(tail & (cap - 1)) << 3);
-  store<u32>(rec, <u32>page);
+  store<u32>(rec, <u32>page | (clean ? CLEAN : 0));
   store<u32>(rec, atomic.load<u32>(ctrl, CTRL_EPOCH), 4);
   store<u32>(ctrl, tail + 1, CTRL_LIMBO_TAIL);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
@@ -137,4 +160,22 @@ export function bufferAlloc(pages: u32): usize {
 /** Returns a buffer's pages to the free list; its user guarantees nobody reads it any more. */
 export function bufferFree(p: usize, pages: u32): void {
   for (let i: u32 = 0; i < pages; i++) pageFreeNow(p + <usize>i * PAGE_SIZE);
+}
+
+/**
+ * A page for the records of one control call (mapBatch/unmapBatch), returned by scratchFree before
+ * the call ends; 0 when the pool is exhausted. Not a fault-injection step: the batch exports fail
+ * where the per-call exports would, whatever buffer carries their arguments.
+ */
+export function scratchAlloc(): usize {
+  const left = load<u32>(ctrl, CTRL_FAIL_COUNTDOWN);
+  store<u32>(ctrl, 0, CTRL_FAIL_COUNTDOWN);
+  const page = pageAlloc();
+  store<u32>(ctrl, left, CTRL_FAIL_COUNTDOWN);
+  return page;
+}
+
+/** Returns a scratchAlloc page (never published to a translator). */
+export function scratchFree(page: usize): void {
+  pageFreeNow(page);
 }

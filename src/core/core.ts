@@ -22,6 +22,10 @@ export interface CoreExports {
   setPasidDomain(rid: number, pasid: number, domain: number): number;
   map(domain: number, iova: bigint, oa: bigint, length: bigint, perm: number): number;
   unmap(domain: number, start: bigint, last: bigint): number;
+  mapBatch(domain: number, recs: number, count: number): number;
+  unmapBatch(domain: number, recs: number, count: number): number;
+  scratchAlloc(): number;
+  scratchFree(page: number): void;
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
   translate64(rid: number, pasid: number, iova: bigint, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
