@@ -54,3 +54,14 @@ export class IommuError extends Error {
 export function fail(errno: Errno, op: string, detail: string): never {
   throw new IommuError(errno, op, detail);
 }
+
+/** Runs `step`: undefined, or the IommuError it threw (anything else propagates). */
+export function caught(step: () => void): IommuError | undefined {
+  try {
+    step();
+    return undefined;
+  } catch (e) {
+    if (e instanceof IommuError) return e;
+    throw e;
+  }
+}
