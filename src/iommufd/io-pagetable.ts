@@ -9,6 +9,7 @@
 
 import { caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
+import { orderByKeys } from '../base/sort.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -209,7 +210,7 @@ export class IoPagetable {
       const area = recordFailure(i, (j, e) => refused.push([j, e]), () => this.#checkMap(op, reqs[i]!));
       if (area !== undefined) checked.push({ i, area });
     }
-    const order = checked.map((_, k) => k).sort((a, b) => compare(checked[a]!.area.iova, checked[b]!.area.iova));
+    const order = byIova(checked.map((c) => c.area));
     // Requests that overlap each other: whether a later one fails depends on whether the earlier
     // one is installed, so they go one by one, as the calls would. Otherwise no check above
     // depends on another request: each saw the table it would have seen.
@@ -219,7 +220,8 @@ export class IoPagetable {
     for (const [i, e] of refused) failed(i, e);
     const errors = this.#installEach(checked.map((c) => c.area));
     for (let k = 0; k < checked.length; k++) if (errors[k] !== undefined) failed(checked[k]!.i, errors[k]!);
-    const applied = order.filter((k) => errors[k] === undefined).map((k) => checked[k]!.area);
+    const applied: Area[] = [];
+    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(checked[order[k]!]!.area);
     this.#insertSorted(applied);
     return applied.length;
   }
@@ -827,6 +829,17 @@ function recordFailure<T>(i: number, failed: (i: number, e: IommuError) => void,
   const e = caught(() => void (value = step()));
   if (e !== undefined) failed(i, e);
   return value;
+}
+
+/**
+ * Indices of `areas` in IOVA order. Sorted on doubles (`Number` of a u64 is monotonic, so only
+ * equal doubles need the exact compare), and not at all when already in order.
+ */
+function byIova(areas: readonly Area[]): ArrayLike<number> {
+  let sorted = true;
+  for (let k = 1; k < areas.length && sorted; k++) sorted = areas[k - 1]!.iova <= areas[k]!.iova;
+  if (sorted) return areas.map((_, k) => k);
+  return orderByKeys(Float64Array.from(areas, (a) => Number(a.iova)), (a, b) => compare(areas[a]!.iova, areas[b]!.iova));
 }
 
 function compare(a: bigint, b: bigint): number {
