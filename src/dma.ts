@@ -21,6 +21,9 @@ const DONE: DmaResult = Object.freeze({ bytes: 0 });
 
 /** Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write. */
 export function dmaCopy(t: Translator, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
+  // array) is a malformed request, reported as a value like every fault on this path.
+  if (!(data instanceof Uint8Array)) return faulted(0, 'bad-request');
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
