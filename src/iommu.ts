@@ -14,6 +14,7 @@ import { Engine } from './engine';
 import { fail } from './errno';
 import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
+import { drainPageRequests } from './fault-queue';
 import { IommuFd } from './iommufd';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
 import { RamWindow } from './ram-window';
@@ -334,6 +335,9 @@ export class Iommu {
     if (typeof handle !== 'object' || handle === null || handle.memory !== this.engine.core.memory || this.engine.translatorRings.get(handle.slot)?.ptr !== handle.batch?.requestPtr) {
       fail('EINVAL', op, 'expected a live translator handle of this engine');
     }
+    // Page requests the worker raised and the owner has not drained yet live in the slot's ring,
+    // which is cleared below: move them into their fault queues first, so each is answered.
+    drainPageRequests(this.engine);
     const core = this.engine.core;
     const l = this.engine.layout;
     // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).
