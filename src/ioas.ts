@@ -82,7 +82,7 @@ export function ioasUnmap(table: ObjectTable, ioasId: number, iovaIn: unknown, l
   const all = iova === 0n && length === U64_MAX;
   if (!all && (iova >= U64_MAX || length >= U64_MAX)) fail('EOVERFLOW', op, 'iova and length must be below 2^64-1');
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
-  return ioas.iopt.unmap(op, iova, length, (areas) => IoasAccess.reclaimPins(op, ioas.accesses, areas));
+  return ioas.iopt.unmap(op, iova, length, (areas, round) => IoasAccess.reclaimPins(op, ioas.accesses, areas, round));
 }
 
 /** IOMMU_IOAS_COPY. @returns the destination IOVA. */
