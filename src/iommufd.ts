@@ -13,7 +13,7 @@ import { HwptPaging } from './hwpt';
 import type { IoRange } from './io-pagetable';
 import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
 import { BoundDevice } from './device';
-import { dirtyHwpt, readDirtyBitmap } from './dirty';
+import { dirtyHwpt, endChildWriteRights, readDirtyBitmap } from './dirty';
 import { IoasAccess, type UnmapCallback } from './access';
 import * as abi from '../assembly/abi';
 import { FaultQueue, closeFaultFds, faultQueueCreate, type FaultQueueFd } from './fault-queue';
@@ -176,6 +176,7 @@ export class IommuFd {
     const on = flag(op, 'enable', enable, false);
     const hwpt = dirtyHwpt(this.state, op, hwptId);
     this.state.engine.check(op, this.state.engine.core.exports.domainSetDirty(hwpt.domain, on ? 1 : 0), 'dirty tracking');
+    endChildWriteRights(this.state.engine, hwpt);
     hwpt.dirtyEnabled = on;
   }
 

@@ -119,10 +119,15 @@ describe('defect 1: re-entrant onUnmap', () => {
   });
 });
 
-/** Dirty-capable device, IOAS mapping GPA [0, 8 MiB) to RAM, a dirty-tracking nest parent, an x86-64 child. */
+/**
+ * Dirty-capable device; an IOAS mapping GPA = RAM offset for the stage-1 tables ([1 MiB, 2 MiB)) and
+ * 64 KiB of data at 3 MiB, in 4 KiB leaves (so the bitmap names single pages); a dirty-tracking nest
+ * parent, an x86-64 child attached.
+ */
 function nestedDirtyRig() {
   const { iommu, dev, fd, ioas, devId } = rig({ dirty: true });
-  fd.ioasMap(ioas, { iova: 0, length: BigInt(RAM_BYTES), phys: RAM });
+  fd.ioasMap(ioas, { iova: 0x10_0000n, length: 0x10_0000n, phys: RAM + 0x10_0000n });
+  fd.ioasMap(ioas, { iova: 0x30_0000n, length: 0x1_0000n, phys: RAM + 0x30_0000n });
   const parent = fd.hwptAlloc({ devId, ptId: ioas, nestParent: true, dirtyTracking: true });
   const ram = new GuestRam(iommu, RAM, RAM + 0x10_0000n);
   const gpaOf = (addr: bigint): bigint => addr - RAM;
@@ -183,7 +188,8 @@ describe('defect 2: dirty tracking of a nest parent sees writes through nested H
 
   test('dirty tracking turned on after a child cached a writable result: the next write still marks', () => {
     const { iommu, dev, fd, ioas, devId } = rig({ dirty: true });
-    fd.ioasMap(ioas, { iova: 0, length: BigInt(RAM_BYTES), phys: RAM });
+    fd.ioasMap(ioas, { iova: 0x10_0000n, length: 0x10_0000n, phys: RAM + 0x10_0000n });
+    fd.ioasMap(ioas, { iova: 0x30_0000n, length: 0x1_0000n, phys: RAM + 0x30_0000n });
     const parent = fd.hwptAlloc({ devId, ptId: ioas, nestParent: true, dirtyTracking: true });
     const ram = new GuestRam(iommu, RAM, RAM + 0x10_0000n);
     const root = ram.table() - RAM;
