@@ -165,6 +165,8 @@ export const CTRL_RAM = 92;
 export const CTRL_RAM_BYTES = 96;
 export const CTRL_RAM_BASE_LO = 100;
 export const CTRL_RAM_BASE_HI = 104;
+/** Head of the list of freed buffer runs (assembly/pool.ts), 0 when empty. */
+export const CTRL_BUF_FREE = 108;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"

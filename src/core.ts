@@ -24,7 +24,7 @@ export interface CoreExports {
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;
-  bufferFree(ptr: number, pages: number): void;
+  bufferFree(ptr: number, pages: number): number;
   reclaim(): number;
   domainSetDirty(domain: number, on: number): number;
   dirtyBitmap(domain: number, start: bigint, last: bigint, pageLg2: number, bitmap: number, clear: number): number;

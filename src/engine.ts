@@ -20,6 +20,8 @@ export class Engine {
   readonly slotsInUse = new Set<number>([0]);
   /** Worker slot -> its batch ring (address and pages), to recognise the live handle of a slot. */
   readonly translatorRings = new Map<number, { ptr: number; pages: number }>();
+  /** Buffers of live `Iommu.batch()` batches: address -> pages (a restored engine frees them, as it has none). */
+  readonly batchBuffers = new Map<number, number>();
   /** The ioasid FDs, in the order they were opened (closed ones are pruned when the next one opens). */
   readonly fds = new Set<FdState>();
   private readonly freeDomains: number[] = [];

@@ -293,12 +293,21 @@ export class Iommu {
     return this.local.dmaWrite(rid, pasid, iova, src);
   }
 
-  /** A batch of `capacity` requests translated on the owner thread. @throws EINVAL, ENOMEM. */
+  /**
+   * A batch of `capacity` requests translated on the owner thread, in engine memory until
+   * `batch.release()` gives it back. @throws EINVAL, ENOMEM.
+   */
   batch(capacity: number): Batch {
     const op = 'batch';
     const n = int(op, 'capacity', capacity, 1, 1 << 20);
-    const ptr = this.allocBuffer(op, batchPages(n));
-    return new Batch(this.engine.core, n, ptr, ptr + n * abi.REQ_SIZE);
+    const pages = batchPages(n);
+    const ptr = this.allocBuffer(op, pages);
+    const engine = this.engine;
+    engine.batchBuffers.set(ptr, pages);
+    return new Batch(engine.core, n, ptr, ptr + n * abi.REQ_SIZE, () => {
+      engine.batchBuffers.delete(ptr);
+      engine.core.exports.bufferFree(ptr, pages);
+    });
   }
 
   /**

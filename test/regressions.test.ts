@@ -257,6 +257,14 @@ describe('defect 4: transient buffers are reused', () => {
     expect(() => b.release()).not.toThrow(); // twice is a no-op
   });
 
+  test('a snapshot taken while a batch is live: the restored engine has its pages free', () => {
+    const { iommu } = rig();
+    const before = iommu.stats().tablePages;
+    iommu.batch(4096);
+    expect(iommu.stats().tablePages).toBe(before + 32);
+    expect(Iommu.restore(iommu.snapshot()).iommu.stats().tablePages).toBe(before);
+  });
+
   test('interleaved with table allocations, buffers still reuse space', () => {
     const { iommu, fd, ioas } = rig({ shared: true });
     const round = (): void => {

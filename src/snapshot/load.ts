@@ -108,7 +108,7 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
     const ptr = uint(r.ptr, `${p}.ptr`);
     const pages = uint(r.pages, `${p}.pages`, 1 << 20, 1);
     if (ptr % abi.PAGE_SIZE !== 0 || ptr < engine.layout.poolBase || ptr + pages * abi.PAGE_SIZE > top) bad(`${p}: not inside the page pool`);
-    engine.core.exports.bufferFree(ptr, pages);
+    if (engine.core.exports.bufferFree(ptr, pages) !== abi.STATUS_OK) bad(`${p}: overlaps space already free`);
   });
   for (const dev of engine.devices.values()) out.devices.set(dev.bdf, dev);
   checkAgainstImage(engine, states);

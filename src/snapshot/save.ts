@@ -56,7 +56,7 @@ export function captureGraph(engine: Engine): GraphJson {
   return {
     domains,
     pasidHint: engine.pasids.allocHint,
-    rings: [...engine.translatorRings.values()].map((r) => ({ ptr: r.ptr, pages: r.pages })),
+    rings: [...engine.translatorRings.values(), ...[...engine.batchBuffers].map(([ptr, pages]) => ({ ptr, pages }))].map((r) => ({ ptr: r.ptr, pages: r.pages })),
     devices: [...engine.devices.values()].map((dev) => deviceJson(dev, fdIndex)),
     fds: open.map((s) => fdJson(s, owner)),
   };

@@ -131,7 +131,7 @@ export interface GraphJson {
   domains: { free: number[]; next: number };
   /** Where the search for a free PASID starts. */
   pasidHint: number;
-  /** Batch rings of worker translators: freed on restore (a restored engine has no workers). */
+  /** Batch rings of worker translators and buffers of owner batches: freed on restore (a restored engine has neither). */
   rings: { ptr: number; pages: number }[];
   /** In the order they were added. */
   devices: DeviceJson[];
