@@ -12,7 +12,7 @@ export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';
-import { domainPtr } from './domain';
+import { domainPtr, domainBumpGen } from './domain';
 import { domainCount } from './env';
 
 /** Maps [iova, iova+length) to [oa, ...) in domain `dom`; 0 or a negative errno. */
@@ -40,7 +40,7 @@ export function domainSetDirty(dom: u32, on: u32): i32 {
   // Flag first, then clear and bump: a fill that still saw the flag off fails its generation re-check.
   atomic.store<u32>(d, on ? flags | abi.DOM_DIRTY : flags & ~abi.DOM_DIRTY, abi.DOM_FLAGS);
   if (on) readDirty(d, 0, 0xffffffffffffffff, abi.PAGE_SHIFT, 0, true);
-  atomic.add<u32>(d, 1, abi.DOM_GEN);
+  domainBumpGen(d);
   return abi.STATUS_OK;
 }
 

@@ -195,3 +195,15 @@ export function fdView(fd: object): FdView {
     devices: [...s.devices].map((d) => d.rid).sort((a, b) => a - b),
   };
 }
+
+/**
+ * The 32-bit generation of domain `domain` (a HWPT's `domain` in `fdView`); with `set`, overwrites
+ * it first — as if that many invalidations had happened — so a test can reach the wrap quickly.
+ */
+export function domainGeneration(iommu: object, domain: number, set?: number): number {
+  const e = engineOf(iommu);
+  if (!Number.isInteger(domain) || domain < 1 || domain >= e.layout.domainCount) throw new Error('testing.domainGeneration: no such domain');
+  const at = (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2;
+  if (set !== undefined) Atomics.store(e.core.u32, at, set >>> 0);
+  return Atomics.load(e.core.u32, at);
+}
