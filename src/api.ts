@@ -7,6 +7,7 @@
 export { Iommu, sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions, type Restored } from './iommu';
 export type { RestoreOptions, RestoredObjects } from './snapshot/index';
 export { IommuFd, type HwptAllocArgs } from './iommufd';
+export type { FdLimits } from './fd-limits';
 export { DeviceFd } from './device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './translator';
 export { Batch } from './batch';

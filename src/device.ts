@@ -196,7 +196,7 @@ export class DeviceFd {
       if (!hwpt) {
         const autoId = state.table.reserve(op);
         try {
-          hwpt = HwptPaging.create(op, this.engine, target, AUTO_FLAGS);
+          hwpt = HwptPaging.create(op, state, target, AUTO_FLAGS);
         } catch (e) {
           state.table.abort(autoId);
           throw e;

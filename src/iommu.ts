@@ -16,6 +16,7 @@ import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
 import { drainPageRequests } from './fault-queue';
 import { IommuFd } from './iommufd';
+import { parseLimits, type FdLimits } from './fd-limits';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
 import { RamWindow } from './ram-window';
 import { registerEngine } from './testing';
@@ -265,9 +266,16 @@ export class Iommu {
     });
   }
 
-  /** Opens an ioasid FD. */
-  open(): IommuFd {
-    return new IommuFd(this.engine);
+  /**
+   * Opens an ioasid FD. `limits` caps what this FD alone may hold at once (src/fd-limits.ts):
+   * `pasids` (then ENOSPC), `domains` — HWPTs of any kind, auto ones included (then ENOSPC) — and
+   * `pages` of page tables of its engine-managed HWPTs (then ENOMEM).
+   * @throws EINVAL a limit that is not an integer in [0, 2^31-1]; EOPNOTSUPP an unknown option.
+   */
+  open(opts?: { limits?: FdLimits }): IommuFd {
+    const op = 'open';
+    const o = options(op, opts, ['limits'] as const);
+    return new IommuFd(this.engine, parseLimits(op, o.limits));
   }
 
   /** Translates one DMA request on the owner thread. Never throws; a fault is a value. */

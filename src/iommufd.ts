@@ -9,6 +9,7 @@ import { flag, id, int, options } from './args';
 import type { Engine } from './engine';
 import { fail } from './errno';
 import { FdState, registerFd } from './fd-state';
+import { checkPasidLimit, type FdLimits, type ResolvedLimits } from './fd-limits';
 import { HwptPaging } from './hwpt';
 import type { IoRange } from './io-pagetable';
 import { Ioas, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
@@ -39,9 +40,14 @@ export class IommuFd {
   private readonly state: FdState;
 
   /** @internal Made by `Iommu.open`. */
-  constructor(engine: Engine) {
-    this.state = new FdState(engine);
+  constructor(engine: Engine, limits?: ResolvedLimits) {
+    this.state = new FdState(engine, limits);
     registerFd(this, this.state);
+  }
+
+  /** This FD's quotas (`iommu.open({ limits })`); `Infinity` where none was set. */
+  get limits(): Required<FdLimits> {
+    return { ...this.state.limits };
   }
 
   get closed(): boolean {
@@ -110,13 +116,14 @@ export class IommuFd {
 
   /**
    * Allocates a PASID owned by this FD: only this FD's devices may attach with it.
-   * @returns the PASID. @throws EINVAL out of range; EEXIST taken; ENOSPC none left.
+   * @returns the PASID. @throws EINVAL out of range; EEXIST taken; ENOSPC none left, or the FD's limit reached.
    */
   pasidAlloc(opts?: { pasid?: number }): number {
     const op = 'pasidAlloc';
     this.state.checkOpen(op); // a closed FD is EBADF whatever the arguments, as for every FD call
     const o = options(op, opts, ['pasid'] as const);
     const want = o.pasid === undefined ? undefined : int(op, 'pasid', o.pasid, 1, this.state.engine.pasids.limit - 1);
+    checkPasidLimit(op, this.state.limits, this.state.engine.pasids.ownedBy(this.state).length);
     if (this.state.engine.failPoint()) fail('ENOMEM', op, 'PASID allocation failed (injected)');
     return this.state.engine.pasids.alloc(op, this.state, want);
   }
@@ -153,7 +160,7 @@ export class IommuFd {
     const hwptId = this.state.table.reserve(op);
     let hwpt: HwptPaging;
     try {
-      hwpt = HwptPaging.create(op, this.state.engine, pt, { auto: false, nestParent, pasid, dirtyTracking: dirty });
+      hwpt = HwptPaging.create(op, this.state, pt, { auto: false, nestParent, pasid, dirtyTracking: dirty });
     } catch (e) {
       this.state.table.abort(hwptId);
       throw e;

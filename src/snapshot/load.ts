@@ -11,6 +11,7 @@ import { BoundDevice, DeviceFd } from '../device';
 import type { Engine } from '../engine';
 import { setGroupIndex, type FaultQueueFd, type PageResponse } from '../fault-queue';
 import { fdState, type FdState } from '../fd-state';
+import { NO_LIMITS, type ResolvedLimits } from '../fd-limits';
 import { HwptPaging } from '../hwpt';
 import { HwptUser } from '../hwpt-user';
 import { Ioas } from '../ioas';
@@ -78,6 +79,7 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
     const state = fdState(fd)!;
     const loaded = loadFd(engine, state, v, p, (accessId) => callback(onUnmap, i, accessId));
     const f = obj(v, p);
+    state.limits = restoreLimits(f.limits, `${p}.limits`);
     for (const pasid of list(f.pasids, `${p}.pasids`, (x, q) => uint(x, q, engine.pasids.limit - 1, 1))) engine.pasids.alloc('restore', state, pasid);
     boundRids.push(list(f.devices, `${p}.devices`, (x, q) => uint(x, q, 0xffff)));
     out.fds.push(fd);
@@ -166,4 +168,14 @@ function bindDevice(engine: Engine, { dev, fd, json: d, path: p }: PendingDevice
   const reservedIn = d.reservedIn === 0 ? undefined : state.table.find(uint(d.reservedIn, `${p}.reservedIn`, 0x7fffffff, 1));
   if (reservedIn !== undefined && !(reservedIn instanceof Ioas)) bad(`${p}.reservedIn: not an IOAS of FD ${fd}`);
   dev.importState({ binding: { state, obj: bound }, attached, responses, reservedIn });
+}
+
+/** An FD's quotas (FdJson.limits): absent = none; each one an integer in [0, 2^31-1]. @throws EINVAL. */
+function restoreLimits(v: unknown, p: string): ResolvedLimits {
+  if (v === undefined) return NO_LIMITS;
+  const o = obj(v, p);
+  const keys = ['pasids', 'domains', 'pages'] as const;
+  for (const k of Object.keys(o)) if (!(keys as readonly string[]).includes(k)) bad(`${p}: unknown limit '${k}'`);
+  const one = (k: (typeof keys)[number]): number => (o[k] === undefined ? Infinity : uint(o[k], `${p}.${k}`, 2 ** 31 - 1));
+  return Object.freeze({ pasids: one('pasids'), domains: one('domains'), pages: one('pages') });
 }

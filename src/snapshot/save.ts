@@ -10,6 +10,7 @@ import type { Engine } from '../engine';
 import { fail } from '../errno';
 import { FaultQueue, groupIndex, type Request } from '../fault-queue';
 import type { FdState } from '../fd-state';
+import { limitsJson } from '../fd-limits';
 import { HwptPaging } from '../hwpt';
 import { HwptUser } from '../hwpt-user';
 import type { IoPagetable, IoRange } from '../io-pagetable';
@@ -80,6 +81,7 @@ function fdJson(state: FdState, owner: (o: object) => OwnerJson): FdJson {
   return {
     next, freed,
     pasids: state.engine.pasids.ownedBy(state),
+    limits: limitsJson(state.limits),
     devices: [...state.devices].map((d) => d.rid),
     objects: state.table.objects().map((o) => objectJson(o, owner)),
   };

@@ -101,6 +101,8 @@ export interface FdJson {
   next: number;
   freed: number[];
   pasids: number[];
+  /** The FD's finite quotas (src/fd-limits.ts); absent in snapshots of versions without them. */
+  limits?: { pasids?: number; domains?: number; pages?: number };
   /** RIDs of the devices bound to this FD, in bind order. */
   devices: number[];
   /** In ID order. */
