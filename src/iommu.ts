@@ -16,6 +16,7 @@ import type { FaultLog } from './fault-log';
 import type { IoRange } from './io-pagetable';
 import { drainPageRequests } from './fault-queue';
 import { IommuFd } from './iommufd';
+import { ridOfBdf } from './bdf';
 import { parseLimits, type FdLimits } from './fd-limits';
 import { computeLayout, writeControlBlock, type Layout } from './layout';
 import { RamWindow } from './ram-window';
@@ -59,7 +60,6 @@ export interface DeviceOptions {
 
 const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains'] as const;
 const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
-const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
 
 /** Why the engine is single-threaded, or undefined when workers can share its memory. */
 export function sharedMemoryUnavailableReason(): string | undefined {
@@ -229,11 +229,8 @@ export class Iommu {
   addDevice(opts: DeviceOptions): DeviceFd {
     const op = 'addDevice';
     const o = options(op, opts, DEVICE_KEYS);
-    if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
-    const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
-    // One IOMMU serves one PCI segment: the requester ID has no room for another.
-    if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', op, `bdf: this IOMMU serves PCI segment 0000, got '${o.bdf}'`);
-    const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
+    const rid = ridOfBdf(op, o.bdf);
+    const bdf = o.bdf as string;
     const pasidBits = o.pasidBits === undefined ? this.engine.pasidBits : int(op, 'pasidBits', o.pasidBits, 0, this.engine.pasidBits);
     const flagOf = (name: string, v: unknown): boolean => {
       if (v === undefined) return false;
@@ -243,12 +240,12 @@ export class Iommu {
     const pri = flagOf('pri', o.pri);
     const dirty = flagOf('dirty', o.dirty);
     const reservedRegions = this.regions(op, o.reservedRegions);
-    if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${o.bdf}) is already present`);
+    if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${bdf}) is already present`);
     if (this.engine.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
     this.engine.check(op, this.engine.core.exports.deviceAdd(rid, pasidBits), 'device context');
     if (pri) this.engine.core.exports.deviceSetPri(rid, 1);
     this.engine.core.sync();
-    const dev = new DeviceFd(this.engine, { bdf: o.bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions });
+    const dev = new DeviceFd(this.engine, { bdf: bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions });
     this.engine.devices.set(rid, dev);
     return dev;
   }

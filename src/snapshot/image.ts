@@ -130,6 +130,13 @@ export function loadImage(memory: WebAssembly.Memory, l: Layout, ramBase: bigint
     u8.set(image.subarray(at, at + PAGE), p * PAGE);
     at += PAGE;
   }
+  // What a capture leaves out is zero whatever the bytes say: a crafted image must not plant IOTLB
+  // entries (they would translate without a walk) or worker slot state.
+  for (const s of dropped(l)) u8.fill(0, s.start, s.end);
+  const words = new Uint32Array(memory.buffer);
+  for (const g of l.guards) {
+    for (let a = g.start; a < g.start + g.bytes; a += 4) if (words[a >>> 2] !== GUARD_POISON) bad(`image writes into the guard at 0x${g.start.toString(16)}`);
+  }
 }
 
 /**

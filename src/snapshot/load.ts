@@ -16,9 +16,11 @@ import { HwptPaging } from '../hwpt';
 import { HwptUser } from '../hwpt-user';
 import { Ioas } from '../ioas';
 import { IommuFd } from '../iommufd';
-import { arr, bad, bool, list, obj, range, str, u64, uint } from './json';
+import { arr, bad, bool, list, obj, OP, range, str, u64, uint } from './json';
+import { ridOfBdf } from '../bdf';
 import { loadFd } from './load-fd';
 import { checkAgainstImage } from './verify';
+import { checkMemory } from './verify-memory';
 
 /** Options of `Iommu.restore`. */
 export interface RestoreOptions {
@@ -114,6 +116,7 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
   });
   for (const dev of engine.devices.values()) out.devices.set(dev.bdf, dev);
   checkAgainstImage(engine, states);
+  checkMemory(engine, states);
   return out;
 }
 
@@ -129,6 +132,7 @@ interface PendingDevice {
 function makeDevice(engine: Engine, d: Record<string, unknown>, p: string): PendingDevice {
   const rid = uint(d.rid, `${p}.rid`, 0xffff);
   if (engine.devices.has(rid)) bad(`${p}.rid: requester ID ${rid} appears twice`);
+  if (ridOfBdf(OP, d.bdf) !== rid) bad(`${p}.bdf: does not name requester ID ${rid}`);
   const dev = new DeviceFd(engine, {
     bdf: str(d.bdf, `${p}.bdf`), rid, pasidBits: uint(d.pasidBits, `${p}.pasidBits`, engine.pasidBits),
     pri: bool(d.pri, `${p}.pri`), dirty: bool(d.dirty, `${p}.dirty`), reservedRegions: list(d.reservedRegions, `${p}.reservedRegions`, range),
