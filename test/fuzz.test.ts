@@ -2,7 +2,8 @@
 // A seeded campaign of ≥ 10^5 random operations over several FDs (IOAS/HWPT/PASID alloc and
 // destroy, map/unmap/copy with fixed and automatic IOVAs, allow, bind/attach/replace/detach/unbind,
 // close, and translations of random and boundary addresses from random devices and PASIDs, per
-// call, allocation-free and batched). After every op results, errnos and translations must agree
+// call, allocation-free and batched; access objects whose onUnmap unpins and re-enters (map, unmap,
+// copy) or refuses; snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
 // Long campaigns: `npm run fuzz -- --ops N --seed S` (scripts/fuzz.mjs); see test/README.md.
@@ -59,6 +60,8 @@ describe('differential fuzzing against the reference model', () => {
       'pasidAlloc ok', 'pasidAlloc EEXIST', 'pasidAlloc ENOSPC', 'pasidFree ok', 'pasidFree ENOENT',
       'translate ok', 'translate bad-request', 'translate no-device', 'translate not-attached', 'translate pasid-invalid',
       'translate beyond-width', 'translate not-present', 'translate permission',
+      'accessCreate ok', 'accessCreate EADDRINUSE', 'pin ok', 'pin ENOENT', 'pin EINVAL', 'unpin ok', 'unpin ENOENT',
+      'unmap EDEADLOCK', 'snapshot ok',
     ]) {
       expect(seen(key), key).toBeGreaterThan(0);
     }

@@ -8,8 +8,8 @@
  * that ops collide; large maps use 2 MiB / 1 GiB aligned, congruent addresses to get large leaves.
  * @module
  */
-import { MDevObj, MHwpt, MIoas, type MDevice, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
-import type { Op, Req, TranslateVia } from './ops';
+import { MAccess, MDevObj, MHwpt, MIoas, type MDevice, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
+import type { Op, React, Req, TranslateVia } from './ops';
 import type { Rng } from './rng';
 
 const K = 4096n;
@@ -54,7 +54,7 @@ export class Gen {
     return this.rng.pick(open);
   }
 
-  private objsOf(fd: number): (MIoas | MHwpt | MDevObj)[] {
+  private objsOf(fd: number): (MIoas | MHwpt | MDevObj | MAccess)[] {
     return [...this.m.fds[fd]!.objs.values()];
   }
 
@@ -121,8 +121,11 @@ export class Gen {
 
   next(): Op {
     const op = this.body();
-    // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM, no change).
-    if (op.k !== 'translate' && op.k !== 'inspect' && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
+    // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM,
+    // no change). Not unmaps (onUnmap callbacks may make calls that take the failure and ignore it),
+    // pins (nothing to fail) or snapshots (the restore allocates a whole engine).
+    const noInject = ['translate', 'inspect', 'unmap', 'pin', 'unpin', 'snapshot'];
+    if (!noInject.includes(op.k) && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
     return op;
   }
 
@@ -152,12 +155,16 @@ export class Gen {
       detach: 3,
       inspect: 2.5,
       translate: 22,
+      accessCreate: 1.2,
+      pin: 3,
+      unpin: 1.2,
+      snapshot: 0.12,
       ...this.opts.weights,
     };
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
     const kind = this.rng.weighted(w);
     const fd = this.anyFd();
-    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind'].includes(kind);
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot'].includes(kind);
     if (needsFd && fd === undefined) return { k: 'open' };
     switch (kind) {
       case 'open':
@@ -198,7 +205,36 @@ export class Gen {
         return { k: 'inspect', fd: fd! };
       case 'translate':
         return this.translate();
+      case 'accessCreate':
+        return { k: 'accessCreate', fd: fd!, ioas: this.ioasId(fd!), react: this.rng.pick<React | undefined>([undefined, 'unpin', 'unpin', 'unpin-map', 'unpin-unmap', 'unpin-copy', 'none']) };
+      case 'pin':
+        return this.pin(fd!, 'pin');
+      case 'unpin':
+        return this.pin(fd!, 'unpin');
+      case 'snapshot':
+        return { k: 'snapshot' };
     }
+  }
+
+  /** pin: mostly whole pages of an area of the access's IOAS; unpin: mostly an existing pin. */
+  private pin(fd: number, k: 'pin' | 'unpin'): Op {
+    const rng = this.rng;
+    const accesses = this.objsOf(fd).filter((o): o is MAccess => o instanceof MAccess);
+    const acc = accesses.length > 0 && rng.chance(0.92) ? rng.pick(accesses) : undefined;
+    const access = acc?.id ?? this.strayId(fd);
+    if (k === 'unpin' && acc && acc.pins.length > 0 && rng.chance(0.8)) {
+      const p = rng.pick(acc.pins);
+      return { k, fd, access, iova: p.start, length: p.last - p.start + 1n };
+    }
+    const areas = acc?.ioas.areas ?? [];
+    if (areas.length > 0 && rng.chance(0.85)) {
+      const a = rng.pick(areas);
+      const pages = (a.last - a.iova + 1n) / K;
+      const first = pages > 1n ? BigInt(rng.int(Number(pages > 16n ? 16n : pages))) : 0n;
+      const n = rng.chance(0.1) ? pages + 1n : BigInt(rng.range(1, 4));
+      return { k, fd, access, iova: a.iova + first * K, length: n * K };
+    }
+    return { k, fd, access, iova: this.hotIova(rng.chance(0.1)), length: rng.chance(0.05) ? 0n : this.pages(4) };
   }
 
   private addDevice(): Op {

@@ -9,16 +9,16 @@
  * CLI scripts a bundle of the same sources; only types are imported here.
  * @module
  */
-import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch } from '../../src/index';
+import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored } from '../../src/index';
 import type * as Testing from '../../src/testing';
 import { Gen, type GenOptions } from './gen';
-import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
-import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
+import { MAccess, MHwpt, MIoas, Model, U64_MAX, type Area, type ModelConfig } from './model';
+import { applicable, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
 /** What the harness needs from the engine package (src/index plus src/testing). */
 export interface EngineApi {
-  Iommu: { createSync(opts?: object): Iommu };
+  Iommu: { createSync(opts?: object): Iommu; restore(bytes: Uint8Array, opts?: RestoreOptions): Restored };
   IommuError: new (...args: never[]) => Error & { errno: string };
   TranslationOut: new () => TranslationOut;
   FAULT_REASONS: readonly string[];
@@ -35,10 +35,13 @@ const TWO_53 = 2n ** 53n;
 
 /** The engine side of a run: the Iommu, its FDs and devices by creation index. */
 export class EngineSide {
-  readonly iommu: Iommu;
-  readonly fds: IommuFd[] = [];
-  readonly devs: DeviceFd[] = [];
-  private readonly batch: Batch;
+  /** Replaced, with the FDs, devices and accesses, by a `snapshot` op's restore. */
+  iommu: Iommu;
+  fds: IommuFd[] = [];
+  devs: DeviceFd[] = [];
+  /** Access objects by `${fd}:${id}`, with the IOAS and reaction their onUnmap was made with. */
+  private accesses = new Map<string, { access: IoasAccess; ioas: number; react?: React }>();
+  private batch: Batch;
   private readonly out: TranslationOut;
   /** Pages taken by buffers (the batch ring), outside the page tables. */
   readonly bufferPages: number;
@@ -52,6 +55,56 @@ export class EngineSide {
     this.batch = this.iommu.batch(16);
     this.bufferPages = api.testing.poolState(this.iommu).pagesUsed - before;
     this.out = new api.TranslationOut();
+  }
+
+  /** A pinning access's onUnmap (ops.ts React), found by key so a restored access gets it too. */
+  private onUnmap(fd: number, key: string, iova: bigint, length: bigint): void {
+    const a = this.accesses.get(key);
+    if (!a || a.react === 'none') return;
+    const last = iova + length - 1n;
+    const quiet = (f: () => unknown): void => {
+      try {
+        f();
+      } catch (e) {
+        if (!(e instanceof this.api.IommuError)) throw e;
+      }
+    };
+    for (const p of a.access.pinned().filter((p) => p.start <= last && p.last >= iova)) quiet(() => a.access.unpin(p.start, p.last - p.start + 1n));
+    const f = this.fds[fd]!;
+    if (a.react === 'unpin-map') quiet(() => f.ioasMap(a.ioas, { length: 4096n, phys: REACT_PHYS }));
+    else if (a.react === 'unpin-unmap') quiet(() => f.ioasUnmap(a.ioas, 0n, U64_MAX));
+    else if (a.react === 'unpin-copy') quiet(() => f.ioasCopy({ dstIoas: a.ioas, srcIoas: a.ioas, srcIova: iova, length }));
+  }
+
+  /** The access `id` of FD `fd`: EBADF once the FD is closed, ENOENT when there is none. */
+  private access(fd: number, id: number): IoasAccess {
+    const a = this.accesses.get(`${fd}:${id}`);
+    if (a) return a.access;
+    const Err = this.api.IommuError as unknown as new (errno: string, op: string, detail: string) => Error;
+    throw new Err(this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'access', `no access ${id} in FD ${fd}`);
+  }
+
+  /** `snapshot` op: the engine, its FDs, devices and accesses become their restored copies. */
+  private restore(): void {
+    const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
+    const r = this.api.Iommu.restore(this.iommu.snapshot(), {
+      onUnmap: (j, id) => {
+        const key = `${open[j]}:${id}`;
+        return this.accesses.get(key)?.react === undefined ? undefined : (iova, length) => this.onUnmap(open[j]!, key, iova, length);
+      },
+    });
+    const fds = this.fds.map((f) => {
+      if (!f.closed) return undefined;
+      const closed = r.iommu.open();
+      closed.close();
+      return closed;
+    });
+    open.forEach((i, j) => (fds[i] = r.fds[j]!));
+    for (const [key, a] of this.accesses) a.access = r.accesses[open.indexOf(Number(key.split(':')[0]))]!.get(a.access.id)!;
+    this.devs = this.devs.map((d) => r.devices.get(d.bdf)!);
+    this.fds = fds as IommuFd[];
+    this.iommu = r.iommu;
+    this.batch = r.iommu.batch(16);
   }
 
   run(op: Op): Outcome {
@@ -69,6 +122,7 @@ export class EngineSide {
         this.fds.push(this.iommu.open());
         return this.fds.length - 1;
       case 'close':
+        for (const key of this.accesses.keys()) if (key.startsWith(`${op.fd}:`)) this.accesses.delete(key);
         return this.fds[op.fd]!.close();
       case 'addDevice': {
         const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty });
@@ -78,7 +132,9 @@ export class EngineSide {
       case 'ioasAlloc':
         return this.fds[op.fd]!.ioasAlloc();
       case 'destroy':
-        return this.fds[op.fd]!.destroy(op.id);
+        this.fds[op.fd]!.destroy(op.id);
+        this.accesses.delete(`${op.fd}:${op.id}`);
+        return undefined;
       case 'map':
         return this.fds[op.fd]!.ioasMap(op.ioas, { iova: op.iova, length: op.length, phys: op.phys, read: op.read, write: op.write });
       case 'unmap':
@@ -114,6 +170,20 @@ export class EngineSide {
       }
       case 'translate':
         return this.translate(op.via, op.reqs);
+      case 'accessCreate': {
+        const fd = op.fd;
+        let key = '';
+        const access = this.fds[fd]!.accessCreate(op.ioas, op.react === undefined ? undefined : { onUnmap: (iova, length) => this.onUnmap(fd, key, iova, length) });
+        key = `${fd}:${access.id}`;
+        this.accesses.set(key, { access, ioas: op.ioas, react: op.react });
+        return access.id;
+      }
+      case 'pin':
+        return this.access(op.fd, op.access).pin(op.iova, op.length);
+      case 'unpin':
+        return this.access(op.fd, op.access).unpin(op.iova, op.length);
+      case 'snapshot':
+        return this.restore();
     }
   }
 
@@ -231,7 +301,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
     const want = [...mf.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
       if (o instanceof MIoas) {
         const r = m.iovaRanges(o);
-        return { id: o.id, type: 'ioas', users: o.hwpts.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
+        return { id: o.id, type: 'ioas', users: o.hwpts.size + o.accesses.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
       }
       if (o instanceof MHwpt) {
         return {
@@ -239,6 +309,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
           ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }), tablePages: expectedTablePages(m, o.ioas.areas),
         };
       }
+      if (o instanceof MAccess) return { id: o.id, type: 'access', users: 0, ioasId: o.ioas.id, pins: o.pins.length };
       return { id: o.id, type: 'device', users: 1, rid: o.dev.rid };
     });
     const got = v.objects.map((o) => {

@@ -52,6 +52,22 @@ export class MIoas {
   areas: Area[] = []; // sorted by iova, disjoint
   allowed: Range[] = []; // sorted, disjoint
   readonly hwpts = new Set<MHwpt>();
+  /** Access objects on this IOAS, in creation order (the order onUnmap callbacks run in). */
+  readonly accesses = new Set<MAccess>();
+}
+
+/** A software-DMA access (iommufd's access): pins pages; a pinning one raises the alignment to a page. */
+export class MAccess {
+  readonly type = 'access';
+  id = 0;
+  /** Pinned ranges, in pin order. */
+  readonly pins: Range[] = [];
+  constructor(
+    readonly fd: number,
+    readonly ioas: MIoas,
+    /** What its onUnmap does (ops.ts React); undefined: no callback, it cannot pin. */
+    readonly react: string | undefined,
+  ) {}
 }
 
 export class MHwpt {
@@ -77,7 +93,7 @@ export class MDevObj {
   constructor(readonly dev: MDevice) {}
 }
 
-export type MObj = MIoas | MHwpt | MDevObj;
+export type MObj = MIoas | MHwpt | MDevObj | MAccess;
 
 export class MDevice {
   fd: MFd | undefined;
@@ -160,7 +176,7 @@ export class Model {
   }
 
   alignOf(ioas: MIoas): bigint {
-    return ioas.hwpts.size > 0 ? PAGE : 1n;
+    return ioas.hwpts.size > 0 || [...ioas.accesses].some((a) => a.react !== undefined) ? PAGE : 1n;
   }
 
   iovaRanges(ioas: MIoas): { ranges: Range[]; alignment: bigint } {
@@ -216,7 +232,8 @@ export class Model {
   objects(fdIndex: number): Record<string, unknown>[] {
     const fd = this.fds[fdIndex]!;
     return [...fd.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
-      if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
+      if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size + o.accesses.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
+      if (o instanceof MAccess) return { id: o.id, type: o.type, users: 0, ioasId: o.ioas.id, pins: o.pins.length };
       if (o instanceof MHwpt) {
         const flags = { auto: o.auto, nestParent: o.nestParent, pasid: o.pasid, ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }) };
         return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, ...flags, dirtyEnabled: o.dirtyEnabled };
@@ -233,7 +250,7 @@ export class Model {
   destroy(fdIndex: number, id: number): void {
     const fd = this.open(fdIndex);
     const o = fd.objs.get(id) ?? fail('ENOENT', `no object ${id}`);
-    const users = o instanceof MIoas ? o.hwpts.size : o instanceof MHwpt ? o.users : 1;
+    const users = o instanceof MIoas ? o.hwpts.size + o.accesses.size : o instanceof MHwpt ? o.users : o instanceof MAccess ? 0 : 1;
     if (users > 0) fail('EBUSY', `object ${id} in use`);
     this.remove(fd, o);
   }
@@ -241,6 +258,7 @@ export class Model {
   private remove(fd: MFd, o: MObj): void {
     fd.objs.delete(o.id);
     if (o instanceof MHwpt) o.ioas.hwpts.delete(o);
+    if (o instanceof MAccess) o.ioas.accesses.delete(o);
   }
 
   close(fdIndex: number): void {
@@ -248,7 +266,7 @@ export class Model {
     if (fd.closed) return;
     for (const d of [...fd.devices]) this.unbindDevice(d);
     // Leaf first: HWPTs (nobody uses them any more), then the rest.
-    for (const o of [...fd.objs.values()]) if (o instanceof MHwpt) this.remove(fd, o);
+    for (const o of [...fd.objs.values()]) if (o instanceof MHwpt || o instanceof MAccess) this.remove(fd, o);
     fd.objs.clear();
     for (const [p, owner] of [...this.pasidOwner]) if (owner === fd) this.pasidOwner.delete(p);
     fd.closed = true;
@@ -347,14 +365,89 @@ export class Model {
     if (length === 0n) fail('EINVAL', 'zero length');
     const last = all ? U64_MAX : iova + length - 1n;
     if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
-    const hit = ioas.areas.filter((x) => overlaps(x.iova, x.last, iova, last));
-    if (hit.some((x) => x.iova < iova || x.last > last)) fail('ENOENT', 'a mapping is only partly inside');
-    if (hit.length === 0) {
-      if (all) return 0n;
-      fail('ENOENT', 'nothing mapped');
+    // Pinned areas: ask the pinning accesses (each area, each access in creation order), then look
+    // the range up again — the callbacks may have changed the IOAS (iopt_unmap_iova_range's retry).
+    for (let round = 0; ; round++) {
+      const hit = ioas.areas.filter((x) => overlaps(x.iova, x.last, iova, last));
+      if (hit.some((x) => x.iova < iova || x.last > last)) fail('ENOENT', 'a mapping is only partly inside');
+      if (hit.length === 0) {
+        if (all) return 0n;
+        fail('ENOENT', 'nothing mapped');
+      }
+      const accesses = [...ioas.accesses];
+      const pinnedBy = (acc: MAccess, x: Area): boolean => ioas.accesses.has(acc) && acc.pins.some((p) => overlaps(p.start, p.last, x.iova, x.last));
+      if (hit.some((x) => accesses.some((acc) => pinnedBy(acc, x)))) {
+        if (round >= 100) fail('EDEADLOCK', 'pins not released by onUnmap');
+        for (const x of hit) for (const acc of accesses) if (pinnedBy(acc, x)) this.react(acc, x.iova, x.last - x.iova + 1n);
+        continue;
+      }
+      ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
+      return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
     }
-    ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
-    return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
+  }
+
+  /** A pinning access's onUnmap(iova, length) (ops.ts React), its calls' errors ignored. */
+  private react(acc: MAccess, iova: bigint, length: bigint): void {
+    if (acc.react === 'none') return;
+    const last = iova + length - 1n;
+    const quiet = (f: () => unknown): void => {
+      try {
+        f();
+      } catch (e) {
+        if (!(e instanceof ModelError)) throw e;
+      }
+    };
+    for (const p of acc.pins.filter((p) => overlaps(p.start, p.last, iova, last))) quiet(() => this.unpin(acc.fd, acc.id, p.start, p.last - p.start + 1n));
+    if (acc.react === 'unpin-map') quiet(() => this.map(acc.fd, acc.ioas.id, { length: PAGE, phys: 0x4000_0000n }));
+    else if (acc.react === 'unpin-unmap') quiet(() => this.unmap(acc.fd, acc.ioas.id, 0n, U64_MAX));
+    else if (acc.react === 'unpin-copy') quiet(() => this.copy(acc.fd, { dstIoas: acc.ioas.id, srcIoas: acc.ioas.id, srcIova: iova, length }));
+  }
+
+  // ---- access objects (software DMA) --------------------------------------------------------
+
+  accessCreate(fdIndex: number, ioasId: number, react: string | undefined): number {
+    const fd = this.open(fdIndex);
+    const ioas = this.getIoas(fd, ioasId);
+    // A pinning access needs whole pages: every mapping must already be page aligned.
+    if (react !== undefined && this.alignOf(ioas) < PAGE && ioas.areas.some((a) => a.iova % PAGE !== 0n || (a.last + 1n) % PAGE !== 0n || a.phys % PAGE !== 0n)) {
+      fail('EADDRINUSE', 'mappings not page aligned');
+    }
+    const acc = this.publish(fd, new MAccess(fdIndex, ioas, react));
+    ioas.accesses.add(acc);
+    return acc.id;
+  }
+
+  private accessRange(fdIndex: number, id: number, iova: bigint, length: bigint): { acc: MAccess; r: Range } {
+    const fd = this.open(fdIndex);
+    const acc = fd.objs.get(id);
+    if (!(acc instanceof MAccess)) fail('ENOENT', `no access ${id}`);
+    if (length === 0n) fail('EINVAL', 'zero length');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
+    return { acc, r: { start: iova, last } };
+  }
+
+  pin(fdIndex: number, id: number, iova: bigint, length: bigint): void {
+    const { acc, r } = this.accessRange(fdIndex, id, iova, length);
+    if (acc.react === undefined) fail('EINVAL', 'no onUnmap');
+    if (r.start % PAGE !== 0n || (r.last + 1n) % PAGE !== 0n) fail('EINVAL', 'not page aligned');
+    // Covered by contiguous areas.
+    let at = r.start;
+    for (const a of acc.ioas.areas) {
+      if (a.last < at) continue;
+      if (a.iova > at) break;
+      at = a.last + 1n;
+      if (at > r.last) break;
+    }
+    if (at <= r.last) fail('ENOENT', 'not fully mapped');
+    acc.pins.push(r);
+  }
+
+  unpin(fdIndex: number, id: number, iova: bigint, length: bigint): void {
+    const { acc, r } = this.accessRange(fdIndex, id, iova, length);
+    const i = acc.pins.findIndex((p) => p.start === r.start && p.last === r.last);
+    if (i < 0) fail('ENOENT', 'no such pin');
+    acc.pins.splice(i, 1);
   }
 
   copy(fdIndex: number, a: { dstIoas: number; srcIoas: number; srcIova: bigint; length: bigint; dstIova?: bigint; read?: boolean; write?: boolean }): bigint {
@@ -527,7 +620,7 @@ export class Model {
       }
     }
     const target = fd.objs.get(ptId) ?? fail('ENOENT', 'no such object');
-    if (target instanceof MDevObj) fail('EINVAL', 'not an IOAS or HWPT');
+    if (target instanceof MDevObj || target instanceof MAccess) fail('EINVAL', 'not an IOAS or HWPT');
     if (target instanceof MIoas && pasid !== NO_PASID) fail('EINVAL', 'PASID needs a PASID HWPT');
     if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid, target.dirtyTracking ?? false);
     const old = d.att.get(pasid);

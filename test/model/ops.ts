@@ -35,7 +35,24 @@ type OpBody =
   | { k: 'attach'; dev: number; pt: number; pasid?: number }
   | { k: 'detach'; dev: number; pasid?: number }
   | { k: 'inspect'; fd: number }
-  | { k: 'translate'; via: TranslateVia; reqs: Req[] };
+  | { k: 'translate'; via: TranslateVia; reqs: Req[] }
+  /** A software-DMA access on an IOAS; with `react`, a pinning one whose onUnmap does that (see React). */
+  | { k: 'accessCreate'; fd: number; ioas: number; react?: React }
+  | { k: 'pin'; fd: number; access: number; iova: bigint; length: bigint }
+  | { k: 'unpin'; fd: number; access: number; iova: bigint; length: bigint }
+  /** The engine is replaced by `Iommu.restore(iommu.snapshot())`; the model does nothing. */
+  | { k: 'snapshot' };
+
+/**
+ * What a pinning access's onUnmap(iova, length) does, on both sides: 'none' nothing (the unmap
+ * ends EDEADLOCK); otherwise it unpins its pins that intersect the range, then 'unpin-map' maps one
+ * page at an automatic IOVA, 'unpin-unmap' unmaps everything of the IOAS, 'unpin-copy' copies the
+ * range within the IOAS (automatic IOVA) — re-entrant calls whose errors are ignored.
+ */
+export type React = 'none' | 'unpin' | 'unpin-map' | 'unpin-unmap' | 'unpin-copy';
+
+/** Backing address of the page a 'unpin-map' reaction maps. */
+export const REACT_PHYS = 0x4000_0000n;
 
 /** One DMA request: requester ID, PASID (0 = none), IOVA, access bits. */
 export type Req = [rid: number, pasid: number, iova: bigint, access: number];
@@ -128,5 +145,13 @@ function modelValue(m: Model, op: Op): unknown {
       };
     case 'translate':
       return op.reqs.map(([rid, pasid, iova, access]) => modelTranslation(m.translate(rid, pasid, iova, access)));
+    case 'accessCreate':
+      return m.accessCreate(op.fd, op.ioas, op.react);
+    case 'pin':
+      return m.pin(op.fd, op.access, op.iova, op.length);
+    case 'unpin':
+      return m.unpin(op.fd, op.access, op.iova, op.length);
+    case 'snapshot':
+      return undefined;
   }
 }
