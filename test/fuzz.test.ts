@@ -3,7 +3,8 @@
 // destroy, map/unmap/copy with fixed and automatic IOVAs, allow, bind/attach/replace/detach/unbind,
 // close, and translations of random and boundary addresses from random devices and PASIDs, per
 // call, allocation-free and batched; access objects whose onUnmap unpins and re-enters (map, unmap,
-// copy) or refuses; snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
+// copy) or refuses; dirty tracking (on/off, writes, bitmap reads with and without clear);
+// snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
 // Long campaigns: `npm run fuzz -- --ops N --seed S` (scripts/fuzz.mjs); see test/README.md.
@@ -27,6 +28,8 @@ describe('differential fuzzing against the reference model', () => {
     Pair.tally = (op: Op, o: Outcome) => {
       if (op.k === 'translate' && 'v' in o) {
         for (const t of o.v as { ok: boolean; reason?: string }[]) add(`translate ${t.ok ? 'ok' : t.reason}`);
+      } else if (op.k === 'dirtyBitmap' && 'v' in o) {
+        add(`dirtyBitmap ${(o.v as bigint[]).some((w) => w !== 0n) ? 'dirty' : 'clean'}`);
       } else {
         add(`${op.k} ${'e' in o ? o.e : 'ok'}`);
       }
@@ -62,6 +65,7 @@ describe('differential fuzzing against the reference model', () => {
       'translate beyond-width', 'translate not-present', 'translate permission',
       'accessCreate ok', 'accessCreate EADDRINUSE', 'pin ok', 'pin ENOENT', 'pin EINVAL', 'unpin ok', 'unpin ENOENT',
       'unmap EDEADLOCK', 'snapshot ok',
+      'setDirty ok', 'setDirty EOPNOTSUPP', 'setDirty ENOENT', 'dirtyBitmap dirty', 'dirtyBitmap clean', 'dirtyBitmap EINVAL', 'dirtyBitmap EOPNOTSUPP',
     ]) {
       expect(seen(key), key).toBeGreaterThan(0);
     }

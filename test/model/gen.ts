@@ -159,6 +159,8 @@ export class Gen {
       pin: 3,
       unpin: 1.2,
       snapshot: 0.12,
+      setDirty: 2,
+      dirtyBitmap: 4,
       ...this.opts.weights,
     };
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
@@ -213,7 +215,37 @@ export class Gen {
         return this.pin(fd!, 'unpin');
       case 'snapshot':
         return { k: 'snapshot' };
+      case 'setDirty':
+      case 'dirtyBitmap': {
+        // No tracking HWPT in this FD yet: usually make one first (on a dirty-capable device).
+        const tracking = this.objsOf(fd!).some((o) => o instanceof MHwpt && o.dirtyTracking);
+        if (!tracking && this.rng.chance(0.8)) return this.hwptAlloc(fd!, true);
+        if (kind === 'setDirty') return { k: 'setDirty', fd: fd!, hwpt: this.dirtyHwptId(fd!), enable: this.rng.chance(0.75) };
+        return this.dirtyBitmap(fd!);
+      }
     }
+  }
+
+  /** Mostly a HWPT allocated with dirty tracking, sometimes another HWPT or a stray ID. */
+  private dirtyHwptId(fd: number): number {
+    const hwpts = this.objsOf(fd).filter((o): o is MHwpt => o instanceof MHwpt);
+    const tracking = hwpts.filter((h) => h.dirtyTracking);
+    if (tracking.length > 0 && this.rng.chance(0.85)) return this.rng.pick(tracking).id;
+    return hwpts.length > 0 && this.rng.chance(0.5) ? this.rng.pick(hwpts).id : this.strayId(fd);
+  }
+
+  /** A bitmap read of a small range (at most 128 bits) around the HWPT's mappings. */
+  private dirtyBitmap(fd: number): Op {
+    const rng = this.rng;
+    const hwpt = this.dirtyHwptId(fd);
+    const h = this.m.fds[fd]!.objs.get(hwpt);
+    const areas = h instanceof MHwpt ? h.ioas.areas : [];
+    const pageSize = rng.pick([K, K, K, 2n * K, M2, 0n, 3n * K]);
+    const unit = pageSize > 0n ? pageSize : K;
+    const base = areas.length > 0 && rng.chance(0.8) ? rng.pick(areas).iova : this.hotIova();
+    const iova = rng.chance(0.9) ? base - (base % unit) - BigInt(rng.int(3)) * unit : base + 1n;
+    const length = rng.chance(0.05) ? 0n : unit * BigInt(rng.range(1, 128));
+    return { k: 'dirtyBitmap', fd, hwpt, iova: iova < 0n ? 0n : iova, length, pageSize, noClear: rng.chance(0.3) ? true : undefined };
   }
 
   /** pin: mostly whole pages of an area of the access's IOAS; unpin: mostly an existing pin. */
@@ -401,15 +433,17 @@ export class Gen {
     return { k: 'pasidFree', fd, pasid };
   }
 
-  private hwptAlloc(fd: number): Op {
+  private hwptAlloc(fd: number, dirty = false): Op {
     const rng = this.rng;
-    const devObjs = this.objsOf(fd).filter((o) => o instanceof MDevObj);
+    const all = this.objsOf(fd).filter((o): o is MDevObj => o instanceof MDevObj);
+    const capable = all.filter((o) => o.dev.dirty);
+    const devObjs = dirty && capable.length > 0 ? capable : all;
     const devId = devObjs.length > 0 && rng.chance(0.9) ? rng.pick(devObjs).id : this.strayId(fd);
     return {
       k: 'hwptAlloc', fd, devId, ptId: this.ioasId(fd),
       pasid: rng.chance(0.5) ? true : rng.chance(0.5) ? false : undefined,
       nestParent: rng.chance(0.2) ? true : undefined,
-      dirtyTracking: rng.chance(0.15) ? true : undefined,
+      dirtyTracking: dirty || rng.chance(0.3) ? true : undefined,
     };
   }
 
@@ -436,7 +470,9 @@ export class Gen {
     let pt = 1;
     if (fdIndex >= 0) {
       const objs = this.objsOf(fdIndex).filter((o) => !(o instanceof MDevObj));
-      pt = objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
+      // Dirty-tracking HWPTs get devices often, so that writes reach them.
+      const tracking = d.dirty ? objs.filter((o) => o instanceof MHwpt && o.dirtyTracking) : [];
+      pt = tracking.length > 0 && rng.chance(0.5) ? rng.pick(tracking).id : objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
     }
     return { k: 'attach', dev, pt, pasid: this.pasidFor(d, fdIndex) };
   }
@@ -519,7 +555,8 @@ export class Gen {
       const aw = BigInt(m.cfg.addressWidth);
       iova = rng.pick([0n, (1n << aw) - 1n, 1n << aw, U64_MAX, this.hotIova(), rng.bits(64)]);
     }
-    const access = rng.pick([1, 1, 1, 2, 2, 3, 3, 4, 5, 8, 9, 0, 16]);
+    // Through a tracking HWPT mostly writes, so that leaves get dirty between bitmap reads.
+    const access = h?.dirtyEnabled && rng.chance(0.6) ? rng.pick([2, 3]) : rng.pick([1, 1, 1, 2, 2, 3, 3, 4, 5, 8, 9, 0, 16]);
     return [rid, pasid, iova, access];
   }
 }

@@ -184,6 +184,10 @@ export class EngineSide {
         return this.access(op.fd, op.access).unpin(op.iova, op.length);
       case 'snapshot':
         return this.restore();
+      case 'setDirty':
+        return this.fds[op.fd]!.hwptSetDirtyTracking(op.hwpt, op.enable);
+      case 'dirtyBitmap':
+        return [...this.fds[op.fd]!.hwptGetDirtyBitmap(op.hwpt, { iova: op.iova, length: op.length, pageSize: op.pageSize, noClear: op.noClear })];
     }
   }
 

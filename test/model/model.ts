@@ -75,8 +75,10 @@ export class MHwpt {
   id = 0;
   /** Attachments (device, pasid) using it. */
   users = 0;
-  /** Dirty tracking on (hwptSetDirtyTracking; not driven by the fuzzer yet). */
+  /** Dirty tracking on (hwptSetDirtyTracking). */
   dirtyEnabled = false;
+  /** Start IOVAs of the leaves written while tracking was on and not cleared since (D bits). */
+  readonly dirty = new Set<bigint>();
   constructor(
     readonly ioas: MIoas,
     readonly auto: boolean,
@@ -382,8 +384,51 @@ export class Model {
         continue;
       }
       ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
+      // The leaves go, and their D bits with them.
+      for (const h of ioas.hwpts) for (const s of [...h.dirty]) if (hit.some((x) => x.iova <= s && s <= x.last)) h.dirty.delete(s);
       return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
     }
+  }
+
+  // ---- dirty tracking ----------------------------------------------------------------------
+
+  private dirtyHwpt(fdIndex: number, id: number): MHwpt {
+    const fd = this.open(fdIndex);
+    const h = fd.objs.get(id);
+    if (!(h instanceof MHwpt)) fail('ENOENT', `no HWPT ${id}`);
+    if (!h.dirtyTracking) fail('EOPNOTSUPP', 'not allocated with dirty tracking');
+    return h;
+  }
+
+  setDirty(fdIndex: number, id: number, enable: boolean): void {
+    const h = this.dirtyHwpt(fdIndex, id);
+    if (enable) h.dirty.clear(); // turning tracking on starts from clean leaves
+    h.dirtyEnabled = enable;
+  }
+
+  /** GET_DIRTY_BITMAP: bit n = page iova + n * pageSize lies in a dirty leaf; clears those leaves unless noClear. */
+  dirtyBitmap(fdIndex: number, id: number, iova: bigint, length: bigint, pageSize: bigint, noClear: boolean): bigint[] {
+    const h = this.dirtyHwpt(fdIndex, id);
+    if (length === 0n) fail('EINVAL', 'zero length');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
+    if (pageSize === 0n || (pageSize & (pageSize - 1n)) !== 0n) fail('EINVAL', 'page size not a power of two');
+    const align = this.alignOf(h.ioas);
+    if (iova % align !== 0n || (last + 1n) % align !== 0n) fail('EINVAL', 'not aligned to the IOAS');
+    if (iova % pageSize !== 0n || (last + 1n) % pageSize !== 0n) fail('EINVAL', 'not aligned to the page size');
+    const bits = length / pageSize;
+    if (bits > 1n << 32n) fail('ENOMEM', 'bitmap too large');
+    const words: bigint[] = new Array(Math.ceil(Number(bits) / 64)).fill(0n);
+    for (const s of [...h.dirty]) {
+      const area = h.ioas.areas.find((x) => x.iova <= s && s <= x.last)!;
+      const hi = s + (1n << BigInt(12 + 9 * this.leafLevel(area, s))) - 1n;
+      if (!overlaps(s, hi, iova, last)) continue;
+      const from = (maxB(s, iova) - iova) / pageSize;
+      const to = (minB(hi, last) - iova) / pageSize;
+      for (let b = from; b <= to; b++) words[Number(b / 64n)] = words[Number(b / 64n)]! | (1n << (b % 64n));
+      if (!noClear) h.dirty.delete(s);
+    }
+    return words;
   }
 
   /** A pinning access's onUnmap(iova, length) (ops.ts React), its calls' errors ignored. */
@@ -736,6 +781,8 @@ export class Model {
     const perm = (area.read ? 1 : 0) | (area.write ? 2 : 0);
     const need = ((access & 1) || (access & 4) ? 1 : 0) | (access & 2);
     if ((perm & need) !== need) return { ok: false, reason: 'permission', level };
+    // A write through a tracking HWPT dirties its leaf.
+    if (access & 2 && h.dirtyEnabled) h.dirty.add(addr - (addr % (1n << BigInt(12 + 9 * level))));
     return { ok: true, phys: area.phys + (addr - area.iova), sizeLg2: 12 + 9 * level, perm };
   }
 

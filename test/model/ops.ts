@@ -40,6 +40,8 @@ type OpBody =
   | { k: 'accessCreate'; fd: number; ioas: number; react?: React }
   | { k: 'pin'; fd: number; access: number; iova: bigint; length: bigint }
   | { k: 'unpin'; fd: number; access: number; iova: bigint; length: bigint }
+  | { k: 'setDirty'; fd: number; hwpt: number; enable: boolean }
+  | { k: 'dirtyBitmap'; fd: number; hwpt: number; iova: bigint; length: bigint; pageSize: bigint; noClear?: boolean }
   /** The engine is replaced by `Iommu.restore(iommu.snapshot())`; the model does nothing. */
   | { k: 'snapshot' };
 
@@ -153,5 +155,9 @@ function modelValue(m: Model, op: Op): unknown {
       return m.unpin(op.fd, op.access, op.iova, op.length);
     case 'snapshot':
       return undefined;
+    case 'setDirty':
+      return m.setDirty(op.fd, op.hwpt, op.enable);
+    case 'dirtyBitmap':
+      return m.dirtyBitmap(op.fd, op.hwpt, op.iova, op.length, op.pageSize, op.noClear ?? false);
   }
 }
