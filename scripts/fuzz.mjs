@@ -37,7 +37,7 @@ async function loadHarness() {
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
     export { forgeries } from './test/model/snapshot-forgery.ts';
-    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
   `;
   const result = await build({
     stdin: { contents: entry, resolveDir: root, loader: 'ts', sourcefile: 'fuzz-entry.ts' },

@@ -3,7 +3,8 @@
 // destroy, map/unmap/copy with fixed and automatic IOVAs, allow, bind/attach/replace/detach/unbind,
 // close, and translations of random and boundary addresses from random devices and PASIDs, per
 // call, allocation-free and batched; access objects whose onUnmap unpins and re-enters (map, unmap,
-// copy) or refuses; dirty tracking (on/off, writes, bitmap reads with and without clear);
+// copy) or refuses; worker translator handles (in-thread, own IOTLB) taken, used and released;
+// dirty tracking (on/off, writes, bitmap reads with and without clear);
 // snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
@@ -15,7 +16,7 @@ import { epochSeed, minimiseEpoch, Pair, report, runEpoch, type EngineApi } from
 import { Model } from './model/model';
 import { show, type Op, type Outcome } from './model/ops';
 
-const api: EngineApi = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+const api: EngineApi = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
 
 const SEED = 0x10a5_1d;
 const EPOCHS = 50;
@@ -26,8 +27,9 @@ describe('differential fuzzing against the reference model', () => {
     const outcomes = new Map<string, number>();
     const add = (key: string): void => void outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     Pair.tally = (op: Op, o: Outcome) => {
-      if (op.k === 'translate' && 'v' in o) {
+      if (op.k === 'translate' && 'v' in o && Array.isArray(o.v)) {
         for (const t of o.v as { ok: boolean; reason?: string }[]) add(`translate ${t.ok ? 'ok' : t.reason}`);
+        if (op.via === 'worker') for (const t of o.v as { ok: boolean }[]) if (t.ok) add('translate-worker ok');
       } else if (op.k === 'dirtyBitmap' && 'v' in o) {
         add(`dirtyBitmap ${(o.v as bigint[]).some((w) => w !== 0n) ? 'dirty' : 'clean'}`);
       } else {
@@ -65,6 +67,7 @@ describe('differential fuzzing against the reference model', () => {
       'translate beyond-width', 'translate not-present', 'translate permission',
       'accessCreate ok', 'accessCreate EADDRINUSE', 'pin ok', 'pin ENOENT', 'pin EINVAL', 'unpin ok', 'unpin ENOENT',
       'unmap EDEADLOCK', 'snapshot ok',
+      'handle ok', 'handle ENOSPC', 'release ok', 'release EINVAL', 'translate-worker ok',
       'setDirty ok', 'setDirty EOPNOTSUPP', 'setDirty ENOENT', 'dirtyBitmap dirty', 'dirtyBitmap clean', 'dirtyBitmap EINVAL', 'dirtyBitmap EOPNOTSUPP',
     ]) {
       expect(seen(key), key).toBeGreaterThan(0);

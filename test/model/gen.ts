@@ -158,7 +158,9 @@ export class Gen {
       accessCreate: 1.2,
       pin: 3,
       unpin: 1.2,
-      snapshot: 0.12,
+      snapshot: 0.06,
+      handle: this.m.cfg.shared ? 0.3 : 0.05,
+      release: this.m.slots.size > 0 ? 0.25 : 0.03,
       setDirty: 2,
       dirtyBitmap: 4,
       ...this.opts.weights,
@@ -166,7 +168,7 @@ export class Gen {
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
     const kind = this.rng.weighted(w);
     const fd = this.anyFd();
-    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot'].includes(kind);
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot', 'handle', 'release'].includes(kind);
     if (needsFd && fd === undefined) return { k: 'open' };
     switch (kind) {
       case 'open':
@@ -215,6 +217,10 @@ export class Gen {
         return this.pin(fd!, 'unpin');
       case 'snapshot':
         return { k: 'snapshot' };
+      case 'handle':
+        return { k: 'handle' };
+      case 'release':
+        return { k: 'release', slot: this.m.slots.size > 0 && this.rng.chance(0.85) ? this.rng.pick([...this.m.slots]) : this.rng.range(0, 3) };
       case 'setDirty':
       case 'dirtyBitmap': {
         // No tracking HWPT in this FD yet: usually make one first (on a dirty-capable device).
@@ -505,7 +511,7 @@ export class Gen {
   }
 
   translate(): Op {
-    const via: TranslateVia = this.rng.pick(['call', 'into', 'batch']);
+    const via: TranslateVia = this.m.slots.size > 0 && this.rng.chance(0.3) ? 'worker' : this.rng.pick(['call', 'into', 'batch']);
     const n = this.rng.range(1, this.opts.maxReqs ?? 8);
     const reqs: Req[] = [];
     for (let i = 0; i < n; i++) reqs.push(this.req());

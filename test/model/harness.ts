@@ -9,7 +9,7 @@
  * CLI scripts a bundle of the same sources; only types are imported here.
  * @module
  */
-import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored } from '../../src/index';
+import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle } from '../../src/index';
 import type * as Testing from '../../src/testing';
 import { Gen, type GenOptions } from './gen';
 import { MAccess, MHwpt, MIoas, Model, U64_MAX, type Area, type ModelConfig } from './model';
@@ -21,6 +21,8 @@ export interface EngineApi {
   Iommu: { createSync(opts?: object): Iommu; restore(bytes: Uint8Array, opts?: RestoreOptions): Restored };
   IommuError: new (...args: never[]) => Error & { errno: string };
   TranslationOut: new () => TranslationOut;
+  /** Optional: without it, `handle` ops are not run (the generator makes none). */
+  Translator?: { attach(handle: TranslatorHandle): Translator };
   FAULT_REASONS: readonly string[];
   testing: typeof Testing;
 }
@@ -41,12 +43,15 @@ export class EngineSide {
   devs: DeviceFd[] = [];
   /** Access objects by `${fd}:${id}`, with the IOAS and reaction their onUnmap was made with. */
   private accesses = new Map<string, { access: IoasAccess; ioas: number; react?: React }>();
+  /** In-thread worker translators by slot, with their handles; released handles are kept (stale). */
+  private workers = new Map<number, { handle: TranslatorHandle; t: Translator }>();
+  private stale = new Map<number, TranslatorHandle>();
   private batch: Batch;
   private readonly out: TranslationOut;
   /** Pages taken by buffers (the batch ring), outside the page tables. */
   readonly bufferPages: number;
 
-  constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 2) {
+  constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 3) {
     this.iommu = api.Iommu.createSync({
       addressWidth: cfg.addressWidth, pasidBits: cfg.pasidBits, iotlbEntries: cfg.iotlbEntries,
       shared: cfg.shared, maxMemoryBytes: cfg.maxMemoryBytes, maxDomains: cfg.maxDomains, translators,
@@ -55,6 +60,13 @@ export class EngineSide {
     this.batch = this.iommu.batch(16);
     this.bufferPages = api.testing.poolState(this.iommu).pagesUsed - before;
     this.out = new api.TranslationOut();
+  }
+
+  /** Pages of the live worker translators' batch rings. */
+  ringPages(): number {
+    let n = 0;
+    for (const w of this.workers.values()) n += Math.ceil((w.handle.batch.capacity * 32) / 4096);
+    return n;
   }
 
   /** A pinning access's onUnmap (ops.ts React), found by key so a restored access gets it too. */
@@ -105,6 +117,8 @@ export class EngineSide {
     this.fds = fds as IommuFd[];
     this.iommu = r.iommu;
     this.batch = r.iommu.batch(16);
+    this.workers.clear();
+    this.stale.clear();
   }
 
   run(op: Op): Outcome {
@@ -184,6 +198,19 @@ export class EngineSide {
         return this.access(op.fd, op.access).unpin(op.iova, op.length);
       case 'snapshot':
         return this.restore();
+      case 'handle': {
+        const handle = this.iommu.translatorHandle({ batchCapacity: 16 });
+        this.workers.set(handle.slot, { handle, t: this.api.Translator!.attach(handle) });
+        return handle.slot;
+      }
+      case 'release': {
+        const w = this.workers.get(op.slot);
+        const handle = w?.handle ?? this.stale.get(op.slot) ?? ({} as TranslatorHandle);
+        this.iommu.translatorRelease(handle);
+        this.workers.delete(op.slot);
+        this.stale.set(op.slot, handle);
+        return undefined;
+      }
       case 'setDirty':
         return this.fds[op.fd]!.hwptSetDirtyTracking(op.hwpt, op.enable);
       case 'dirtyBitmap':
@@ -192,8 +219,21 @@ export class EngineSide {
   }
 
   /** Translations, normalised to the model's shape; also checks the fault log and batch counts. */
-  private translate(via: 'call' | 'into' | 'batch', reqs: Req[]): unknown {
+  private translate(via: 'call' | 'into' | 'batch' | 'worker', reqs: Req[]): unknown {
     const reasons = this.api.FAULT_REASONS;
+    if (via === 'worker') {
+      // The lowest live worker slot translates (its own IOTLB, maybe idle for a long time).
+      const slot = Math.min(...this.workers.keys());
+      const w = this.workers.get(slot);
+      if (!w) return 'no-worker';
+      return reqs.map(([rid, pasid, iova, access]) => {
+        const t = w.t.translate(rid, pasid, iova, access);
+        if (t.iova !== iova && t.fault?.reason !== 'bad-request') return { wrongIova: t.iova };
+        if (t.ok) return { ok: true, phys: t.phys, sizeLg2: t.size.toString(2).length - 1, perm: t.perm };
+        if (t.fault!.stage !== 0) return { ok: false, reason: 'nonzero-stage', level: -1 };
+        return { ok: false, reason: t.fault!.reason, level: t.fault!.level };
+      });
+    }
     // Mix number and bigint IOVAs deterministically (both are accepted).
     const arg = (iova: bigint): number | bigint => (iova < TWO_53 && (iova & 0x1000n) === 0n ? Number(iova) : iova);
     if (via === 'batch') {
@@ -336,7 +376,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
   const leaves = new Set<string>();
   for (const d of m.devices) for (const p of d.att.keys()) if (p !== 0) leaves.add(`${d.rid}:${p >> 10}`);
   if (pool.pasidLeafPages !== leaves.size) return `PASID leaf pages ${pool.pasidLeafPages}, model ${leaves.size}`;
-  const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages;
+  const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages + e.ringPages();
   if (pool.pagesUsed !== accounted) return `pages used ${pool.pagesUsed}, accounted ${accounted} (${show(pool)})`;
   return undefined;
 }
@@ -421,6 +461,7 @@ export function epochConfig(seed: number): EngineConfig {
     iotlbEntries: rng.pick([2, 16, 256]),
     shared: rng.chance(0.5),
     maxMemoryBytes: 64 * 2 ** 20,
+    workerSlots: 2,
   };
 }
 

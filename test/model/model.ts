@@ -121,6 +121,10 @@ export interface ModelConfig {
   pasidBits: number;
   /** Domain slots of the engine (option maxDomains): at most maxDomains - 1 HWPTs live at once. */
   maxDomains: number;
+  /** Memory shared with workers (translator handles need it). */
+  shared?: boolean;
+  /** Worker translator slots (option translators - 1; the harness uses 2). */
+  workerSlots?: number;
 }
 
 const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
@@ -158,8 +162,25 @@ export class Model {
   readonly devices: MDevice[] = [];
   readonly pasidOwner = new Map<number, MFd>();
   readonly pasidUses = new Map<number, number>();
+  /** Worker translator slots handed out (1..workerSlots). */
+  readonly slots = new Set<number>();
 
   constructor(readonly cfg: ModelConfig) {}
+
+  /** translatorHandle: the lowest free worker slot. */
+  handle(): number {
+    if (!this.cfg.shared) fail('EOPNOTSUPP', 'memory not shared');
+    let slot = 1;
+    while (this.slots.has(slot)) slot++;
+    if (slot > (this.cfg.workerSlots ?? 2)) fail('ENOSPC', 'no free translator slot');
+    this.slots.add(slot);
+    return slot;
+  }
+
+  /** translatorRelease of the live handle of `slot`; anything else is EINVAL. */
+  release(slot: number): void {
+    if (!this.slots.delete(slot)) fail('EINVAL', 'not a live handle');
+  }
 
   get levels(): number {
     return (this.cfg.addressWidth - 12) / 9;

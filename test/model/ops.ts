@@ -9,7 +9,8 @@
  */
 import { Model, ModelError, type MTranslation, type Range } from './model';
 
-export type TranslateVia = 'call' | 'into' | 'batch';
+/** How a translate op asks: the owner per call, allocation-free or batched, or a worker translator (in-thread) per call. */
+export type TranslateVia = 'call' | 'into' | 'batch' | 'worker';
 
 export type Op = OpBody & {
   /** Fault injection: the engine's `failAt`th fallible step in this call fails (see harness). */
@@ -41,6 +42,9 @@ type OpBody =
   | { k: 'pin'; fd: number; access: number; iova: bigint; length: bigint }
   | { k: 'unpin'; fd: number; access: number; iova: bigint; length: bigint }
   | { k: 'setDirty'; fd: number; hwpt: number; enable: boolean }
+  /** A translator handle (a worker slot), attached in this thread; `release` gives slot `slot` back (a stale handle: EINVAL). */
+  | { k: 'handle' }
+  | { k: 'release'; slot: number }
   | { k: 'dirtyBitmap'; fd: number; hwpt: number; iova: bigint; length: bigint; pageSize: bigint; noClear?: boolean }
   /** The engine is replaced by `Iommu.restore(iommu.snapshot())`; the model does nothing. */
   | { k: 'snapshot' };
@@ -146,7 +150,12 @@ function modelValue(m: Model, op: Op): unknown {
         devIds: m.devices.map((d) => d.obj?.id),
       };
     case 'translate':
+      if (op.via === 'worker' && m.slots.size === 0) return 'no-worker';
       return op.reqs.map(([rid, pasid, iova, access]) => modelTranslation(m.translate(rid, pasid, iova, access)));
+    case 'handle':
+      return m.handle();
+    case 'release':
+      return m.release(op.slot);
     case 'accessCreate':
       return m.accessCreate(op.fd, op.ioas, op.react);
     case 'pin':
@@ -154,6 +163,7 @@ function modelValue(m: Model, op: Op): unknown {
     case 'unpin':
       return m.unpin(op.fd, op.access, op.iova, op.length);
     case 'snapshot':
+      m.slots.clear(); // a restored engine has no workers
       return undefined;
     case 'setDirty':
       return m.setDirty(op.fd, op.hwpt, op.enable);
