@@ -4,7 +4,7 @@
  *
  * Arguments: --json FILE; --scale (only the scale script); --no-scale; --quick (short tasks, for
  * trying things out: numbers are noisier); --only GROUP[,GROUP] with groups hit, walk, pasid, map,
- *  workers, nested, dma.
+ *  workers, nested, dma, virtio.
  * @module
  */
 import { writeFileSync } from 'node:fs';
@@ -19,6 +19,7 @@ import type { BenchEnv } from './scenarios/translate';
 import { workerScenarios } from './scenarios/workers';
 import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
+import { virtioScenarios } from './scenarios/virtio';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -38,6 +39,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   workers: workerScenarios,
   nested: nestedScenarios,
   dma: dmaScenarios,
+  virtio: virtioScenarios,
 };
 
 function parseArgs(argv: string[]): Args {

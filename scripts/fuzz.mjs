@@ -33,7 +33,7 @@ function parseArgs(argv) {
 async function loadHarness() {
   const entry = `
     import * as ioasid from './src/index.ts';
-    import * as testing from './src/testing.ts';
+    import * as testing from './test/testing.ts';
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
     export { forgeries } from './test/model/snapshot-forgery.ts';

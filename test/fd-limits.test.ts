@@ -2,7 +2,7 @@
 // fails with ENOSPC/ENOMEM and changes nothing, while another FD on the same engine is unaffected.
 import { describe, expect, test } from 'vitest';
 import { Iommu, type IommuFd } from '../src/index';
-import { fdView } from '../src/testing';
+import { fdView } from './testing';
 import { errnoOf } from './helpers';
 
 const P = 0x1000n;

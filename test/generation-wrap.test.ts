@@ -4,8 +4,8 @@
 // The test hook jumps the generation close to 2^32, as if that many invalidations had happened.
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, NO_PASID, Translator } from '../src/index';
-import { fdState } from '../src/fd-state';
-import { domainGeneration } from '../src/testing';
+import { fdState } from '../src/iommufd/fd-state';
+import { domainGeneration } from './testing';
 
 const P = 0x1000n;
 const RAM = 0x8000_0000n;

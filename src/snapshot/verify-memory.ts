@@ -19,11 +19,11 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { DeviceFd } from '../device';
-import type { Engine } from '../engine';
-import type { FdState } from '../fd-state';
-import { HwptPaging } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
+import type { DeviceFd } from '../iommufd/device';
+import type { Engine } from '../iommufd/fd-state';
+import type { FdState } from '../iommufd/fd-state';
+import { HwptPaging } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
 import { bad } from './json';
 
 const PAGE = abi.PAGE_SIZE;

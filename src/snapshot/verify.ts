@@ -9,13 +9,13 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { Engine } from '../engine';
-import type { FdState } from '../fd-state';
-import { HwptPaging } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
-import { Ioas } from '../ioas';
-import { FaultQueue } from '../fault-queue';
-import { BoundDevice } from '../device';
+import type { Engine } from '../iommufd/fd-state';
+import type { FdState } from '../iommufd/fd-state';
+import { HwptPaging } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
+import { Ioas } from '../iommufd/ioas';
+import { FaultQueue } from '../iommufd/fault-queue';
+import { BoundDevice } from '../iommufd/device';
 import { bad } from './json';
 
 export function checkAgainstImage(engine: Engine, states: readonly FdState[]): void {

@@ -10,13 +10,13 @@
  * @module
  */
 import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle } from '../../src/index';
-import type * as Testing from '../../src/testing';
+import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
 import { MAccess, MHwpt, MIoas, Model, U64_MAX, type Area, type ModelConfig } from './model';
 import { applicable, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
-/** What the harness needs from the engine package (src/index plus src/testing). */
+/** What the harness needs from the engine package (src/index plus test/testing). */
 export interface EngineApi {
   Iommu: { createSync(opts?: object): Iommu; restore(bytes: Uint8Array, opts?: RestoreOptions): Restored };
   IommuError: new (...args: never[]) => Error & { errno: string };

@@ -15,7 +15,7 @@
 import * as abi from '../../assembly/abi';
 import { Access, Iommu, IommuError, NO_PASID, TranslationOut, type DeviceFd, type IommuFd, type Restored } from '../../src/index';
 import { decodeSnapshot, encodeSnapshot } from '../../src/snapshot/container';
-import { checkGuards, fdView } from '../../src/testing';
+import { checkGuards, fdView } from '../testing';
 import { Rng } from './rng';
 
 const P = 0x1000n;
