@@ -20,7 +20,7 @@ import { Rng } from './rng';
 
 const P = 0x1000n;
 const RAM = 0x8000_0000n;
-const RAM_BYTES = 1 << 20;
+const RAM_BYTES = 256 << 10;
 const MiB = 1n << 20n;
 
 /** A small engine with most object kinds, two FDs sharing nothing: the snapshot every forgery starts from. */
@@ -46,25 +46,25 @@ export function buildForgeryBase(): Uint8Array {
   access.pin(0x1000, 0x1000);
   void a1Id;
   // FD B: a nest parent with an x86-64 child (tables in guest RAM) and a fault queue, an sv39 table.
-  // GPA [0, 512 KiB) is RAM + 512 KiB; the x86-64 tables sit at GPA 0x1000.. and map VA 0 -> GPA 0x8000.
+  // GPA [0, 32 KiB) is RAM + 128 KiB; the x86-64 tables sit at GPA 0x1000.. and map VA 0 -> GPA 0x6000.
   const fdB = iommu.open();
   const gpa = fdB.ioasAlloc();
-  const GPA0 = 0x8_0000;
-  fdB.ioasMap(gpa, { iova: 0, length: 0x8_0000, phys: RAM + BigInt(GPA0) });
+  const GPA0 = 0x2_0000;
+  fdB.ioasMap(gpa, { iova: 0, length: 0x8000, phys: RAM + BigInt(GPA0) });
   const b1Id = b1.bind(fdB);
   const parent = fdB.hwptAlloc({ devId: b1Id, ptId: gpa, nestParent: true });
   const ram = new DataView(iommu.ram.buffer, iommu.ram.byteOffset, iommu.ram.byteLength);
   for (let level = 0; level < 3; level++) ram.setBigUint64(GPA0 + 0x1000 * (level + 1), BigInt(0x1000 * (level + 2)) | 0x27n, true);
-  ram.setBigUint64(GPA0 + 0x4000, 0x8000n | 0x67n, true);
+  ram.setBigUint64(GPA0 + 0x4000, 0x6000n | 0x67n, true);
   const q = fdB.faultQueueAlloc();
   const nested = fdB.hwptAlloc({ devId: b1Id, ptId: parent, faultId: q.id, table: { format: 'x86-64', root: 0x1000n } });
   b1.attach(nested);
   iommu.translate(b1.rid, NO_PASID, 0x5000_0000, Access.Read); // a page request, left unread
   const b2Id = b2.bind(fdB);
-  // sv39 at RAM + 0x10000: VA 0x1000 -> RAM + 0x20000.
+  // sv39 at RAM + 0x10000: VA 0x1000 -> RAM + 0x18000.
   ram.setBigUint64(0x10000, (((RAM + 0x11000n) >> 12n) << 10n) | 1n, true);
   ram.setBigUint64(0x11000, (((RAM + 0x12000n) >> 12n) << 10n) | 1n, true);
-  ram.setBigUint64(0x12008, (((RAM + 0x20000n) >> 12n) << 10n) | 0xd7n, true);
+  ram.setBigUint64(0x12008, (((RAM + 0x18000n) >> 12n) << 10n) | 0xd7n, true);
   b2.attach(fdB.hwptAlloc({ devId: b2Id, table: { format: 'sv39', root: RAM + 0x10000n } }));
   // A freed HWPT (a free domain index and freed table pages) and a live batch.
   fdB.destroy(fdB.hwptAlloc({ devId: b2Id, ptId: gpa }));
@@ -304,8 +304,8 @@ export function fuzzSlice(r: Restored, rng: Rng, ops: number): string | undefine
   const iova = (): bigint => rng.chance(0.5) ? BigInt(rng.int(64)) * P : rng.bits(32) & ~(P - 1n);
   const len = (): bigint => BigInt(1 + rng.int(16)) * P;
   const steps: (() => unknown)[] = [
-    () => fdOf().ioasMap(id(), { iova: iova(), length: len(), phys: RAM + BigInt(rng.int(240)) * P }),
-    () => fdOf().ioasMap(id(), { length: len(), phys: RAM + BigInt(rng.int(240)) * P }),
+    () => fdOf().ioasMap(id(), { iova: iova(), length: len(), phys: RAM + BigInt(rng.int(60)) * P }),
+    () => fdOf().ioasMap(id(), { length: len(), phys: RAM + BigInt(rng.int(60)) * P }),
     () => fdOf().ioasUnmap(id(), iova(), rng.chance(0.2) ? (1n << 64n) - 1n : len()),
     () => fdOf().ioasCopy({ dstIoas: id(), srcIoas: id(), srcIova: iova(), length: len() }),
     () => fdOf().ioasAlloc(),
