@@ -4,7 +4,9 @@
 // close, and translations of random and boundary addresses from random devices and PASIDs, per
 // call, allocation-free and batched; access objects whose onUnmap unpins and re-enters (map, unmap,
 // copy) or refuses; worker translator handles (in-thread, own IOTLB) taken, used and released;
-// dirty tracking (on/off, writes, bitmap reads with and without clear);
+// dirty tracking (on/off, writes, bitmap reads with and without clear); fault queues (PRI devices on
+// HWPTs with a faultId: page requests, duplicates merged, read, answered, answered INVALID on
+// detach or replace, the device's responses);
 // snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
@@ -30,6 +32,8 @@ describe('differential fuzzing against the reference model', () => {
       if (op.k === 'translate' && 'v' in o && Array.isArray(o.v)) {
         for (const t of o.v as { ok: boolean; reason?: string }[]) add(`translate ${t.ok ? 'ok' : t.reason}`);
         if (op.via === 'worker') for (const t of o.v as { ok: boolean }[]) if (t.ok) add('translate-worker ok');
+      } else if (op.k === 'faultRead' && 'v' in o) {
+        add(`faultRead ${(o.v as unknown[]).length > 0 ? 'requests' : 'none'}`);
       } else if (op.k === 'dirtyBitmap' && 'v' in o) {
         add(`dirtyBitmap ${(o.v as bigint[]).some((w) => w !== 0n) ? 'dirty' : 'clean'}`);
       } else {
@@ -67,6 +71,7 @@ describe('differential fuzzing against the reference model', () => {
       'translate beyond-width', 'translate not-present', 'translate permission',
       'accessCreate ok', 'accessCreate EADDRINUSE', 'pin ok', 'pin ENOENT', 'pin EINVAL', 'unpin ok', 'unpin ENOENT',
       'unmap EDEADLOCK', 'snapshot ok',
+      'faultAlloc ok', 'faultRead requests', 'faultRead none', 'faultRead EBADF', 'faultWrite ok', 'faultWrite EINVAL', 'faultClose ok', 'responses ok',
       'handle ok', 'handle ENOSPC', 'release ok', 'release EINVAL', 'translate-worker ok',
       'setDirty ok', 'setDirty EOPNOTSUPP', 'setDirty ENOENT', 'dirtyBitmap dirty', 'dirtyBitmap clean', 'dirtyBitmap EINVAL', 'dirtyBitmap EOPNOTSUPP',
     ]) {

@@ -13,6 +13,7 @@ import type { HwptPaging } from '../src/iommufd/hwpt';
 import type { Ioas } from '../src/iommufd/ioas';
 import type { IoRange } from '../src/iommufd/io-pagetable';
 import { GUARD_POISON } from '../src/core/layout';
+import { drainPageRequests as drainRings } from '../src/iommufd/fault-queue';
 
 /** The engine behind an `Iommu`. @throws Error for anything else. */
 export function engineOf(iommu: object): Engine {
@@ -197,4 +198,9 @@ export function domainGeneration(iommu: object, domain: number, set?: number): n
   const at = (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2;
   if (set !== undefined) Atomics.store(e.core.u32, at, set >>> 0);
   return Atomics.load(e.core.u32, at);
+}
+
+/** Moves every translator slot's raised page requests into their fault queues now (as `read()` would). */
+export function drainPageRequests(iommu: object): void {
+  drainRings(engineOf(iommu));
 }

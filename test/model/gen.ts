@@ -8,7 +8,7 @@
  * that ops collide; large maps use 2 MiB / 1 GiB aligned, congruent addresses to get large leaves.
  * @module
  */
-import { MAccess, MDevObj, MHwpt, MIoas, type MDevice, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
+import { MAccess, MDevObj, MFault, MHwpt, MIoas, type MDevice, type MObj, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
 import type { Op, React, Req, TranslateVia } from './ops';
 import type { Rng } from './rng';
 
@@ -54,7 +54,7 @@ export class Gen {
     return this.rng.pick(open);
   }
 
-  private objsOf(fd: number): (MIoas | MHwpt | MDevObj | MAccess)[] {
+  private objsOf(fd: number): MObj[] {
     return [...this.m.fds[fd]!.objs.values()];
   }
 
@@ -163,12 +163,17 @@ export class Gen {
       release: this.m.slots.size > 0 ? 0.25 : 0.03,
       setDirty: 2,
       dirtyBitmap: 4,
+      faultAlloc: 0.6,
+      faultRead: 2.5,
+      faultWrite: 2,
+      faultClose: 0.15,
+      responses: 1,
       ...this.opts.weights,
     };
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
     const kind = this.rng.weighted(w);
     const fd = this.anyFd();
-    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot', 'handle', 'release'].includes(kind);
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot', 'handle', 'release', 'responses'].includes(kind);
     if (needsFd && fd === undefined) return { k: 'open' };
     switch (kind) {
       case 'open':
@@ -217,6 +222,23 @@ export class Gen {
         return this.pin(fd!, 'unpin');
       case 'snapshot':
         return { k: 'snapshot' };
+      case 'faultAlloc':
+        return { k: 'faultAlloc', fd: fd! };
+      case 'faultRead': {
+        // The FD whose queues hold requests, usually.
+        const busyFd = this.m.fds.findIndex((f) => !f.closed && [...f.objs.values()].some((o) => o instanceof MFault && o.queued.length > 0));
+        if (busyFd >= 0 && this.rng.chance(0.7)) return { k: 'faultRead', fd: busyFd, id: this.faultId(busyFd), max: this.rng.chance(0.5) ? undefined : this.rng.range(1, 3) };
+        if (!this.objsOf(fd!).some((o) => o instanceof MFault) && this.rng.chance(0.7)) return { k: 'faultAlloc', fd: fd! };
+        return { k: 'faultRead', fd: fd!, id: this.faultId(fd!), max: this.rng.chance(0.5) ? undefined : this.rng.range(1, 3) };
+      }
+      case 'faultWrite': {
+        const busyFd = this.m.fds.findIndex((f) => !f.closed && [...f.objs.values()].some((o) => o instanceof MFault && o.pending.size > 0));
+        return this.faultWrite(busyFd >= 0 && this.rng.chance(0.7) ? busyFd : fd!);
+      }
+      case 'faultClose':
+        return { k: 'faultClose', fd: fd!, id: this.faultId(fd!) };
+      case 'responses':
+        return devs === 0 ? { k: 'open' } : { k: 'responses', dev: this.rng.int(devs) };
       case 'handle':
         return { k: 'handle' };
       case 'release':
@@ -230,6 +252,29 @@ export class Gen {
         return this.dirtyBitmap(fd!);
       }
     }
+  }
+
+  /** Mostly a FAULT object of `fd`, else a stray ID. */
+  private faultId(fd: number): number {
+    const qs = this.objsOf(fd).filter((o): o is MFault => o instanceof MFault);
+    // Queues holding requests first, so that reads and answers have something to work on.
+    const busy = qs.filter((q) => q.queued.length > 0 || q.pending.size > 0);
+    if (busy.length > 0 && this.rng.chance(0.8)) return this.rng.pick(busy).id;
+    return qs.length > 0 && this.rng.chance(0.9) ? this.rng.pick(qs).id : this.strayId(fd);
+  }
+
+  /** Answers: mostly pending cookies with a valid code, sometimes an unknown cookie or a bad code. */
+  private faultWrite(fd: number): Op {
+    const rng = this.rng;
+    const id = this.faultId(fd);
+    const q = this.m.fds[fd]!.objs.get(id);
+    const pending = q instanceof MFault ? [...q.pending.keys()] : [];
+    const responses: { cookie: number; code: 'success' | 'invalid' | 0 | 1 | 'maybe' }[] = [];
+    for (let n = rng.range(1, 3); n > 0; n--) {
+      const cookie = pending.length > 0 && rng.chance(0.85) ? rng.pick(pending) : rng.range(0, 40);
+      responses.push({ cookie, code: rng.chance(0.05) ? 'maybe' : rng.pick(['success', 'invalid', 0, 1] as const) });
+    }
+    return { k: 'faultWrite', fd, id, responses };
   }
 
   /** Mostly a HWPT allocated with dirty tracking, sometimes another HWPT or a stray ID. */
@@ -285,7 +330,7 @@ export class Gen {
     if (rng.chance(0.03)) bdf = rng.pick(['00:20.0', 'zz:00.0', '00:00.8', '']);
     const pasidBits = rng.chance(0.25) ? 0 : rng.chance(0.3) ? rng.range(1, this.m.cfg.pasidBits) : undefined;
     const reserved = rng.chance(0.3) ? [{ ...Gen.MSI }] : undefined;
-    return { k: 'addDevice', bdf, pasidBits, reserved, dirty: rng.chance(0.4) ? true : undefined };
+    return { k: 'addDevice', bdf, pasidBits, reserved, dirty: rng.chance(0.4) ? true : undefined, pri: rng.chance(0.4) ? true : undefined };
   }
 
   private map(fd: number): Op {
@@ -450,6 +495,7 @@ export class Gen {
       pasid: rng.chance(0.5) ? true : rng.chance(0.5) ? false : undefined,
       nestParent: rng.chance(0.2) ? true : undefined,
       dirtyTracking: dirty || rng.chance(0.3) ? true : undefined,
+      faultId: rng.chance(this.objsOf(fd).some((o) => o instanceof MFault) ? 0.6 : 0.1) ? this.faultId(fd) : undefined,
     };
   }
 
@@ -478,7 +524,10 @@ export class Gen {
       const objs = this.objsOf(fdIndex).filter((o) => !(o instanceof MDevObj));
       // Dirty-tracking HWPTs get devices often, so that writes reach them.
       const tracking = d.dirty ? objs.filter((o) => o instanceof MHwpt && o.dirtyTracking) : [];
-      pt = tracking.length > 0 && rng.chance(0.5) ? rng.pick(tracking).id : objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
+      // ...and PRI devices HWPTs with a fault queue, so that their faults raise page requests.
+      const faulting = d.pri ? objs.filter((o) => o instanceof MHwpt && o.fault) : [];
+      if (faulting.length > 0 && rng.chance(0.5)) pt = rng.pick(faulting).id;
+      else pt = tracking.length > 0 && rng.chance(0.5) ? rng.pick(tracking).id : objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
     }
     return { k: 'attach', dev, pt, pasid: this.pasidFor(d, fdIndex) };
   }
@@ -550,7 +599,8 @@ export class Gen {
     const h = d?.att.get(pasid);
     const areas = h?.ioas.areas ?? [];
     let iova: bigint;
-    if (areas.length > 0 && rng.chance(0.85)) {
+    // Through a HWPT with a fault queue, a PRI device's faults raise page requests: fault often.
+    if (areas.length > 0 && rng.chance(h?.fault && d?.pri ? 0.4 : 0.85)) {
       const a = rng.pick(areas);
       const len = a.last - a.iova + 1n;
       const c = rng.int(6);

@@ -9,10 +9,10 @@
  * CLI scripts a bundle of the same sources; only types are imported here.
  * @module
  */
-import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle } from '../../src/index';
+import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle, FaultQueueFd } from '../../src/index';
 import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
-import { MAccess, MHwpt, MIoas, Model, U64_MAX, type Area, type ModelConfig } from './model';
+import { MAccess, MFault, MHwpt, MIoas, Model, sortResponses, U64_MAX, type Area, type ModelConfig } from './model';
 import { applicable, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
@@ -45,6 +45,8 @@ export class EngineSide {
   private accesses = new Map<string, { access: IoasAccess; ioas: number; react?: React }>();
   /** In-thread worker translators by slot, with their handles; released handles are kept (stale). */
   private workers = new Map<number, { handle: TranslatorHandle; t: Translator }>();
+  /** Fault FDs by `${fd}:${id}` of their FAULT object. */
+  private faultFds = new Map<string, FaultQueueFd>();
   private stale = new Map<number, TranslatorHandle>();
   private batch: Batch;
   private readonly out: TranslationOut;
@@ -96,6 +98,14 @@ export class EngineSide {
     throw new Err(this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'access', `no access ${id} in FD ${fd}`);
   }
 
+  /** The fault FD of FAULT object `id` of FD `fd`: EBADF once the FD is closed, ENOENT when there is none. */
+  private faultFd(fd: number, id: number, live = true): FaultQueueFd {
+    const q = this.faultFds.get(`${fd}:${id}`);
+    if (q) return q;
+    const Err = this.api.IommuError as unknown as new (errno: string, op: string, detail: string) => Error;
+    throw new Err(live && this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'fault', `no fault queue ${id} in FD ${fd}`);
+  }
+
   /** `snapshot` op: the engine, its FDs, devices and accesses become their restored copies. */
   private restore(): void {
     const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
@@ -113,6 +123,10 @@ export class EngineSide {
     });
     open.forEach((i, j) => (fds[i] = r.fds[j]!));
     for (const [key, a] of this.accesses) a.access = r.accesses[open.indexOf(Number(key.split(':')[0]))]!.get(a.access.id)!;
+    for (const key of this.faultFds.keys()) {
+      const [fd, id] = key.split(':').map(Number) as [number, number];
+      this.faultFds.set(key, r.faultFds[open.indexOf(fd)]!.get(id)!);
+    }
     this.devs = this.devs.map((d) => r.devices.get(d.bdf)!);
     this.fds = fds as IommuFd[];
     this.iommu = r.iommu;
@@ -137,9 +151,10 @@ export class EngineSide {
         return this.fds.length - 1;
       case 'close':
         for (const key of this.accesses.keys()) if (key.startsWith(`${op.fd}:`)) this.accesses.delete(key);
+        for (const key of this.faultFds.keys()) if (key.startsWith(`${op.fd}:`)) this.faultFds.delete(key);
         return this.fds[op.fd]!.close();
       case 'addDevice': {
-        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty });
+        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty, pri: op.pri });
         this.devs.push(dev);
         return this.devs.length - 1;
       }
@@ -148,6 +163,7 @@ export class EngineSide {
       case 'destroy':
         this.fds[op.fd]!.destroy(op.id);
         this.accesses.delete(`${op.fd}:${op.id}`);
+        this.faultFds.delete(`${op.fd}:${op.id}`);
         return undefined;
       case 'map':
         return this.fds[op.fd]!.ioasMap(op.ioas, { iova: op.iova, length: op.length, phys: op.phys, read: op.read, write: op.write });
@@ -164,7 +180,7 @@ export class EngineSide {
       case 'pasidFree':
         return this.fds[op.fd]!.pasidFree(op.pasid);
       case 'hwptAlloc':
-        return this.fds[op.fd]!.hwptAlloc({ devId: op.devId, ptId: op.ptId, pasid: op.pasid, nestParent: op.nestParent, dirtyTracking: op.dirtyTracking });
+        return this.fds[op.fd]!.hwptAlloc({ devId: op.devId, ptId: op.ptId, pasid: op.pasid, nestParent: op.nestParent, dirtyTracking: op.dirtyTracking, faultId: op.faultId });
       case 'bind':
         return this.devs[op.dev]!.bind(this.fds[op.fd]);
       case 'unbind':
@@ -182,8 +198,12 @@ export class EngineSide {
           devIds: this.devs.map((d) => d.devId),
         };
       }
-      case 'translate':
-        return this.translate(op.via, op.reqs);
+      case 'translate': {
+        const out = this.translate(op.via, op.reqs);
+        // Rings drained now (as read/poll/detach would): the model delivers at translation time.
+        this.api.testing.drainPageRequests(this.iommu);
+        return out;
+      }
       case 'accessCreate': {
         const fd = op.fd;
         let key = '';
@@ -213,6 +233,19 @@ export class EngineSide {
       }
       case 'setDirty':
         return this.fds[op.fd]!.hwptSetDirtyTracking(op.hwpt, op.enable);
+      case 'faultAlloc': {
+        const q = this.fds[op.fd]!.faultQueueAlloc();
+        this.faultFds.set(`${op.fd}:${q.id}`, q.fd);
+        return q.id;
+      }
+      case 'faultRead':
+        return this.faultFd(op.fd, op.id).read(op.max);
+      case 'faultWrite':
+        return this.faultFd(op.fd, op.id).write(op.responses as never);
+      case 'faultClose':
+        return this.faultFd(op.fd, op.id, false).close();
+      case 'responses':
+        return sortResponses(this.devs[op.dev]!.pageResponses());
       case 'dirtyBitmap':
         return [...this.fds[op.fd]!.hwptGetDirtyBitmap(op.hwpt, { iova: op.iova, length: op.length, pageSize: op.pageSize, noClear: op.noClear })];
     }
@@ -354,6 +387,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
         };
       }
       if (o instanceof MAccess) return { id: o.id, type: 'access', users: 0, ioasId: o.ioas.id, pins: o.pins.length };
+      if (o instanceof MFault) return { id: o.id, type: 'fault', users: o.users, queued: o.queued.length, pending: o.pending.size };
       return { id: o.id, type: 'device', users: 1, rid: o.dev.rid };
     });
     const got = v.objects.map((o) => {

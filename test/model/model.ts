@@ -80,6 +80,8 @@ export class MHwpt {
   dirtyEnabled = false;
   /** Start IOVAs of the leaves written while tracking was on and not cleared since (D bits). */
   readonly dirty = new Set<bigint>();
+  /** Where recoverable faults of PRI devices through this HWPT go (hwptAlloc faultId). */
+  fault: MFault | undefined;
   constructor(
     readonly ioas: MIoas,
     readonly auto: boolean,
@@ -96,14 +98,53 @@ export class MDevObj {
   constructor(readonly dev: MDevice) {}
 }
 
-export type MObj = MIoas | MHwpt | MDevObj | MAccess;
+/** A page request held by a fault queue (delivered; `cookie` 0 until read). */
+export interface MReq {
+  dev: MDevice;
+  hwpt: MHwpt;
+  pasid: number;
+  grpid: number;
+  perm: number;
+  addr: bigint;
+  cookie: number;
+}
+
+/** A page response as the device receives it. */
+export interface MResp {
+  pasidValid: boolean;
+  pasid: number;
+  grpid: number;
+  addr: bigint;
+  code: 'success' | 'invalid';
+}
+
+/** A FAULT object and its fault FD: page requests of the HWPTs allocated with its ID. */
+export class MFault {
+  readonly type = 'fault';
+  id = 0;
+  fdOpen = true;
+  queued: MReq[] = [];
+  /** Read, awaiting an answer: cookie -> request, in read order. */
+  readonly pending = new Map<number, MReq>();
+  nextCookie = 1;
+  readonly hwpts = new Set<MHwpt>();
+  get users(): number {
+    return this.hwpts.size + (this.fdOpen ? 1 : 0);
+  }
+}
+
+export type MObj = MIoas | MHwpt | MDevObj | MAccess | MFault;
 
 export class MDevice {
   fd: MFd | undefined;
   obj: MDevObj | undefined;
   /** pasid (0 = RID) -> HWPT. */
   readonly att = new Map<number, MHwpt>();
-  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[], readonly dirty = false) {}
+  /** Next page request group index (9 bits). */
+  grp = 0;
+  /** Page responses not taken yet (DeviceFd.pageResponses). */
+  responses: MResp[] = [];
+  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[], readonly dirty = false, readonly pri = false) {}
 }
 
 export class MFd {
@@ -258,6 +299,7 @@ export class Model {
     return [...fd.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
       if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size + o.accesses.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
       if (o instanceof MAccess) return { id: o.id, type: o.type, users: 0, ioasId: o.ioas.id, pins: o.pins.length };
+      if (o instanceof MFault) return { id: o.id, type: o.type, users: o.users, queued: o.queued.length, pending: o.pending.size };
       if (o instanceof MHwpt) {
         const flags = { auto: o.auto, nestParent: o.nestParent, pasid: o.pasid, ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }) };
         return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, ...flags, dirtyEnabled: o.dirtyEnabled };
@@ -274,14 +316,17 @@ export class Model {
   destroy(fdIndex: number, id: number): void {
     const fd = this.open(fdIndex);
     const o = fd.objs.get(id) ?? fail('ENOENT', `no object ${id}`);
-    const users = o instanceof MIoas ? o.hwpts.size + o.accesses.size : o instanceof MHwpt ? o.users : o instanceof MAccess ? 0 : 1;
+    const users = o instanceof MIoas ? o.hwpts.size + o.accesses.size : o instanceof MHwpt ? o.users : o instanceof MAccess ? 0 : o instanceof MFault ? o.users : 1;
     if (users > 0) fail('EBUSY', `object ${id} in use`);
     this.remove(fd, o);
   }
 
   private remove(fd: MFd, o: MObj): void {
     fd.objs.delete(o.id);
-    if (o instanceof MHwpt) o.ioas.hwpts.delete(o);
+    if (o instanceof MHwpt) {
+      o.ioas.hwpts.delete(o);
+      o.fault?.hwpts.delete(o);
+    }
     if (o instanceof MAccess) o.ioas.accesses.delete(o);
   }
 
@@ -289,6 +334,7 @@ export class Model {
     const fd = this.fds[fdIndex]!;
     if (fd.closed) return;
     for (const d of [...fd.devices]) this.unbindDevice(d);
+    for (const o of fd.objs.values()) if (o instanceof MFault) o.fdOpen = false;
     // Leaf first: HWPTs (nobody uses them any more), then the rest.
     for (const o of [...fd.objs.values()]) if (o instanceof MHwpt || o instanceof MAccess) this.remove(fd, o);
     fd.objs.clear();
@@ -603,14 +649,21 @@ export class Model {
 
   // ---- HWPT ----------------------------------------------------------------------------------
 
-  hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }): number {
+  hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean; faultId?: number }): number {
     const fd = this.open(fdIndex);
+    if (a.faultId !== undefined && a.nestParent) fail('EOPNOTSUPP', 'faultId with nestParent');
     const dev = fd.objs.get(a.devId);
     if (!(dev instanceof MDevObj)) fail('ENOENT', 'no device');
     if (a.dirtyTracking && !dev.dev.dirty) fail('EOPNOTSUPP', 'device without dirty tracking');
     const ioas = fd.objs.get(a.ptId);
     if (!(ioas instanceof MIoas)) fail('EINVAL', 'pt not an IOAS');
+    const q = a.faultId === undefined ? undefined : fd.objs.get(a.faultId);
+    if (a.faultId !== undefined && !(q instanceof MFault)) fail('ENOENT', 'no fault queue');
     const h = this.makeHwpt(ioas, false, a.pasid ?? false, a.nestParent ?? false, a.dirtyTracking ?? false);
+    if (q instanceof MFault) {
+      h.fault = q;
+      q.hwpts.add(h);
+    }
     return this.publish(fd, h).id;
   }
 
@@ -635,7 +688,7 @@ export class Model {
 
   // ---- devices -------------------------------------------------------------------------------
 
-  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[], dirty = false): number {
+  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[], dirty = false, pri = false): number {
     const m = BDF.exec(bdf) ?? fail('EINVAL', 'bad bdf');
     if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', 'one IOMMU serves PCI segment 0');
     const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
@@ -643,7 +696,7 @@ export class Model {
     if (!Number.isInteger(bits) || bits < 0 || bits > this.cfg.pasidBits) fail('EINVAL', 'pasidBits');
     for (const r of reserved) if (r.start < 0n || r.last < r.start || r.last > U64_MAX) fail('EINVAL', 'bad region');
     if (this.devices.some((d) => d.rid === rid)) fail('EEXIST', 'rid present');
-    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r })), dirty));
+    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r })), dirty, pri));
     return this.devices.length - 1;
   }
 
@@ -687,7 +740,7 @@ export class Model {
       }
     }
     const target = fd.objs.get(ptId) ?? fail('ENOENT', 'no such object');
-    if (target instanceof MDevObj || target instanceof MAccess) fail('EINVAL', 'not an IOAS or HWPT');
+    if (target instanceof MDevObj || target instanceof MAccess || target instanceof MFault) fail('EINVAL', 'not an IOAS or HWPT');
     if (target instanceof MIoas && pasid !== NO_PASID) fail('EINVAL', 'PASID needs a PASID HWPT');
     if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid, target.dirtyTracking ?? false);
     const old = d.att.get(pasid);
@@ -723,7 +776,10 @@ export class Model {
     h.users++;
     d.att.set(pasid, h);
     if (pasid !== NO_PASID && !old) this.pasidUses.set(pasid, (this.pasidUses.get(pasid) ?? 0) + 1);
-    if (old) this.drop(fd, old);
+    if (old) {
+      this.leave(d, pasid, old);
+      this.drop(fd, old);
+    }
     return h.id;
   }
 
@@ -755,7 +811,93 @@ export class Model {
       if (n === 0) this.pasidUses.delete(pasid);
       else this.pasidUses.set(pasid, n);
     }
+    this.leave(d, pasid, h);
     this.drop(d.fd!, h);
+  }
+
+  // ---- fault queues (page requests) ----------------------------------------------------------
+
+  /** (d, pasid) left HWPT `h` (detach or replace): its page requests are answered INVALID. */
+  private leave(d: MDevice, pasid: number, h: MHwpt): void {
+    const q = h.fault;
+    if (!q) return;
+    const match = (r: MReq): boolean => r.dev === d && r.pasid === pasid && r.hwpt === h;
+    for (const r of q.queued.filter(match)) this.respond(r, 'invalid');
+    q.queued = q.queued.filter((r) => !match(r));
+    for (const [cookie, r] of [...q.pending]) {
+      if (!match(r)) continue;
+      q.pending.delete(cookie);
+      this.respond(r, 'invalid');
+    }
+  }
+
+  private respond(r: MReq, code: 'success' | 'invalid'): void {
+    r.dev.responses.push({ pasidValid: r.pasid !== NO_PASID, pasid: r.pasid, grpid: r.grpid, addr: r.addr, code });
+  }
+
+  faultAlloc(fdIndex: number): number {
+    return this.publish(this.open(fdIndex), new MFault()).id;
+  }
+
+  private faultFd(fdIndex: number, id: number): MFault {
+    const q = this.open(fdIndex).objs.get(id);
+    if (!(q instanceof MFault)) fail('ENOENT', 'no fault queue');
+    if (!q.fdOpen) fail('EBADF', 'fault FD closed');
+    return q;
+  }
+
+  faultRead(fdIndex: number, id: number, max: number | undefined): unknown[] {
+    const q = this.faultFd(fdIndex, id);
+    const out: unknown[] = [];
+    while (out.length < (max ?? Infinity) && q.queued.length > 0) {
+      const r = q.queued.shift()!;
+      r.cookie = q.nextCookie++;
+      q.pending.set(r.cookie, r);
+      out.push({ devId: r.dev.obj?.id ?? 0, pasidValid: r.pasid !== NO_PASID, pasid: r.pasid, grpid: r.grpid, perm: r.perm, addr: r.addr, length: 0, lastPage: true, cookie: r.cookie });
+    }
+    return out;
+  }
+
+  faultWrite(fdIndex: number, id: number, responses: { cookie: unknown; code: unknown }[]): number {
+    const q = this.faultFd(fdIndex, id);
+    let done = 0;
+    for (const o of responses) {
+      const code = o.code === 'success' || o.code === 0 ? 'success' : o.code === 'invalid' || o.code === 1 ? 'invalid' : undefined;
+      const r = typeof o.cookie === 'number' ? q.pending.get(o.cookie) : undefined;
+      if (code === undefined || r === undefined) {
+        if (done > 0) return done;
+        fail('EINVAL', 'bad response');
+      }
+      q.pending.delete(r.cookie);
+      this.respond(r, code);
+      done++;
+    }
+    return done;
+  }
+
+  faultClose(fdIndex: number, id: number): void {
+    const q = this.fds[fdIndex]!.objs.get(id);
+    if (!(q instanceof MFault)) fail('ENOENT', 'no fault queue');
+    q.fdOpen = false;
+  }
+
+  /** DeviceFd.pageResponses(): taken, in a canonical order. */
+  takeResponses(devIndex: number): MResp[] {
+    const d = this.devices[devIndex]!;
+    const out = d.responses;
+    d.responses = [];
+    return sortResponses(out);
+  }
+
+  /** A recoverable fault of a PRI device through a HWPT with a fault queue: one page request, unless one is outstanding. */
+  private pageRequest(d: MDevice, pasid: number, h: MHwpt, addr: bigint, access: number): void {
+    const q = h.fault;
+    if (!q || !d.pri) return;
+    const page = addr & ~(PAGE - 1n);
+    const same = (r: MReq): boolean => r.dev === d && r.pasid === pasid && r.addr === page && r.perm === access;
+    if (q.queued.some(same) || [...q.pending.values()].some(same)) return;
+    q.queued.push({ dev: d, hwpt: h, pasid, grpid: d.grp, perm: access, addr: page, cookie: 0 });
+    d.grp = (d.grp + 1) & 511;
   }
 
   private drop(fd: MFd, h: MHwpt): void {
@@ -795,14 +937,20 @@ export class Model {
       for (let l = levels - 1; l >= 0; l--) {
         const size = 1n << BigInt(12 + 9 * l);
         const start = addr - (addr % size);
-        if (!areas.some((x) => overlaps(x.iova, x.last, start, start + size - 1n))) return { ok: false, reason: 'not-present', level: l };
+        if (!areas.some((x) => overlaps(x.iova, x.last, start, start + size - 1n))) {
+          this.pageRequest(d, pasid, h, addr, access);
+          return { ok: false, reason: 'not-present', level: l };
+        }
       }
       throw new Error('model: unreachable (a 4 KiB block around an unmapped address holds a mapping)');
     }
     const level = this.leafLevel(area, addr);
     const perm = (area.read ? 1 : 0) | (area.write ? 2 : 0);
     const need = ((access & 1) || (access & 4) ? 1 : 0) | (access & 2);
-    if ((perm & need) !== need) return { ok: false, reason: 'permission', level };
+    if ((perm & need) !== need) {
+      this.pageRequest(d, pasid, h, addr, access);
+      return { ok: false, reason: 'permission', level };
+    }
     // A write through a tracking HWPT dirties its leaf.
     if (access & 2 && h.dirtyEnabled) h.dirty.add(addr - (addr % (1n << BigInt(12 + 9 * level))));
     return { ok: true, phys: area.phys + (addr - area.iova), sizeLg2: 12 + 9 * level, perm };
@@ -824,4 +972,10 @@ export class Model {
     }
     return 0;
   }
+}
+
+/** Responses ordered by (pasid, grpid, addr, code): a device's list compared as a set. */
+export function sortResponses(list: MResp[]): MResp[] {
+  const key = (r: MResp): string => `${r.pasid.toString().padStart(8, '0')}:${r.grpid.toString().padStart(3, '0')}:${r.addr.toString(16).padStart(16, '0')}:${r.code}`;
+  return [...list].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }

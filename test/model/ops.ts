@@ -20,7 +20,7 @@ export type Op = OpBody & {
 type OpBody =
   | { k: 'open' }
   | { k: 'close'; fd: number }
-  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[]; dirty?: boolean }
+  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[]; dirty?: boolean; pri?: boolean }
   | { k: 'ioasAlloc'; fd: number }
   | { k: 'destroy'; fd: number; id: number }
   | { k: 'map'; fd: number; ioas: number; iova?: bigint; length: bigint; phys: bigint; read?: boolean; write?: boolean }
@@ -30,7 +30,13 @@ type OpBody =
   | { k: 'allow'; fd: number; ioas: number; ranges: Range[] }
   | { k: 'pasidAlloc'; fd: number; pasid?: number }
   | { k: 'pasidFree'; fd: number; pasid: number }
-  | { k: 'hwptAlloc'; fd: number; devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }
+  | { k: 'hwptAlloc'; fd: number; devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean; faultId?: number }
+  /** A FAULT object and its fault FD; read (up to `max`), answer by cookie, close the fault FD; a device's page responses. */
+  | { k: 'faultAlloc'; fd: number }
+  | { k: 'faultRead'; fd: number; id: number; max?: number }
+  | { k: 'faultWrite'; fd: number; id: number; responses: { cookie: number; code: 'success' | 'invalid' | 0 | 1 | 'maybe' }[] }
+  | { k: 'faultClose'; fd: number; id: number }
+  | { k: 'responses'; dev: number }
   | { k: 'bind'; dev: number; fd: number }
   | { k: 'unbind'; dev: number }
   | { k: 'attach'; dev: number; pt: number; pasid?: number }
@@ -113,7 +119,7 @@ function modelValue(m: Model, op: Op): unknown {
     case 'close':
       return m.close(op.fd);
     case 'addDevice':
-      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? [], op.dirty);
+      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? [], op.dirty, op.pri);
     case 'ioasAlloc':
       return m.ioasAlloc(op.fd);
     case 'destroy':
@@ -167,6 +173,16 @@ function modelValue(m: Model, op: Op): unknown {
       return undefined;
     case 'setDirty':
       return m.setDirty(op.fd, op.hwpt, op.enable);
+    case 'faultAlloc':
+      return m.faultAlloc(op.fd);
+    case 'faultRead':
+      return m.faultRead(op.fd, op.id, op.max);
+    case 'faultWrite':
+      return m.faultWrite(op.fd, op.id, op.responses);
+    case 'faultClose':
+      return m.faultClose(op.fd, op.id);
+    case 'responses':
+      return m.takeResponses(op.dev);
     case 'dirtyBitmap':
       return m.dirtyBitmap(op.fd, op.hwpt, op.iova, op.length, op.pageSize, op.noClear ?? false);
   }
