@@ -4,7 +4,7 @@
  *
  * Arguments: --json FILE; --scale (only the scale script); --no-scale; --quick (short tasks, for
  * trying things out: numbers are noisier); --only GROUP[,GROUP] with groups hit, walk, pasid, map,
- *  workers, nested, dma, virtio.
+ *  workers, nested, dma, virtio, riscv.
  * @module
  */
 import { writeFileSync } from 'node:fs';
@@ -20,6 +20,7 @@ import { workerScenarios } from './scenarios/workers';
 import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
 import { virtioScenarios } from './scenarios/virtio';
+import { riscvScenarios } from './scenarios/riscv';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -40,6 +41,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   nested: nestedScenarios,
   dma: dmaScenarios,
   virtio: virtioScenarios,
+  riscv: riscvScenarios,
 };
 
 function parseArgs(argv: string[]): Args {

@@ -36,6 +36,7 @@ const TYPES = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ts': 'text/plain; charset=utf-8',
+  '.wasm': 'application/wasm',
 };
 
 /** The file a URL path names, or undefined when it is outside the served folders. */
