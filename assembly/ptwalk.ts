@@ -305,13 +305,13 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
     let markLater: usize = 0;
     if (!user && (flags & DOM_DIRTY) != 0 && (e & <u64>PTE_D) == 0) {
       if ((access & ACCESS_WRITE) != 0 && (mode & MODE_IMPLICIT) == 0) {
-        if (atomic.cmpxchg<u64>(p, e, e | <u64>PTE_D) != e) {
+        if (atomic.cmpxchg<u64>(<usize>p, e, e | <u64>PTE_D) != e) {
           if (++retries > RETRY_LIMIT) return failAt(FAULT_NOT_PRESENT, level, stage, va);
           continue;
         }
       } else {
         caps &= ~(CAP_WU | CAP_WS);
-        markLater = p;
+        markLater = <usize>p; // an engine table: p is a pool address
       }
     }
     wMarkLater = markLater;
