@@ -4,7 +4,7 @@
  *
  * Arguments: --json FILE; --scale (only the scale script); --no-scale; --quick (short tasks, for
  * trying things out: numbers are noisier); --only GROUP[,GROUP] with groups hit, walk, pasid, map,
- *  workers, nested, dma, virtio, riscv.
+ *  workers, nested, dma, virtio, riscv, inval.
  * @module
  */
 import { writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
 import { virtioScenarios } from './scenarios/virtio';
 import { riscvScenarios } from './scenarios/riscv';
+import { invalidateScenarios } from './scenarios/invalidate';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -42,6 +43,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   dma: dmaScenarios,
   virtio: virtioScenarios,
   riscv: riscvScenarios,
+  inval: invalidateScenarios,
 };
 
 function parseArgs(argv: string[]): Args {
