@@ -165,6 +165,8 @@ export const CTRL_LIMBO = 60;
 export const CTRL_LIMBO_CAP = 64;
 export const CTRL_LIMBO_HEAD = 68;
 export const CTRL_LIMBO_TAIL = 72;
+/** Limbo record flag on the page address (pages are 4 KiB aligned): the page is all zero (a clean table). */
+export const LIMBO_CLEAN = 1;
 /** Fault injection: when nonzero, counts down on each fallible step; the step reaching 0 fails. */
 export const CTRL_FAIL_COUNTDOWN = 76;
 /** Bumped (after the change) whenever a device/PASID context loses or changes its domain. */
@@ -179,6 +181,8 @@ export const CTRL_RAM_COUNT = 96;
  * pageAlloc hands out without zeroing them again (0 = empty; older images leave it 0).
  */
 export const CTRL_CLEAN_HEAD = 100;
+/** Head of the list of freed buffer runs (assembly/pool.ts), 0 when empty. */
+export const CTRL_BUF_FREE = 108;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"

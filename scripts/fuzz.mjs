@@ -5,6 +5,7 @@
 //   npm run fuzz -- --ops 1000000 --seed 42        # exit 0: no divergence; 1: divergence
 //   npm run fuzz -- --seed 42 --epoch 17           # rerun one epoch of a campaign
 //   npm run fuzz -- --replay fuzz-divergence.json  # rerun a saved (minimised) op list
+//   npm run fuzz -- --snapshots 100000 --seed 42   # forged-snapshot campaign (test/model/snapshot-forgery.ts)
 //
 // Options: --ops N (default 200000), --seed S (default: random, printed), --epoch-ops N (ops per
 // fresh engine, default 2000), --epoch K (run only epoch K), --minimise-seconds S (default 120),
@@ -35,7 +36,8 @@ async function loadHarness() {
     import * as testing from './test/testing.ts';
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
-    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+    export { forgeries } from './test/model/snapshot-forgery.ts';
+    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
   `;
   const result = await build({
     stdin: { contents: entry, resolveDir: root, loader: 'ts', sourcefile: 'fuzz-entry.ts' },
@@ -67,8 +69,20 @@ if (args.replay) {
   process.exit(1);
 }
 
-const totalOps = Number(args.ops ?? 200_000);
 const seed = args.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(args.seed) >>> 0;
+
+if (args.snapshots !== undefined) {
+  // Forged snapshots: each accepted one must stay isolated and survive a fuzz slice.
+  const n = Number(args.snapshots);
+  if (!(n > 0)) throw new Error('--snapshots must be positive');
+  console.log(`forged snapshots: seed ${seed}, ${n} mutations (reproduce: npm run fuzz -- --snapshots ${n} --seed ${seed})`);
+  const t0 = Date.now();
+  const r = h.forgeries(seed, n);
+  console.log(`forged snapshots: ${r.accepted} accepted, ${r.refused} refused, ${r.violation ? `VIOLATION: ${r.violation}` : 'no violation'} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  process.exit(r.violation ? 1 : 0);
+}
+
+const totalOps = Number(args.ops ?? 200_000);
 const epochOps = Number(args['epoch-ops'] ?? 2000);
 const minimiseMs = Number(args['minimise-seconds'] ?? 120) * 1000;
 if (!(totalOps > 0 && epochOps > 0)) throw new Error('--ops and --epoch-ops must be positive');
