@@ -141,17 +141,7 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
           expect(applied).toBe(want.filter((e) => e === 0).length);
         } else {
           const entries = Array.from({ length: n }, () => (next(10) === 0 ? [0n, U64] : [iovaOf(), lengthOf()]));
-          const req = unmapReq(entries);
-          a.fd.ioasUnmapBatch(a.ioas, req);
-          const bytes: bigint[] = [];
-          const want = entries.map(([iova, length]) => {
-            let done = 0n;
-            const e = outcome(() => (done = b.fd.ioasUnmap(b.ioas, iova!, length!)));
-            bytes.push(done);
-            return e;
-          });
-          expect([...req.results], `round ${round} step ${step} unmap`).toEqual(want);
-          expect([...req.bytes]).toEqual(bytes);
+          expectUnmapLikePerCall(a, b, entries, `round ${round} step ${step} unmap`);
         }
         expect(mappings(a.fd, a.ioas)).toEqual(mappings(b.fd, b.ioas));
         expectSameTranslations(a, b);
@@ -203,18 +193,7 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
             expect(applied).toBe(want.filter((e) => e === 0).length);
           } else {
             const entries = slots.map((slot) => [APSTART + (BigInt(slot) << 31n), P * BigInt(1 + next(2))]);
-            const req = unmapReq(entries);
-            const applied = a.fd.ioasUnmapBatch(a.ioas, req);
-            const bytes: bigint[] = [];
-            const want = entries.map(([iova, length]) => {
-              let done = 0n;
-              const e = outcome(() => (done = b.fd.ioasUnmap(b.ioas, iova!, length!)));
-              bytes.push(done);
-              return e;
-            });
-            expect([...req.results], `${name} round ${round} step ${step} unmap`).toEqual(want);
-            expect([...req.bytes]).toEqual(bytes);
-            expect(applied).toBe(want.filter((e) => e === 0).length);
+            expectUnmapLikePerCall(a, b, entries, `${name} round ${round} step ${step} unmap`);
           }
           expect(mappings(a.fd, a.ioas)).toEqual(mappings(b.fd, b.ioas));
           if (a.devs.length > 0) expectSameTranslations(a, b, (slot) => APSTART + (BigInt(slot) << 31n), 64);
@@ -223,6 +202,22 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
     });
   }
 });
+
+/** `entries` as one ioasUnmapBatch on `a` and as ioasUnmap calls on `b`: same results, bytes and count. */
+function expectUnmapLikePerCall(a: IoasFixture, b: IoasFixture, entries: bigint[][], what: string): void {
+  const req = unmapReq(entries);
+  const applied = a.fd.ioasUnmapBatch(a.ioas, req);
+  const bytes: bigint[] = [];
+  const want = entries.map(([iova, length]) => {
+    let done = 0n;
+    const e = outcome(() => (done = b.fd.ioasUnmap(b.ioas, iova!, length!)));
+    bytes.push(done);
+    return e;
+  });
+  expect([...req.results], what).toEqual(want);
+  expect([...req.bytes]).toEqual(bytes);
+  expect(applied).toBe(want.filter((e) => e === 0).length);
+}
 
 /** An unknown perm bit: what the batch reports (EOPNOTSUPP) before the per-call path is asked. */
 function fail(): never {
