@@ -247,18 +247,26 @@ function unlinkAfter(run: usize): void {
 
 /**
  * A page for the records of one control call (mapBatch/unmapBatch), returned by scratchFree before
- * the call ends; 0 when the pool is exhausted. Not a fault-injection step: the batch exports fail
- * where the per-call exports would, whatever buffer carries their arguments.
+ * the call ends, or 0. Only a page already on a free list: no reclaim, no buffer run, no growth and
+ * no fault-injection step, so that the pool meets the batch's own steps as it would meet those of
+ * the same calls made one by one (the caller then makes them one by one). A dirty page first, so
+ * clean ones stay for tables.
  */
 export function scratchAlloc(): usize {
-  const left = load<u32>(ctrl, CTRL_FAIL_COUNTDOWN);
-  store<u32>(ctrl, 0, CTRL_FAIL_COUNTDOWN);
-  const page = pageAlloc();
-  store<u32>(ctrl, left, CTRL_FAIL_COUNTDOWN);
+  let list: usize = CTRL_FREE_HEAD;
+  let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (page == 0) {
+    list = CTRL_CLEAN_HEAD;
+    page = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
+  }
+  if (page == 0) return 0;
+  store<u32>(ctrl + list, load<u32>(page));
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
   return page;
 }
 
-/** Returns a scratchAlloc page (never published to a translator). */
+/** Returns a scratchAlloc page (never published to a translator) to the free list. */
 export function scratchFree(page: usize): void {
   pageFreeNow(page);
 }
