@@ -101,5 +101,8 @@ export function abiHash(): u32 {
   h = (h ^ abi.INFO_CAP_SHIFT) * 16777619;
   h = (h ^ abi.DOM_PABITS) * 16777619;
   h = (h ^ abi.FMT_COUNT) * 16777619;
+  // Images with a clean free list (or clean limbo records) must not reach an engine without one.
+  h = (h ^ abi.CTRL_CLEAN_HEAD) * 16777619;
+  h = (h ^ abi.LIMBO_CLEAN) * 16777619;
   return h;
 }
