@@ -75,7 +75,7 @@ export function createDeviceModel({ batch, memory, device, windows, ram }) {
     escapes,
     firstEscape,
     faultsByReason: { ...faultsByReason },
-    windows: windows.map((win, w) => ({ name: win.name, mayFault: win.mayFault, mustFault: win.mustFault, ...counts[w] })),
+    windows: windows.map((win, w) => ({ name: win.name, mayFault: win.mayFault, mustFault: win.mustFault, why: win.why, ...counts[w] })),
   });
 
   return { burst, report };
