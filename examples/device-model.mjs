@@ -4,7 +4,7 @@
 // device once — translates the whole burst with one Wasm call, and completes it: each translated
 // write stores a tagged word in machine RAM wherever the IOMMU sent it, as real DMA would. It also
 // checks each successful translation against its VM's host range, and counts per window.
-import { Access, FAULT_REASONS } from '../dist/index.js';
+import { Access, FAULT_REASONS } from 'ioasid';
 import { CONTROL } from './machine-layout.mjs';
 
 /**

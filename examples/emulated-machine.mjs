@@ -14,7 +14,7 @@
 //   node examples/emulated-machine.mjs --seconds 5
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { Iommu } from '../dist/index.js';
+import { Iommu } from 'ioasid';
 import { evaluate, scanMachineRam } from './checks.mjs';
 import { BATCH_CAPACITY, buildMachine, closeVms, ramPlacement } from './machine.mjs';
 import { CONTROL, MACHINE_RAM } from './machine-layout.mjs';

@@ -2,7 +2,7 @@
 // neighbour could learn about A — A's object IDs and A's PASID. Authority comes from holding an
 // FD, and B's FD holds nothing of A's: IDs are FD-local numbers and PASIDs belong to the FD that
 // allocated them. Its DMA plan then aims at A's PASID and A's IOVAs, which must all fault.
-import { Access, IommuError, NO_PASID } from '../dist/index.js';
+import { Access, IommuError, NO_PASID } from 'ioasid';
 import { GUEST_RAM_IOVA, PAGE, PROCESS_BYTES, PROCESS_VA, QUARANTINE_IOVA, VM_RAM_BYTES, hex } from './machine-layout.mjs';
 import { dmaWindow } from './vms.mjs';
 

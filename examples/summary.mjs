@@ -1,6 +1,6 @@
 // Prints the run's summary: each VM's FD (objects, PASIDs, device attachments), the rogue's
 // authorization attempts, the DMA the workers did (totals, rates, faults by reason) and the checks.
-import { Access, NO_PASID } from '../dist/index.js';
+import { Access, NO_PASID } from 'ioasid';
 import { accountFaults } from './expected-faults.mjs';
 import { DEVICES, GUEST_RAM_IOVA, RING_IOVA, RING_PAGES, VM_RAM_BYTES, hex } from './machine-layout.mjs';
 

@@ -2,7 +2,7 @@
 // authorizes its devices to use them (the device FD's job). Each returns what the rest of the
 // machine needs: the FD, the devices, their DMA plans for the workers, and one control operation
 // the owner repeats while the devices are doing DMA.
-import { Access, NO_PASID } from '../dist/index.js';
+import { Access, NO_PASID } from 'ioasid';
 import {
   DEVICES, GUEST_RAM_IOVA, HOTPLUG_BYTES, HOTPLUG_GPA, HOTPLUG_IOVA, MiB, PAGE, PROCESS_BYTES,
   PROCESS_GPA, PROCESS_VA, QUARANTINE_GPA, QUARANTINE_IOVA, RING_GPA, RING_IOVA, RING_PAGES,
