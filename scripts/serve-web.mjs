@@ -17,7 +17,7 @@ import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { badNumber, parseScriptArgs } from './cli-args.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Only these folders of the repository are served. */
@@ -128,20 +128,16 @@ export function startServer({ port = 0, host = '127.0.0.1', isolation = true } =
 }
 
 async function main() {
-  const { values } = parseArgs({
+  const { values } = parseScriptArgs({
+    usage: 'usage: node scripts/serve-web.mjs [--port N (8080; 0 = any)] [--host H (127.0.0.1)] [--no-isolation]',
     options: {
       port: { type: 'string', default: '8080' },
       host: { type: 'string', default: '127.0.0.1' },
       'no-isolation': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
     },
+    check: (v) => badNumber(v, 'port', (n) => Number.isInteger(n) && n >= 0 && n <= 65535, '0..65535'),
   });
-  if (values.help) {
-    console.log('usage: node scripts/serve-web.mjs [--port N (8080; 0 = any)] [--host H (127.0.0.1)] [--no-isolation]');
-    return;
-  }
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got '${values.port}'`);
   const isolation = !values['no-isolation'];
   const { url, noIsolationUrl } = await startServer({ port, host: values.host, isolation });
   console.log(`ioasid browser demo`);
