@@ -2,6 +2,8 @@
 // The package as a user gets it: `npm pack` (its prepack script builds), the tarball installed into
 // an empty scratch project in a temp dir (offline: ioasid has no runtime dependencies), then
 //   - its contents: what must ship (dist, LICENSE, ...) and what must not (src/, test/, bench/);
+//   - its declarations: only the exported API (no internal class or interface a public signature
+//     drags in), no generic typed arrays (`Uint32Array<ArrayBuffer>` needs TypeScript 5.7);
 //   - imported as ESM and as CJS, each doing a first translation;
 //   - its CLI (`ioasid --version`, `ioasid demo --quick`: the shipped examples, self-referencing);
 //   - a TypeScript consumer type-checked with `skipLibCheck: false` by every compiler in
@@ -47,6 +49,21 @@ function parseOptions() {
     console.error(`check-package: ${e.message}\n${USAGE}`);
     process.exit(2);
   }
+}
+
+/**
+ * Problems of a bundled declaration file: top-level declarations that are not exported (internals
+ * visible in editors through a public signature) and generic typed arrays (TypeScript >= 5.7 only).
+ */
+function declarationProblems(dts) {
+  const exported = new Set([...dts.matchAll(/^export \{([^}]*)\}/gm)].flatMap((m) => m[1].split(',').map((s) => s.trim().replace(/^type /, '').split(' as ')[0])));
+  const declared = [...dts.matchAll(/^(?:declare )?(?:abstract )?(?:class|interface|type|const|function|enum) (\w+)/gm)].map((m) => m[1]);
+  const internal = [...new Set(declared.filter((name) => !exported.has(name)))];
+  const generic = [...new Set(dts.match(/\b(?:Big)?(?:Uint|Int|Float)(?:8|16|32|64)(?:Clamped)?Array<[^>]*>/g) ?? [])];
+  return [
+    ...(internal.length ? [`not exported but declared (internals in the public types): ${internal.join(', ')}`] : []),
+    ...(generic.length ? [`generic typed arrays (TypeScript >= 5.7 only): ${generic.join(', ')}`] : []),
+  ];
 }
 
 const run = (file, args, cwd) => execFileSync(file, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -138,6 +155,13 @@ function main() {
       const extra = paths.filter((p) => MUST_NOT_SHIP.test(p));
       assert(extra.length === 0, `must not ship: ${extra.join(', ')}`);
       return `${info.filename}, ${info.entryCount} files, ${(info.size / 1024).toFixed(0)} kB packed, ${(info.unpackedSize / 1024).toFixed(0)} kB unpacked`;
+    });
+
+    step('declarations: only the exported API', () => {
+      const problems = ['index.d.ts', 'index.d.cts'].flatMap((f) =>
+        declarationProblems(readFileSync(join(ROOT, 'dist', f), 'utf8')).map((p) => `${f}: ${p}`));
+      assert(problems.length === 0, problems.join('\n'));
+      return undefined;
     });
 
     writeFileSync(join(scratch, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }, null, 2));
