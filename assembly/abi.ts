@@ -128,7 +128,7 @@ export const FAULT_MAX = 13;
 export const FAULT_REASON_SLOTS = 16;
 
 // ---- Control block: the root of all shared state, at CTRL_BASE ---------------------------------
-// Laid out by src/layout.ts; every pointer is a byte offset into the one WebAssembly.Memory.
+// Laid out by src/core/layout.ts; every pointer is a byte offset into the one WebAssembly.Memory.
 export const CTRL_BASE = 1024;
 export const CTRL_MAGIC = 0;
 export const CTRL_ABI = 4;

@@ -1,4 +1,4 @@
-// Entry of the Wasm core: the exports the TS layer binds in src/core.ts, and nothing else.
+// Entry of the Wasm core: the exports the TS layer binds in src/core/core.ts, and nothing else.
 // Control exports (map, unmap, contexts, domains, pool) are for the owner thread only; translate
 // and translateBatch are safe from any thread bound to its own slot.
 
@@ -52,7 +52,7 @@ export function dirtyBitmap(dom: u32, start: u64, last: u64, pageLg2: u32, bitma
   return abi.STATUS_OK;
 }
 
-/** A digest of the ABI constants this binary was built with; src/core.ts checks it at load. */
+/** A digest of the ABI constants this binary was built with; src/core/core.ts checks it at load. */
 export function abiHash(): u32 {
   let h: u32 = 2166136261;
   h = (h ^ abi.ABI_VERSION) * 16777619;

@@ -1,5 +1,5 @@
 // Guest RAM as seen by the walkers of user-managed tables: `ramBytes` bytes at guest-physical
-// `ramBase`, stored at byte offset `ramMem` of the engine memory (src/layout.ts places it; the
+// `ramBase`, stored at byte offset `ramMem` of the engine memory (src/core/layout.ts places it; the
 // control block carries the three values, CTRL_RAM*).
 //
 // Invariant: every read or write of a user-managed table entry goes through `ramPtr`, which

@@ -18,6 +18,7 @@ import type { BenchEnv } from './scenarios/translate';
 import { workerScenarios } from './scenarios/workers';
 import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
+import { virtioScenarios } from './scenarios/virtio';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -37,6 +38,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   workers: workerScenarios,
   nested: nestedScenarios,
   dma: dmaScenarios,
+  virtio: virtioScenarios,
 };
 
 const USAGE = `usage: npm run bench -- [--json FILE] [--scale | --no-scale] [--quick] [--only GROUP[,GROUP]]

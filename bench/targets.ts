@@ -37,6 +37,9 @@ export function evaluateTargets(h: Harness, scale: ScaleReport | undefined): Tar
   ratio('map-4k wasm / ts', ['map-4k', 'wasm'], ['map-4k', 'ts'], 10);
   ratio('unmap-4k wasm / ts', ['unmap-4k', 'wasm'], ['unmap-4k', 'ts'], 10);
   ratio('dma-4k wasm / copy-4k', ['dma-4k', 'wasm'], ['copy-4k', 'js'], 0.95);
+  // Issue 13: ≥ 1 M MAP+UNMAP pairs/s, as a ratio to copy-4k (so the wanted ratio is 1 M / copy-4k of this run).
+  const copy = h.get('copy-4k', 'js')?.opsPerSec;
+  ratio('virtio-map-unmap-4k / copy-4k (≥ 1 M pairs/s)', ['virtio-map-unmap-4k', 'wasm'], ['copy-4k', 'js'], copy ? Math.ceil((1e6 / copy) * 1000) / 1000 : Number.NaN);
   out.push(judge({ target: '1 GiB of 4K maps: table pages / radix minimum', value: scale?.tables.ratio, max: 1.1 }));
   out.push(judge({ target: '10^5 attached PASIDs: engine memory (MiB)', value: scale?.pasids.memoryMiB, max: 16 }));
   return out;

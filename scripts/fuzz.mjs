@@ -45,7 +45,7 @@ const { values: args } = parseScriptArgs({
 async function loadHarness() {
   const entry = `
     import * as ioasid from './src/index.ts';
-    import * as testing from './src/testing.ts';
+    import * as testing from './test/testing.ts';
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
     export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };

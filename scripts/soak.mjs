@@ -38,7 +38,7 @@ if (!existsSync(join(root, 'dist', 'index.js'))) throw new Error('dist/ is missi
 async function load() {
   const entry = `
     import * as ioasid from './src/index.ts';
-    import * as testing from './src/testing.ts';
+    import * as testing from './test/testing.ts';
     export { SoakOwner, HISTORY_CAP, CTL_READY } from './test/model/soak.ts';
     export { runReuseRace } from './test/model/reuse-race.ts';
     export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };

@@ -4,19 +4,20 @@
  * nothing of iommufd but its uAPI; `index.ts` adds the device models on top.
  * @module
  */
-export { Iommu, sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions, type Restored } from './iommu';
+export { Iommu, type Restored } from './iommu';
+export { sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions } from './options';
 export type { RestoreOptions, RestoredObjects } from './snapshot/index';
-export { IommuFd, type HwptAllocArgs } from './iommufd';
-export { DeviceFd } from './device';
-export { Translator, type TranslatorHandle, type TranslatorStats } from './translator';
-export { Batch } from './batch';
-export { IoasAccess, type UnmapCallback } from './access';
-export type { DmaResult } from './dma';
-export { IommuError, ERRNO, type Errno } from './errno';
-export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './translation';
-export { FaultLog, type FaultRecord } from './fault-log';
-export type { MapArgs, CopyArgs } from './ioas';
-export type { IoRange } from './io-pagetable';
-export type { HwptUserArgs, UserTable } from './hwpt-user';
-export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './fault-queue';
-export { InvalidateError, type InvalidateEntry } from './invalidate';
+export { IommuFd, type HwptAllocArgs } from './iommufd/iommufd';
+export { DeviceFd } from './iommufd/device';
+export { Translator, type TranslatorHandle, type TranslatorStats } from './dma/translator';
+export { Batch } from './dma/batch';
+export { IoasAccess, type UnmapCallback } from './iommufd/access';
+export type { DmaResult } from './dma/dma';
+export { IommuError, ERRNO, type Errno } from './base/errno';
+export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './dma/translation';
+export { FaultLog, type FaultRecord, type FaultListener } from './dma/fault-log';
+export type { MapArgs, CopyArgs } from './iommufd/ioas';
+export type { IoRange } from './iommufd/io-pagetable';
+export type { HwptUserArgs, UserTable } from './iommufd/hwpt-user';
+export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './iommufd/fault-queue';
+export { InvalidateError, type InvalidateEntry } from './iommufd/invalidate';

@@ -4,3 +4,5 @@
  * @module
  */
 export * from './api';
+export { VirtioIommu, type VirtioIommuState } from './viommu/virtio/virtio-iommu';
+export type { VirtioIommuOptions } from './viommu/virtio/options';

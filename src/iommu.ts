@@ -5,112 +5,22 @@
  * @module
  */
 import * as abi from '../assembly/abi';
-import { int, options, describe, u64 } from './args';
-import { Batch, batchPages } from './batch';
-import { Core, coreModule, coreModuleAsync } from './core';
-import { DeviceFd } from './device';
-import type { DmaResult } from './dma';
-import { Engine } from './engine';
-import { fail } from './errno';
-import type { FaultLog } from './fault-log';
-import type { IoRange } from './io-pagetable';
-import { IommuFd } from './iommufd';
-import { computeLayout, writeControlBlock, type Layout } from './layout';
-import { RamWindow } from './ram-window';
-import { registerEngine } from './testing';
+import { int, options } from './base/args';
+import { Batch, batchPages } from './dma/batch';
+import { Core, coreModule, coreModuleAsync } from './core/core';
+import { DeviceFd } from './iommufd/device';
+import type { DmaResult } from './dma/dma';
+import { Engine as EngineOf } from './engine/engine';
+import { registerEngine, type Engine } from './iommufd/fd-state';
+import { fail } from './base/errno';
+import type { FaultLog } from './dma/fault-log';
+import { IommuFd } from './iommufd/iommufd';
+import { resolveDevice, resolveOptions, sharedMemoryUnavailableReason, type DeviceOptions, type IommuOptions, type ResolvedOptions } from './options';
+import { writeControlBlock } from './core/layout';
+import { RamWindow } from './core/ram-window';
 import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
-import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './translator';
-import type { Translation, TranslationOut } from './translation';
-
-export interface IommuOptions {
-  /** IOVA width of engine-managed tables: 39, 48 (default) or 57 bits (3, 4 or 5 levels). */
-  addressWidth?: 39 | 48 | 57;
-  /** PASID width of the IOMMU (default 20). */
-  pasidBits?: number;
-  /** IOTLB entries per translator (power of two, default 4096). */
-  iotlbEntries?: number;
-  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). */
-  maxMemoryBytes?: number;
-  /** Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is usable). */
-  shared?: boolean;
-  /** Guest RAM inside the engine memory: `bytes` at guest-physical `base` (see `Iommu.ram`). */
-  ram?: { base: bigint | number; bytes: number };
-  /** Translator slots, the owner's included (default 8). */
-  translators?: number;
-  /** Engine-managed domains (HWPTs) that can exist at once (default 4096). */
-  maxDomains?: number;
-}
-
-/** Arguments of `Iommu.addDevice`. */
-export interface DeviceOptions {
-  /** PCI address `dddd:bb:dd.f` or `bb:dd.f`. */
-  bdf: string;
-  /** PASID width; 0 = no PASID support (default: the IOMMU's). */
-  pasidBits?: number;
-  /** Page Request Interface support. */
-  pri?: boolean;
-  /** Dirty-tracking support. */
-  dirty?: boolean;
-  /** IOVA ranges the device cannot use (e.g. an MSI window); reserved in an IOAS while its RID is attached. */
-  reservedRegions?: IoRange[];
-}
-
-const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains'] as const;
-const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
-const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
-
-/** Why the engine is single-threaded, or undefined when workers can share its memory. */
-export function sharedMemoryUnavailableReason(): string | undefined {
-  const g = globalThis as { crossOriginIsolated?: boolean; SharedArrayBuffer?: unknown };
-  // Browsers hide SharedArrayBuffer on pages that are not cross-origin isolated: name the cause.
-  if (g.crossOriginIsolated === false) return 'the page is not cross-origin isolated (serve it with COOP/COEP headers)';
-  if (typeof g.SharedArrayBuffer !== 'function') return 'SharedArrayBuffer is not available';
-  return undefined;
-}
-
-interface Resolved {
-  addressWidth: number;
-  pasidBits: number;
-  shared: boolean;
-  layout: Layout;
-  ramBase: bigint;
-}
-
-function resolve(opts: unknown): Resolved {
-  const op = 'Iommu.create';
-  const o = options(op, opts, OPTION_KEYS);
-  const addressWidth = o.addressWidth === undefined ? 48 : int(op, 'addressWidth', o.addressWidth, 39, 57);
-  if (![39, 48, 57].includes(addressWidth)) fail('EINVAL', op, `addressWidth: expected 39, 48 or 57, got ${addressWidth}`);
-  const pasidBits = o.pasidBits === undefined ? abi.PASID_BITS : int(op, 'pasidBits', o.pasidBits, 0, abi.PASID_BITS);
-  const iotlbEntries = o.iotlbEntries === undefined ? 4096 : int(op, 'iotlbEntries', o.iotlbEntries, 2, 1 << 20);
-  if (iotlbEntries & (iotlbEntries - 1)) fail('EINVAL', op, `iotlbEntries: expected a power of two, got ${iotlbEntries}`);
-  const maxMemoryBytes = o.maxMemoryBytes === undefined ? 2 ** 30 : int(op, 'maxMemoryBytes', o.maxMemoryBytes, 2 ** 20, 2 ** 32);
-  const translators = o.translators === undefined ? 8 : int(op, 'translators', o.translators, 1, 256);
-  const maxDomains = o.maxDomains === undefined ? 4096 : int(op, 'maxDomains', o.maxDomains, 2, 1 << 20);
-  let ramBytes = 0;
-  let ramBase = 0n;
-  if (o.ram !== undefined) {
-    const r = options(op, o.ram, ['base', 'bytes'] as const);
-    ramBytes = int(op, 'ram.bytes', r.bytes, abi.PAGE_SIZE, 2 ** 31);
-    if (ramBytes % abi.PAGE_SIZE) fail('EINVAL', op, `ram.bytes: expected a multiple of ${abi.PAGE_SIZE}, got ${ramBytes}`);
-    if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
-    ramBase = BigInt(r.base as number | bigint);
-    if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
-    // Page tables may sit anywhere below 2^64 (RISC-V: 56-bit physical addresses); software DMA
-    // (number addresses) reaches the window only when it ends below 2^53 (RamWindow).
-    if (ramBase + BigInt(ramBytes) > 1n << 64n) fail('EINVAL', op, 'ram: expected the window to end below 2^64');
-  }
-  const unavailable = sharedMemoryUnavailableReason();
-  let shared = unavailable === undefined;
-  if (o.shared !== undefined) {
-    if (typeof o.shared !== 'boolean') fail('EINVAL', op, `shared: expected a boolean, got ${describe(o.shared)}`);
-    if (o.shared && unavailable) fail('EOPNOTSUPP', op, `shared memory requested but ${unavailable}`);
-    shared = o.shared;
-  }
-  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramBytes });
-  if (layout.initialPages >= layout.maximumPages) fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
-  return { addressWidth, pasidBits, shared, layout, ramBase };
-}
+import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './dma/translator';
+import type { Translation, TranslationOut } from './dma/translation';
 
 /** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
 export interface Restored extends RestoredObjects {
@@ -125,14 +35,14 @@ export class Iommu {
   readonly ramBase: bigint;
 
   /** @param image fills the new memory from a snapshot instead of a fresh control block. */
-  private constructor(module: WebAssembly.Module, r: Resolved, image?: (memory: WebAssembly.Memory) => void) {
+  private constructor(module: WebAssembly.Module, r: ResolvedOptions, image?: (memory: WebAssembly.Memory) => void) {
     const memory = new WebAssembly.Memory({ initial: r.layout.initialPages, maximum: r.layout.maximumPages, shared: r.shared });
     if (image) image(memory);
     else writeControlBlock(memory, r.layout, r.ramBase);
     const core = new Core(module, memory, 0);
     this.module = module;
     const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
-    this.engine = new Engine(core, r.layout, r.addressWidth, r.pasidBits, r.shared, ram);
+    this.engine = new EngineOf(core, r.layout, r.addressWidth, r.pasidBits, r.shared, ram);
     this.local = new Translator(core, undefined, ram);
     this.ramBase = r.ramBase;
     registerEngine(this, this.engine);
@@ -140,13 +50,13 @@ export class Iommu {
 
   /** Creates an engine (compiles the core asynchronously on first use). @throws EINVAL, EOPNOTSUPP bad options. */
   static async create(opts?: IommuOptions): Promise<Iommu> {
-    const r = resolve(opts);
+    const r = resolveOptions(opts);
     return new Iommu(await coreModuleAsync(r.shared), r);
   }
 
   /** Creates an engine synchronously. @throws EINVAL, EOPNOTSUPP bad options. */
   static createSync(opts?: IommuOptions): Iommu {
-    const r = resolve(opts);
+    const r = resolveOptions(opts);
     return new Iommu(coreModule(r.shared), r);
   }
 
@@ -162,7 +72,7 @@ export class Iommu {
   static restore(bytes: Uint8Array, opts?: RestoreOptions): Restored {
     return restoring(() => {
       const s = readSnapshot(bytes, opts);
-      const r = resolve(s.options);
+      const r = resolveOptions(s.options);
       return Iommu.fromSnapshot(coreModule(r.shared), r, s);
     });
   }
@@ -171,13 +81,13 @@ export class Iommu {
   static async restoreAsync(bytes: Uint8Array, opts?: RestoreOptions): Promise<Restored> {
     const [s, r] = restoring(() => {
       const s = readSnapshot(bytes, opts);
-      return [s, resolve(s.options)] as const;
+      return [s, resolveOptions(s.options)] as const;
     });
     const module = await coreModuleAsync(r.shared);
     return restoring(() => Iommu.fromSnapshot(module, r, s));
   }
 
-  private static fromSnapshot(module: WebAssembly.Module, r: Resolved, s: SnapshotReader): Restored {
+  private static fromSnapshot(module: WebAssembly.Module, r: ResolvedOptions, s: SnapshotReader): Restored {
     const iommu = new Iommu(module, r, (memory) => s.loadImage(memory, r.layout, r.ramBase));
     return { iommu, ...s.rebuild(iommu.engine) };
   }
@@ -226,42 +136,25 @@ export class Iommu {
    */
   addDevice(opts: DeviceOptions): DeviceFd {
     const op = 'addDevice';
-    const o = options(op, opts, DEVICE_KEYS);
-    if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
-    const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
-    // One IOMMU serves one PCI segment: the requester ID has no room for another.
-    if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', op, `bdf: this IOMMU serves PCI segment 0000, got '${o.bdf}'`);
-    const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
-    const pasidBits = o.pasidBits === undefined ? this.engine.pasidBits : int(op, 'pasidBits', o.pasidBits, 0, this.engine.pasidBits);
-    const flagOf = (name: string, v: unknown): boolean => {
-      if (v === undefined) return false;
-      if (typeof v !== 'boolean') fail('EINVAL', op, `${name}: expected a boolean, got ${describe(v)}`);
-      return v;
-    };
-    const pri = flagOf('pri', o.pri);
-    const dirty = flagOf('dirty', o.dirty);
-    const reservedRegions = this.regions(op, o.reservedRegions);
-    if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${o.bdf}) is already present`);
-    if (this.engine.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
-    this.engine.check(op, this.engine.core.exports.deviceAdd(rid, pasidBits), 'device context');
-    if (pri) this.engine.core.exports.deviceSetPri(rid, 1);
-    this.engine.core.sync();
-    const dev = new DeviceFd(this.engine, { bdf: o.bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions });
+    const { bdf, rid, pasidBits, pri, dirty, reservedRegions } = resolveDevice(op, opts, this.engine.pasidBits);
+    if (this.engine.devices.has(rid)) fail('EEXIST', op, `requester ID ${rid.toString(16)} (${bdf}) is already present`);
+    this.engine.deviceAdd(op, rid, pasidBits, pri);
+    const dev = new DeviceFd(this.engine, { bdf, rid, pasidBits, pri, dirty, reservedRegions });
     this.engine.devices.set(rid, dev);
     return dev;
   }
 
-  private regions(op: string, value: unknown): IoRange[] {
-    if (value === undefined) return [];
-    if (!Array.isArray(value)) return fail('EINVAL', op, 'reservedRegions: expected an array of { start, last }');
-    return value.map((r: unknown, i) => {
-      const o = options(op, r, ['start', 'last'] as const);
-      // Addresses follow args.ts: a wrong type or a negative is EINVAL, a value ≥ 2^64 EOVERFLOW.
-      const start = u64(op, `reservedRegions[${i}].start`, o.start);
-      const last = u64(op, `reservedRegions[${i}].last`, o.last);
-      if (last < start) fail('EINVAL', op, `reservedRegions[${i}]: expected start ≤ last, got [0x${start.toString(16)}, 0x${last.toString(16)}]`);
-      return { start, last };
-    });
+  /**
+   * The device with requester ID `rid` (bus << 8 | device << 3 | function), or undefined: how a
+   * vIOMMU model finds the endpoint a guest request names (virtio-iommu's endpoint ID is the RID).
+   */
+  device(rid: number): DeviceFd | undefined {
+    return this.engine.devices.get(rid);
+  }
+
+  /** Every device added to this IOMMU, in requester-ID order. */
+  devices(): DeviceFd[] {
+    return [...this.engine.devices.values()].sort((a, b) => a.rid - b.rid);
   }
 
   /** Opens an ioasid FD. */
@@ -338,7 +231,7 @@ export class Iommu {
     const l = this.engine.layout;
     // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).
     core.u8.fill(0, l.slots + handle.slot * l.slotSize, l.slots + handle.slot * l.slotSize + abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE);
-    core.exports.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
+    this.engine.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
     this.engine.slotsInUse.delete(handle.slot);
     this.engine.translatorRings.delete(handle.slot);
   }
@@ -355,9 +248,6 @@ export class Iommu {
   }
 
   private allocBuffer(op: string, pages: number): number {
-    const ptr = this.engine.core.exports.bufferAlloc(pages);
-    this.engine.core.sync();
-    if (ptr === 0) fail('ENOMEM', op, 'no room for the buffer in the engine memory (option maxMemoryBytes)');
-    return ptr;
+    return this.engine.bufferAlloc(op, pages, 'the buffer');
   }
 }

@@ -1,31 +1,22 @@
-// Access objects (iommufd's software DMA path, iommufd.md §3.12 and scenarios E 33–38): read,
+// Access objects (iommufd's software DMA path, the selftest's access cases E 33–38, tools/testing/selftests/iommu/iommufd.c): read,
 // write, pin and unpin by IOVA through an IOAS, and unmaps of pinned ranges.
 import { describe, expect, test } from 'vitest';
-import { Iommu, IommuError, type IommuFd } from '../src/index';
+import type { IommuFd } from '../src/index';
+import { err, makeIommu, ok } from './helpers';
 
 const P = 4096;
 const RAM_BASE = 0x4000_0000;
 const BUF = 16 * P;
 
 function rig() {
-  const iommu = Iommu.createSync({ ram: { base: RAM_BASE, bytes: 64 * P } });
-  const fd = iommu.open();
+  const iommu = makeIommu({ ram: { base: RAM_BASE, bytes: 64 * P } });
+  const fd = ok.open(iommu);
   const ioas = fd.ioasAlloc();
   // Guest RAM filled with a pattern that tells every byte apart.
   iommu.ram.forEach((_, i, a) => (a[i] = (i * 7 + (i >> 8)) & 0xff));
   return { iommu, fd, ioas };
 }
 
-function expectErrno(errno: string, fn: () => unknown): void {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(IommuError);
-    expect((e as IommuError).errno).toBe(errno);
-    return;
-  }
-  throw new Error(`expected ${errno}, got success`);
-}
 
 const mapBuf = (fd: IommuFd, ioas: number, iova: number, phys = RAM_BASE, write = true) =>
   fd.ioasMap(ioas, { iova, length: BUF, phys, write });
@@ -34,7 +25,7 @@ describe('access objects', () => {
   test('iommufd_ioas.access_rw: every length 1..31 around a page boundary reads and writes RAM exactly', () => {
     const { iommu, fd, ioas } = rig();
     const iova = Number(fd.ioasMap(ioas, { length: BUF, phys: RAM_BASE }));
-    const access = fd.accessCreate(ioas);
+    const access = ok.accessCreate(fd, ioas);
     for (let at = iova + P - 50; at < iova + P + 50; at++) {
       for (let len = 1; len < 32; len++) {
         const want = iommu.ram.slice(at - iova, at - iova + len);
@@ -54,7 +45,7 @@ describe('access objects', () => {
   test('iommufd_ioas.access_rw_unaligned: a mapping at an unaligned IOVA (no domain) reads back exactly', () => {
     const { iommu, fd, ioas } = rig();
     fd.ioasMap(ioas, { iova: P + 2048, length: BUF, phys: RAM_BASE + 2048 });
-    const access = fd.accessCreate(ioas);
+    const access = ok.accessCreate(fd, ioas);
     const got = new Uint8Array(100);
     access.read(P + 2048 + 4000, got);
     expect(got).toEqual(iommu.ram.slice(2048 + 4000, 2048 + 4100));
@@ -64,19 +55,19 @@ describe('access objects', () => {
     const { fd, ioas } = rig();
     mapBuf(fd, ioas, 0x10_0000, RAM_BASE);
     mapBuf(fd, ioas, 0x10_0000 + BUF, RAM_BASE + 2 * BUF, false);
-    const access = fd.accessCreate(ioas);
+    const access = ok.accessCreate(fd, ioas);
     access.read(0x10_0000 + BUF - 8, new Uint8Array(16));
-    expectErrno('EPERM', () => access.write(0x10_0000 + BUF - 8, new Uint8Array(16)));
-    expectErrno('ENOENT', () => access.read(0x10_0000 + 2 * BUF - 8, new Uint8Array(16)));
-    expectErrno('EINVAL', () => access.read(0x10_0000, new Uint8Array(0)));
+    err.accessWrite('EPERM', access, 0x10_0000 + BUF - 8, new Uint8Array(16));
+    err.accessRead('ENOENT', access, 0x10_0000 + 2 * BUF - 8, new Uint8Array(16));
+    err.accessRead('EINVAL', access, 0x10_0000, new Uint8Array(0));
     fd.ioasMap(ioas, { iova: 0x80_0000, length: P, phys: 0xfee0_0000 }); // MMIO, not RAM
-    expectErrno('EFAULT', () => access.read(0x80_0000, new Uint8Array(4)));
+    err.accessRead('EFAULT', access, 0x80_0000, new Uint8Array(4));
   });
 
   test('iommufd_ioas.access_pin_unmap: unmapping a pinned range calls onUnmap, which unpins; the pin is then gone', () => {
     const { fd, ioas } = rig();
     const calls: [bigint, bigint][] = [];
-    const access = fd.accessCreate(ioas, {
+    const access = ok.accessCreate(fd, ioas, {
       onUnmap: (iova, length) => {
         calls.push([iova, length]);
         access.unpin(0x100_0000, BUF);
@@ -87,16 +78,16 @@ describe('access objects', () => {
     expect(access.pinned()).toHaveLength(1);
     expect(fd.ioasUnmap(ioas, 0x100_0000, BUF)).toBe(BigInt(BUF));
     expect(calls).toEqual([[0x100_0000n, BigInt(BUF)]]);
-    expectErrno('ENOENT', () => access.unpin(0x100_0000, BUF));
+    err.accessUnpin('ENOENT', access, 0x100_0000, BUF);
   });
 
   test('a pin that onUnmap never drops makes unmap EDEADLOCK and leaves the mapping in place', () => {
     const { fd, ioas } = rig();
     let calls = 0;
-    const access = fd.accessCreate(ioas, { onUnmap: () => void calls++ });
+    const access = ok.accessCreate(fd, ioas, { onUnmap: () => void calls++ });
     mapBuf(fd, ioas, 0x100_0000);
     access.pin(0x100_0000 + P, 2 * P);
-    expectErrno('EDEADLOCK', () => fd.ioasUnmap(ioas, 0, 2n ** 64n - 1n));
+    err.ioasUnmap('EDEADLOCK', fd, ioas, 0, 2n ** 64n - 1n);
     expect(calls).toBe(100);
     access.read(0x100_0000, new Uint8Array(4)); // still mapped
     expect(fd.objects().find((o) => o.id === ioas)?.areas).toBe(1);
@@ -106,32 +97,32 @@ describe('access objects', () => {
 
   test('iommufd_ioas.access_pin: pins need page alignment, an onUnmap callback and a mapped range; two pins both unpin', () => {
     const { fd, ioas } = rig();
-    const plain = fd.accessCreate(ioas);
+    const plain = ok.accessCreate(fd, ioas);
     mapBuf(fd, ioas, 0x100_0000);
-    expectErrno('EINVAL', () => plain.pin(0x100_0000, P));
-    const access = fd.accessCreate(ioas, { onUnmap: () => undefined });
+    err.accessPin('EINVAL', plain, 0x100_0000, P);
+    const access = ok.accessCreate(fd, ioas, { onUnmap: () => undefined });
     for (let pages = 1; pages < 16; pages++) {
       access.pin(0x100_0000, pages * P);
       access.pin(0x100_0000, pages * P);
       access.unpin(0x100_0000, pages * P);
       access.unpin(0x100_0000, pages * P);
     }
-    expectErrno('EINVAL', () => access.pin(0x100_0000 + 1, P));
-    expectErrno('EINVAL', () => access.pin(0x100_0000, P + 1));
-    expectErrno('ENOENT', () => access.pin(0x100_0000 + BUF - P, 2 * P));
+    err.accessPin('EINVAL', access, 0x100_0000 + 1, P);
+    err.accessPin('EINVAL', access, 0x100_0000, P + 1);
+    err.accessPin('ENOENT', access, 0x100_0000 + BUF - P, 2 * P);
     expect(access.pinned()).toEqual([]);
   });
 
   test('a pinning access makes the IOAS page aligned; the access holds the IOAS (EBUSY) until destroyed', () => {
     const { fd, ioas } = rig();
     expect(fd.ioasIovaRanges(ioas).alignment).toBe(1n);
-    const access = fd.accessCreate(ioas, { onUnmap: () => undefined });
+    const access = ok.accessCreate(fd, ioas, { onUnmap: () => undefined });
     expect(fd.ioasIovaRanges(ioas).alignment).toBe(BigInt(P));
-    expectErrno('EINVAL', () => fd.ioasMap(ioas, { iova: 0x1000, length: 100, phys: RAM_BASE }));
-    expectErrno('EBUSY', () => fd.destroy(ioas));
+    err.ioasMap('EINVAL', fd, ioas, { iova: 0x1000, length: 100, phys: RAM_BASE });
+    err.destroy('EBUSY', fd, ioas);
     fd.destroy(access.id);
     expect(fd.ioasIovaRanges(ioas).alignment).toBe(1n);
-    expectErrno('EBADF', () => access.read(0, new Uint8Array(1)));
+    err.accessRead('EBADF', access, 0, new Uint8Array(1));
     fd.destroy(ioas);
   });
 });

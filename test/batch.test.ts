@@ -2,14 +2,14 @@
  * Batch translation tests (issue 2, item 4): `iommu.batch(capacity)` against per-call
  * `translate` and the reference of test/reference-walk.ts.
  * - a mixed set (hits, misses, every fault reason, IOVAs past 2^53 written as words) gives the
- *   same answers in a batch as one call at a time, decoded by the layout documented in src/batch.ts;
+ *   same answers in a batch as one call at a time, decoded by the layout documented in src/dma/batch.ts;
  * - `run(n)` translates only the first n records; faults are counted, not logged;
  * - capacity and argument errors; values a request record cannot hold are bad requests;
  * - the views follow the memory when it grows (unshared memory).
  */
 import { describe, test, expect } from 'vitest';
 import { Iommu } from '../src/index';
-import type { Batch } from '../src/batch';
+import type { Batch } from '../src/dma/batch';
 import {
   PAGE, MiB2, GiB, U64_MAX, READ, WRITE, EXEC, PRIV, NO_PASID, REASONS, Rig, RefSpace, area, expectErrno, fromTranslation, hex,
   type Expected,

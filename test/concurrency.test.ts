@@ -1,4 +1,4 @@
-// The concurrency contract of DESIGN.md, checked with real worker translators over shared memory:
+// The concurrency contract (docs/architecture.md, "Concurrency"), checked with real worker translators over shared memory:
 // while the owner maps and unmaps pages (each in its own leaf table, so table pages are freed and
 // reused constantly), workers translate them per call and in batches and check every result
 // against the schedule in workers/schedule.mjs. Bounded: about 1.5 s of racing per test.

@@ -1,7 +1,7 @@
 /**
  * Device FDs: bind / attach / replace / detach / unbind, the translations that follow them, the
  * seed's EPERM rule for PASIDs, reserved regions (EADDRINUSE), fail_nth unwinding, and the
- * selftest's iommufd_device_pasid scenarios K (71-80 of shared/docs/iommufd.md §4).
+ * selftest's iommufd_device_pasid cases K 71-80 (numbered as in test/README.md).
  */
 import { describe, expect, test } from 'vitest';
 import { NO_PASID, type DeviceFd } from '../src/index';

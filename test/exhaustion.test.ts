@@ -5,7 +5,7 @@
 // resources (domain slots, PASIDs, translator slots) fail with their errno and are reusable too.
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, type DeviceFd, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 
 const K = 4096n;
 const G = 1n << 30n;

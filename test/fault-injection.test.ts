@@ -8,8 +8,8 @@
 // are never freed (device bus pages and PASID directories) and leave no domain and no ID behind.
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, type DeviceFd, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
-import { show } from './model/ops';
+import * as testing from './testing';
+import { observe } from './helpers';
 
 const K = 4096;
 const M2 = 2 * 1024 * 1024;
@@ -22,26 +22,9 @@ interface Ctx {
   ids: Record<string, number>;
 }
 
-/** Everything observable, as a string: per-FD internals, attachments, pool counters, translations. */
-function snapshot(c: Ctx): string {
-  const pool = testing.poolState(c.iommu);
-  const { poolTop: _top, memoryBytes: _bytes, ...counters } = pool;
-  const fds = c.fds.map((fd) => ({ view: testing.fdView(fd), objects: fd.objects(), pasids: fd.pasids() }));
-  const iovas = new Set<bigint>([0n, 0x10_0000n, BigInt(M2), 1n << 47n]);
-  for (const f of fds) {
-    for (const o of f.view.objects) {
-      if (o.type !== 'ioas') continue;
-      for (const a of o.areas) for (const x of [a.iova, a.last, (a.iova + a.last) / 2n, a.last + 1n]) iovas.add(x);
-    }
-  }
-  const translations: string[] = [];
-  for (const d of c.devs) {
-    const pasids = new Set<number>([NO_PASID, ...d.attachments().keys(), ...fds.flatMap((f) => f.pasids)]);
-    for (const p of pasids) for (const iova of iovas) translations.push(show(c.iommu.translate(d.rid, p, iova, Access.Read)));
-  }
-  c.iommu.faults.drain();
-  const devices = c.devs.map((d) => ({ devId: d.devId, attachments: [...d.attachments()] }));
-  return show({ counters, fds, devices, translations });
+/** Everything observable (helpers.ts `observe`: it also probes both ends and the middle of every area). */
+function snapshot(c: Ctx) {
+  return observe({ iommu: c.iommu, fds: c.fds, devs: c.devs, probes: [0n, 0x10_0000n, BigInt(M2), 1n << 47n] });
 }
 
 type Step = [name: string, run: (c: Ctx) => unknown];
@@ -121,7 +104,7 @@ describe('fault injection (iommufd_fail_nth): every fallible step of every call 
         }
         expect(err, `${name} (fail at step ${n}): ${String(err)}`).toBeInstanceOf(IommuError);
         expect((err as IommuError).errno, `${name} (fail at step ${n}): ${String(err)}`).toBe('ENOMEM');
-        expect(JSON.parse(snapshot(c)), `${name}: state changed by the failure at step ${n}`).toEqual(JSON.parse(before));
+        expect(snapshot(c), `${name}: state changed by the failure at step ${n}`).toEqual(before);
         expect(testing.guardViolations(iommu)).toEqual([]);
         failures[name] = n;
         injected++;

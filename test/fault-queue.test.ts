@@ -1,24 +1,24 @@
-// Fault queues and page requests (iommufd.md §2.4; scenarios 49, 53, 79): a PRI device faulting
+// Fault queues and page requests (include/uapi/linux/iommufd.h `struct iommu_fault_alloc`; selftest cases 49, 53, 79): a PRI device faulting
 // through a HWPT with a fault queue queues a page request; read() hands it out under a cookie;
 // write() answers it back to the device, which retries; detach/replace answer pending requests
 // INVALID; lifetimes (the fault FD and HWPTs hold the FAULT object).
 import { describe, expect, test } from 'vitest';
-import { Access, Iommu, NO_PASID } from '../src/index';
+import { Access, NO_PASID } from '../src/index';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
-import { errnoOf } from './helpers';
+import { err, makeIommu, ok } from './helpers';
 
 const RAM = 0x1000_0000n;
 const pte = (pa: bigint): bigint => ((pa >> 12n) << 10n) | 0xd7n; // V R W U A D
 
 function world(pri = true) {
-  const iommu = Iommu.createSync({ ram: { base: RAM, bytes: 4 << 20 }, translators: 2, iotlbEntries: 64, maxDomains: 32, maxMemoryBytes: 32 << 20 });
-  const dev = iommu.addDevice({ bdf: '00:07.0', pri });
-  const fd = iommu.open();
+  const iommu = makeIommu({ ram: { base: RAM, bytes: 4 << 20 }, translators: 2, iotlbEntries: 64, maxDomains: 32, maxMemoryBytes: 32 << 20 });
+  const dev = ok.addDevice(iommu, { bdf: '00:07.0', pri });
+  const fd = ok.open(iommu);
   const devId = dev.bind(fd);
   const ram = new GuestRam(iommu, RAM);
   const root = ram.table();
   const t = new GuestTables(ram, root, 3, (a) => ((a >> 12n) << 10n) | 1n);
-  const q = fd.faultQueueAlloc();
+  const q = ok.faultQueueAlloc(fd);
   const iopf = fd.hwptAlloc({ devId, pasid: true, faultId: q.id, table: { format: 'sv39', root } });
   return { iommu, dev, fd, devId, ram, t, q, iopf };
 }
@@ -58,7 +58,7 @@ describe('page requests', () => {
     const other = w.fd.hwptAlloc({ devId: w.devId, pasid: true, table: { format: 'sv39', root: w.t.root } });
     w.dev.attach(other, { pasid });
     expect(w.dev.pageResponses()).toMatchObject([{ pasid, addr: 0x5000n, code: 'invalid' }]);
-    expect(errnoOf(() => w.q.fd.write([{ cookie: pending!.cookie, code: 'success' }]))).toBe('EINVAL'); // already answered
+    err.faultWrite('EINVAL', w.q.fd, [{ cookie: pending!.cookie, code: 'success' }]); // already answered
     w.dev.detach({ pasid });
     w.fd.destroy(w.iopf);
     w.q.fd.close();
@@ -83,8 +83,8 @@ describe('page requests', () => {
     const reqs = w.q.fd.read(2);
     expect(reqs.map((r) => r.cookie)).toEqual([1, 2]);
     expect(w.q.fd.poll()).toBe(1);
-    expect(errnoOf(() => w.q.fd.write([{ cookie: 99, code: 'success' }]))).toBe('EINVAL');
-    expect(errnoOf(() => w.q.fd.write([{ cookie: 1, code: 'maybe' as never }]))).toBe('EINVAL');
+    err.faultWrite('EINVAL', w.q.fd, [{ cookie: 99, code: 'success' }]);
+    err.faultWrite('EINVAL', w.q.fd, [{ cookie: 1, code: 'maybe' as never }]);
     expect(w.q.fd.write([{ cookie: 1, code: 'invalid' }, { cookie: 99, code: 'success' }, { cookie: 2, code: 'success' }])).toBe(1);
     expect(w.q.fd.write([{ cookie: 2, code: 'success' }])).toBe(1);
   });
@@ -124,18 +124,18 @@ describe('page requests', () => {
     w.fd.ioasMap(ioas, { iova: 0x9000, length: 4096, phys: 0x5000_0000 });
     w.q.fd.write([{ cookie: r!.cookie, code: 'success' }]);
     expect(w.iommu.translate(w.dev.rid, NO_PASID, 0x9000, Access.Write)).toMatchObject({ ok: true, phys: 0x5000_0000n });
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: ioas, nestParent: true, faultId: w.q.id }))).toBe('EOPNOTSUPP');
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: w.devId, ptId: ioas, nestParent: true, faultId: w.q.id });
   });
 });
 
 describe('fault queue lifetimes', () => {
   test('the fault FD and every HWPT using the queue hold it; close order is free', () => {
     const w = world();
-    expect(errnoOf(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // HWPT + open fault FD
+    err.destroy('EBUSY', w.fd, w.q.id); // HWPT + open fault FD
     w.fd.destroy(w.iopf);
-    expect(errnoOf(() => w.fd.destroy(w.q.id))).toBe('EBUSY'); // open fault FD
+    err.destroy('EBUSY', w.fd, w.q.id); // open fault FD
     w.q.fd.close();
-    expect(errnoOf(() => w.q.fd.read())).toBe('EBADF');
+    err.faultRead('EBADF', w.q.fd);
     w.fd.destroy(w.q.id);
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device']);
   });
@@ -147,7 +147,7 @@ describe('fault queue lifetimes', () => {
     w.fd.close();
     expect(w.dev.pageResponses()).toMatchObject([{ addr: 0x1000n, code: 'invalid' }]);
     expect(w.q.fd.closed).toBe(true);
-    expect(errnoOf(() => w.q.fd.poll())).toBe('EBADF');
+    err.faultPoll('EBADF', w.q.fd);
   });
 
   test('faultQueueAlloc objects show up as fault', () => {

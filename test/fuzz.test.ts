@@ -8,7 +8,7 @@
 // Long campaigns: `npm run fuzz -- --ops N --seed S` (scripts/fuzz.mjs); see test/README.md.
 import { describe, expect, test } from 'vitest';
 import * as ioasid from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { epochSeed, minimiseEpoch, Pair, report, runEpoch, type EngineApi } from './model/harness';
 import { Model } from './model/model';
 import { show, type Op, type Outcome } from './model/ops';

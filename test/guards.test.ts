@@ -1,12 +1,12 @@
 // Memory safety of the core. The layout puts a poisoned guard (slack + one page) after every region
-// (src/layout.ts); test/fuzz.test.ts scans the guards after every op. Here: the guards are where
+// (src/core/layout.ts); test/fuzz.test.ts scans the guards after every op. Here: the guards are where
 // they should be and the scan sees a stray write; and arbitrary DMA-path inputs — random and huge
 // rid/pasid/iova/access, per call, batched, from a worker slot, and DMA copies — write nothing
 // outside the translator slots (result records, counters, IOTLBs), the batch rings and guest RAM.
 import { describe, expect, test } from 'vitest';
 import * as abi from '../assembly/abi';
 import { Access, Iommu, NO_PASID, TranslationOut, Translator } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { Rng } from './model/rng';
 
 const K = 4096;

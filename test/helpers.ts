@@ -2,14 +2,19 @@
  * Control-path test helpers in the kernel selftest's pattern (iommufd_utils.h): every command has
  * `ok.X(...)`, which asserts success and returns the result, and `err.X(errno, ...)`, which asserts
  * an IommuError with that errno AND that nothing observable changed (a `snapshot` before and after).
+ * Every control method of the public classes has a command here (test/commands.test.ts checks it).
  * Topology fixtures (`TOPOLOGIES`, `ioasFixture`) play the selftest's FIXTURE_VARIANTs.
  */
 import { expect } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, TranslationOut, FAULT_REASONS } from '../src/index';
-import type { DeviceFd, DeviceOptions, Errno, HwptAllocArgs, IommuFd, IommuOptions, IoRange, MapArgs, CopyArgs } from '../src/index';
-import { fdState } from '../src/fd-state';
-import type { Ioas } from '../src/ioas';
-import { fdView, setFailCountdown } from '../src/testing';
+import type {
+  CopyArgs, DeviceFd, DeviceOptions, Errno, FaultQueueFd, HwptAllocArgs, HwptUserArgs, InvalidateEntry, IoasAccess, IommuFd,
+  IommuOptions, IoRange, MapArgs, PageResponseArgs, TranslatorHandle, UnmapCallback,
+} from '../src/index';
+import { fdState } from '../src/iommufd/fd-state';
+import type { Ioas } from '../src/iommufd/ioas';
+import { captureGraph } from '../src/snapshot/save';
+import { engineOf, fdView, poolState, setFailCountdown } from './testing';
 
 /** The selftest's sizes, adapted: our domains' smallest page is 4 KiB, so its MP becomes P. */
 export const P = 4096n;
@@ -112,15 +117,24 @@ export function failEachStep<T>(fd: IommuFd, call: () => T): { result: T; failur
 
 const scratch = new TranslationOut();
 
-/** Translations of every probe through every device's RID and every PASID any FD of the world owns. */
-function translations(w: World): string[] {
+/**
+ * Translations of every probe -- and of both ends, the middle and the next page of every IOAS area
+ * -- through every device's RID and every PASID in use, as text.
+ */
+function translations(w: Observed, fds: ReturnType<typeof fdSnapshot>[]): string[] {
   const pasids = new Set<number>([NO_PASID]);
-  for (const fd of w.fds) for (const p of fd.pasids()) pasids.add(p);
+  for (const fd of fds) for (const p of fd.pasids) pasids.add(p);
   for (const dev of w.devs) for (const p of dev.attachments().keys()) pasids.add(p);
+  const probes = new Set(w.probes);
+  for (const fd of fds) {
+    for (const o of fd.internal.objects) {
+      if (o.type === 'ioas') for (const a of o.areas) for (const x of [a.iova, a.last, (a.iova + a.last) / 2n, a.last + 1n]) probes.add(x);
+    }
+  }
   const out: string[] = [];
   for (const dev of w.devs) {
     for (const pasid of pasids) {
-      for (const iova of w.probes) {
+      for (const iova of probes) {
         // Access 0 (QEMU's IOMMU_NONE): report the leaf's permissions instead of checking them.
         const r = w.iommu.translateInto(scratch, dev.rid, pasid, iova, 0);
         const what = r.ok ? `${r.physHi.toString(16)}:${r.physLo.toString(16)}/${r.sizeLg2}/${r.perm}` : FAULT_REASONS[r.reason];
@@ -143,18 +157,50 @@ function fdSnapshot(fd: IommuFd) {
 }
 
 /**
- * Everything observable about the engine of `subject` (an Iommu, FD or device made through the
- * helpers): per FD its objects, PASIDs and IOVA ranges (plus `testing.fdView`'s internals: areas,
- * allowed lists, users counts, the next ID); per device its device ID and attachments; and the
- * translation of every probe IOVA through every device's RID and every PASID in use.
+ * The object graph `Iommu.snapshot()` saves (src/snapshot/save.ts: every object type with its
+ * state -- user/nested HWPTs and their parents, dirty-tracking enables, access pins, fault-queue
+ * requests and cookies, page responses, reserved ranges and alignments), minus the allocators'
+ * bookkeeping: a failed creation frees its reserved ID and domain slot again, which leaves the
+ * next ID and domain the same but may reorder the free lists (`fdView.nextId` checks the IDs).
  */
-export function snapshot(subject: object) {
-  const w = requireWorld(subject);
-  return {
-    fds: w.fds.map(fdSnapshot),
+function graphOf(w: Observed) {
+  const { domains: _domains, ...graph } = captureGraph(engineOf(w.iommu));
+  return { ...graph, fds: graph.fds.map(({ next: _next, freed: _freed, ...fd }) => fd) };
+}
+
+/** What `observe` looks at: an engine, the FDs and devices to report, and IOVAs to translate. */
+export interface Observed {
+  iommu: Iommu;
+  fds: readonly IommuFd[];
+  devs: readonly DeviceFd[];
+  probes: Iterable<bigint>;
+}
+
+/**
+ * Everything observable about an engine, the one state capture of the tests (err.*, fail_nth, the
+ * bad-input matrix): page-pool and domain counters (`testing.poolState`, minus the pool top and
+ * memory size, which only grow); per FD its objects, PASIDs and IOVA ranges plus `testing.fdView`'s
+ * internals (areas, allowed lists, users counts, the next ID); per device its device ID and
+ * attachments; the saved object graph (`graphOf`); and translations (`translations`). The fault
+ * log is drained, so observing leaves no trace in it.
+ */
+export function observe(w: Observed) {
+  const { poolTop: _top, memoryBytes: _bytes, ...pool } = poolState(w.iommu);
+  const fds = w.fds.map(fdSnapshot);
+  const state = {
+    pool,
+    fds,
     devices: w.devs.map((d) => ({ bdf: d.bdf, devId: d.devId, attachments: [...d.attachments()].sort((a, b) => a[0] - b[0]) })),
-    translations: translations(w),
+    graph: graphOf(w),
+    translations: translations(w, fds),
   };
+  w.iommu.faults.drain();
+  return state;
+}
+
+/** `observe` for the engine of `subject` (an Iommu, FD, device, access or fault FD made through the helpers). */
+export function snapshot(subject: object) {
+  return observe(requireWorld(subject));
 }
 
 // ---- ok / err ---------------------------------------------------------------------------------------
@@ -202,18 +248,46 @@ const commands = {
   ioasAllowIovas: (fd: IommuFd, ioas: number, ranges: IoRange[]) => fd.ioasAllowIovas(ioas, ranges),
   pasidAlloc: (fd: IommuFd, opts?: { pasid?: number }) => fd.pasidAlloc(opts),
   pasidFree: (fd: IommuFd, pasid: number) => fd.pasidFree(pasid),
-  hwptAlloc: (fd: IommuFd, args: HwptAllocArgs) => fd.hwptAlloc(args),
+  hwptAlloc: (fd: IommuFd, args: HwptAllocArgs | HwptUserArgs) => fd.hwptAlloc(args),
+  hwptInvalidate: (fd: IommuFd, hwpt: number, entries: InvalidateEntry[]) => fd.hwptInvalidate(hwpt, entries),
+  hwptSetDirtyTracking: (fd: IommuFd, hwpt: number, enable: boolean) => fd.hwptSetDirtyTracking(hwpt, enable),
+  hwptGetDirtyBitmap: (fd: IommuFd, hwpt: number, args: Parameters<IommuFd['hwptGetDirtyBitmap']>[1]) => fd.hwptGetDirtyBitmap(hwpt, args),
+  accessCreate: (fd: IommuFd, ioas: number, opts?: { onUnmap?: UnmapCallback }) => {
+    const access = fd.accessCreate(ioas, opts);
+    worlds.set(access, requireWorld(fd));
+    return access;
+  },
+  accessRead: (access: IoasAccess, iova: bigint | number, dst: Uint8Array) => access.read(iova, dst),
+  accessWrite: (access: IoasAccess, iova: bigint | number, src: Uint8Array) => access.write(iova, src),
+  accessPin: (access: IoasAccess, iova: bigint | number, length: bigint | number) => access.pin(iova, length),
+  accessUnpin: (access: IoasAccess, iova: bigint | number, length: bigint | number) => access.unpin(iova, length),
+  faultQueueAlloc: (fd: IommuFd) => {
+    const queue = fd.faultQueueAlloc();
+    worlds.set(queue.fd, requireWorld(fd));
+    return queue;
+  },
+  faultRead: (faultFd: FaultQueueFd, max?: number) => faultFd.read(max),
+  faultPoll: (faultFd: FaultQueueFd) => faultFd.poll(),
+  faultWrite: (faultFd: FaultQueueFd, responses: PageResponseArgs[]) => faultFd.write(responses),
+  faultClose: (faultFd: FaultQueueFd) => faultFd.close(),
   destroy: (fd: IommuFd, id: number) => fd.destroy(id),
   bind: (dev: DeviceFd, fd: IommuFd) => dev.bind(fd),
   attach: (dev: DeviceFd, ptId: number, opts?: { pasid?: number }) => dev.attach(ptId, opts),
   detach: (dev: DeviceFd, opts?: { pasid?: number }) => dev.detach(opts),
   unbind: (dev: DeviceFd) => dev.unbind(),
+  batch: (iommu: Iommu, capacity: number) => iommu.batch(capacity),
+  translatorHandle: (iommu: Iommu, opts?: { batchCapacity?: number }) => iommu.translatorHandle(opts),
+  translatorRelease: (iommu: Iommu, handle: TranslatorHandle) => iommu.translatorRelease(handle),
+  snapshot: (iommu: Iommu) => iommu.snapshot(),
   /** Test op (IOMMU_TEST_OP_ADD_RESERVED): reserves `[start, start+length)` in an IOAS. */
   addReserved: (fd: IommuFd, ioas: number, start: bigint, length: bigint) =>
     ioasObject(fd, ioas).iopt.addReserved('addReserved', TEST_RESERVATION, [{ start, last: start + length - 1n }]),
 };
 
 type Commands = typeof commands;
+
+/** The names of the commands (test/commands.test.ts matches them against the public classes). */
+export const COMMANDS: readonly string[] = Object.keys(commands);
 
 /** `ok.X(...args)`: runs command X, fails the test unless it succeeds, returns its result. */
 export const ok = Object.fromEntries(

@@ -1,5 +1,5 @@
 /**
- * HWPT_PAGING: the selftest's iommufd_mock_domain scenarios F (39-46 of shared/docs/iommufd.md §4)
+ * HWPT_PAGING: the selftest's iommufd_mock_domain cases F 39-46 (numbered as in test/README.md)
  * under the one- and two-device topologies, then explicit/auto HWPT lifetimes, flags and
  * hwptAlloc's errnos (ptId missing is EINVAL while devId missing is ENOENT), and fail_nth unwinding.
  * Omitted from F: 39's EFAULT half and 40 (user memory / memfd), 41's copy-on-write half, the pin

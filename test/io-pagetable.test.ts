@@ -1,11 +1,11 @@
 /**
- * Unit tests of the IOVA page table (src/io-pagetable.ts), driven directly with a recording fake
- * domain. Scenario numbers refer to shared/docs/iommufd.md §4; "device" variants attach one
+ * Unit tests of the IOVA page table (src/iommufd/io-pagetable.ts), driven directly with a recording fake
+ * domain. Scenario numbers are the selftest case numbers of test/README.md; "device" variants attach one
  * domain with a 4 KiB page and the mock aperture, like the selftest's mock device.
  */
 import { describe, test, expect } from 'vitest';
-import { IommuError, type Errno } from '../src/errno.js';
-import { IoPagetable, U64_MAX, type Area, type DomainSink, type IoRange } from '../src/io-pagetable.js';
+import { IommuError, type Errno } from '../src/base/errno.js';
+import { IoPagetable, U64_MAX, type Area, type DomainSink, type IoRange } from '../src/iommufd/io-pagetable.js';
 
 const P = 4096n;
 const MP = P / 2n; // the selftest's MOCK_PAGE_SIZE, used where a scenario copies MP bytes
@@ -138,7 +138,7 @@ describe('fresh table', () => {
   });
 });
 
-describe.each(VARIANTS)('scenarios (iommufd.md §4 C/D), $name', ({ device }) => {
+describe.each(VARIANTS)('selftest cases C/D, $name', ({ device }) => {
   test('13 unmap on an empty table: ENOENT', () => {
     const { pt } = fixture(device);
     for (let i = 0n; i < 10n; i++) expectFail(pt, 'ENOENT', () => pt.unmap('test', i * P, P));

@@ -1,6 +1,6 @@
 /**
  * IOAS through the FD API: the selftest's iommufd_ioas scenarios C (lifecycle, 9-12) and D
- * (MAP/UNMAP/COPY/ranges edge cases, 13-31) of shared/docs/iommufd.md §4, run under every
+ * (MAP/UNMAP/COPY/ranges edge cases, 13-31) (numbered as in test/README.md), run under every
  * topology, then COPY, ALLOW_IOVAS and IOVA_RANGES rules the selftest does not spell out.
  * Adaptation: our domains have 4 KiB pages and the aperture [0, 2^48-1], so MP is P and, with a
  * device, the usable range is [0, 2^48-1] instead of [APSTART, APLAST]; `base` is still APSTART.

@@ -13,8 +13,8 @@
  */
 import { describe, test, expect } from 'vitest';
 import { Iommu } from '../src/index';
-import type { DeviceFd } from '../src/device';
-import type { IommuFd } from '../src/iommufd';
+import type { DeviceFd } from '../src/iommufd/device';
+import type { IommuFd } from '../src/iommufd/iommufd';
 import { PAGE, MiB2, GiB, READ, WRITE, EXEC, NO_PASID, Rig, RefSpace, Rng, area, type RefArea } from './reference-walk';
 
 /** Counter deltas of `iommu` while `body` runs. */

@@ -6,7 +6,7 @@
 //   3. one FD's close, destroy or unmap never changes another FD's translations.
 import { describe, expect, test } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, type DeviceFd, type IommuFd } from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import { show } from './model/ops';
 import { Rng } from './model/rng';
 

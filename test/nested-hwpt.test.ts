@@ -1,21 +1,21 @@
 // User-managed HWPTs in the FD object model: allocation checks and lifetimes after iommufd's
-// alloc_hwpt_nested selftest (iommufd.md §4 G, scenarios 47-53), attach rules (RID, PASID,
+// alloc_hwpt_nested selftest (tools/testing/selftests/iommu/iommufd.c, cases G 47-53), attach rules (RID, PASID,
 // reserved regions), and the HWPT_INVALIDATE call's errno/partial-count semantics.
 import { describe, expect, test } from 'vitest';
-import { Access, InvalidateError, Iommu, NO_PASID } from '../src/index';
+import { Access, InvalidateError, NO_PASID } from '../src/index';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
-import { errnoOf } from './helpers';
+import { err, makeIommu, ok } from './helpers';
 
 const RAM = 0x1000_0000n;
 const SV39_LEAF = 0xd7n; // V R W U A D
 
 function world(opts: { ram?: boolean } = {}) {
-  const iommu = Iommu.createSync({
+  const iommu = makeIommu({
     ...(opts.ram === false ? {} : { ram: { base: RAM, bytes: 4 << 20 } }),
     translators: 2, iotlbEntries: 64, maxDomains: 32, maxMemoryBytes: 32 << 20,
   });
-  const dev = iommu.addDevice({ bdf: '00:06.0', reservedRegions: [{ start: 0xfee0_0000n, last: 0xfeef_ffffn }] });
-  const fd = iommu.open();
+  const dev = ok.addDevice(iommu, { bdf: '00:06.0', reservedRegions: [{ start: 0xfee0_0000n, last: 0xfeef_ffffn }] });
+  const fd = ok.open(iommu);
   const devId = dev.bind(fd);
   const ioas = fd.ioasAlloc();
   const ram = new GuestRam(iommu, RAM, RAM + 0x10_0000n);
@@ -28,10 +28,10 @@ const sv39 = (root: bigint | number) => ({ format: 'sv39' as const, root });
 describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
   test('47/54: a bad devId is ENOENT; a device as ptId is EINVAL', () => {
     const w = world();
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.ioas, table: sv39(RAM) }))).toBe('ENOENT');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: 0, table: sv39(RAM) }))).toBe('ENOENT');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: w.devId, table: sv39(0x1000) }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: 99, table: sv39(0x1000) }))).toBe('EINVAL');
+    err.hwptAlloc('ENOENT', w.fd, { devId: w.ioas, table: sv39(RAM) });
+    err.hwptAlloc('ENOENT', w.fd, { devId: 0, table: sv39(RAM) });
+    err.hwptAlloc('EINVAL', w.fd, { devId: w.devId, ptId: w.devId, table: sv39(0x1000) });
+    err.hwptAlloc('EINVAL', w.fd, { devId: w.devId, ptId: 99, table: sv39(0x1000) });
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device', 'ioas']);
   });
 
@@ -40,21 +40,21 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const plain = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas });
     const d = w.devId;
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'arm64', root: 0 } as never }))).toBe('EOPNOTSUPP');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { ...sv39(0), asid: 1 } as never }))).toBe('EOPNOTSUPP');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, nestParent: true, table: sv39(0) }))).toBe('EOPNOTSUPP');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: plain, table: sv39(0) }))).toBe('EINVAL'); // parent not NEST_PARENT
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: w.ioas, table: sv39(0) }))).toBe('EOPNOTSUPP'); // an IOAS takes no table
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0x800) }))).toBe('EINVAL'); // misaligned root
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: { format: 'sv39x4', root: 0x1000 } }))).toBe('EINVAL'); // x4 root: 16 KiB
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, nestParent: true, table: sv39(0) }))).toBe('EINVAL'); // a stage-1 format as parent
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: { format: 'sv39x4', root: 0 } }))).toBe('EINVAL'); // G stage nested
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, levels: 3 as never } }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, sum: true } }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'sv48', root: 0, levels: 4 } }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, table: { format: 'x86-64', root: 0, features: { svnapot: true } } }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), dirtyTracking: true }))).toBe('EOPNOTSUPP');
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0), faultId: 2 ** 32 - 1 }))).toBe('ENOENT');
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: d, ptId: parent, table: { format: 'arm64', root: 0 } as never });
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: d, ptId: parent, table: { ...sv39(0), asid: 1 } as never });
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: d, ptId: parent, nestParent: true, table: sv39(0) });
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, ptId: plain, table: sv39(0) }); // parent not NEST_PARENT
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: d, ptId: w.ioas, table: sv39(0) }); // an IOAS takes no table
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, ptId: parent, table: sv39(0x800) }); // misaligned root
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, nestParent: true, table: { format: 'sv39x4', root: 0x1000 } }); // x4 root: 16 KiB
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, nestParent: true, table: sv39(0) }); // a stage-1 format as parent
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, ptId: parent, table: { format: 'sv39x4', root: 0 } }); // G stage nested
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, table: { format: 'x86-64', root: 0, levels: 3 as never } });
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, table: { format: 'x86-64', root: 0, sum: true } });
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, table: { format: 'sv48', root: 0, levels: 4 } });
+    err.hwptAlloc('EINVAL', w.fd, { devId: d, table: { format: 'x86-64', root: 0, features: { svnapot: true } } });
+    err.hwptAlloc('EOPNOTSUPP', w.fd, { devId: d, ptId: parent, table: sv39(0), dirtyTracking: true });
+    err.hwptAlloc('ENOENT', w.fd, { devId: d, ptId: parent, table: sv39(0), faultId: 2 ** 32 - 1 });
     expect(w.fd.objects().map((o) => o.type)).toEqual(['device', 'ioas', 'hwpt-paging', 'hwpt-paging']);
     const nested = w.fd.hwptAlloc({ devId: d, ptId: parent, table: sv39(0) });
     expect(w.fd.objects().find((o) => o.id === nested)).toMatchObject({ type: 'hwpt-nested' });
@@ -62,16 +62,16 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
 
   test('tables in guest memory need guest RAM', () => {
     const w = world({ ram: false });
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, table: sv39(0) }))).toBe('EINVAL');
+    err.hwptAlloc('EINVAL', w.fd, { devId: w.devId, table: sv39(0) });
   });
 
   test('50: nested on nested is EINVAL; a parent with children is EBUSY, then free', () => {
     const w = world();
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const n0 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: n0, table: sv39(0) }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.destroy(parent))).toBe('EBUSY');
-    expect(errnoOf(() => w.fd.destroy(w.ioas))).toBe('EBUSY');
+    err.hwptAlloc('EINVAL', w.fd, { devId: w.devId, ptId: n0, table: sv39(0) });
+    err.destroy('EBUSY', w.fd, parent);
+    err.destroy('EBUSY', w.fd, w.ioas);
     w.fd.destroy(n0);
     w.fd.destroy(parent);
     w.fd.destroy(w.ioas);
@@ -83,8 +83,8 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const g = w.fd.hwptAlloc({ devId: w.devId, nestParent: true, table: { format: 'sv39x4', root: RAM } });
     const s1 = w.fd.hwptAlloc({ devId: w.devId, ptId: g, table: sv39(0x2000) });
     expect(w.fd.objects().filter((o) => o.id === g || o.id === s1).map((o) => o.type)).toEqual(['hwpt-user', 'hwpt-nested']);
-    expect(errnoOf(() => w.fd.hwptAlloc({ devId: w.devId, ptId: s1, table: sv39(0) }))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.destroy(g))).toBe('EBUSY');
+    err.hwptAlloc('EINVAL', w.fd, { devId: w.devId, ptId: s1, table: sv39(0) });
+    err.destroy('EBUSY', w.fd, g);
     w.fd.destroy(s1);
     w.fd.destroy(g);
   });
@@ -95,9 +95,9 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
     const n0 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
     const n1 = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0x1000) });
     expect(w.dev.attach(n0)).toBe(n0);
-    expect(errnoOf(() => w.fd.destroy(n0))).toBe('EBUSY');
+    err.destroy('EBUSY', w.fd, n0);
     w.dev.attach(n1);
-    expect(errnoOf(() => w.fd.destroy(n1))).toBe('EBUSY');
+    err.destroy('EBUSY', w.fd, n1);
     w.fd.destroy(n0);
     w.dev.attach(parent);
     w.fd.destroy(n1);
@@ -110,15 +110,15 @@ describe('hwptAlloc of user-managed tables (scenarios 47, 48, 50, 54)', () => {
   });
 });
 
-describe('attach of user-managed HWPTs (iommufd.md §1.4)', () => {
+describe('attach of user-managed HWPTs (Linux drivers/iommu/iommufd/device.c)', () => {
   test('a PASID needs { pasid: true } on the user HWPT; the RID must be PASID-compatible too', () => {
     const w = world();
     const pasid = w.fd.pasidAlloc();
     const plain = w.fd.hwptAlloc({ devId: w.devId, table: sv39(0) });
     const withPasid = w.fd.hwptAlloc({ devId: w.devId, pasid: true, table: sv39(0x1000) });
-    expect(errnoOf(() => w.dev.attach(plain, { pasid }))).toBe('EINVAL');
+    err.attach('EINVAL', w.dev, plain, { pasid });
     w.dev.attach(withPasid, { pasid });
-    expect(errnoOf(() => w.dev.attach(plain))).toBe('EINVAL'); // RID not PASID-compatible while a PASID is attached
+    err.attach('EINVAL', w.dev, plain); // RID not PASID-compatible while a PASID is attached
     w.dev.attach(withPasid);
     expect([...w.dev.attachments()]).toEqual([[pasid, withPasid], [NO_PASID, withPasid]]);
     w.dev.detach({ pasid });
@@ -134,7 +134,7 @@ describe('attach of user-managed HWPTs (iommufd.md §1.4)', () => {
     expect(reserved()).toBe(false);
     w.dev.attach(nested);
     expect(reserved()).toBe(true);
-    expect(errnoOf(() => w.fd.ioasMap(w.ioas, { iova: 0xfee0_0000n, length: 4096, phys: 0 }))).toBe('EINVAL');
+    err.ioasMap('EINVAL', w.fd, w.ioas, { iova: 0xfee0_0000n, length: 4096, phys: 0 });
     w.dev.attach(phys);
     expect(reserved()).toBe(false);
     w.dev.detach();
@@ -175,10 +175,10 @@ describe('hwptInvalidate (scenarios 51, 52)', () => {
     const w = world();
     const parent = w.fd.hwptAlloc({ devId: w.devId, ptId: w.ioas, nestParent: true });
     const nested = w.fd.hwptAlloc({ devId: w.devId, ptId: parent, table: sv39(0) });
-    expect(errnoOf(() => w.fd.hwptInvalidate(parent, [{}]))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptInvalidate(w.ioas, [{}]))).toBe('EINVAL');
-    expect(errnoOf(() => w.fd.hwptInvalidate(77, [{}]))).toBe('ENOENT');
-    expect(errnoOf(() => w.fd.hwptInvalidate(nested, null as never))).toBe('EINVAL');
+    err.hwptInvalidate('EINVAL', w.fd, parent, [{}]);
+    err.hwptInvalidate('EINVAL', w.fd, w.ioas, [{}]);
+    err.hwptInvalidate('ENOENT', w.fd, 77, [{}]);
+    err.hwptInvalidate('EINVAL', w.fd, nested, null as never);
     expect(w.fd.hwptInvalidate(nested, [])).toBe(0);
   });
 

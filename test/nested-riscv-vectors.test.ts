@@ -1,4 +1,4 @@
-// Golden RISC-V walk vectors (shared/vectors/README.md: the RISC-V IOMMU reference model's results)
+// Golden RISC-V walk vectors (the RISC-V IOMMU reference model's results)
 // replayed through the public API — single stage and nested, every request after invalidating the
 // caches, results, fault stage and kind, and A/D words written. One test per tag reports the cases
 // with that tag that pass. Every `riscv*.json` in ../shared/vectors/ (beside the repo root) is

@@ -1,6 +1,6 @@
 /**
  * A deliberately simple reference of what a translation must return, written from the contract
- * (DESIGN.md, the record and fault comments of assembly/abi.ts, the largest-leaf rule of
+ * (docs/architecture.md, the record and fault comments of assembly/abi.ts, the largest-leaf rule of
  * assembly/pagetable.ts) and not from the engine: no page tables, no IOTLB, no bit fields. An
  * address space is a sorted list of mapped areas; a device is a map from PASID to the address space
  * it is attached to. The expected leaf size, the not-present level and every fault reason are
@@ -10,10 +10,10 @@
  * the reference the same question and fails the test with both answers when they differ.
  */
 import { expect } from 'vitest';
-import type { DeviceFd } from '../src/device';
+import type { DeviceFd } from '../src/iommufd/device';
 import type { Iommu } from '../src/iommu';
-import type { IommuFd } from '../src/iommufd';
-import type { Translation, TranslationOut } from '../src/translation';
+import type { IommuFd } from '../src/iommufd/iommufd';
+import type { Translation, TranslationOut } from '../src/dma/translation';
 
 // ---- Geometry and request vocabulary (from the contract, restated here on purpose) ------------
 

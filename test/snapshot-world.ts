@@ -13,11 +13,11 @@
  * stays unbound.
  */
 import { Access, Iommu, NO_PASID, FAULT_REASONS, TranslationOut, type DeviceFd, type FaultQueueFd, type IoasAccess, type IommuFd } from '../src/index';
-import { fdState } from '../src/fd-state';
-import { HwptPaging } from '../src/hwpt';
-import { HwptUser } from '../src/hwpt-user';
-import { Ioas } from '../src/ioas';
-import { poolState } from '../src/testing';
+import { fdState } from '../src/iommufd/fd-state';
+import { HwptPaging } from '../src/iommufd/hwpt';
+import { HwptUser } from '../src/iommufd/hwpt-user';
+import { Ioas } from '../src/iommufd/ioas';
+import { poolState } from './testing';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
 import { Rng } from './reference-walk';
 

@@ -18,7 +18,7 @@ import { describe, expect, test } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, type DeviceFd } from '../src/index';
 import { decodeSnapshot, encodeSnapshot } from '../src/snapshot/container';
 import { crc32 } from '../src/snapshot/crc32';
-import { checkGuards } from '../src/testing';
+import { checkGuards } from './testing';
 import { Rng } from './reference-walk';
 import { RAM, buildRich, observe, probePages, restoredWorld, translations, type Ids, type World } from './snapshot-world';
 

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import * as ioasid from '../src/index';
-import * as testing from '../src/testing';
+import * as testing from './testing';
 import type { EngineApi } from './model/harness';
 import { HISTORY_CAP, SoakOwner } from './model/soak';
 import { runReuseRace } from './model/reuse-race';

@@ -13,8 +13,8 @@
  */
 import { describe, test, expect, beforeAll } from 'vitest';
 import { Iommu, Access, NO_PASID as EXPORTED_NO_PASID, FAULT_REASONS, TranslationOut, IommuError } from '../src/index';
-import type { DeviceFd } from '../src/device';
-import type { IommuFd } from '../src/iommufd';
+import type { DeviceFd } from '../src/iommufd/device';
+import type { IommuFd } from '../src/iommufd/iommufd';
 import {
   PAGE, MiB2, GiB, U64_MAX, READ, WRITE, EXEC, PRIV, NO_PASID, REASONS,
   Rig, RefSpace, Rng, area, expectErrno, greedyLeaves, leafLevel, hex, type RefArea, type Reason,

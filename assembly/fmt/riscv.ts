@@ -7,7 +7,8 @@
 // 16 KiB root, no sign extension, G-stage leaves are U-mode pages); the "Svnapot", "Svpbmt" and
 // "Svade"/"Svadu" chapters; RISC-V IOMMU specification, "Process to translate an IOVA" (the same
 // rules for device requests, SADE/GADE for hardware A/D). Linux generic_pt `fmt/riscv.h` has the
-// same layout. The rule list our vectors follow is shared/vectors/README.md ("Rules ...").
+// same layout. The golden vectors replayed by
+// test/nested-riscv-vectors.test.ts are results of the RISC-V IOMMU reference model.
 //
 // Entry: V 0, R 1, W 2, X 3, U 4, G 5, A 6, D 7, RSW 9:8, PPN 53:10, reserved 58:54, 60:59
 // (reserved unless Svrsw60t59b), PBMT 62:61 (Svpbmt), N 63 (Svnapot).

@@ -5,7 +5,7 @@
 // to 4-20), §4.6 "Access Rights", §4.8 "Accessed and Dirty Flags", §3.3.7.1 "Canonical Addressing";
 // Intel VT-d specification §3.6 "First-Stage Translation" (access rights of requests with and
 // without the privileged bit, A/D updates) and §9.7 "First-Stage Paging Entries"; Linux generic_pt
-// `fmt/x86_64.h`. Bit table: shared/docs/formats.md §2.1.
+// `fmt/x86_64.h`.
 //
 // Entry: P 0, R/W 1, U/S 2, PWT 3, PCD 4, A 5, D 6 (leaf only), PS 7 (PDPTE/PDE; reserved in PML4E
 // and PML5E; PAT in a PTE), G 8 (ignored), 11:9 ignored, address 51:12 (bits from the output width

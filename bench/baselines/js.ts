@@ -21,7 +21,7 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { TranslationOut, decodeInto } from '../../src/translation';
+import { TranslationOut, decodeInto } from '../../src/dma/translation';
 
 export interface JsCore {
   /** translateBatch over `n` request records at byte offset `req`; results at `res`. */

@@ -22,7 +22,7 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { expectedAbiHash } from '../core';
+import { expectedAbiHash } from '../core/core';
 import { bad } from './json';
 import { crc32 } from './crc32';
 

@@ -19,8 +19,8 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { Core } from '../core';
-import { controlBlockWords, GUARD_POISON, writeControlBlock, type Layout } from '../layout';
+import type { Core } from '../core/core';
+import { controlBlockWords, GUARD_POISON, writeControlBlock, type Layout } from '../core/layout';
 import { bad } from './json';
 
 const PAGE = abi.PAGE_SIZE;

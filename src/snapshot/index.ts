@@ -10,11 +10,11 @@
  * asks for — and the half-built engine is dropped: restore touches no existing engine.
  * @module
  */
-import { IommuError } from '../errno';
-import type { Engine } from '../engine';
-import { drainPageRequests } from '../fault-queue';
-import type { IommuOptions } from '../iommu';
-import type { Layout } from '../layout';
+import { IommuError } from '../base/errno';
+import type { Engine } from '../iommufd/fd-state';
+import { drainPageRequests } from '../iommufd/fault-queue';
+import type { IommuOptions } from '../options';
+import type { Layout } from '../core/layout';
 import { decodeSnapshot, encodeSnapshot } from './container';
 import { captureImage, checkControlBlock, loadImage } from './image';
 import { bad, bool, obj, OP, u64, uint } from './json';

@@ -5,7 +5,7 @@
  * strings ("0x…"), since JSON numbers stop at 2^53.
  * @module
  */
-import { IommuError } from '../errno';
+import { IommuError } from '../base/errno';
 
 /** The op name of every error restore reports. */
 export const OP = 'restore';

@@ -11,15 +11,15 @@
  * EINVAL; the half-built engine is then dropped by the caller.
  * @module
  */
-import { IoasAccess, type UnmapCallback } from '../access';
-import { BoundDevice, type DeviceFd } from '../device';
-import type { Engine } from '../engine';
-import { FaultQueue, type FaultQueueFd, type Request } from '../fault-queue';
-import type { FdState } from '../fd-state';
-import { HwptPaging, type HwptFlags } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
-import { Ioas } from '../ioas';
-import type { FdObject, ObjType } from '../object-table';
+import { IoasAccess, type UnmapCallback } from '../iommufd/access';
+import { BoundDevice, type DeviceFd } from '../iommufd/device';
+import type { Engine } from '../iommufd/fd-state';
+import { FaultQueue, type FaultQueueFd, type Request } from '../iommufd/fault-queue';
+import type { FdState } from '../iommufd/fd-state';
+import { HwptPaging, type HwptFlags } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
+import { Ioas } from '../iommufd/ioas';
+import type { FdObject, ObjType } from '../iommufd/object-table';
 import { arr, bad, bool, list, obj, range, str, u64, uint } from './json';
 
 /** What a restored FD hands back besides itself. */

@@ -6,15 +6,15 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { IoasAccess, UnmapCallback } from '../access';
-import { BoundDevice, DeviceFd } from '../device';
-import type { Engine } from '../engine';
-import { setGroupIndex, type FaultQueueFd, type PageResponse } from '../fault-queue';
-import { fdState, type FdState } from '../fd-state';
-import { HwptPaging } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
-import { Ioas } from '../ioas';
-import { IommuFd } from '../iommufd';
+import type { IoasAccess, UnmapCallback } from '../iommufd/access';
+import { BoundDevice, DeviceFd } from '../iommufd/device';
+import type { Engine } from '../iommufd/fd-state';
+import { setGroupIndex, type FaultQueueFd, type PageResponse } from '../iommufd/fault-queue';
+import { fdState, type FdState } from '../iommufd/fd-state';
+import { HwptPaging } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
+import { Ioas } from '../iommufd/ioas';
+import { IommuFd } from '../iommufd/iommufd';
 import { arr, bad, bool, list, obj, range, str, u64, uint } from './json';
 import { loadFd } from './load-fd';
 import { checkAgainstImage } from './verify';
@@ -108,7 +108,7 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
     const ptr = uint(r.ptr, `${p}.ptr`);
     const pages = uint(r.pages, `${p}.pages`, 1 << 20, 1);
     if (ptr % abi.PAGE_SIZE !== 0 || ptr < engine.layout.poolBase || ptr + pages * abi.PAGE_SIZE > top) bad(`${p}: not inside the page pool`);
-    engine.core.exports.bufferFree(ptr, pages);
+    engine.bufferFree(ptr, pages);
   });
   for (const dev of engine.devices.values()) out.devices.set(dev.bdf, dev);
   checkAgainstImage(engine, states);

@@ -5,17 +5,17 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { BoundDevice, DeviceFd } from '../device';
-import type { Engine } from '../engine';
-import { fail } from '../errno';
-import { FaultQueue, groupIndex, type Request } from '../fault-queue';
-import type { FdState } from '../fd-state';
-import { HwptPaging } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
-import type { IoPagetable, IoRange } from '../io-pagetable';
-import { Ioas } from '../ioas';
-import { IoasAccess } from '../access';
-import type { FdObject } from '../object-table';
+import { BoundDevice, DeviceFd } from '../iommufd/device';
+import type { Engine } from '../iommufd/fd-state';
+import { fail } from '../base/errno';
+import { FaultQueue, groupIndex, type Request } from '../iommufd/fault-queue';
+import type { FdState } from '../iommufd/fd-state';
+import { HwptPaging } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
+import type { IoPagetable, IoRange } from '../iommufd/io-pagetable';
+import { Ioas } from '../iommufd/ioas';
+import { IoasAccess } from '../iommufd/access';
+import type { FdObject } from '../iommufd/object-table';
 import { hex } from './json';
 import type { DeviceJson, FdJson, GraphJson, HeaderJson, IoptJson, ObjectJson, OwnerJson, RangeJson, RequestJson } from './schema';
 

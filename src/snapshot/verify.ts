@@ -9,10 +9,10 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import type { Engine } from '../engine';
-import type { FdState } from '../fd-state';
-import { HwptPaging } from '../hwpt';
-import { HwptUser } from '../hwpt-user';
+import type { Engine } from '../iommufd/fd-state';
+import type { FdState } from '../iommufd/fd-state';
+import { HwptPaging } from '../iommufd/hwpt';
+import { HwptUser } from '../iommufd/hwpt-user';
 import { bad } from './json';
 
 export function checkAgainstImage(engine: Engine, states: readonly FdState[]): void {

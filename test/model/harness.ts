@@ -10,13 +10,13 @@
  * @module
  */
 import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch } from '../../src/index';
-import type * as Testing from '../../src/testing';
+import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
 import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
 import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
 import { Rng } from './rng';
 
-/** What the harness needs from the engine package (src/index plus src/testing). */
+/** What the harness needs from the engine package (src/index plus test/testing). */
 export interface EngineApi {
   Iommu: { createSync(opts?: object): Iommu };
   IommuError: new (...args: never[]) => Error & { errno: string };

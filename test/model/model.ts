@@ -1,6 +1,7 @@
 /**
  * A deliberately simple reference model of the engine's control semantics and DMA translation,
- * written from shared/docs/iommufd.md §1–3 and DESIGN.md (not from src/): plain arrays scanned
+ * written from the iommufd uAPI (Linux Documentation/userspace-api/iommufd.rst,
+ * include/uapi/linux/iommufd.h) and docs/architecture.md (not from src/): plain arrays scanned
  * linearly, no caches, no Wasm. The differential fuzzer (test/fuzz.test.ts, scripts/fuzz.mjs)
  * runs the same operations on the engine and here and requires identical results and errnos.
  *

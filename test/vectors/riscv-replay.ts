@@ -1,5 +1,6 @@
 /**
- * Replays RISC-V walk vectors (shared/vectors/README.md) through the public API: one engine per
+ * Replays RISC-V walk vectors (results of the RISC-V IOMMU reference model; see
+ * test/nested-riscv-vectors.test.ts) through the public API: one engine per
  * case with the case's RAM, the G stage as a user-managed nest-parent HWPT, stage 1 nested on it
  * (a bare stage is simply absent: stage 1 alone is a guest-physical HWPT, G stage alone is attached
  * directly), every request after invalidating every cache, compared with the expectation and with

@@ -1,0 +1,141 @@
+/**
+ * The binding to the Wasm core: the one place that touches `instance.exports` and raw memory.
+ *
+ * Each thread (the owner and every worker translator) instantiates the compiled module once over
+ * the engine's memory and binds it to its own translator slot. Views over the memory are rebuilt
+ * whenever the buffer changes (memory growth replaces `memory.buffer`).
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import { CORE_SHARED_BASE64, CORE_UNSHARED_BASE64 } from '../generated/core-wasm';
+
+/** Every export of assembly/index.ts, typed once. Pointers are byte offsets into the memory. */
+export interface CoreExports {
+  init(ctrl: number, slot: number): void;
+  abiHash(): number;
+  domainInit(index: number, levels: number): number;
+  domainFree(index: number): number;
+  deviceAdd(rid: number, pasidBits: number): number;
+  deviceRemove(rid: number): number;
+  setRidDomain(rid: number, domain: number): number;
+  setPasidDomain(rid: number, pasid: number, domain: number): number;
+  map(domain: number, iova: bigint, oa: bigint, length: bigint, perm: number): number;
+  unmap(domain: number, start: bigint, last: bigint): number;
+  translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
+  translateBatch(req: number, res: number, n: number): number;
+  bufferAlloc(pages: number): number;
+  bufferFree(ptr: number, pages: number): void;
+  reclaim(): number;
+  domainSetDirty(domain: number, on: number): number;
+  dirtyBitmap(domain: number, start: bigint, last: bigint, pageLg2: number, bitmap: number, clear: number): number;
+  userDomainInit(index: number, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number;
+  userDomainFree(index: number): number;
+  domainSetPri(index: number, on: number): number;
+  domainInvalidateAll(index: number): number;
+  deviceSetPri(rid: number, on: number): number;
+  iotlbInvalidateScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): void;
+  iotlbInvalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void;
+}
+
+const decode = (b64: string): Uint8Array<ArrayBuffer> => {
+  const text = atob(b64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+};
+
+const modules: { shared?: WebAssembly.Module; unshared?: WebAssembly.Module } = {};
+
+/** The compiled core for a shared or an unshared memory (compiled once per process). */
+export function coreModule(shared: boolean): WebAssembly.Module {
+  const key = shared ? 'shared' : 'unshared';
+  return (modules[key] ??= new WebAssembly.Module(decode(shared ? CORE_SHARED_BASE64 : CORE_UNSHARED_BASE64)));
+}
+
+/** Async variant for contexts that refuse synchronous compilation of large modules. */
+export async function coreModuleAsync(shared: boolean): Promise<WebAssembly.Module> {
+  const key = shared ? 'shared' : 'unshared';
+  return (modules[key] ??= await WebAssembly.compile(decode(shared ? CORE_SHARED_BASE64 : CORE_UNSHARED_BASE64)));
+}
+
+/** The FNV-1a digest of the ABI constants; must equal the binary's `abiHash()`. */
+export function expectedAbiHash(): number {
+  let h = 2166136261;
+  for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
+    abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
+    abi.CTRL_RAM_BASE_HI, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT]) {
+    h = Math.imul(h ^ v, 16777619) >>> 0;
+  }
+  return h;
+}
+
+/** One thread's instance of the core, bound to translator slot `slot`. */
+export class Core {
+  readonly exports: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  readonly slot: number;
+  private byteLength = -1;
+  private u32view = new Uint32Array(0);
+  private u8view = new Uint8Array(0);
+  /** This slot's result record as 4 u32 words (physLo, physHi, info, reserved). */
+  result = new Uint32Array(0);
+  /** Counts view rebuilds, so holders of derived views (batches) know when to rebuild theirs. */
+  viewEpoch = 0;
+
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, slot: number) {
+    const instance = new WebAssembly.Instance(module, {
+      env: {
+        memory,
+        abort: () => { throw new Error('ioasid core: abort'); },
+      },
+    });
+    this.exports = instance.exports as unknown as CoreExports;
+    this.memory = memory;
+    this.slot = slot;
+    const got = this.exports.abiHash() >>> 0;
+    if (got !== expectedAbiHash()) {
+      throw new Error(`ioasid core: ABI mismatch (binary ${got.toString(16)}, TS ${expectedAbiHash().toString(16)}); rebuild the Wasm`);
+    }
+    this.exports.init(abi.CTRL_BASE, slot);
+    this.sync();
+  }
+
+  /**
+   * Rebuilds the views if the memory grew. The owner calls it after every control export that
+   * may allocate: growth replaces `memory.buffer` (and detaches it when unshared).
+   */
+  sync(): void {
+    const buffer = this.memory.buffer;
+    if (buffer.byteLength === this.byteLength) return;
+    this.byteLength = buffer.byteLength;
+    this.u32view = new Uint32Array(buffer);
+    this.u8view = new Uint8Array(buffer);
+    const slotBase = this.ctrlFrom(abi.CTRL_SLOTS) + this.slot * this.ctrlFrom(abi.CTRL_SLOT_SIZE);
+    this.result = new Uint32Array(buffer, slotBase + abi.SLOT_RESULT, abi.RES_SIZE / 4);
+    this.viewEpoch++;
+  }
+
+  private ctrlFrom(offset: number): number {
+    return this.u32view[(abi.CTRL_BASE + offset) >>> 2]!;
+  }
+
+  /** u32 words of the whole memory (as of the last `sync`). */
+  get u32(): Uint32Array {
+    return this.u32view;
+  }
+
+  /** Bytes of the whole memory (as of the last `sync`). */
+  get u8(): Uint8Array {
+    return this.u8view;
+  }
+
+  /** A u32 of the control block. */
+  ctrl(offset: number): number {
+    return this.u32[(abi.CTRL_BASE + offset) >>> 2]!;
+  }
+
+  /** Arms fault injection: the `n`th fallible step from now fails (0 disarms). */
+  setFailCountdown(n: number): void {
+    this.u32[(abi.CTRL_BASE + abi.CTRL_FAIL_COUNTDOWN) >>> 2] = n;
+  }
+}

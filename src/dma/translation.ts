@@ -1,0 +1,151 @@
+/**
+ * The DMA path's vocabulary: access bits, the no-PASID marker, fault reasons and the shape of a
+ * translation (after QEMU's IOMMUTLBEntry). A fault is a value, never a thrown error.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+
+/** Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv. */
+export const Access = {
+  Read: abi.ACCESS_READ,
+  Write: abi.ACCESS_WRITE,
+  Exec: abi.ACCESS_EXEC,
+  Priv: abi.ACCESS_PRIV,
+} as const;
+
+/** The PASID argument of a request without a PASID prefix (the RID attachment). */
+export const NO_PASID = abi.NO_PASID;
+
+/** Why a translation faulted. Indexed by the core's FAULT_* numbers. */
+export const FAULT_REASONS = [
+  'none',
+  'bad-request',
+  'no-device',
+  'not-attached',
+  'pasid-invalid',
+  'beyond-width',
+  'not-present',
+  'permission',
+  /** A reserved bit is set, or the entry is malformed (RISC-V W without R, a pointer at level 0). */
+  'reserved',
+  /** A superpage leaf whose output address is not aligned to its size (RISC-V). */
+  'misaligned',
+  /** The input address is not sign-extended from the format's top bit (x86 canonical, RISC-V Sv*). */
+  'non-canonical',
+  /** The leaf needs an accessed/dirty update and hardware A/D updating is off for that stage. */
+  'ad-disabled',
+  /** A table entry lies outside guest RAM (`fault.addr` is its physical address). */
+  'outside-ram',
+] as const satisfies readonly string[] & { length: typeof abi.FAULT_MAX };
+
+export type FaultReason = (typeof FAULT_REASONS)[number];
+
+/**
+ * A fault: the reason, the table level where it was found (0 = 4 KiB level) and the stage (0 for
+ * engine-managed tables, 1 or 2 for user-managed ones: 2 is the nesting parent or a G-stage table).
+ * The optional fields appear only when they apply.
+ */
+export interface Fault {
+  readonly reason: FaultReason;
+  readonly level: number;
+  readonly stage: number;
+  /**
+   * Stage 2 faulted on an implicit access of the stage-1 walk (reading a stage-1 table entry);
+   * `addr` is then the GPA of that entry.
+   */
+  readonly implicit?: true;
+  /** ...and that implicit access was the write of a stage-1 A/D update. */
+  readonly implicitWrite?: true;
+  /**
+   * For a stage-2 fault: the GPA stage 2 was translating (the final GPA, or a stage-1 table entry's
+   * GPA when `implicit`). For 'outside-ram': the physical address of the table entry.
+   */
+  readonly addr?: bigint;
+  /** A page request was queued to the attached HWPT's fault queue: retry after its response. */
+  readonly pageRequest?: true;
+}
+
+/**
+ * The result of `Iommu.translate`. On success `phys` is the output address of the byte at `iova`
+ * (offset included) and `size` the leaf size, so `phys - iova % size` starts the page; `perm` is
+ * the leaf's R=1/W=2/X=4 bits. On a fault `ok` is false, `perm` 0 and `fault` says why.
+ */
+export interface Translation {
+  readonly ok: boolean;
+  readonly iova: bigint;
+  readonly phys: bigint;
+  readonly size: bigint;
+  readonly perm: number;
+  /** Memory type when not the default (RISC-V Svpbmt): 1 = NC, 2 = IO. */
+  readonly pbmt?: number;
+  readonly fault?: Fault;
+}
+
+/**
+ * The allocation-free result of `translateInto`: plain numbers only. `phys` is exact below 2^53;
+ * `physLo`/`physHi` are the exact 32-bit halves.
+ */
+export class TranslationOut {
+  ok = false;
+  physLo = 0;
+  physHi = 0;
+  phys = 0;
+  /** log2 of the leaf size (12, 21 or 30) when ok. */
+  sizeLg2 = 0;
+  perm = 0;
+  /** Index into FAULT_REASONS; 0 when ok. */
+  reason = 0;
+  level = 0;
+  stage = 0;
+  /** Memory type (RISC-V PBMT: 0 PMA, 1 NC, 2 IO) when ok. */
+  pbmt = 0;
+  /** Fault flags and address: see `Fault`. */
+  implicit = false;
+  implicitWrite = false;
+  pageRequest = false;
+  faultAddrLo = 0;
+  faultAddrHi = 0;
+}
+
+/** Decodes the core's info word and output address into `out`. */
+export function decodeInto(out: TranslationOut, info: number, physLo: number, physHi: number): TranslationOut {
+  if (info & abi.INFO_OK) {
+    // The per-call hot path: a translation (no fault fields to compute).
+    out.ok = true;
+    out.physLo = physLo;
+    out.physHi = physHi;
+    out.phys = physHi * 4294967296 + physLo;
+    out.sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+    out.perm = (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK;
+    out.pbmt = (info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK;
+    out.faultAddrLo = out.faultAddrHi = out.reason = out.level = out.stage = 0;
+    out.implicit = out.implicitWrite = out.pageRequest = false;
+    return out;
+  }
+  // A fault: the record's address words hold the fault address (abi.ts), not an output.
+  out.ok = false;
+  out.faultAddrLo = physLo;
+  out.faultAddrHi = physHi;
+  out.physLo = out.physHi = out.phys = out.sizeLg2 = out.perm = out.pbmt = 0;
+  out.implicit = (info & abi.INFO_IMPLICIT) !== 0;
+  out.implicitWrite = (info & abi.INFO_IMPLICIT_WRITE) !== 0;
+  out.pageRequest = (info & abi.INFO_PAGE_REQUEST) !== 0;
+  out.reason = (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
+  out.level = (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
+  out.stage = (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
+  return out;
+}
+
+/** Builds the allocating `Translation` from a decoded result. */
+export function toTranslation(iova: bigint, r: TranslationOut): Translation {
+  if (!r.ok) {
+    const fault: { -readonly [K in keyof Fault]: Fault[K] } = { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage };
+    if (r.implicit) fault.implicit = true;
+    if (r.implicitWrite) fault.implicitWrite = true;
+    if (r.faultAddrLo !== 0 || r.faultAddrHi !== 0) fault.addr = (BigInt(r.faultAddrHi) << 32n) | BigInt(r.faultAddrLo);
+    if (r.pageRequest) fault.pageRequest = true;
+    return { ok: false, iova, phys: 0n, size: 0n, perm: 0, fault };
+  }
+  const t = { ok: true, iova, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo), size: 1n << BigInt(r.sizeLg2), perm: r.perm };
+  return r.pbmt !== 0 ? { ...t, pbmt: r.pbmt } : t;
+}

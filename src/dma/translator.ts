@@ -1,0 +1,189 @@
+/**
+ * Translator: one thread's DMA path into an engine. The owner thread has one inside its `Iommu`;
+ * a worker gets its own with `Translator.attach(handle)`, over the same memory, with its own
+ * IOTLB and counters (its translator slot), so translators never contend on the hit path.
+ *
+ * Validity contract (QEMU's): a result is valid until the next unmap/detach/replace/destroy/close
+ * that covers it returns; after that, no translation that starts later returns it.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import { Batch } from './batch';
+import { Core } from '../core/core';
+import { dmaCopy, type DmaResult } from './dma';
+import { FaultLog } from './fault-log';
+import { RamWindow } from '../core/ram-window';
+import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
+
+/** What a worker needs to translate over an engine: structured-cloneable. */
+export interface TranslatorHandle {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly slot: number;
+  /** A batch ring reserved for this translator. */
+  readonly batch: { readonly capacity: number; readonly requestPtr: number; readonly resultPtr: number };
+  /** Guest RAM: `bytes` at byte `offset` of the memory, guest-physical `base` (bytes 0 when none). */
+  readonly ram: { readonly offset: number; readonly bytes: number; readonly base: bigint };
+}
+
+/** Hit, miss and fault counters of one translator slot (or summed over all). */
+export interface TranslatorStats {
+  /** Requests translated or faulted: hits + misses + malformed requests. */
+  translations: number;
+  hits: number;
+  misses: number;
+  faults: number;
+  faultsByReason: Record<string, number>;
+  /** Table entries read by misses through user-managed or nested tables (the extended walker). */
+  tableReads: number;
+}
+
+const BAD_REQUEST_INFO = abi.FAULT_BAD_REQUEST << abi.INFO_REASON_SHIFT;
+/** A number the core takes as a u32 argument; anything else (bigint, string, symbol…) is a bad request. */
+const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
+const u32Or0 = (v: unknown): number => (typeof v === 'number' ? v >>> 0 : 0);
+const TWO_32 = 4294967296;
+const TWO_64 = 1n << 64n;
+
+export class Translator {
+  /** Faults of this thread's per-call translations. */
+  readonly faults = new FaultLog();
+  private readonly scratch = new TranslationOut();
+  /** @internal The per-leaf translation of dmaRead/dmaWrite. */
+  readonly dmaScratch = new TranslationOut();
+  private batchRing: Batch | undefined;
+
+  /** @internal */
+  constructor(
+    readonly core: Core,
+    private readonly ring?: TranslatorHandle['batch'],
+    /** @internal Guest RAM, for software DMA. */
+    readonly ramWindow: RamWindow = new RamWindow(0n, 0, 0),
+  ) {}
+
+  /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
+  static attach(handle: TranslatorHandle): Translator {
+    const ram = new RamWindow(handle.ram.base, handle.ram.offset, handle.ram.bytes);
+    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch, ram);
+  }
+
+  /** Guest RAM inside the engine memory (empty when none); zero-copy, shared with the owner. */
+  get ram(): Uint8Array {
+    return new Uint8Array(this.core.memory.buffer, this.ramWindow.offset, this.ramWindow.bytes);
+  }
+
+  /** Guest-physical address of `ram[0]`. */
+  get ramBase(): bigint {
+    return this.ramWindow.base;
+  }
+
+  /**
+   * Device-side DMA read: translates `[iova, iova + dst.length)` page by page (any leaf size) for
+   * `rid`/`pasid` and copies from guest RAM into `dst`; stops at the first fault. Never throws.
+   */
+  dmaRead(rid: number, pasid: number, iova: number | bigint, dst: Uint8Array): DmaResult {
+    return dmaCopy(this, rid, pasid, iova, dst, false);
+  }
+
+  /** Device-side DMA write of `src` to `[iova, iova + src.length)`; stops at the first fault. Never throws. */
+  dmaWrite(rid: number, pasid: number, iova: number | bigint, src: Uint8Array): DmaResult {
+    return dmaCopy(this, rid, pasid, iova, src, true);
+  }
+
+  /**
+   * Translates one request into `out` without allocating. Never throws: malformed arguments give a
+   * `bad-request` fault.
+   */
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+    let lo: number;
+    let hi: number;
+    if (typeof iova === 'number') {
+      lo = iova >>> 0;
+      hi = (iova / TWO_32) >>> 0;
+      if (lo + hi * TWO_32 !== iova) return this.bad(out, rid, pasid, iova, access);
+    } else if (typeof iova === 'bigint' && iova >= 0n && iova < TWO_64) {
+      lo = Number(iova & 0xffffffffn);
+      hi = Number(iova >> 32n);
+    } else {
+      return this.bad(out, rid, pasid, iova, access);
+    }
+    if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
+    const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+    const r = this.core.result;
+    decodeInto(out, info, r[0]!, r[1]!);
+    if (!out.ok) this.log(out, rid, pasid, lo, hi, access);
+    return out;
+  }
+
+  /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
+  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+    const r = this.translateInto(this.scratch, rid, pasid, iova, access);
+    const iovaBig = typeof iova === 'bigint' ? iova : Number.isSafeInteger(iova) && iova >= 0 ? BigInt(iova) : 0n;
+    return toTranslation(iovaBig, r);
+  }
+
+  /** The batch ring of this translator (the handle's for a worker). */
+  batch(): Batch {
+    if (!this.ring) throw new RangeError('this translator has no batch ring; use Iommu.batch(capacity)');
+    return (this.batchRing ??= new Batch(this.core, this.ring.capacity, this.ring.requestPtr, this.ring.resultPtr));
+  }
+
+  /** This thread's counters. */
+  stats(): TranslatorStats {
+    return readSlotStats(this.core, [this.core.slot]);
+  }
+
+  private bad(out: TranslationOut, rid: unknown, pasid: unknown, iova: unknown, access: unknown): TranslationOut {
+    decodeInto(out, BAD_REQUEST_INFO, 0, 0);
+    this.faults.push({
+      rid: u32Or0(rid), pasid: u32Or0(pasid),
+      iova: typeof iova === 'bigint' && iova >= 0n && iova < TWO_64 ? iova : 0n,
+      access: u32Or0(access), reason: 'bad-request', level: 0, stage: 0,
+    });
+    this.countBadRequest();
+    return out;
+  }
+
+  /** Counts a request refused before the core, in this slot's counters, as the core counts its own. */
+  private countBadRequest(): void {
+    const core = this.core;
+    core.sync();
+    const u32 = core.u32;
+    const base = (core.ctrl(abi.CTRL_SLOTS) + core.slot * core.ctrl(abi.CTRL_SLOT_SIZE)) >>> 2;
+    const faults = base + (abi.SLOT_FAULTS >>> 2);
+    u32[faults] = u32[faults]! + 1;
+    if (u32[faults] === 0) u32[faults + 1] = u32[faults + 1]! + 1;
+    const reason = base + (abi.SLOT_REASONS >>> 2) + abi.FAULT_BAD_REQUEST;
+    u32[reason] = u32[reason]! + 1;
+  }
+
+  private log(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): void {
+    this.faults.push({
+      rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access,
+      reason: FAULT_REASONS[out.reason] ?? 'bad-request', level: out.level, stage: out.stage,
+    });
+  }
+}
+
+/** Sums the counters of translator `slots`. */
+export function readSlotStats(core: Core, slots: Iterable<number>): TranslatorStats {
+  const u32 = core.u32;
+  const slotsBase = core.ctrl(abi.CTRL_SLOTS);
+  const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
+  const s: TranslatorStats = { translations: 0, hits: 0, misses: 0, faults: 0, faultsByReason: {}, tableReads: 0 };
+  const u64 = (at: number): number => u32[at >>> 2]! + u32[(at >>> 2) + 1]! * TWO_32;
+  for (const slot of slots) {
+    const base = slotsBase + slot * slotSize;
+    s.hits += u64(base + abi.SLOT_HITS);
+    s.misses += u64(base + abi.SLOT_MISSES);
+    s.faults += u64(base + abi.SLOT_FAULTS);
+    s.tableReads += u64(base + abi.SLOT_WALK_READS);
+    for (let r = 1; r < abi.FAULT_MAX; r++) {
+      const n = u32[(base + abi.SLOT_REASONS + r * 4) >>> 2]!;
+      if (n) s.faultsByReason[FAULT_REASONS[r]!] = (s.faultsByReason[FAULT_REASONS[r]!] ?? 0) + n;
+    }
+  }
+  // Malformed requests are faults that never reached the IOTLB (neither hit nor miss).
+  s.translations = s.hits + s.misses + (s.faultsByReason['bad-request'] ?? 0);
+  return s;
+}

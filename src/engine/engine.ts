@@ -1,0 +1,247 @@
+/**
+ * The engine behind one `Iommu`: the owner thread's core binding, the memory layout, and the
+ * system-wide registries that no single FD owns (domain indices, requester IDs, PASIDs).
+ * Internal: reached only through `Iommu`, `IommuFd` and `DeviceFd`.
+ *
+ * The only control-path caller of the Wasm exports (the DMA path -- src/dma/ -- calls its own):
+ * every owner-side change to domains, device/PASID contexts, IOTLBs, dirty bits, page-request
+ * enables and buffers is a method here, and `check` is the one map from a core status to an errno.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import { Core } from '../core/core';
+import { fail } from '../base/errno';
+import type { Layout } from '../core/layout';
+import { PasidSpace } from './pasid-space';
+import type { RamWindow } from '../core/ram-window';
+
+/**
+ * `Device` and `Fd` are the object types the layer above (src/iommufd/) registers here: the engine
+ * keeps them and never calls them, so it names no type above itself (src/iommufd/fd-state.ts binds
+ * them: its `Engine` is the one the object model uses).
+ */
+/** A page request a translator raised: who, where, which access, and the domain it faulted in. */
+export interface RaisedPageRequest {
+  rid: number;
+  pasid: number;
+  iova: bigint;
+  /** `Access` bits of the request. */
+  access: number;
+  domain: number;
+}
+
+export class Engine<Device = unknown, Fd = unknown> {
+  readonly pasids: PasidSpace;
+  readonly devices = new Map<number, Device>();
+  /** Translator slots in use; slot 0 is the owner's. */
+  readonly slotsInUse = new Set<number>([0]);
+  /** Worker slot -> its batch ring (address and pages), to recognise the live handle of a slot. */
+  readonly translatorRings = new Map<number, { ptr: number; pages: number }>();
+  /** The ioasid FDs, in the order they were opened (closed ones are pruned when the next one opens). */
+  readonly fds = new Set<Fd>();
+  private readonly freeDomains: number[] = [];
+  private nextDomain = 1;
+
+  constructor(
+    readonly core: Core,
+    readonly layout: Layout,
+    readonly addressWidth: number,
+    readonly pasidBits: number,
+    readonly shared: boolean,
+    /** Guest RAM inside the engine memory (0 bytes when not configured). */
+    readonly ram: RamWindow,
+  ) {
+    this.pasids = new PasidSpace(pasidBits);
+  }
+
+  /** Table levels of engine-managed domains: 3, 4 or 5 for 39-, 48- or 57-bit IOVAs. */
+  get levels(): number {
+    return (this.addressWidth - abi.PAGE_SHIFT) / abi.TABLE_INDEX_BITS;
+  }
+
+  /** Fault injection shared with the core: true when the armed countdown reaches this step. */
+  failPoint(): boolean {
+    const u32 = this.core.u32;
+    const at = (abi.CTRL_BASE + abi.CTRL_FAIL_COUNTDOWN) >>> 2;
+    const left = u32[at]!;
+    if (left === 0) return false;
+    u32[at] = left - 1;
+    return left === 1;
+  }
+
+  /** Creates an empty engine-managed domain. @throws ENOMEM. */
+  domainCreate(op: string): number {
+    if (this.failPoint()) fail('ENOMEM', op, 'domain slot allocation failed (injected)');
+    const index = this.freeDomains.pop() ?? (this.nextDomain < this.layout.domainCount ? this.nextDomain++ : 0);
+    if (index === 0) fail('ENOMEM', op, `all ${this.layout.domainCount - 1} domain slots are in use (option maxDomains)`);
+    const status = this.core.exports.domainInit(index, this.levels);
+    this.core.sync();
+    if (status !== abi.STATUS_OK) {
+      this.freeDomains.push(index);
+      this.check(op, status, 'root table');
+    }
+    return index;
+  }
+
+  /** @internal Snapshot support (src/snapshot/): the domain-index allocator (free indices, popped last first; next unused). */
+  domainAllocator(): { free: number[]; next: number } {
+    return { free: [...this.freeDomains], next: this.nextDomain };
+  }
+
+  /** @internal Snapshot support: sets the allocator of a restored engine. @throws Error an index out of range. */
+  restoreDomainAllocator(free: readonly number[], next: number): void {
+    if (next < 1 || next > this.layout.domainCount || free.some((i) => i < 1 || i >= next)) throw new Error('domain allocator out of range');
+    this.freeDomains.length = 0;
+    for (const i of free) this.freeDomains.push(i);
+    this.nextDomain = next;
+  }
+
+  /** Frees a domain no context points at any more. */
+  domainDestroy(index: number): void {
+    this.core.exports.domainFree(index);
+    this.freeDomains.push(index);
+  }
+
+  /**
+   * Creates a user-managed domain (a table in guest RAM; see assembly/userdomain.ts for the
+   * arguments). @throws ENOMEM no domain slot; EINVAL the core refused the description.
+   */
+  userDomainCreate(op: string, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number {
+    if (this.failPoint()) fail('ENOMEM', op, 'domain slot allocation failed (injected)');
+    const index = this.freeDomains.pop() ?? (this.nextDomain < this.layout.domainCount ? this.nextDomain++ : 0);
+    if (index === 0) fail('ENOMEM', op, `all ${this.layout.domainCount - 1} domain slots are in use (option maxDomains)`);
+    const status = this.core.exports.userDomainInit(index, fmt, levels, root, flags, parent, paBits);
+    if (status !== abi.STATUS_OK) {
+      this.freeDomains.push(index);
+      this.check(op, status, 'table description');
+    }
+    return index;
+  }
+
+  /** Frees a user-managed domain no context and no child points at any more. */
+  userDomainDestroy(index: number): void {
+    this.core.exports.userDomainFree(index);
+    this.freeDomains.push(index);
+  }
+
+  /**
+   * Adds the device context of requester `rid` (DMA blocked) with page requests enabled when
+   * `pri`. @throws ENOMEM (injected or no page for the context tables).
+   */
+  deviceAdd(op: string, rid: number, pasidBits: number, pri: boolean): void {
+    if (this.failPoint()) fail('ENOMEM', op, 'device table allocation failed (injected)');
+    this.check(op, this.core.exports.deviceAdd(rid, pasidBits), 'device context');
+    if (pri) this.core.exports.deviceSetPri(rid, 1);
+    this.core.sync();
+  }
+
+  /** Points the context of (rid, pasid) at `domain` (0 = blocked). @throws ENOMEM. */
+  setContext(op: string, rid: number, pasid: number, domain: number): void {
+    if (pasid === abi.NO_PASID) {
+      this.check(op, this.core.exports.setRidDomain(rid, domain), 'RID context');
+    } else {
+      if (domain !== 0 && this.failPoint()) fail('ENOMEM', op, 'PASID table allocation failed (injected)');
+      this.check(op, this.core.exports.setPasidDomain(rid, pasid, domain), 'PASID context');
+    }
+    this.core.sync();
+  }
+
+  /** Maps `length` bytes at `iova` to `phys` in an engine-managed domain. @throws ENOMEM, EINVAL. */
+  map(op: string, domain: number, iova: bigint, phys: bigint, length: bigint, perm: number): void {
+    const status = this.core.exports.map(domain, iova, phys, length, perm);
+    this.core.sync();
+    this.check(op, status, 'map');
+  }
+
+  /** Unmaps `[iova, last]` of an engine-managed domain (its IOTLB entries die with the generation). */
+  unmap(domain: number, iova: bigint, last: bigint): void {
+    this.core.exports.unmap(domain, iova, last);
+  }
+
+  /** Ends every cached translation of `domain` (bumps its generation). */
+  invalidateDomain(domain: number): void {
+    this.core.exports.domainInvalidateAll(domain);
+  }
+
+  /** Drops the IOTLB entries of pages `[first, last]` cached for (rid, pasid) under `domain`. */
+  invalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void {
+    this.core.exports.iotlbInvalidatePages(domain, rid, pasid, first, last);
+  }
+
+  /** Scans every IOTLB for entries of `domain` in pages `[first, last]` (of `pasid`, or any). */
+  invalidateScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): void {
+    this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last);
+  }
+
+  /** Enables or disables page requests for faults in `domain`. */
+  setDomainPri(domain: number, on: boolean): void {
+    this.core.exports.domainSetPri(domain, on ? 1 : 0);
+  }
+
+  /** Starts (clearing every D bit first) or stops dirty tracking of `domain`. @throws ENOMEM, EINVAL. */
+  setDomainDirty(op: string, domain: number, on: boolean): void {
+    this.check(op, this.core.exports.domainSetDirty(domain, on ? 1 : 0), 'dirty tracking');
+  }
+
+  /**
+   * Writes the dirty bitmap of `[iova, last]` (one bit per 2^pageLg2 bytes) at `bitmap`, clearing
+   * the D bits read when `clear`. @throws ENOMEM, EINVAL.
+   */
+  dirtyBitmap(op: string, domain: number, iova: bigint, last: bigint, pageLg2: number, bitmap: number, clear: boolean): void {
+    this.check(op, this.core.exports.dirtyBitmap(domain, iova, last, pageLg2, bitmap, clear ? 1 : 0), 'dirty bitmap');
+  }
+
+  /** Allocates `pages` pages of the pool for `what` (a batch ring, a bitmap). @throws ENOMEM. */
+  bufferAlloc(op: string, pages: number, what: string): number {
+    const ptr = this.core.exports.bufferAlloc(pages);
+    this.core.sync();
+    if (ptr === 0) fail('ENOMEM', op, `no room for ${what} in the engine memory (option maxMemoryBytes)`);
+    return ptr;
+  }
+
+  /** Returns a buffer of `bufferAlloc` to the pool. */
+  bufferFree(ptr: number, pages: number): void {
+    this.core.exports.bufferFree(ptr, pages);
+  }
+
+  /**
+   * Empties every translator slot's page-request ring (owner thread), oldest first in each slot,
+   * handing each record to `each`. Translators only append (they move the tail); the owner alone
+   * moves the head.
+   */
+  drainPageRequests(each: (r: RaisedPageRequest) => void): void {
+    const core = this.core;
+    core.sync();
+    const u32 = core.u32;
+    const slotsBase = core.ctrl(abi.CTRL_SLOTS);
+    const slotSize = core.ctrl(abi.CTRL_SLOT_SIZE);
+    const slotCount = core.ctrl(abi.CTRL_SLOT_COUNT);
+    for (let s = 0; s < slotCount; s++) {
+      const base = slotsBase + s * slotSize;
+      const headAt = (base + abi.SLOT_PRQ_HEAD) >>> 2;
+      const tail = Atomics.load(u32, (base + abi.SLOT_PRQ_TAIL) >>> 2);
+      let head = u32[headAt]!;
+      while (head !== tail) {
+        const w = (base + abi.SLOT_PRQ + (head & (abi.PRQ_ENTRIES - 1)) * abi.PRQ_SIZE) >>> 2;
+        const ridAccess = u32[w + abi.PRQ_RID_ACCESS / 4]!;
+        each({
+          rid: ridAccess & 0xffff,
+          pasid: u32[w + abi.PRQ_PASID / 4]!,
+          iova: (BigInt(u32[w + abi.PRQ_IOVA_HI / 4]!) << 32n) | BigInt(u32[w + abi.PRQ_IOVA_LO / 4]!),
+          access: (ridAccess >>> 16) & abi.ACCESS_MASK,
+          domain: u32[w + abi.PRQ_DOMAIN / 4]!,
+        });
+        head = (head + 1) >>> 0;
+      }
+      Atomics.store(u32, headAt, head);
+    }
+  }
+
+  /** The one map from a core status to an errno: ENOMEM the page pool is exhausted, EINVAL refused. */
+  check(op: string, status: number, what: string): void {
+    if (status === abi.STATUS_OK) return;
+    this.core.sync();
+    if (status === abi.STATUS_ENOMEM) fail('ENOMEM', op, `${what}: page pool exhausted (option maxMemoryBytes)`);
+    fail('EINVAL', op, `${what}: rejected by the core (status ${status})`);
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * What an ioasid FD holds, shared between the FD object (`IommuFd`) and the device FDs bound to it
+ * (`DeviceFd`) without exposing it on the public classes.
+ * @module
+ */
+import type { DeviceFd } from './device';
+import type { Engine as EngineOf } from '../engine/engine';
+import { fail } from '../base/errno';
+import { closeFaultFds } from './fault-queue';
+import { ObjectTable } from './object-table';
+
+/** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
+export type Engine = EngineOf<DeviceFd, FdState>;
+
+export class FdState {
+  readonly table: ObjectTable;
+  /** Device FDs bound to this FD. */
+  readonly devices = new Set<DeviceFd>();
+  closed = false;
+
+  constructor(readonly engine: Engine) {
+    this.table = new ObjectTable(() => engine.failPoint());
+    // The engine lists its FDs in open order (snapshots); closed ones leave the list here.
+    for (const fd of engine.fds) if (fd.closed) engine.fds.delete(fd);
+    engine.fds.add(this);
+  }
+
+  /**
+   * Closes the FD: unbinds its devices (detaching every PASID, then the RID), closes its fault
+   * FDs, destroys every object leaf first and frees its PASIDs. Closing twice is a no-op.
+   */
+  close(): void {
+    if (this.closed) return;
+    for (const dev of [...this.devices]) dev.unbindFrom(this);
+    closeFaultFds(this);
+    this.table.destroyAll();
+    this.engine.pasids.freeAll(this);
+    this.closed = true;
+  }
+
+  /** @throws EBADF once the FD is closed. */
+  checkOpen(op: string): void {
+    if (this.closed) fail('EBADF', op, 'the ioasid FD is closed');
+  }
+}
+
+const states = new WeakMap<object, FdState>();
+
+export function registerFd(fd: object, state: FdState): void {
+  states.set(fd, state);
+}
+
+/** The state of an `IommuFd`, or undefined for anything else. */
+export function fdState(fd: unknown): FdState | undefined {
+  return typeof fd === 'object' && fd !== null ? states.get(fd) : undefined;
+}
+
+const engines = new WeakMap<object, Engine>();
+
+/**
+ * Records the engine behind a facade (`Iommu`'s constructor calls this), so that code holding only
+ * the facade -- the test hooks in test/testing.ts -- can reach it without the facade exporting a
+ * hook. A WeakMap: engines are still collected.
+ */
+export function registerEngine(iommu: object, engine: Engine): void {
+  engines.set(iommu, engine);
+}
+
+/** The engine behind an `Iommu`, or undefined for anything else. */
+export function engineBehind(iommu: unknown): Engine | undefined {
+  return typeof iommu === 'object' && iommu !== null ? engines.get(iommu) : undefined;
+}

@@ -1,0 +1,115 @@
+/**
+ * HWPT_PAGING: an engine-managed page table (a domain of the Wasm core) kept in sync with the
+ * IOAS it was made from. Auto HWPTs are made by attaching a device to an IOAS and freed with their
+ * last attachment; explicit ones (`hwptAlloc`) live until destroyed.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import { IommuError } from '../base/errno';
+import type { Engine } from './fd-state';
+import type { Area, DomainSink } from './io-pagetable';
+import type { Ioas } from './ioas';
+import { FdObject } from './object-table';
+import type { FaultQueue } from './fault-queue';
+
+/** A HWPT whose translations depend on this one's tables (a nested child). */
+export interface NestedChild {
+  readonly domain: number;
+}
+
+export interface HwptFlags {
+  /** Made by attaching to an IOAS; destroyed with its last attachment. */
+  auto: boolean;
+  /** May be the parent of nested (user-managed) HWPTs. */
+  nestParent: boolean;
+  /** May be attached to PASIDs (IOMMU_HWPT_ALLOC_PASID). */
+  pasid: boolean;
+  /** Allocated with dirty tracking (IOMMU_HWPT_ALLOC_DIRTY_TRACKING): only dirty-capable devices attach. */
+  dirtyTracking?: boolean;
+}
+
+/** First output address engine page tables cannot hold. */
+const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
+
+export class HwptPaging extends FdObject implements DomainSink {
+  readonly type = 'hwpt-paging' as const;
+  /** Nested HWPTs on this nest parent: their IOTLB entries are ended whenever this table changes. */
+  readonly children = new Set<NestedChild>();
+  /** The fault queue page requests of translations through this HWPT go to (faultId). */
+  faultQueue: FaultQueue | undefined;
+
+  private constructor(
+    private readonly engine: Engine,
+    readonly ioas: Ioas,
+    readonly domain: number,
+    readonly flags: HwptFlags,
+  ) {
+    super();
+  }
+
+  /**
+   * @internal Snapshot support (src/snapshot/): a HWPT over an existing, already filled domain of a
+   * restored engine. Writes nothing; the caller wires it to its IOAS, fault queue and users.
+   */
+  static adopt(engine: Engine, ioas: Ioas, domain: number, flags: HwptFlags): HwptPaging {
+    return new HwptPaging(engine, ioas, domain, flags);
+  }
+
+  /**
+   * Builds a HWPT on `ioas`: a new domain filled with every area of the IOAS. Not yet published.
+   * @throws ENOMEM, and the IOAS's EINVAL/EADDRINUSE when its areas cannot live in the domain.
+   */
+  static create(op: string, engine: Engine, ioas: Ioas, flags: HwptFlags): HwptPaging {
+    const domain = engine.domainCreate(op);
+    const hwpt = new HwptPaging(engine, ioas, domain, flags);
+    try {
+      ioas.iopt.addDomain(op, hwpt, {
+        pageSize: BigInt(abi.PAGE_SIZE),
+        aperture: { start: 0n, last: (1n << BigInt(engine.addressWidth)) - 1n },
+      });
+    } catch (e) {
+      engine.domainDestroy(domain);
+      throw e;
+    }
+    ioas.users++;
+    ioas.hwpts.add(hwpt);
+    return hwpt;
+  }
+
+  mapArea(area: Area): void {
+    // Leaf entries hold output bits 51:12; a higher output would be cut to another address.
+    if (area.phys + (area.last - area.iova) >= OUTPUT_LIMIT) {
+      throw new IommuError('ERANGE', 'map', `output addresses up to 0x${(area.phys + area.last - area.iova).toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
+    }
+    const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
+    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
+  }
+
+  unmapArea(area: Area): void {
+    this.engine.unmap(this.domain, area.iova, area.last);
+    // Children cache combined (stage-1 + this stage-2) results under their own domains: the
+    // parent's generation bump does not reach them, so end theirs too — after the unmap, so a
+    // child walk that refills reads the new parent tables.
+    for (const child of this.children) this.engine.invalidateDomain(child.domain);
+  }
+
+  /** Table pages this HWPT's domain uses, root included. */
+  get tablePages(): number {
+    return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
+  }
+
+  /** Dirty tracking is on (`IommuFd.hwptSetDirtyTracking`). */
+  dirtyEnabled = false;
+
+  override details(): Record<string, unknown> {
+    return { ioasId: this.ioas.id, ...this.flags, dirtyEnabled: this.dirtyEnabled };
+  }
+
+  release(): void {
+    this.faultQueue?.hwptReleased(this);
+    this.ioas.iopt.removeDomain(this);
+    this.ioas.hwpts.delete(this);
+    this.ioas.users--;
+    this.engine.domainDestroy(this.domain);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * IOMMU_HWPT_INVALIDATE for user-managed HWPTs: the guest changed its tables and names what may be
+ * cached from before. Without it cached translations may stay (as on hardware); after it returns,
+ * no translation in any thread uses a cached result for what it named.
+ *
+ * An entry names, for this HWPT: everything (`{}`), one PASID (`{ pasid }`, NO_PASID = the RID
+ * attachment), or an address range (`{ iova, length }`, optionally with `pasid`). It removes exactly
+ * the IOTLB entries of this HWPT whose 4 KiB page lies in the range (and whose PASID matches): a
+ * probe of the few sets those pages hash to when the range is small, an exact scan of every
+ * translator's IOTLB otherwise, a generation bump for "everything" (assembly/iotlb.ts describes
+ * the race-free protocol). Entries cache per 4 KiB page, so a changed superpage leaf is named by its
+ * whole range, as VT-d's address-mask invalidation requires.
+ *
+ * A nest parent's translations are inside its children's cached results, which are keyed by the
+ * children's input addresses: invalidating a parent (any entry) ends all of its children's entries.
+ *
+ * iommufd semantics (Linux include/uapi/linux/iommufd.h `struct iommu_hwpt_invalidate`; the invalidation
+ * cases of the selftest's alloc_hwpt_nested, tools/testing/selftests/iommu/iommufd.c): a paging (engine-managed) HWPT is EINVAL;
+ * entries are applied in order and the call stops at the first bad one, reporting its errno and how
+ * many entries were handled before it (`InvalidateError.handled`); an empty list succeeds with 0.
+ * @module
+ */
+import * as abi from '../../assembly/abi';
+import { int, u64, describe } from '../base/args';
+import { toLast } from '../base/range';
+import { fail, IommuError, type Errno } from '../base/errno';
+import type { FdState } from './fd-state';
+import { HwptPaging } from './hwpt';
+import { HwptUser } from './hwpt-user';
+
+/** One invalidation request. */
+export interface InvalidateEntry {
+  /** Only this PASID's attachment (NO_PASID = the RID). Default: every attachment. */
+  pasid?: number;
+  /** With `length`: only pages of [iova, iova + length). Default: every address. */
+  iova?: bigint | number;
+  length?: bigint | number;
+}
+
+/** The error of a partly applied invalidation: `handled` entries were applied before the bad one. */
+export class InvalidateError extends IommuError {
+  constructor(errno: Errno, op: string, detail: string, readonly handled: number) {
+    super(errno, op, detail);
+  }
+}
+
+const ENTRY_KEYS = ['pasid', 'iova', 'length'] as const;
+const LAST_PAGE = (1n << 52n) - 1n;
+/** Probing costs (pairs × pages × slots × 2) loads; past this many pages per pair, scan instead. */
+const PROBE_PAGES = 64n;
+
+interface Range {
+  pasid: number | undefined;
+  first: bigint;
+  last: bigint;
+  all: boolean;
+}
+
+function parseEntry(op: string, entry: unknown, i: number): Range {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('EINVAL', op, `entries[${i}]: expected an object, got ${describe(entry)}`);
+  for (const k of Object.keys(entry)) {
+    if (!(ENTRY_KEYS as readonly string[]).includes(k)) fail('EOPNOTSUPP', op, `entries[${i}]: unknown field '${k}'`);
+  }
+  const e = entry as InvalidateEntry;
+  const pasid = e.pasid === undefined ? undefined : int(op, `entries[${i}].pasid`, e.pasid, 0, 2 ** abi.PASID_BITS - 1);
+  if ((e.iova === undefined) !== (e.length === undefined)) fail('EINVAL', op, `entries[${i}]: iova and length go together`);
+  if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true };
+  const iova = u64(op, `entries[${i}].iova`, e.iova);
+  const length = u64(op, `entries[${i}].length`, e.length);
+  const last = toLast(op, `entries[${i}].iova`, iova, length);
+  return { pasid, first: iova >> 12n, last: last >> 12n, all: false };
+}
+
+/**
+ * Applies `entries` to HWPT `hwptId` of `state`. @returns the number of entries handled.
+ * @throws ENOENT no such object; EINVAL not a user-managed HWPT, entries not an array, a bad entry;
+ * EOPNOTSUPP an unknown field in an entry; EOVERFLOW a range past 2^64 (InvalidateError with
+ * `handled` for errors in entries).
+ */
+export function hwptInvalidate(state: FdState, op: string, hwptId: number, entries: unknown): number {
+  const hwpt = state.table.get(op, hwptId);
+  if (hwpt instanceof HwptPaging) fail('EINVAL', op, `HWPT ${hwptId} is engine-managed (hwpt-paging): its caches follow ioasUnmap`);
+  if (!(hwpt instanceof HwptUser)) fail('EINVAL', op, `object ${hwptId} is a ${hwpt.type}, expected a user-managed HWPT`);
+  if (!Array.isArray(entries)) fail('EINVAL', op, `entries: expected an array, got ${describe(entries)}`);
+  let handled = 0;
+  for (const entry of entries as unknown[]) {
+    let r: Range;
+    try {
+      r = parseEntry(op, entry, handled);
+    } catch (e) {
+      if (e instanceof IommuError) throw new InvalidateError(e.errno, op, e.message.slice(e.message.indexOf('(') + 1, -1), handled);
+      throw e;
+    }
+    apply(state, hwpt, r);
+    // What the children cached went through this table (when it is a parent).
+    for (const child of hwpt.children) state.engine.invalidateDomain(child.domain);
+    handled++;
+  }
+  return handled;
+}
+
+function apply(state: FdState, hwpt: HwptUser, r: Range): void {
+  const engine = state.engine;
+  const dom = hwpt.domain;
+  if (r.all && r.pasid === undefined) {
+    engine.invalidateDomain(dom);
+    return;
+  }
+  // The (rid, pasid) pairs attached to this HWPT: only they can have entries under its domain.
+  const pairs: [number, number][] = [];
+  for (const dev of state.devices) {
+    for (const [pasid, h] of dev.attachments()) {
+      if (h === hwpt.id && (r.pasid === undefined || r.pasid === pasid)) pairs.push([dev.rid, pasid]);
+    }
+  }
+  const pages = r.last - r.first + 1n;
+  if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
+    // Entries of pairs detached earlier are dead already (detach ends the domain's generation).
+    for (const [rid, pasid] of pairs) engine.invalidatePages(dom, rid, pasid, r.first, r.last);
+  } else {
+    engine.invalidateScan(dom, r.pasid, r.first, r.last);
+  }
+}

@@ -1,0 +1,753 @@
+/**
+ * The IOVA bookkeeping of one I/O address space (IOAS): mapped areas, reserved and allowed
+ * ranges, the IOVA alignment, and the device domains that mirror the areas.
+ * This is our `io_pagetable.c`: an interval data structure with no knowledge of object IDs,
+ * FDs or commands. `ioas.ts` checks command fields, looks objects up and calls in here.
+ * Check orders and errnos follow iommufd (Linux drivers/iommu/iommufd/io_pagetable.c and ioas.c); a failed call changes nothing.
+ * @module
+ */
+
+import { fail } from '../base/errno.js';
+import { toLast, U64_MAX } from '../base/range.js';
+
+/** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
+export { U64_MAX };
+
+/**
+ * The CPU page size of the model (the kernel's `PAGE_SIZE`). The IOVA alignment never exceeds
+ * it, auto IOVA keeps the page offset of `phys` modulo it, and auto IOVA leaves one such page
+ * free at both ends of the space.
+ */
+const PAGE_SIZE = 4096n;
+
+/**
+ * Cap on the alignment automatic IOVA allocation asks for: 1 GiB, our largest leaf. The kernel
+ * caps at `PAGE_SIZE` or the THP size; we pick the largest leaf so big maps can use 1 GiB leaves.
+ */
+const MAX_AUTO_ALIGNMENT = 1n << 30n;
+
+/** The kernel's `ULONG_MAX / 2` (C integer division): auto IOVA rejects lengths from here on. */
+const AUTO_LENGTH_LIMIT = U64_MAX / 2n;
+
+/** An inclusive range `[start, last]` of u64 addresses; `start <= last`. */
+export interface IoRange {
+  start: bigint;
+  last: bigint;
+}
+
+/**
+ * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. Areas handed out are
+ * frozen, so a sink or a caller may keep them as identity keys.
+ */
+export interface Area {
+  /** First IOVA of the area. */
+  readonly iova: bigint;
+  /** Last IOVA of the area (inclusive). */
+  readonly last: bigint;
+  /** Output address of the byte at `iova`. */
+  readonly phys: bigint;
+  /** The device may read memory through this area. */
+  readonly read: boolean;
+  /** The device may write memory through this area. */
+  readonly write: boolean;
+}
+
+/** A device domain kept in sync with the areas (a HWPT's page table in the Wasm core). */
+export interface DomainSink {
+  /**
+   * Install one whole area.
+   * @throws IommuError `ENOMEM`; on throw it has installed nothing of that area.
+   */
+  mapArea(area: Area): void;
+  /** Remove one whole area previously installed. Never throws. */
+  unmapArea(area: Area): void;
+}
+
+/** What the pagetable needs to know about a domain when it is added. */
+export interface DomainInfo {
+  /** Smallest page size of the domain: a power of two, e.g. `4096n`. */
+  pageSize: bigint;
+  /** IOVAs the domain can translate; everything outside is reserved while it is attached. */
+  aperture: IoRange;
+}
+
+/**
+ * @internal The whole state of a table, by reference (snapshots, src/snapshot/): owners and sinks
+ * are the caller's objects; everything else is plain data.
+ */
+export interface IoPagetableState {
+  areas: readonly Area[];
+  allowed: readonly IoRange[];
+  /** Attached domains in the order they were added, with the page size each contributes. */
+  domains: readonly { readonly sink: DomainSink; readonly pageSize: bigint }[];
+  /** Reserved ranges by owner, as each owner gave them. */
+  reserved: readonly (readonly [owner: object, ranges: readonly IoRange[]])[];
+  /** Alignment requirements of non-domain users, by owner. */
+  alignments: readonly (readonly [owner: object, alignment: bigint])[];
+}
+
+/** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
+export interface AreaSlice {
+  area: Area;
+  start: bigint;
+  last: bigint;
+}
+
+/** One attached domain and the page size it contributes to the alignment. */
+interface DomainEntry {
+  readonly sink: DomainSink;
+  readonly pageSize: bigint;
+}
+
+/**
+ * The page table of one IOAS. Not thread-safe: only the owner thread calls it.
+ *
+ * Invariants kept by every method:
+ * - `areas` is sorted by `iova` and disjoint (so `last` is sorted too); areas are never merged.
+ * - every area's `iova`, length and `phys` are multiples of `alignment`, and `alignment` is a
+ *   power of two `<= 4096` (so `phys % alignment` equals the kernel's page-offset check);
+ * - no area and no allowed range intersects a reserved range;
+ * - every attached domain holds exactly the current areas.
+ */
+export class IoPagetable {
+  /** Mapped areas, sorted by iova, disjoint. */
+  #areas: Area[] = [];
+  /** Frozen copy of `#areas` handed out by the getter; dropped on every change. */
+  #areasView: readonly Area[] | undefined = undefined;
+  /** Reserved ranges as each owner gave them; ranges of different owners may overlap. */
+  #reservedByOwner = new Map<object, readonly IoRange[]>();
+  /**
+   * Union of all owners' reserved ranges: sorted, disjoint, touching ranges coalesced. Rebuilt
+   * on each reserve/release (attach/detach time), so lookups are one binary search.
+   */
+  #reserved: readonly IoRange[] = [];
+  /** The allowed list: sorted by start, disjoint. Empty means auto IOVA may use any hole. */
+  #allowed: readonly IoRange[] = Object.freeze([]);
+  /**
+   * `#allowed` with touching ranges coalesced: the spans auto IOVA searches, so a mapping may
+   * straddle two touching allowed ranges (the kernel's span iterator merges them too).
+   */
+  #allowedSpans: readonly IoRange[] = [];
+  #domains: DomainEntry[] = [];
+  #domainsView: readonly DomainSink[] | undefined = undefined;
+  /** Alignment requirements of non-domain users (software-DMA accesses), by owner. */
+  #extraAlignment = new Map<object, bigint>();
+  #alignment = 1n;
+
+  /** The IOVA alignment (`iova_alignment`): 1 on a fresh table, else the largest requirement of the domains and accesses. */
+  get alignment(): bigint {
+    return this.#alignment;
+  }
+
+  /** The areas, sorted by iova, never overlapping. A frozen snapshot: it does not change when the table does. */
+  get areas(): readonly Area[] {
+    return (this.#areasView ??= Object.freeze(this.#areas.slice()));
+  }
+
+  /** The attached domains in the order they were added. A frozen snapshot. */
+  get domains(): readonly DomainSink[] {
+    return (this.#domainsView ??= Object.freeze(this.#domains.map((d) => d.sink)));
+  }
+
+  /** The current allowed list (sorted by start), empty when none is set. A frozen snapshot. */
+  get allowed(): readonly IoRange[] {
+    return this.#allowed;
+  }
+
+  /**
+   * MAP: create one area `[iova, iova+length-1] -> phys` and install it in every domain
+   * (Linux io_pagetable.c: iopt_map_pages, iopt_alloc_iova). The caller has already done the uAPI checks (flags,
+   * `iova`/`length >= U64_MAX`, IOAS lookup).
+   * @param op public call name used in error messages, e.g. `'ioasMap'`
+   * @param args `iova` given = fixed IOVA, undefined = automatic; `phys` is the backing address
+   * @returns the IOVA of the new area (the given one when fixed)
+   * @throws IommuError, in this order:
+   *   `EINVAL` neither read nor write; `EOVERFLOW` a value outside u64 (both normally caught by
+   *   the caller); `EINVAL` `length == 0`; `EOVERFLOW` `phys + length - 1` passes 2^64-1;
+   *   `EINVAL` `length` not a multiple of {@link alignment};
+   *   fixed: `EINVAL` iova misaligned, `EOVERFLOW` `iova + length - 1` wraps, `EINVAL` hits a
+   *   reserved range, `EEXIST` hits an area (the allowed list is not consulted);
+   *   automatic: `EOVERFLOW` `length >= ULONG_MAX/2`, `EINVAL` the alignment the mapping allows is
+   *   below {@link alignment}, `ENOSPC` no hole fits;
+   *   `EINVAL` `phys` not a multiple of {@link alignment};
+   *   whatever a domain's `mapArea` throws (`ENOMEM`), after undoing the domains already filled.
+   */
+  map(op: string, args: { iova?: bigint; length: bigint; phys: bigint; read: boolean; write: boolean }): bigint {
+    const { length, phys, read, write } = args;
+    if (!read && !write) fail('EINVAL', op, 'expected read and/or write, got neither');
+    checkU64(op, 'length', length);
+    checkU64(op, 'phys', phys);
+    if (args.iova !== undefined) checkU64(op, 'iova', args.iova);
+    // §3.2 step 5 (building the pages object): the backing range itself must be a u64 range.
+    if (length === 0n) fail('EINVAL', op, 'expected a non-zero length, got 0');
+    toLast(op, 'phys', phys, length);
+    this.#checkLength(op, length);
+    const iova = args.iova === undefined ? this.#allocIova(op, phys, length) : this.#checkFixedIova(op, args.iova, length);
+    const area = makeArea(iova, toLast(op, 'iova', iova, length), phys, read, write);
+    this.#checkBacking(op, area);
+    this.#install([area]);
+    return iova;
+  }
+
+  /**
+   * UNMAP (§3.4): remove every area inside `[iova, iova+length-1]`; holes are fine, but an area
+   * that crosses either end is an error. `(0n, U64_MAX)` removes everything and succeeds on an
+   * empty table.
+   *
+   * Deliberate difference from the kernel: everything is checked before anything is removed,
+   * so a failed call changes nothing (the kernel may already have removed lower areas when it
+   * meets a partly covered one).
+   * @param op public call name used in error messages
+   * @param beforeRemove called with the areas to remove once every check has passed; may throw
+   * @returns bytes unmapped (sum of the removed areas' lengths)
+   * @throws IommuError `EOVERFLOW` a value outside u64; `EINVAL` `length == 0`; `EOVERFLOW`
+   *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
+   */
+  unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[]) => void): bigint {
+    checkU64(op, 'iova', iova);
+    checkU64(op, 'length', length);
+    const all = iova === 0n && length === U64_MAX;
+    const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
+    const areas = this.#areas;
+    const first = firstEndingAtOrAfter(areas, iova);
+    let end = first;
+    for (; end < areas.length && areas[end]!.iova <= last; end++) {
+      const a = areas[end]!;
+      if (a.iova < iova || a.last > last) {
+        fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
+      }
+    }
+    if (end === first) {
+      if (all) return 0n;
+      fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
+    }
+    // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
+    // they may refuse by throwing, and nothing has changed yet.
+    beforeRemove?.(areas.slice(first, end));
+    let total = 0n;
+    for (let i = first; i < end; i++) {
+      const a = areas[i]!;
+      for (const d of this.#domains) d.sink.unmapArea(a);
+      total += areaLength(a);
+    }
+    areas.splice(first, end - first);
+    this.#areasView = undefined;
+    return total;
+  }
+
+  /**
+   * COPY, destination side (§3.5): map in `this` the same physical ranges that back
+   * `[srcIova, srcIova+length-1]` in `src`, one area per source slice, laid out contiguously
+   * from the destination IOVA. `src` may be `this`. All or nothing.
+   * @param op public call name used in error messages, e.g. `'ioasCopy'`
+   * @param src the source table
+   * @param dst `iova` given = fixed, undefined = automatic (aligned by the first slice's phys)
+   * @returns the destination IOVA
+   * @throws IommuError, in this order:
+   *   `EINVAL` neither read nor write; `EOVERFLOW` a value outside u64;
+   *   source: `EINVAL` `length == 0`, `EOVERFLOW` `srcIova + length - 1` wraps, `ENOENT` the
+   *   range is not covered by contiguous areas;
+   *   destination: the MAP checks (`EINVAL` length misaligned; fixed `EINVAL`/`EOVERFLOW`/
+   *   `EINVAL` reserved/`EEXIST`; automatic `EOVERFLOW`/`EINVAL`/`ENOSPC`);
+   *   then per slice in IOVA order: `EPERM` write requested but the source slice is read-only,
+   *   `EINVAL` the slice's phys or length not a multiple of {@link alignment};
+   *   whatever a domain's `mapArea` throws, after undoing every slice already installed.
+   */
+  copyFrom(
+    op: string,
+    src: IoPagetable,
+    srcIova: bigint,
+    length: bigint,
+    dst: { iova?: bigint; read: boolean; write: boolean },
+  ): bigint {
+    if (!dst.read && !dst.write) fail('EINVAL', op, 'expected read and/or write, got neither');
+    checkU64(op, 'srcIova', srcIova);
+    checkU64(op, 'length', length);
+    if (dst.iova !== undefined) checkU64(op, 'dstIova', dst.iova);
+    // Source side first, as iopt_get_pages() runs before the destination is touched.
+    const srcLast = toLast(op, 'srcIova', srcIova, length);
+    const parts = src.slices(srcIova, srcLast);
+    if (parts === undefined) {
+      fail('ENOENT', op, `expected [${hex(srcIova)}, ${hex(srcLast)}] covered by contiguous mappings in the source, got a hole`);
+    }
+    this.#checkLength(op, length);
+    const first = parts[0]!;
+    const firstPhys = first.area.phys + (first.start - first.area.iova);
+    const iova = dst.iova === undefined ? this.#allocIova(op, firstPhys, length) : this.#checkFixedIova(op, dst.iova, length);
+    const created: Area[] = [];
+    let at = iova;
+    for (const s of parts) {
+      // iopt_insert_area(): the pages must allow what is asked, then the offset must be aligned.
+      if (dst.write && !s.area.write) {
+        fail('EPERM', op, `expected a writable source for a writable copy, got read-only [${hex(s.area.iova)}, ${hex(s.area.last)}]`);
+      }
+      const sliceLength = s.last - s.start + 1n;
+      const area = makeArea(at, toLast(op, 'iova', at, sliceLength), s.area.phys + (s.start - s.area.iova), dst.read, dst.write);
+      this.#checkBacking(op, area);
+      created.push(area);
+      at += sliceLength;
+    }
+    this.#install(created);
+    return iova;
+  }
+
+  /**
+   * IOVA_RANGES (§3.6): the holes of the reserved ranges over `[0, U64_MAX]`, lowest first, and
+   * the current alignment. The allowed list does not change the answer.
+   * @returns fresh objects the caller may keep
+   */
+  iovaRanges(): { ranges: IoRange[]; alignment: bigint } {
+    const ranges: IoRange[] = [];
+    let cursor = 0n; // first address not yet accounted for; U64_MAX + 1 once the top is reserved
+    for (const r of this.#reserved) {
+      if (r.start > cursor) ranges.push({ start: cursor, last: r.start - 1n });
+      cursor = r.last + 1n;
+    }
+    if (cursor <= U64_MAX) ranges.push({ start: cursor, last: U64_MAX });
+    return { ranges, alignment: this.#alignment };
+  }
+
+  /**
+   * ALLOW_IOVAS (§3.7): replace the allowed list atomically; `[]` clears it. Automatic IOVA then
+   * only uses allowed ranges, and later reserved ranges may not intersect them.
+   * @param op public call name used in error messages
+   * @throws IommuError `EOVERFLOW` a value outside u64; `EINVAL` an entry with `start >= last`
+   *   or two entries overlapping; `EADDRINUSE` an entry intersects a reserved range (old list kept).
+   */
+  setAllowed(op: string, ranges: IoRange[]): void {
+    for (const r of ranges) {
+      checkU64(op, 'start', r.start);
+      checkU64(op, 'last', r.last);
+      if (r.start >= r.last) fail('EINVAL', op, `expected allowed start < last, got [${hex(r.start)}, ${hex(r.last)}]`);
+    }
+    const sorted = copyRanges(ranges).sort(byStart);
+    for (let i = 1; i < sorted.length; i++) {
+      const [p, r] = [sorted[i - 1]!, sorted[i]!];
+      if (r.start <= p.last) fail('EINVAL', op, `expected disjoint allowed ranges, got [${hex(p.start)}, ${hex(p.last)}] and [${hex(r.start)}, ${hex(r.last)}]`);
+    }
+    for (const r of sorted) {
+      const hit = hitIndex(this.#reserved, r.start, r.last);
+      if (hit >= 0) fail('EADDRINUSE', op, `expected allowed ranges outside reserved ones, got [${hex(r.start)}, ${hex(r.last)}] hitting ${fmt(this.#reserved[hit]!)}`);
+    }
+    this.#allowed = Object.freeze(sorted.map((r) => Object.freeze(r)));
+    this.#allowedSpans = coalesce(sorted);
+  }
+
+  /**
+   * Reserve ranges for `owner` (a device's reserved regions, a test). Several calls for one
+   * owner accumulate; {@link removeReserved} drops them all. All or nothing.
+   * @param op public call name used in error messages
+   * @param owner identity key; reserved ranges of different owners may overlap
+   * @throws IommuError `EOVERFLOW` a value outside u64; `EINVAL` `start > last`; `EADDRINUSE` a
+   *   range intersects an area or an allowed range.
+   */
+  addReserved(op: string, owner: object, ranges: IoRange[]): void {
+    for (const r of ranges) {
+      checkU64(op, 'start', r.start);
+      checkU64(op, 'last', r.last);
+      if (r.start > r.last) fail('EINVAL', op, `expected start <= last, got [${hex(r.start)}, ${hex(r.last)}]`);
+    }
+    this.#checkReservable(op, ranges);
+    this.#setReserved(owner, [...(this.#reservedByOwner.get(owner) ?? []), ...copyRanges(ranges)]);
+  }
+
+  /** Drop every range reserved by `owner`; IOVA ranges may widen. No-op for an unknown owner. */
+  removeReserved(owner: object): void {
+    this.#setReserved(owner, []);
+  }
+
+  /**
+   * Add a domain (§3.8): raise the alignment to its page size, reserve everything outside its
+   * aperture (owner = `sink`), then install every area in it. On failure nothing changes: the
+   * areas installed in `sink` are removed again.
+   * @param op public call name used in error messages
+   * @param sink the domain; also the owner of its aperture reservations
+   * @throws IommuError `EEXIST` `sink` is already attached; `EINVAL` `pageSize` not a power of
+   *   two or the aperture not a u64 range with `start <= last`; `EINVAL` the new alignment would
+   *   exceed 4096; `EADDRINUSE` the alignment grows and an area's iova, length or phys is not a
+   *   multiple of it; `EADDRINUSE` outside the aperture lies an area or an allowed range;
+   *   whatever `sink.mapArea` throws (`ENOMEM`).
+   */
+  addDomain(op: string, sink: DomainSink, info: DomainInfo): void {
+    if (this.#domains.some((d) => d.sink === sink)) fail('EEXIST', op, 'expected a domain not yet attached, got the same one again');
+    const { pageSize, aperture } = info;
+    if (!isPow2(pageSize)) fail('EINVAL', op, `expected a power-of-two page size, got ${hex(pageSize)}`);
+    if (aperture.start < 0n || aperture.last > U64_MAX || aperture.start > aperture.last) {
+      fail('EINVAL', op, `expected an aperture [start <= last] within u64, got ${fmt(aperture)}`);
+    }
+    const newAlignment = max(pageSize, this.#alignment);
+    this.#checkAlignmentGrowth(op, newAlignment);
+    const outside: IoRange[] = [];
+    if (aperture.start !== 0n) outside.push({ start: 0n, last: aperture.start - 1n });
+    if (aperture.last !== U64_MAX) outside.push({ start: aperture.last + 1n, last: U64_MAX });
+    this.#checkReservable(op, outside);
+    const before = this.#reservedByOwner.get(sink) ?? [];
+    this.#setReserved(sink, [...before, ...outside]);
+    let filled = 0;
+    try {
+      for (const a of this.#areas) {
+        sink.mapArea(a);
+        filled++;
+      }
+    } catch (e) {
+      for (let i = filled - 1; i >= 0; i--) sink.unmapArea(this.#areas[i]!);
+      this.#setReserved(sink, before);
+      throw e;
+    }
+    this.#domains.push({ sink, pageSize });
+    this.#domainsView = undefined;
+    this.#alignment = newAlignment;
+  }
+
+  /**
+   * Remove a domain: its reserved ranges and its alignment requirement go away (the alignment is
+   * recomputed and may go down). The areas are NOT unmapped from `sink`: the caller destroys the
+   * domain. No-op for a sink that is not attached.
+   */
+  removeDomain(sink: DomainSink): void {
+    const i = this.#domains.findIndex((d) => d.sink === sink);
+    if (i < 0) return;
+    this.#domains.splice(i, 1);
+    this.#domainsView = undefined;
+    this.#setReserved(sink, []);
+    this.#alignment = this.#computeAlignment();
+  }
+
+  /**
+   * Add an alignment requirement for a non-domain user (a software-DMA access object).
+   * @param op public call name used in error messages
+   * @param owner identity key for {@link removeAlignment}
+   * @param alignment a power of two, at most 4096
+   * @throws IommuError `EEXIST` `owner` already has one; `EINVAL` not a power of two or above
+   *   4096; `EADDRINUSE` the alignment grows and an area's iova, length or phys is not a multiple of it.
+   */
+  addAlignment(op: string, owner: object, alignment: bigint): void {
+    if (this.#extraAlignment.has(owner)) fail('EEXIST', op, 'expected an owner without an alignment, got one that has one');
+    if (!isPow2(alignment)) fail('EINVAL', op, `expected a power-of-two alignment, got ${hex(alignment)}`);
+    const newAlignment = max(alignment, this.#alignment);
+    this.#checkAlignmentGrowth(op, newAlignment);
+    this.#extraAlignment.set(owner, alignment);
+    this.#alignment = newAlignment;
+  }
+
+  /** Drop `owner`'s alignment requirement; the alignment is recomputed and may go down. No-op for an unknown owner. */
+  removeAlignment(owner: object): void {
+    if (this.#extraAlignment.delete(owner)) this.#alignment = this.#computeAlignment();
+  }
+
+  /** @internal Snapshot support: the whole state, by reference. */
+  exportState(): IoPagetableState {
+    return {
+      areas: this.areas, allowed: this.#allowed,
+      domains: this.#domains.map((d) => ({ sink: d.sink, pageSize: d.pageSize })),
+      reserved: [...this.#reservedByOwner], alignments: [...this.#extraAlignment],
+    };
+  }
+
+  /**
+   * @internal Snapshot support: makes this new, empty table hold `s` without calling any sink (the
+   * restored domains already hold the areas).
+   * @throws Error when the table is not new or `s` breaks an invariant of the class.
+   */
+  importState(s: IoPagetableState): void {
+    const bad = (what: string): never => {
+      throw new Error(`io-pagetable state: ${what}`);
+    };
+    if (this.#areas.length > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
+    const sortedDisjoint = (list: readonly { start: bigint; last: bigint }[], strict: boolean): boolean =>
+      list.every((r, i) => r.start >= 0n && r.last <= U64_MAX && (strict ? r.start < r.last : r.start <= r.last) && (i === 0 || list[i - 1]!.last < r.start));
+    const areas = s.areas.map((a) => makeArea(a.iova, a.last, a.phys, a.read, a.write));
+    if (!sortedDisjoint(areas.map((a) => ({ start: a.iova, last: a.last })), false) || areas.some((a) => !a.read && !a.write)) bad('areas overlap or are out of order');
+    if (!sortedDisjoint(s.allowed, true)) bad('allowed ranges overlap or are out of order');
+    if (![...s.domains.map((d) => d.pageSize), ...s.alignments.map(([, a]) => a)].every(isPow2)) bad('an alignment is not a power of two');
+    this.#areas = areas;
+    this.#areasView = undefined;
+    this.setAllowed('restore', copyRanges(s.allowed));
+    for (const d of s.domains) this.#domains.push({ sink: d.sink, pageSize: d.pageSize });
+    this.#domainsView = undefined;
+    for (const [owner, a] of s.alignments) this.#extraAlignment.set(owner, a);
+    for (const [owner, ranges] of s.reserved) {
+      if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) bad('a reserved range is empty or beyond 2^64');
+      this.#setReserved(owner, copyRanges(ranges));
+    }
+    this.#alignment = this.#computeAlignment();
+    const a = this.#alignment;
+    if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
+    for (const r of this.#reserved) {
+      if (hitIndex(this.#areas, r.start, r.last) >= 0 || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
+    }
+  }
+
+  /**
+   * The areas covering `[iova, last]` contiguously with no hole, cut to that range (used by COPY
+   * and software DMA).
+   * @returns slices in IOVA order (the first starts at `iova`, the last ends at `last`), or
+   *   `undefined` if some byte is unmapped or `iova > last`
+   */
+  slices(iova: bigint, last: bigint): AreaSlice[] | undefined {
+    if (iova > last) return undefined;
+    const areas = this.#areas;
+    let i = firstEndingAtOrAfter(areas, iova);
+    if (i === areas.length || areas[i]!.iova > iova) return undefined;
+    const out: AreaSlice[] = [];
+    for (let start = iova; ; ) {
+      const a = areas[i]!;
+      const end = a.last < last ? a.last : last;
+      out.push({ area: a, start, last: end });
+      if (end === last) return out;
+      i++;
+      if (i === areas.length || areas[i]!.iova !== a.last + 1n) return undefined;
+      start = areas[i]!.iova;
+    }
+  }
+
+  /** §3.2 step 6: the length must be non-zero and a multiple of the alignment. */
+  #checkLength(op: string, length: bigint): void {
+    if (length === 0n) fail('EINVAL', op, 'expected a non-zero length, got 0');
+    if (length % this.#alignment !== 0n) {
+      fail('EINVAL', op, `expected a length multiple of the IOVA alignment ${hex(this.#alignment)}, got ${hex(length)}`);
+    }
+  }
+
+  /** iopt_check_iova(): a fixed IOVA must be aligned, fit u64, avoid reserved ranges and areas. */
+  #checkFixedIova(op: string, iova: bigint, length: bigint): bigint {
+    if (iova % this.#alignment !== 0n) {
+      fail('EINVAL', op, `expected an iova multiple of the IOVA alignment ${hex(this.#alignment)}, got ${hex(iova)}`);
+    }
+    const last = toLast(op, 'iova', iova, length);
+    const r = hitIndex(this.#reserved, iova, last);
+    if (r >= 0) fail('EINVAL', op, `expected an unreserved range, got [${hex(iova)}, ${hex(last)}] hitting reserved ${fmt(this.#reserved[r]!)}`);
+    const a = hitIndex(this.#areas, iova, last);
+    if (a >= 0) {
+      const hit = this.#areas[a]!;
+      fail('EEXIST', op, `expected a free range, got [${hex(iova)}, ${hex(last)}] overlapping mapping [${hex(hit.iova)}, ${hex(hit.last)}]`);
+    }
+    return iova;
+  }
+
+  /**
+   * iopt_alloc_iova() (§3.3): first fit, lowest address first, in `[PAGE_SIZE, U64_MAX -
+   * PAGE_SIZE]` (so 0 is never returned), inside allowed ranges when there are any.
+   * @param phys the backing address whose alignment and page offset the IOVA should keep
+   */
+  #allocIova(op: string, phys: bigint, length: bigint): bigint {
+    if (length >= AUTO_LENGTH_LIMIT) fail('EOVERFLOW', op, `expected an automatic-IOVA length below ${hex(AUTO_LENGTH_LIMIT)}, got ${hex(length)}`);
+    // Keeping the backing address's alignment lets the domains use large leaves.
+    let align = roundupPow2(length);
+    if (phys !== 0n) align = min(align, phys & -phys);
+    align = min(align, MAX_AUTO_ALIGNMENT);
+    if (align < this.#alignment) {
+      fail('EINVAL', op, `expected a mapping that allows the IOVA alignment ${hex(this.#alignment)}, got length ${hex(length)} at ${hex(phys)} (alignment ${hex(align)})`);
+    }
+    // Below a page, the IOVA keeps phys's offset in its page. That offset is a multiple of
+    // `align` (align <= lowest set bit of phys), so stepping by pages from it keeps `align`.
+    // From a page up, phys's offset is 0 and stepping by `align` is enough.
+    const step = align > PAGE_SIZE ? align : PAGE_SIZE;
+    const offset = phys % PAGE_SIZE;
+    const window: IoRange = { start: PAGE_SIZE, last: U64_MAX - PAGE_SIZE };
+    const spans = this.#allowedSpans.length === 0 ? [window] : this.#allowedSpans;
+    for (const s of spans) {
+      const start = max(s.start, window.start);
+      const last = min(s.last, window.last);
+      if (start > last) continue;
+      const iova = this.#findFree(start, last, length, step, offset);
+      if (iova !== undefined) return iova;
+    }
+    fail('ENOSPC', op, `expected a free IOVA range of ${hex(length)} bytes (alignment ${hex(align)}), got none`);
+  }
+
+  /**
+   * Lowest `x` in `[start, last]` with `x % step == offset` whose `[x, x+length-1]` fits in
+   * `[start, last]` and touches no reserved range and no area. One forward merge walk over both
+   * sorted lists: O(areas + reserved) in the worst case.
+   */
+  #findFree(start: bigint, last: bigint, length: bigint, step: bigint, offset: bigint): bigint | undefined {
+    const areas = this.#areas;
+    const resv = this.#reserved;
+    let ai = firstEndingAtOrAfter(areas, start);
+    let ri = firstEndingAtOrAfter(resv, start);
+    let cursor = start;
+    for (;;) {
+      const cand = cursor + ((((offset - cursor) % step) + step) % step);
+      const candLast = cand + length - 1n;
+      if (candLast > last) return undefined;
+      while (ai < areas.length && areas[ai]!.last < cand) ai++;
+      while (ri < resv.length && resv[ri]!.last < cand) ri++;
+      let used = -1n; // last address of the furthest-reaching range in the way, -1 if none
+      if (ai < areas.length && areas[ai]!.iova <= candLast) used = areas[ai]!.last;
+      if (ri < resv.length && resv[ri]!.start <= candLast && resv[ri]!.last > used) used = resv[ri]!.last;
+      if (used < 0n) return cand;
+      // Every start in [cand, used] still overlaps that range, so resume just past it.
+      cursor = used + 1n;
+    }
+  }
+
+  /**
+   * iopt_insert_area()'s offset check: the backing address must keep the alignment too. The
+   * kernel checks only that; we also check iova and length because a COPY slice cut from a table
+   * with a smaller alignment could otherwise break the "every area aligned" invariant.
+   */
+  #checkBacking(op: string, area: Area): void {
+    const a = this.#alignment;
+    if (area.phys % a !== 0n || areaLength(area) % a !== 0n || area.iova % a !== 0n) {
+      fail('EINVAL', op, `expected iova, length and phys multiples of the IOVA alignment ${hex(a)}, got ${hex(areaLength(area))} bytes at ${hex(area.iova)} -> ${hex(area.phys)}`);
+    }
+  }
+
+  /**
+   * Install `created` (contiguous, in IOVA order, in a range already checked free) in every
+   * domain, then publish them. If a domain throws, every (domain, area) pair installed so far is
+   * removed again, newest first, and the error is rethrown with the table unchanged.
+   */
+  #install(created: Area[]): void {
+    const done: [DomainSink, Area][] = [];
+    try {
+      for (const a of created) {
+        for (const d of this.#domains) {
+          d.sink.mapArea(a);
+          done.push([d.sink, a]);
+        }
+      }
+    } catch (e) {
+      for (let i = done.length - 1; i >= 0; i--) done[i]![0].unmapArea(done[i]![1]);
+      throw e;
+    }
+    const at = firstEndingAtOrAfter(this.#areas, created[0]!.iova);
+    if (created.length === 1) this.#areas.splice(at, 0, created[0]!);
+    else this.#areas = this.#areas.slice(0, at).concat(created, this.#areas.slice(at)); // no spread: slices may be many
+    this.#areasView = undefined;
+  }
+
+  /** iopt_reserve_iova()'s conflict rule: a new reserved range may not hit an area or an allowed range. */
+  #checkReservable(op: string, ranges: readonly IoRange[]): void {
+    for (const r of ranges) {
+      const a = hitIndex(this.#areas, r.start, r.last);
+      if (a >= 0) {
+        const hit = this.#areas[a]!;
+        fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every mapping, got [${hex(hit.iova)}, ${hex(hit.last)}]`);
+      }
+      const w = hitIndex(this.#allowed, r.start, r.last);
+      if (w >= 0) fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every allowed range, got ${fmt(this.#allowed[w]!)}`);
+    }
+  }
+
+  /** Set `owner`'s reserved list (empty = none) and rebuild the union. */
+  #setReserved(owner: object, ranges: readonly IoRange[]): void {
+    if (ranges.length === 0) {
+      if (!this.#reservedByOwner.delete(owner)) return;
+    } else {
+      this.#reservedByOwner.set(owner, ranges);
+    }
+    const all: IoRange[] = [];
+    for (const list of this.#reservedByOwner.values()) all.push(...list);
+    this.#reserved = coalesce(all.sort(byStart));
+  }
+
+  /**
+   * iopt_check_iova_alignment(): raising the alignment needs every area's iova, length and phys
+   * to be multiples of the new value; above the page size no domain could take every area.
+   */
+  #checkAlignmentGrowth(op: string, newAlignment: bigint): void {
+    if (newAlignment > PAGE_SIZE) fail('EINVAL', op, `expected an IOVA alignment of at most ${hex(PAGE_SIZE)}, got ${hex(newAlignment)}`);
+    if (newAlignment === this.#alignment) return;
+    for (const a of this.#areas) {
+      if (a.iova % newAlignment !== 0n || areaLength(a) % newAlignment !== 0n || a.phys % newAlignment !== 0n) {
+        fail('EADDRINUSE', op, `expected every mapping aligned to ${hex(newAlignment)}, got ${hex(areaLength(a))} bytes at ${hex(a.iova)} -> ${hex(a.phys)}`);
+      }
+    }
+  }
+
+  /** iopt_calculate_iova_alignment(): the largest requirement of the domains and accesses, at least 1. */
+  #computeAlignment(): bigint {
+    let a = 1n;
+    for (const d of this.#domains) a = max(a, d.pageSize);
+    for (const x of this.#extraAlignment.values()) a = max(a, x);
+    return a;
+  }
+}
+
+/** Length of an area; the inverse of `toLast` (src/base/range.ts). */
+function areaLength(a: Area): bigint {
+  return a.last - a.iova + 1n;
+}
+
+/** Values reach us already checked by the command layer; this guards direct callers. */
+function checkU64(op: string, what: string, v: bigint): void {
+  if (v < 0n || v > U64_MAX) fail('EOVERFLOW', op, `expected ${what} within u64, got ${v}`);
+}
+
+function makeArea(iova: bigint, last: bigint, phys: bigint, read: boolean, write: boolean): Area {
+  return Object.freeze({ iova, last, phys, read, write });
+}
+
+/**
+ * Index of the first element whose `last >= addr`, in an array sorted and disjoint (so `last`
+ * ascends); `arr.length` if none. The first element that can intersect anything from `addr` up.
+ */
+function firstEndingAtOrAfter(arr: readonly { readonly last: bigint }[], addr: bigint): number {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (arr[mid]!.last < addr) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Index of the lowest element of a sorted, disjoint list intersecting `[start, last]`, or -1. */
+function hitIndex(arr: readonly (IoRange | Area)[], start: bigint, last: bigint): number {
+  const i = firstEndingAtOrAfter(arr, start);
+  if (i === arr.length) return -1;
+  const e = arr[i]!;
+  return ('iova' in e ? e.iova : e.start) <= last ? i : -1;
+}
+
+/** Union of ranges sorted by start: sorted, disjoint, touching ranges merged; frozen. */
+function coalesce(sorted: readonly IoRange[]): readonly IoRange[] {
+  const out: IoRange[] = [];
+  for (const r of sorted) {
+    const top = out[out.length - 1];
+    if (top !== undefined && r.start <= top.last + 1n) {
+      if (r.last > top.last) top.last = r.last;
+    } else {
+      out.push({ start: r.start, last: r.last });
+    }
+  }
+  return Object.freeze(out.map((r) => Object.freeze(r)));
+}
+
+function copyRanges(ranges: readonly IoRange[]): IoRange[] {
+  return ranges.map((r) => ({ start: r.start, last: r.last }));
+}
+
+function byStart(a: IoRange, b: IoRange): number {
+  return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
+}
+
+function isPow2(x: bigint): boolean {
+  return x > 0n && (x & (x - 1n)) === 0n;
+}
+
+/** Smallest power of two >= `x` (`x >= 1`). */
+function roundupPow2(x: bigint): bigint {
+  let p = 1n;
+  while (p < x) p <<= 1n;
+  return p;
+}
+
+function min(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}
+
+function max(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}
+
+function fmt(r: IoRange): string {
+  return `[${hex(r.start)}, ${hex(r.last)}]`;
+}

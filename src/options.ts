@@ -1,0 +1,139 @@
+/**
+ * The options of `Iommu.create` and `Iommu.addDevice`: their types, defaults and checks, in one
+ * place below the facade (src/snapshot/ reads them back from a snapshot header).
+ * @module
+ */
+import * as abi from '../assembly/abi';
+import { describe, int, options, u64 } from './base/args';
+import { fail } from './base/errno';
+import { computeLayout, type Layout } from './core/layout';
+import type { DeviceCaps } from './iommufd/device';
+import type { IoRange } from './iommufd/io-pagetable';
+
+export interface IommuOptions {
+  /** IOVA width of engine-managed tables: 39, 48 (default) or 57 bits (3, 4 or 5 levels). */
+  addressWidth?: 39 | 48 | 57;
+  /** PASID width of the IOMMU (default 20). */
+  pasidBits?: number;
+  /** IOTLB entries per translator (power of two, default 4096). */
+  iotlbEntries?: number;
+  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). */
+  maxMemoryBytes?: number;
+  /** Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is usable). */
+  shared?: boolean;
+  /** Guest RAM inside the engine memory: `bytes` at guest-physical `base` (see `Iommu.ram`). */
+  ram?: { base: bigint | number; bytes: number };
+  /** Translator slots, the owner's included (default 8). */
+  translators?: number;
+  /** Engine-managed domains (HWPTs) that can exist at once (default 4096). */
+  maxDomains?: number;
+}
+
+/** Arguments of `Iommu.addDevice`. */
+export interface DeviceOptions {
+  /** PCI address `dddd:bb:dd.f` or `bb:dd.f`. */
+  bdf: string;
+  /** PASID width; 0 = no PASID support (default: the IOMMU's). */
+  pasidBits?: number;
+  /** Page Request Interface support. */
+  pri?: boolean;
+  /** Dirty-tracking support. */
+  dirty?: boolean;
+  /** IOVA ranges the device cannot use (e.g. an MSI window); reserved in an IOAS while its RID is attached. */
+  reservedRegions?: IoRange[];
+}
+
+const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains'] as const;
+const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
+const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
+
+/** Why the engine is single-threaded, or undefined when workers can share its memory. */
+export function sharedMemoryUnavailableReason(): string | undefined {
+  const g = globalThis as { crossOriginIsolated?: boolean; SharedArrayBuffer?: unknown };
+  // Browsers hide SharedArrayBuffer on pages that are not cross-origin isolated: name the cause.
+  if (g.crossOriginIsolated === false) return 'the page is not cross-origin isolated (serve it with COOP/COEP headers)';
+  if (typeof g.SharedArrayBuffer !== 'function') return 'SharedArrayBuffer is not available';
+  return undefined;
+}
+
+/** Options checked and turned into a memory layout. */
+export interface ResolvedOptions {
+  addressWidth: number;
+  pasidBits: number;
+  shared: boolean;
+  layout: Layout;
+  ramBase: bigint;
+}
+
+/** Checks the options of `Iommu.create` (and of a snapshot's header). @throws EINVAL, EOPNOTSUPP. */
+export function resolveOptions(opts: unknown): ResolvedOptions {
+  const op = 'Iommu.create';
+  const o = options(op, opts, OPTION_KEYS);
+  const addressWidth = o.addressWidth === undefined ? 48 : int(op, 'addressWidth', o.addressWidth, 39, 57);
+  if (![39, 48, 57].includes(addressWidth)) fail('EINVAL', op, `addressWidth: expected 39, 48 or 57, got ${addressWidth}`);
+  const pasidBits = o.pasidBits === undefined ? abi.PASID_BITS : int(op, 'pasidBits', o.pasidBits, 0, abi.PASID_BITS);
+  const iotlbEntries = o.iotlbEntries === undefined ? 4096 : int(op, 'iotlbEntries', o.iotlbEntries, 2, 1 << 20);
+  if (iotlbEntries & (iotlbEntries - 1)) fail('EINVAL', op, `iotlbEntries: expected a power of two, got ${iotlbEntries}`);
+  const maxMemoryBytes = o.maxMemoryBytes === undefined ? 2 ** 30 : int(op, 'maxMemoryBytes', o.maxMemoryBytes, 2 ** 20, 2 ** 32);
+  const translators = o.translators === undefined ? 8 : int(op, 'translators', o.translators, 1, 256);
+  const maxDomains = o.maxDomains === undefined ? 4096 : int(op, 'maxDomains', o.maxDomains, 2, 1 << 20);
+  let ramBytes = 0;
+  let ramBase = 0n;
+  if (o.ram !== undefined) {
+    const r = options(op, o.ram, ['base', 'bytes'] as const);
+    ramBytes = int(op, 'ram.bytes', r.bytes, abi.PAGE_SIZE, 2 ** 31);
+    if (ramBytes % abi.PAGE_SIZE) fail('EINVAL', op, `ram.bytes: expected a multiple of ${abi.PAGE_SIZE}, got ${ramBytes}`);
+    if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
+    ramBase = BigInt(r.base as number | bigint);
+    if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
+    // Page tables may sit anywhere below 2^64 (RISC-V: 56-bit physical addresses); software DMA
+    // (number addresses) reaches the window only when it ends below 2^53 (RamWindow).
+    if (ramBase + BigInt(ramBytes) > 1n << 64n) fail('EINVAL', op, 'ram: expected the window to end below 2^64');
+  }
+  const unavailable = sharedMemoryUnavailableReason();
+  let shared = unavailable === undefined;
+  if (o.shared !== undefined) {
+    if (typeof o.shared !== 'boolean') fail('EINVAL', op, `shared: expected a boolean, got ${describe(o.shared)}`);
+    if (o.shared && unavailable) fail('EOPNOTSUPP', op, `shared memory requested but ${unavailable}`);
+    shared = o.shared;
+  }
+  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramBytes });
+  if (layout.initialPages >= layout.maximumPages) fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
+  return { addressWidth, pasidBits, shared, layout, ramBase };
+}
+
+/**
+ * Checks the arguments of `Iommu.addDevice` against an IOMMU of `maxPasidBits`; `rid` is the
+ * requester ID of `bdf`. @throws EINVAL, EOVERFLOW.
+ */
+export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): DeviceCaps {
+  const o = options(op, opts, DEVICE_KEYS);
+  if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
+  const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
+  // One IOMMU serves one PCI segment: the requester ID has no room for another.
+  if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', op, `bdf: this IOMMU serves PCI segment 0000, got '${o.bdf}'`);
+  const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
+  const pasidBits = o.pasidBits === undefined ? maxPasidBits : int(op, 'pasidBits', o.pasidBits, 0, maxPasidBits);
+  const flagOf = (name: string, v: unknown): boolean => {
+    if (v === undefined) return false;
+    if (typeof v !== 'boolean') fail('EINVAL', op, `${name}: expected a boolean, got ${describe(v)}`);
+    return v;
+  };
+  const pri = flagOf('pri', o.pri);
+  const dirty = flagOf('dirty', o.dirty);
+  const reservedRegions = regions(op, o.reservedRegions);
+  return { bdf: o.bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions };
+}
+
+function regions(op: string, value: unknown): IoRange[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return fail('EINVAL', op, 'reservedRegions: expected an array of { start, last }');
+  return value.map((r: unknown, i) => {
+    const o = options(op, r, ['start', 'last'] as const);
+    // Addresses follow args.ts: a wrong type or a negative is EINVAL, a value ≥ 2^64 EOVERFLOW.
+    const start = u64(op, `reservedRegions[${i}].start`, o.start);
+    const last = u64(op, `reservedRegions[${i}].last`, o.last);
+    if (last < start) fail('EINVAL', op, `reservedRegions[${i}]: expected start ≤ last, got [0x${start.toString(16)}, 0x${last.toString(16)}]`);
+    return { start, last };
+  });
+}
