@@ -12,6 +12,7 @@ export { DeviceFd } from './iommufd/device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './dma/translator';
 export { Batch } from './dma/batch';
 export { IoasAccess, type UnmapCallback } from './iommufd/access';
+export type { FdObject, ObjType } from './iommufd/object-table';
 export type { DmaResult } from './dma/dma';
 export { IommuError, ERRNO, type Errno } from './base/errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './dma/translation';

@@ -20,7 +20,7 @@ import { writeControlBlock } from './core/layout';
 import { RamWindow } from './core/ram-window';
 import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './dma/translator';
-import type { Translation, TranslationOut } from './dma/translation';
+import type { Access, Translation, TranslationOut } from './dma/translation';
 
 /** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
 export interface Restored extends RestoredObjects {
@@ -163,12 +163,12 @@ export class Iommu {
   }
 
   /** Translates one DMA request on the owner thread. Never throws; a fault is a value. */
-  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+  translate(rid: number, pasid: number, iova: number | bigint, access: Access): Translation {
     return this.local.translate(rid, pasid, iova, access);
   }
 
   /** Allocation-free `translate`. */
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     return this.local.translateInto(out, rid, pasid, iova, access);
   }
 

@@ -17,6 +17,7 @@
  */
 import * as abi from '../../assembly/abi';
 import type { Core } from '../core/core';
+import type { Access } from './translation';
 
 export class Batch {
   private epoch = -1;
@@ -49,7 +50,7 @@ export class Batch {
    * Values the record cannot hold (rid beyond 16 bits, access beyond 16, non-integers…) are
    * written as a malformed request, so they fault `bad-request` as in a per-call translate.
    */
-  set(i: number, rid: number, pasid: number, iova: number, access: number): void {
+  set(i: number, rid: number, pasid: number, iova: number, access: Access): void {
     const r = this.requests;
     const at = i * 4;
     if (!(fits(rid, 2 ** 16) && fits(pasid, 2 ** 32) && fits(access, 2 ** 16) && fits(iova, 2 ** 64))) {

@@ -25,7 +25,7 @@ export interface DmaPort {
   readonly dmaScratch: TranslationOut;
   readonly ramWindow: RamWindow;
   readonly core: Core;
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut;
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
 }
 
 const TWO_64 = 1n << 64n;

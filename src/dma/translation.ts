@@ -5,13 +5,27 @@
  */
 import * as abi from '../../assembly/abi';
 
-/** Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv. */
+/**
+ * Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv.
+ * Combine them with `|`.
+ * @example
+ * ```ts no-run
+ * iommu.translate(rid, NO_PASID, iova, Access.Read | Access.Write);
+ * ```
+ */
 export const Access = {
+  /** The device reads memory (a DMA read). */
   Read: abi.ACCESS_READ,
+  /** The device writes memory (a DMA write). */
   Write: abi.ACCESS_WRITE,
+  /** An instruction fetch (PASID prefix Execute-Requested; user-managed tables check it). */
   Exec: abi.ACCESS_EXEC,
+  /** A privileged (supervisor) request (PASID prefix Privileged-Mode-Requested). */
   Priv: abi.ACCESS_PRIV,
 } as const;
+
+/** A set of `Access` bits, e.g. `Access.Read | Access.Write` (a number: bits outside the set are a `bad-request`). */
+export type Access = number;
 
 /** The PASID argument of a request without a PASID prefix (the RID attachment). */
 export const NO_PASID = abi.NO_PASID;

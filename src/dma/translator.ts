@@ -13,7 +13,7 @@ import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
 import { RamWindow } from '../core/ram-window';
-import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Translation } from './translation';
+import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Access, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
 export interface TranslatorHandle {
@@ -55,6 +55,7 @@ export class Translator {
 
   /** @internal */
   constructor(
+    /** @internal */
     readonly core: Core,
     private readonly ring?: TranslatorHandle['batch'],
     /** @internal Guest RAM, for software DMA. */
@@ -94,7 +95,7 @@ export class Translator {
    * Translates one request into `out` without allocating. Never throws: malformed arguments give a
    * `bad-request` fault.
    */
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     let lo: number;
     let hi: number;
     if (typeof iova === 'number') {
@@ -116,7 +117,7 @@ export class Translator {
   }
 
   /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
-  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+  translate(rid: number, pasid: number, iova: number | bigint, access: Access): Translation {
     const r = this.translateInto(this.scratch, rid, pasid, iova, access);
     const iovaBig = typeof iova === 'bigint' ? iova : Number.isSafeInteger(iova) && iova >= 0 ? BigInt(iova) : 0n;
     return toTranslation(iovaBig, r);

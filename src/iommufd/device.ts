@@ -18,6 +18,7 @@ import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';
 import type { PageResponse } from './fault-queue';
 import type { IoRange } from './io-pagetable';
+import type { IommuFd } from './iommufd';
 import { Ioas } from './ioas';
 import { FdObject } from './object-table';
 
@@ -153,7 +154,7 @@ export class DeviceFd {
    * @returns the device ID in that FD.
    * @throws EINVAL not an ioasid FD of this device's Iommu, or already bound; EBADF closed FD; ENOMEM.
    */
-  bind(fd: unknown): number {
+  bind(fd: IommuFd): number {
     const op = 'bind';
     const state = fdState(fd) ?? fail('EINVAL', op, 'expected an IommuFd');
     if (state.engine !== this.engine) fail('EINVAL', op, 'expected an IommuFd of the Iommu this device was added to');
@@ -176,7 +177,7 @@ export class DeviceFd {
    * @throws EINVAL not bound, bad PASID or incompatible HWPT; EPERM PASID not allocated by the bound
    * FD; ENOENT no such object; EADDRINUSE reserved regions clash; ENOMEM.
    */
-  attach(ptId: unknown, opts?: { pasid?: number }): number {
+  attach(ptId: number, opts?: { pasid?: number }): number {
     const op = 'attach';
     const o = options(op, opts, ['pasid'] as const);
     const state = this.boundState(op);
