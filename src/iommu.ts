@@ -24,9 +24,24 @@ import type { Access, Translation, TranslationOut } from './dma/translation';
 
 /** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
 export interface Restored extends RestoredObjects {
+  /** The new engine, independent of the one that was saved. */
   iommu: Iommu;
 }
 
+/**
+ * One emulated IOMMU, owned by one thread (the owner): its engine memory (page tables, IOTLBs, guest
+ * RAM), the devices behind it and the ioasid FDs that program it. Only the owner changes state;
+ * worker threads translate through their own `Translator` (`translatorHandle()`).
+ * @example
+ * ```ts no-run
+ * import { Iommu, Access, NO_PASID } from 'ioasid';
+ * const iommu = await Iommu.create({ ram: { base: 0x8000_0000n, bytes: 64 << 20 } });
+ * const nic = iommu.addDevice({ bdf: '0000:03:00.0' });
+ * const fd = iommu.open();
+ * // ... program fd, bind and attach nic ...
+ * const t = iommu.translate(nic.rid, NO_PASID, 0x1000n, Access.Read);
+ * ```
+ */
 export class Iommu {
   private readonly engine: Engine;
   private readonly local: Translator;
@@ -109,6 +124,7 @@ export class Iommu {
     return this.engine.shared;
   }
 
+  /** The IOVA width of engine-managed tables: 39, 48 or 57 bits (3, 4 or 5 levels). */
   get addressWidth(): number {
     return this.engine.addressWidth;
   }
@@ -237,7 +253,12 @@ export class Iommu {
   }
 
   /** Counters summed over the owner and every worker translator. */
-  stats(): TranslatorStats & { tablePages: number; memoryBytes: number } {
+  stats(): TranslatorStats & {
+    /** Page-table pages in use, over every FD. */
+    tablePages: number;
+    /** The engine memory's size in bytes. */
+    memoryBytes: number;
+  } {
     const core = this.engine.core;
     core.sync();
     return {

@@ -10,6 +10,7 @@ import { computeLayout, type Layout } from './core/layout';
 import type { DeviceCaps } from './iommufd/device';
 import type { IoRange } from './iommufd/io-pagetable';
 
+/** Options of `Iommu.create` (every one optional; README "API" lists the defaults). */
 export interface IommuOptions {
   /** IOVA width of engine-managed tables: 39, 48 (default) or 57 bits (3, 4 or 5 levels). */
   addressWidth?: 39 | 48 | 57;
@@ -22,7 +23,12 @@ export interface IommuOptions {
   /** Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is usable). */
   shared?: boolean;
   /** Guest RAM inside the engine memory: `bytes` at guest-physical `base` (see `Iommu.ram`). */
-  ram?: { base: bigint | number; bytes: number };
+  ram?: {
+    /** Guest-physical address of the first byte of RAM. */
+    base: bigint | number;
+    /** Size of guest RAM in bytes. */
+    bytes: number;
+  };
   /** Translator slots, the owner's included (default 8). */
   translators?: number;
   /** Engine-managed domains (HWPTs) that can exist at once (default 4096). */

@@ -19,6 +19,19 @@ import * as abi from '../../assembly/abi';
 import type { Core } from '../core/core';
 import type { Access } from './translation';
 
+/**
+ * A ring of translation requests in the engine's shared memory, translated by one Wasm call
+ * (`run`): the fastest path when addresses are already in memory (layout: this file's header and
+ * README "Batch layout"). Get one from `Translator.batch()` or `Iommu.batch()`.
+ * @example
+ * ```ts no-run
+ * const batch = translator.batch();
+ * batch.set(0, rid, NO_PASID, 0x1000, Access.Read);
+ * batch.set(1, rid, NO_PASID, 0x2000, Access.Write);
+ * batch.run(2);
+ * if (batch.ok(0)) console.log(batch.phys(0));
+ * ```
+ */
 export class Batch {
   private epoch = -1;
   private req = new Uint32Array(0);
@@ -27,9 +40,11 @@ export class Batch {
   /** @internal */
   constructor(
     private readonly core: Core,
+    /** Requests per `run` at most. */
     readonly capacity: number,
-    /** Byte offsets of the request and result arrays in the engine memory. */
+    /** Byte offset of the request words in the engine memory. */
     readonly requestPtr: number,
+    /** Byte offset of the result words in the engine memory. */
     readonly resultPtr: number,
   ) {}
 

@@ -11,9 +11,19 @@ import { Access, FAULT_REASONS, type Fault, type TranslationOut } from './transl
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
 export interface DmaResult {
+  /** Bytes copied before the transfer ended (all of them when there is no fault). */
   bytes: number;
   /** `not-ram`: the address translated, but its output is outside guest RAM. */
-  fault?: Fault | { readonly reason: 'not-ram'; readonly level: 0; readonly stage: 0; readonly phys: bigint };
+  fault?: Fault | {
+    /** The translation succeeded but its output is not guest RAM. */
+    readonly reason: 'not-ram';
+    /** Always 0. */
+    readonly level: 0;
+    /** Always 0. */
+    readonly stage: 0;
+    /** The output address that is outside guest RAM. */
+    readonly phys: bigint;
+  };
 }
 
 /**

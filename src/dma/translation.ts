@@ -52,6 +52,7 @@ export const FAULT_REASONS = [
   'outside-ram',
 ] as const satisfies readonly string[] & { length: typeof abi.FAULT_MAX };
 
+/** The name of a fault reason: one of `FAULT_REASONS` (README "Faults" says what each means). */
 export type FaultReason = (typeof FAULT_REASONS)[number];
 
 /**
@@ -60,8 +61,11 @@ export type FaultReason = (typeof FAULT_REASONS)[number];
  * The optional fields appear only when they apply.
  */
 export interface Fault {
+  /** Why the translation faulted. */
   readonly reason: FaultReason;
+  /** The table level where the walk stopped (0 is the 4 KiB level). */
   readonly level: number;
+  /** 0 for engine-managed tables; 1 or 2 for user-managed ones (2: the nesting parent or a G stage). */
   readonly stage: number;
   /**
    * Stage 2 faulted on an implicit access of the stage-1 walk (reading a stage-1 table entry);
@@ -85,13 +89,19 @@ export interface Fault {
  * the leaf's R=1/W=2/X=4 bits. On a fault `ok` is false, `perm` 0 and `fault` says why.
  */
 export interface Translation {
+  /** True when the request translated; false on a fault (then `fault` says why). */
   readonly ok: boolean;
+  /** The input address that was translated. */
   readonly iova: bigint;
+  /** The output address of the byte at `iova` (0n on a fault). */
   readonly phys: bigint;
+  /** The leaf size in bytes (4 KiB, 2 MiB, 1 GiB, ...; 0n on a fault). */
   readonly size: bigint;
+  /** The leaf's permission bits: R = 1, W = 2, X = 4 (0 on a fault). */
   readonly perm: number;
   /** Memory type when not the default (RISC-V Svpbmt): 1 = NC, 2 = IO. */
   readonly pbmt?: number;
+  /** Why it faulted, when `ok` is false. */
   readonly fault?: Fault;
 }
 
@@ -100,24 +110,35 @@ export interface Translation {
  * `physLo`/`physHi` are the exact 32-bit halves.
  */
 export class TranslationOut {
+  /** True when the request translated. */
   ok = false;
+  /** Low 32 bits of the output address. */
   physLo = 0;
+  /** High 32 bits of the output address. */
   physHi = 0;
+  /** The output address as a number (exact below 2^53). */
   phys = 0;
   /** log2 of the leaf size (12, 21 or 30) when ok. */
   sizeLg2 = 0;
+  /** The leaf's permission bits (R = 1, W = 2, X = 4) when ok. */
   perm = 0;
   /** Index into FAULT_REASONS; 0 when ok. */
   reason = 0;
+  /** The fault's table level (see `Fault.level`). */
   level = 0;
+  /** The fault's stage (see `Fault.stage`). */
   stage = 0;
   /** Memory type (RISC-V PBMT: 0 PMA, 1 NC, 2 IO) when ok. */
   pbmt = 0;
   /** Fault flags and address: see `Fault`. */
   implicit = false;
+  /** See `Fault.implicitWrite`. */
   implicitWrite = false;
+  /** See `Fault.pageRequest`. */
   pageRequest = false;
+  /** Low 32 bits of `Fault.addr`. */
   faultAddrLo = 0;
+  /** High 32 bits of `Fault.addr`. */
   faultAddrHi = 0;
 }
 

@@ -17,22 +17,43 @@ import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Access, 
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
 export interface TranslatorHandle {
+  /** The compiled Wasm core (shared with the owner: workers do not compile it again). */
   readonly module: WebAssembly.Module;
+  /** The engine memory (shared). */
   readonly memory: WebAssembly.Memory;
+  /** The translator slot reserved for the worker: its own IOTLB and counters. */
   readonly slot: number;
   /** A batch ring reserved for this translator. */
-  readonly batch: { readonly capacity: number; readonly requestPtr: number; readonly resultPtr: number };
+  readonly batch: {
+    /** Requests per `Batch.run`. */
+    readonly capacity: number;
+    /** Byte offset of the request words in the memory. */
+    readonly requestPtr: number;
+    /** Byte offset of the result words in the memory. */
+    readonly resultPtr: number;
+  };
   /** Guest RAM: `bytes` at byte `offset` of the memory, guest-physical `base` (bytes 0 when none). */
-  readonly ram: { readonly offset: number; readonly bytes: number; readonly base: bigint };
+  readonly ram: {
+    /** Byte offset of guest RAM in the memory. */
+    readonly offset: number;
+    /** Size of guest RAM in bytes. */
+    readonly bytes: number;
+    /** Guest-physical address of its first byte. */
+    readonly base: bigint;
+  };
 }
 
 /** Hit, miss and fault counters of one translator slot (or summed over all). */
 export interface TranslatorStats {
   /** Requests translated or faulted: hits + misses + malformed requests. */
   translations: number;
+  /** Translations answered by the IOTLB. */
   hits: number;
+  /** Translations that walked the tables. */
   misses: number;
+  /** Translations that faulted. */
   faults: number;
+  /** Faults by `FaultReason` (only reasons that occurred). */
   faultsByReason: Record<string, number>;
   /** Table entries read by misses through user-managed or nested tables (the extended walker). */
   tableReads: number;
@@ -45,6 +66,18 @@ const u32Or0 = (v: unknown): number => (typeof v === 'number' ? v >>> 0 : 0);
 const TWO_32 = 4294967296;
 const TWO_64 = 1n << 64n;
 
+/**
+ * A thread's translator: its own IOTLB and counters over the engine's (shared) memory. The owner's
+ * is inside `Iommu`; a worker gets its own with `Translator.attach(iommu.translatorHandle())` and
+ * then translates concurrently with the owner's control calls (README "Worker translators").
+ * @example
+ * ```ts no-run
+ * // worker thread, with the handle posted by the owner
+ * const t = Translator.attach(workerData.handle);
+ * const out = new TranslationOut();
+ * t.translateInto(out, rid, NO_PASID, iova, Access.Read);   // per call, no allocation
+ * ```
+ */
 export class Translator {
   /** Faults of this thread's per-call translations. */
   readonly faults = new FaultLog();

@@ -65,6 +65,17 @@ export interface DeviceState {
   reservedIn: Ioas | undefined;
 }
 
+/**
+ * A device FD (VFIO's cdev): one PCI function behind the IOMMU, as `Iommu.addDevice()` returns it.
+ * Its DMA is blocked until it is bound to an ioasid FD and attached to an address space there:
+ * `bind()` and `attach()` are the authorization, separate from programming the address space.
+ * @example
+ * ```ts no-run
+ * const nic = iommu.addDevice({ bdf: '0000:03:00.0' });
+ * const devId = nic.bind(fd);                     // joins the FD
+ * nic.attach(fd.hwptAlloc({ devId, ptId: ioas }));  // its RID may now DMA through that IOAS
+ * ```
+ */
 export class DeviceFd {
   private binding: Binding | undefined;
   /** pasid (NO_PASID for the RID) -> attached HWPT. */
@@ -82,6 +93,7 @@ export class DeviceFd {
     return this.caps.rid;
   }
 
+  /** PCI bus/device/function, e.g. `'0000:03:00.0'`. */
   get bdf(): string {
     return this.caps.bdf;
   }
