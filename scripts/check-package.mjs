@@ -121,7 +121,8 @@ try {
 } catch (e) {
   if (e instanceof IommuError) console.log(e.errno);
 }
-void Translator; void phys;
+const rw: Access = Access.Read | Access.Write;
+void Translator; void phys; void rw;
 // @ts-expect-error bind takes an IommuFd
 nic.bind(42);
 // @ts-expect-error attach takes an object ID (a number)
