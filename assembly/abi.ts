@@ -9,7 +9,7 @@
 // Glossary (after Linux generic_pt): IOVA = input address; OA = output address; level 0 holds
 // 4 KiB leaves; a *table* is one 4 KiB page of 512 u64 entries; start/last are inclusive bounds.
 
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 // ---- Page geometry of engine-managed tables ----------------------------------------------------
 export const PAGE_SHIFT = 12;
@@ -160,14 +160,23 @@ export const CTRL_FAIL_COUNTDOWN = 76;
 export const CTRL_CTX_GEN = 80;
 export const CTRL_FREE_COUNT = 84;
 export const CTRL_PAGES_GROWN = 88;
-/** Guest RAM: byte offset in the memory, length, and guest-physical base (lo/hi). */
-export const CTRL_RAM = 92;
-export const CTRL_RAM_BYTES = 96;
-export const CTRL_RAM_BASE_LO = 100;
-export const CTRL_RAM_BASE_HI = 104;
+/** Guest RAM: the RAM window table (RAMWIN_* records, sorted by base) and its record count. */
+export const CTRL_RAM_WINDOWS = 92;
+export const CTRL_RAM_COUNT = 96;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"
+
+// ---- RAM window record, 16 bytes, RAM_WINDOWS_MAX per engine (assembly/ram.ts) --------------------
+//   +0 guest-physical base lo | +4 hi | +8 bytes | +12 memory offset, or RAMWIN_EXTERNAL when the
+//   window is a buffer outside the memory (reached through the env.ramLoad/env.ramCas imports)
+export const RAMWIN_SIZE = 16;
+export const RAMWIN_BASE_LO = 0;
+export const RAMWIN_BASE_HI = 4;
+export const RAMWIN_BYTES = 8;
+export const RAMWIN_OFFSET = 12;
+export const RAMWIN_EXTERNAL = -1;
+export const RAM_WINDOWS_MAX = 16;
 
 // ---- Device context entry, 16 bytes (256 per device page) -----------------------------------------
 //   +0 flags | +4 RID domain (0 = blocked) | +8 PASID directory page | +12 PASID width (bits)
@@ -246,6 +255,11 @@ export const SLOT_WALK_READS = 128;
 export const SLOT_PRQ_TAIL = 136;
 export const SLOT_PRQ_HEAD = 140;
 export const SLOT_PRQ_LOST = 144;
+/**
+ * u32[2]: bit (dom & 63) set once this slot's IOTLB cached a leaf larger than 4 KiB for a domain
+ * with that number mod 64 (a hint for leaf-aware invalidation; cleared only with the whole slot).
+ */
+export const SLOT_SUPER_DOMAINS = 152;
 export const SLOT_PRQ = 512;
 export const SLOT_IOTLB = 4096;
 

@@ -18,10 +18,10 @@
 
 import {
   TLB_ENTRY_SIZE, TLB_SET_SIZE, TLB_KEY_HI, TLB_VPN_LO, TLB_PASID, TLB_DOMAIN, TLB_GEN, TLB_INFO,
-  TLB_PHYS_LO, TLB_VALID, TLB_RID_SHIFT, DOM_INVSEQ, DOM_GEN, SLOT_IOTLB, PASID_BITS, PAGE_SHIFT,
-  CTRL_CTX_GEN,
+  TLB_PHYS_LO, TLB_VALID, TLB_RID_SHIFT, DOM_INVSEQ, DOM_GEN, SLOT_IOTLB, SLOT_SUPER_DOMAINS, PASID_BITS, PAGE_SHIFT,
+  CTRL_CTX_GEN, INFO_SIZE_SHIFT, INFO_SIZE_MASK,
 } from './abi';
-import { ctrl, slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
+import { ctrl, slot, slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
 import { domainPtr } from './domain';
 
 /** The set of this slot's IOTLB that (rid, pasid, page vpnLo) hashes to; the hit path's hash. */
@@ -51,6 +51,14 @@ export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u
   const vpn = iova >> PAGE_SHIFT;
   if (<u32>(vpn >> 32) >> TLB_RID_SHIFT) return; // page numbers from 2^45 do not fit a key
   const keyHi = <u32>(vpn >> 32) | (rid << TLB_RID_SHIFT) | TLB_VALID;
+  // A superpage: leaf-aware invalidation must scan for this domain. The hint is set (in this
+  // slot only) before the key is published, so an owner that misses it bumped DOM_INVSEQ first
+  // and this fill withdraws itself below.
+  if (((info >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK) > <u32>PAGE_SHIFT) {
+    const word = slot + SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
+    const bit: u32 = 1 << (dom & 31);
+    if (!(load<u32>(word) & bit)) atomic.store<u32>(word, load<u32>(word) | bit);
+  }
   const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
   store<u32>(e, <u32>vpn, TLB_VPN_LO);
   store<u32>(e, pasid, TLB_PASID);
@@ -117,4 +125,36 @@ export function iotlbInvalidatePages(dom: u32, rid: u32, pasid: u32, first: u64,
     }
     if (vpn == last) break; // last may be 2^52-1: never wrap
   }
+}
+
+/**
+ * Leaf-aware invalidation: clears the entries of `dom` (and `pasid` unless `anyPasid`) whose cached
+ * leaf — the 4 KiB page, or the whole superpage it was translated through — overlaps pages
+ * `first..last`, from every translator's IOTLB. (An entry caches one 4 KiB page; a superpage leaf
+ * leaves one entry per page used, each with the leaf size in its info word.) Only when some slot
+ * has cached a superpage for a domain of this number (SLOT_SUPER_DOMAINS): @returns 1 after the
+ * scan, 0 when no slot has, and page-exact invalidation (iotlbInvalidatePages) is enough.
+ */
+export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, first: u64, last: u64): u32 {
+  atomic.add<u32>(domainPtr(dom), 1, DOM_INVSEQ);
+  const hint: usize = <usize>SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
+  const bit: u32 = 1 << (dom & 31);
+  let any = false;
+  for (let s: u32 = 0; s < slotCount && !any; s++) any = (atomic.load<u32>(slotsBase + <usize>s * <usize>slotSize + hint) & bit) != 0;
+  if (!any) return 0;
+  const entries = (iotlbSetMask + 1) * 2;
+  for (let s: u32 = 0; s < slotCount; s++) {
+    const base = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB;
+    for (let i: u32 = 0; i < entries; i++) {
+      const e = base + <usize>i * TLB_ENTRY_SIZE;
+      const key = atomic.load<u32>(e, TLB_KEY_HI);
+      if (!(key & TLB_VALID) || load<u32>(e, TLB_DOMAIN) != dom) continue;
+      if (!anyPasid && load<u32>(e, TLB_PASID) != pasid) continue;
+      const vpn = (<u64>(key & ((1 << TLB_RID_SHIFT) - 1)) << 32) | <u64>load<u32>(e, TLB_VPN_LO);
+      const span = (<u64>1 << <u64>(((load<u32>(e, TLB_INFO) >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK) - <u32>PAGE_SHIFT)) - 1;
+      if ((vpn | span) < first || (vpn & ~span) > last) continue;
+      atomic.cmpxchg<u32>(e + TLB_KEY_HI, key, 0);
+    }
+  }
+  return 1;
 }

@@ -12,9 +12,10 @@
 // (11 bits for the RISC-V x4 formats).
 //
 // Memory safety: an engine table is a pool page (trusted, read under the caller's epoch); a user
-// table entry is read only through ramPtr, which refuses anything outside guest RAM
-// (FAULT_OUTSIDE_RAM). Reads are single aligned atomic u64 loads, so a racing writer (a guest vCPU)
-// is seen wholly before or after.
+// table entry is located only through ramLocate, which refuses anything outside every guest RAM
+// window (FAULT_OUTSIDE_RAM), and read and updated through ramLoad/ramCas (ram.ts: in the memory,
+// or in an external buffer through an import). Reads are single aligned atomic u64 loads, so a
+// racing writer (a guest vCPU) is seen wholly before or after.
 //
 // Nesting (Privileged spec "Two-Stage Address Translation", VT-d §3.8): when `s2` is given, every
 // table-entry address of this stage is a GPA translated by a stage-2 walk first (an implicit read;
@@ -42,7 +43,7 @@ import {
 import {
   rvDecode, rvTableAddr, rvLeafCheck, rvIsNapot, rvLeafOA, rvPerm, rvPbmt, rvCapsS, rvCapsG, RV_A, RV_D,
 } from './fmt/riscv';
-import { ramPtr } from './ram';
+import { ramLocate, ramLoad, ramCas, RAM_NONE } from './ram';
 import { slot } from './env';
 
 /** Walk mode: this is the stage-2 translation of a stage-1 table-entry address (an implicit read). */
@@ -183,7 +184,8 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
   let table: u64 = user ? (<u64>load<u32>(d, DOM_UROOT_HI) << 32) | <u64>load<u32>(d, DOM_UROOT_LO) : <u64>load<u32>(d, DOM_ROOT);
   let level = top;
   let acc = X86_ACC_INIT;
-  let p: usize = 0; // memory address of the current entry; 0 = not located yet
+  let p: u64 = 0; // where the current entry is (ram.ts: ramLocate, or a pool address)
+  let located = false;
   let pteGpa: u64 = 0;
   let s2W = true;
   let s2D = true;
@@ -191,11 +193,11 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
   let retries: u32 = 0;
   while (true) {
     const shift = 12 + 9 * level;
-    if (p == 0) {
+    if (!located) {
       const indexBits: u32 = level == top ? bits - shift : 9;
       const at = table + (((va >> shift) & ((<u64>1 << indexBits) - 1)) << 3);
       if (!user) {
-        p = <usize>at;
+        p = at;
       } else {
         let pa = at;
         if (s2 != 0) {
@@ -207,12 +209,13 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
           s2D = wLeafD;
           s2Level = wLevel;
         }
-        p = ramPtr(pa);
-        if (p == 0) return failAt(FAULT_OUTSIDE_RAM, level, stage, pa);
+        p = ramLocate(pa);
+        if (p == RAM_NONE) return failAt(FAULT_OUTSIDE_RAM, level, stage, pa);
       }
+      located = true;
     }
     countRead();
-    let e = atomic.load<u64>(p);
+    let e = ramLoad(p);
     const kind = decode(fmt, e, level, flags, paBits);
     if (kind > KIND_LEAF) return failAt(kind, level, stage, va);
     const acc2 = fmt == FMT_X86_64 ? x86Accumulate(acc, e) : acc;
@@ -221,7 +224,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
       // SDM §4.8: the accessed flag of every paging-structure entry used is set.
       if (fmt == FMT_X86_64 && (flags & DOM_HWAD) != 0 && (e & X86_A) == 0) {
         if (s2 != 0 && !(s2W && s2D)) return implicitWriteFault(s2W, s2Level, pteGpa);
-        if (atomic.cmpxchg<u64>(p, e, e | X86_A) != e) {
+        if (ramCas(p, e, e | X86_A) != e) {
           if (++retries > RETRY_LIMIT) return failAt(FAULT_NOT_PRESENT, level, stage, va);
           continue; // the entry changed under us: check it again
         }
@@ -229,7 +232,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
       acc = acc2;
       table = tableAddr(fmt, e);
       level--;
-      p = 0;
+      located = false;
       continue;
     }
 
@@ -263,7 +266,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
       }
       if (set != 0) {
         if (s2 != 0 && !(s2W && s2D)) return implicitWriteFault(s2W, s2Level, pteGpa);
-        if (atomic.cmpxchg<u64>(p, e, e | set) != e) {
+        if (ramCas(p, e, e | set) != e) {
           if (++retries > RETRY_LIMIT) return failAt(FAULT_NOT_PRESENT, level, stage, va);
           continue;
         }

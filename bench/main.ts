@@ -19,6 +19,7 @@ import { workerScenarios } from './scenarios/workers';
 import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
 import { virtioScenarios } from './scenarios/virtio';
+import { riscvScenarios } from './scenarios/riscv';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -39,6 +40,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   nested: nestedScenarios,
   dma: dmaScenarios,
   virtio: virtioScenarios,
+  riscv: riscvScenarios,
 };
 
 const USAGE = `usage: npm run bench -- [--json FILE] [--scale | --no-scale] [--quick] [--only GROUP[,GROUP]]

@@ -39,6 +39,7 @@ const TYPES = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ts': 'text/plain; charset=utf-8',
+  '.wasm': 'application/wasm',
 };
 
 /** `from 'ioasid'` / `import('ioasid')` in a served script → the bundle, under the same route prefix. */

@@ -14,6 +14,8 @@ export { Batch } from './dma/batch';
 export { IoasAccess, type UnmapCallback } from './iommufd/access';
 export type { FdObject, ObjType } from './iommufd/object-table';
 export type { DmaResult } from './dma/dma';
+export type { RamWindowOptions } from './core/ram-options';
+export type { RamWindowSpec } from './core/ram-window';
 export { IommuError, ERRNO, type Errno } from './base/errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './dma/translation';
 export { FaultLog, type FaultRecord, type FaultListener } from './dma/fault-log';

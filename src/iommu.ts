@@ -5,7 +5,7 @@
  * @module
  */
 import * as abi from '../assembly/abi';
-import { int, options } from './base/args';
+import { flag, int, options } from './base/args';
 import { Batch, batchPages } from './dma/batch';
 import { Core, coreModule, coreModuleAsync } from './core/core';
 import { DeviceFd } from './iommufd/device';
@@ -17,7 +17,7 @@ import type { FaultLog } from './dma/fault-log';
 import { IommuFd } from './iommufd/iommufd';
 import { resolveDevice, resolveOptions, sharedMemoryUnavailableReason, type DeviceOptions, type IommuOptions, type ResolvedOptions } from './options';
 import { writeControlBlock } from './core/layout';
-import { RamWindow } from './core/ram-window';
+import { GuestRam } from './core/ram-window';
 import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './dma/translator';
 import type { Access, Translation, TranslationOut } from './dma/translation';
@@ -46,21 +46,26 @@ export class Iommu {
   private readonly engine: Engine;
   private readonly local: Translator;
   private readonly module: WebAssembly.Module;
-  /** Guest-physical base of `ram`. */
-  readonly ramBase: bigint;
 
   /** @param image fills the new memory from a snapshot instead of a fresh control block. */
-  private constructor(module: WebAssembly.Module, r: ResolvedOptions, image?: (memory: WebAssembly.Memory) => void) {
-    const memory = new WebAssembly.Memory({ initial: r.layout.initialPages, maximum: r.layout.maximumPages, shared: r.shared });
-    if (image) image(memory);
-    else writeControlBlock(memory, r.layout, r.ramBase);
-    const core = new Core(module, memory, 0);
+  private constructor(module: WebAssembly.Module, r: ResolvedOptions, image?: (memory: WebAssembly.Memory, ram: GuestRam) => void) {
+    const l = r.layout;
+    const memory = r.memory ?? new WebAssembly.Memory({ initial: l.initialPages, maximum: l.maximumPages, shared: r.shared });
+    // The engine's state starts zeroed; an emulator's region may hold anything.
+    if (r.memory) new Uint8Array(memory.buffer, l.origin, l.poolLimit - l.origin).fill(0);
+    const ram = new GuestRam(r.ram, memory);
+    if (image) image(memory, ram);
+    else writeControlBlock(memory, l, ram);
+    const core = new Core(module, memory, 0, l.ctrl, ram.imports);
     this.module = module;
-    const ram = new RamWindow(r.ramBase, r.layout.ram, r.layout.ramBytes);
-    this.engine = new EngineOf(core, r.layout, r.addressWidth, r.pasidBits, r.shared, ram);
+    this.engine = new EngineOf(core, l, r.addressWidth, r.pasidBits, r.shared, ram, r.memory !== undefined);
     this.local = new Translator(core, undefined, ram);
-    this.ramBase = r.ramBase;
     registerEngine(this, this.engine);
+  }
+
+  /** Guest-physical base of `ram` (0 when there is no guest RAM). */
+  get ramBase(): bigint {
+    return this.engine.ram.windows[0]?.base ?? 0n;
   }
 
   /** Creates an engine (compiles the core asynchronously on first use). @throws EINVAL, EOPNOTSUPP bad options. */
@@ -80,6 +85,9 @@ export class Iommu {
    * attachments, PASIDs, fault queues, accesses, devices and memory (guest RAM included), in new
    * objects independent of the original; cold IOTLBs, no workers. See `RestoreOptions` for `shared`
    * and the `onUnmap` callbacks of pinning accesses, and `Restored` for re-wiring an emulator.
+   * An engine that lived in an emulator's memory is restored into the same region of the memory
+   * given back as `memory` (whose region it overwrites, even when the restore then fails), and RAM
+   * windows that were buffers read from the buffers given back as `ram`.
    * @throws EINVAL anything wrong with `bytes` (not a snapshot, corrupt, truncated, another format or
    * core ABI version) or `opts`; EOPNOTSUPP `shared: true` without SharedArrayBuffer; ENOMEM no
    * memory for the engine. Never anything but an `IommuError`, never a half-built engine.
@@ -103,7 +111,7 @@ export class Iommu {
   }
 
   private static fromSnapshot(module: WebAssembly.Module, r: ResolvedOptions, s: SnapshotReader): Restored {
-    const iommu = new Iommu(module, r, (memory) => s.loadImage(memory, r.layout, r.ramBase));
+    const iommu = new Iommu(module, r, (memory, ram) => s.loadImage(memory, r.layout, ram));
     return { iommu, ...s.rebuild(iommu.engine) };
   }
 
@@ -113,10 +121,14 @@ export class Iommu {
    * and worker slots left out). Call it on the owner thread between control calls; workers may keep
    * translating: they change only A/D bits, guest RAM and page requests, which the snapshot may or
    * may not include. Page requests already raised are moved into their fault queues first.
-   * @throws EOPNOTSUPP the engine holds an object this version cannot save.
+   * `{ ram: false }` leaves guest RAM out (emulators that save their RAM themselves): the restored
+   * engine's own RAM windows start zeroed, and windows in the emulator's memory or buffers are not
+   * written by restore.
+   * @throws EINVAL bad options; EOPNOTSUPP the engine holds an object this version cannot save.
    */
-  snapshot(): Uint8Array {
-    return takeSnapshot(this.engine, this.ramBase);
+  snapshot(opts?: { ram?: boolean }): Uint8Array {
+    const o = options('snapshot', opts, ['ram'] as const);
+    return takeSnapshot(this.engine, flag('snapshot', 'ram', o.ram, true));
   }
 
   /** True when workers can translate over this engine's memory. */
@@ -134,10 +146,28 @@ export class Iommu {
     return this.engine.core.memory;
   }
 
-  /** Guest RAM inside the engine memory (empty when not configured); zero-copy. */
+  /**
+   * The guest RAM window with the lowest base (empty when there is none), zero-copy; all of them
+   * are `ramWindows()`. Validity: every read of this getter returns a live view, but a view you
+   * keep is detached (length 0, writes through it vanish) when an unshared engine memory grows —
+   * table allocation (map, HWPT and device creation, batches) may grow it. Re-read `iommu.ram`
+   * after such calls, or use RAM that never moves: `shared: true` (a shared memory's old views stay
+   * valid), a window in a buffer you own (`ram: [{ base, buffer, bytes }]`) or in your own memory
+   * (`memory`, `region`).
+   */
   get ram(): Uint8Array {
-    const l = this.engine.layout;
-    return new Uint8Array(this.engine.core.memory.buffer, l.ram, l.ramBytes);
+    return this.local.ram;
+  }
+
+  /** Every guest RAM window, by base, each as a fresh zero-copy view (see `ram` for validity). */
+  ramWindows(): {
+    /** Guest-physical address of the window's first byte. */
+    base: bigint;
+    /** The window's bytes (a live view, as `ram`). */
+    bytes: Uint8Array;
+  }[] {
+    const ram = this.engine.ram;
+    return ram.windows.map((w, i) => ({ base: w.base, bytes: ram.view(i) }));
   }
 
   /** Faults of the owner thread's per-call translations. */
@@ -218,6 +248,10 @@ export class Iommu {
     const op = 'translatorHandle';
     const o = options(op, opts, ['batchCapacity'] as const);
     if (!this.engine.shared) fail('EOPNOTSUPP', op, `the engine memory is not shared (${sharedMemoryUnavailableReason() ?? 'created with shared: false'})`);
+    // A worker would get a copy of an unshared buffer: its walks and DMA would miss the guest's.
+    if (this.engine.ram.windows.some((w) => w.buffer && !(typeof SharedArrayBuffer === 'function' && w.buffer instanceof SharedArrayBuffer))) {
+      fail('EOPNOTSUPP', op, 'a guest RAM window is an ArrayBuffer, which workers cannot share (use a SharedArrayBuffer)');
+    }
     const capacity = o.batchCapacity === undefined ? 4096 : int(op, 'batchCapacity', o.batchCapacity, 1, 1 << 20);
     let slot = 1;
     while (this.engine.slotsInUse.has(slot)) slot++;
@@ -225,11 +259,10 @@ export class Iommu {
     const ptr = this.allocBuffer(op, batchPages(capacity));
     this.engine.slotsInUse.add(slot);
     this.engine.translatorRings.set(slot, { ptr, pages: batchPages(capacity) });
-    const l = this.engine.layout;
     return {
-      module: this.module, memory: this.engine.core.memory, slot,
+      module: this.module, memory: this.engine.core.memory, slot, ctrl: this.engine.layout.ctrl,
       batch: { capacity, requestPtr: ptr, resultPtr: ptr + capacity * abi.REQ_SIZE },
-      ram: { offset: l.ram, bytes: l.ramBytes, base: this.ramBase },
+      ram: this.engine.ram.windows,
     };
   }
 

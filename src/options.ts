@@ -7,6 +7,8 @@ import * as abi from '../assembly/abi';
 import { describe, int, options, u64 } from './base/args';
 import { fail } from './base/errno';
 import { computeLayout, type Layout } from './core/layout';
+import { placeWindows, resolveRam, type RamWindowOptions } from './core/ram-options';
+import type { RamWindowSpec } from './core/ram-window';
 import type { DeviceCaps } from './iommufd/device';
 import type { IoRange } from './iommufd/io-pagetable';
 
@@ -18,15 +20,32 @@ export interface IommuOptions {
   pasidBits?: number;
   /** IOTLB entries per translator (power of two, default 4096). */
   iotlbEntries?: number;
-  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). */
+  /** Upper bound of the engine memory, page tables included (default 1 GiB, at most 4 GiB). Not with `memory`. */
   maxMemoryBytes?: number;
-  /** Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is usable). */
+  /**
+   * Use a shared WebAssembly.Memory so workers can translate (default: when SharedArrayBuffer is
+   * usable). With `memory`, the memory's own kind (and `shared`, if given, must match it).
+   */
   shared?: boolean;
-  /** Guest RAM inside the engine memory: `bytes` at guest-physical `base` (see `Iommu.ram`). */
-  ram?: {
-    /** Guest-physical address of the first byte of RAM. */
-    base: bigint | number;
-    /** Size of guest RAM in bytes. */
+  /**
+   * Guest RAM: one window or a list of disjoint windows, each `bytes` at guest-physical `base`.
+   * A window without `offset`/`buffer` is allocated in the engine memory; `{ offset }` is a window
+   * at that offset of `memory`; `{ buffer, offset? }` one in a buffer the engine does not own
+   * (walks and DMA reach it through a slower path). See README "Embedding in an emulator".
+   */
+  ram?: RamWindowOptions | RamWindowOptions[];
+  /**
+   * A WebAssembly.Memory the emulator owns: the engine keeps all its state inside `region` of it,
+   * never grows it, and writes outside the region only A/D bits of guest page tables, page-request
+   * rings it owns and DMA into RAM windows. Pass `ram` windows by `offset` in this memory to walk
+   * and copy zero-copy.
+   */
+  memory?: WebAssembly.Memory;
+  /** With `memory`: the part of it the engine may use, `bytes` at byte `offset` (4 KiB aligned). */
+  region?: {
+    /** Byte offset of the region in `memory`. */
+    offset: number;
+    /** Size of the region in bytes. */
     bytes: number;
   };
   /** Translator slots, the owner's included (default 8). */
@@ -49,7 +68,7 @@ export interface DeviceOptions {
   reservedRegions?: IoRange[];
 }
 
-const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains'] as const;
+const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains', 'memory', 'region'] as const;
 const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
 const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
 
@@ -68,7 +87,10 @@ export interface ResolvedOptions {
   pasidBits: number;
   shared: boolean;
   layout: Layout;
-  ramBase: bigint;
+  /** The emulator's memory, when the engine lives in a region of it. */
+  memory: WebAssembly.Memory | undefined;
+  /** Guest RAM windows, placed. */
+  ram: RamWindowSpec[];
 }
 
 /** Checks the options of `Iommu.create` (and of a snapshot's header). @throws EINVAL, EOPNOTSUPP. */
@@ -83,29 +105,25 @@ export function resolveOptions(opts: unknown): ResolvedOptions {
   const maxMemoryBytes = o.maxMemoryBytes === undefined ? 2 ** 30 : int(op, 'maxMemoryBytes', o.maxMemoryBytes, 2 ** 20, 2 ** 32);
   const translators = o.translators === undefined ? 8 : int(op, 'translators', o.translators, 1, 256);
   const maxDomains = o.maxDomains === undefined ? 4096 : int(op, 'maxDomains', o.maxDomains, 2, 1 << 20);
-  let ramBytes = 0;
-  let ramBase = 0n;
-  if (o.ram !== undefined) {
-    const r = options(op, o.ram, ['base', 'bytes'] as const);
-    ramBytes = int(op, 'ram.bytes', r.bytes, abi.PAGE_SIZE, 2 ** 31);
-    if (ramBytes % abi.PAGE_SIZE) fail('EINVAL', op, `ram.bytes: expected a multiple of ${abi.PAGE_SIZE}, got ${ramBytes}`);
-    if (typeof r.base !== 'bigint' && !Number.isSafeInteger(r.base)) fail('EINVAL', op, `ram.base: expected an integer, got ${describe(r.base)}`);
-    ramBase = BigInt(r.base as number | bigint);
-    if (ramBase < 0n || ramBase % BigInt(abi.PAGE_SIZE) !== 0n) fail('EINVAL', op, 'ram.base: expected a page-aligned address');
-    // Page tables may sit anywhere below 2^64 (RISC-V: 56-bit physical addresses); software DMA
-    // (number addresses) reaches the window only when it ends below 2^53 (RamWindow).
-    if (ramBase + BigInt(ramBytes) > 1n << 64n) fail('EINVAL', op, 'ram: expected the window to end below 2^64');
-  }
+  const ram = resolveRam(op, o.memory, o.region, o.ram);
+  if (ram.memory && o.maxMemoryBytes !== undefined) fail('EINVAL', op, 'maxMemoryBytes: not with memory (the region bounds the engine)');
   const unavailable = sharedMemoryUnavailableReason();
-  let shared = unavailable === undefined;
+  let shared = ram.memory ? typeof SharedArrayBuffer === 'function' && ram.memory.buffer instanceof SharedArrayBuffer : unavailable === undefined;
   if (o.shared !== undefined) {
     if (typeof o.shared !== 'boolean') fail('EINVAL', op, `shared: expected a boolean, got ${describe(o.shared)}`);
+    if (ram.memory && o.shared !== shared) fail('EINVAL', op, `shared: ${o.shared}, but the memory given is ${shared ? '' : 'not '}shared`);
     if (o.shared && unavailable) fail('EOPNOTSUPP', op, `shared memory requested but ${unavailable}`);
     shared = o.shared;
   }
-  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramBytes });
-  if (layout.initialPages >= layout.maximumPages) fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
-  return { addressWidth, pasidBits, shared, layout, ramBase };
+  const ramRegions = ram.windows.filter((w) => w.offset === undefined).map((w) => w.bytes);
+  const layout = computeLayout({ translators, iotlbEntries, maxDomains, maxMemoryBytes, ramRegions, ramCount: ram.windows.length, region: ram.region });
+  if (ram.memory) {
+    const needs = layout.poolBase + 16 * abi.PAGE_SIZE - layout.origin;
+    if (needs > ram.region.bytes) fail('EINVAL', op, `region: ${ram.region.bytes} bytes is too small for this configuration (needs ${needs})`);
+  } else if (layout.initialPages >= layout.maximumPages) {
+    fail('EINVAL', op, `maxMemoryBytes ${maxMemoryBytes} is too small for this configuration`);
+  }
+  return { addressWidth, pasidBits, shared, layout, memory: ram.memory, ram: placeWindows(ram.windows, layout.ram) };
 }
 
 /**

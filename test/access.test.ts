@@ -2,57 +2,59 @@
 // write, pin and unpin by IOVA through an IOAS, and unmaps of pinned ranges.
 import { describe, expect, test } from 'vitest';
 import type { IommuFd } from '../src/index';
-import { err, makeIommu, ok } from './helpers';
+import { err, ok } from './helpers';
+import { createInMode, RAM_MODES, type RamMode } from './ram-modes';
 
 const P = 4096;
 const RAM_BASE = 0x4000_0000;
 const BUF = 16 * P;
 
-function rig() {
-  const iommu = makeIommu({ ram: { base: RAM_BASE, bytes: 64 * P } });
+/** An engine with guest RAM in `mode`; `ram` is the caller's own view of it. */
+function rig(mode: RamMode) {
+  const { iommu, rams: [ram] } = createInMode(mode, { base: RAM_BASE, bytes: 64 * P });
   const fd = ok.open(iommu);
   const ioas = fd.ioasAlloc();
   // Guest RAM filled with a pattern that tells every byte apart.
-  iommu.ram.forEach((_, i, a) => (a[i] = (i * 7 + (i >> 8)) & 0xff));
-  return { iommu, fd, ioas };
+  ram!.forEach((_, i, a) => (a[i] = (i * 7 + (i >> 8)) & 0xff));
+  return { iommu, ram: ram!, fd, ioas };
 }
 
 
 const mapBuf = (fd: IommuFd, ioas: number, iova: number, phys = RAM_BASE, write = true) =>
   fd.ioasMap(ioas, { iova, length: BUF, phys, write });
 
-describe('access objects', () => {
+describe.each(RAM_MODES)('access objects, RAM in %s', (mode) => {
   test('iommufd_ioas.access_rw: every length 1..31 around a page boundary reads and writes RAM exactly', () => {
-    const { iommu, fd, ioas } = rig();
+    const { ram, fd, ioas } = rig(mode);
     const iova = Number(fd.ioasMap(ioas, { length: BUF, phys: RAM_BASE }));
     const access = ok.accessCreate(fd, ioas);
     for (let at = iova + P - 50; at < iova + P + 50; at++) {
       for (let len = 1; len < 32; len++) {
-        const want = iommu.ram.slice(at - iova, at - iova + len);
+        const want = ram.slice(at - iova, at - iova + len);
         const got = new Uint8Array(len);
         access.read(at, got);
         expect(got).toEqual(want);
         const data = Uint8Array.from({ length: len }, (_, i) => (at + i * 13) & 0xff);
         access.write(at, data);
-        expect(iommu.ram.slice(at - iova, at - iova + len)).toEqual(data);
+        expect(ram.slice(at - iova, at - iova + len)).toEqual(data);
       }
     }
     const all = new Uint8Array(BUF);
     access.read(iova, all);
-    expect(all).toEqual(iommu.ram.slice(0, BUF));
+    expect(all).toEqual(ram.slice(0, BUF));
   });
 
   test('iommufd_ioas.access_rw_unaligned: a mapping at an unaligned IOVA (no domain) reads back exactly', () => {
-    const { iommu, fd, ioas } = rig();
+    const { ram, fd, ioas } = rig(mode);
     fd.ioasMap(ioas, { iova: P + 2048, length: BUF, phys: RAM_BASE + 2048 });
     const access = ok.accessCreate(fd, ioas);
     const got = new Uint8Array(100);
     access.read(P + 2048 + 4000, got);
-    expect(got).toEqual(iommu.ram.slice(2048 + 4000, 2048 + 4100));
+    expect(got).toEqual(ram.slice(2048 + 4000, 2048 + 4100));
   });
 
   test('reads across two contiguous mappings; errors: hole ENOENT, no permission EPERM, outside RAM EFAULT, zero length EINVAL', () => {
-    const { fd, ioas } = rig();
+    const { fd, ioas } = rig(mode);
     mapBuf(fd, ioas, 0x10_0000, RAM_BASE);
     mapBuf(fd, ioas, 0x10_0000 + BUF, RAM_BASE + 2 * BUF, false);
     const access = ok.accessCreate(fd, ioas);
@@ -65,7 +67,7 @@ describe('access objects', () => {
   });
 
   test('iommufd_ioas.access_pin_unmap: unmapping a pinned range calls onUnmap, which unpins; the pin is then gone', () => {
-    const { fd, ioas } = rig();
+    const { fd, ioas } = rig(mode);
     const calls: [bigint, bigint][] = [];
     const access = ok.accessCreate(fd, ioas, {
       onUnmap: (iova, length) => {
@@ -82,7 +84,7 @@ describe('access objects', () => {
   });
 
   test('a pin that onUnmap never drops makes unmap EDEADLOCK and leaves the mapping in place', () => {
-    const { fd, ioas } = rig();
+    const { fd, ioas } = rig(mode);
     let calls = 0;
     const access = ok.accessCreate(fd, ioas, { onUnmap: () => void calls++ });
     mapBuf(fd, ioas, 0x100_0000);
@@ -96,7 +98,7 @@ describe('access objects', () => {
   });
 
   test('iommufd_ioas.access_pin: pins need page alignment, an onUnmap callback and a mapped range; two pins both unpin', () => {
-    const { fd, ioas } = rig();
+    const { fd, ioas } = rig(mode);
     const plain = ok.accessCreate(fd, ioas);
     mapBuf(fd, ioas, 0x100_0000);
     err.accessPin('EINVAL', plain, 0x100_0000, P);
@@ -114,7 +116,7 @@ describe('access objects', () => {
   });
 
   test('a pinning access makes the IOAS page aligned; the access holds the IOAS (EBUSY) until destroyed', () => {
-    const { fd, ioas } = rig();
+    const { fd, ioas } = rig(mode);
     expect(fd.ioasIovaRanges(ioas).alignment).toBe(1n);
     const access = ok.accessCreate(fd, ioas, { onUnmap: () => undefined });
     expect(fd.ioasIovaRanges(ioas).alignment).toBe(BigInt(P));

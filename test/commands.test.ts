@@ -11,7 +11,7 @@ import { GuestRam } from './vectors/guest-tables';
 
 /** Public methods that are not control commands: queries, the DMA path, and `@internal` hooks of the object model. */
 const NOT_COMMANDS: Record<string, readonly string[]> = {
-  Iommu: ['translate', 'translateInto', 'dmaRead', 'dmaWrite', 'stats', 'device', 'devices'],
+  Iommu: ['translate', 'translateInto', 'dmaRead', 'dmaWrite', 'stats', 'ramWindows', 'device', 'devices'],
   IommuFd: ['objects', 'pasids'],
   DeviceFd: ['attachments', 'pageResponses', 'pushPageResponse', 'exportState', 'importState', 'unbindFrom'],
   IoasAccess: ['pinned', 'restorePins', 'release', 'details'],

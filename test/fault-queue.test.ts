@@ -2,20 +2,24 @@
 // through a HWPT with a fault queue queues a page request; read() hands it out under a cookie;
 // write() answers it back to the device, which retries; detach/replace answer pending requests
 // INVALID; lifetimes (the fault FD and HWPTs hold the FAULT object).
-import { describe, expect, test } from 'vitest';
+import { beforeEach, describe, expect, test } from 'vitest';
 import { Access, NO_PASID } from '../src/index';
+import { createInMode, RAM_MODES, type RamMode } from './ram-modes';
 import { GuestRam, GuestTables } from './vectors/guest-tables';
-import { err, makeIommu, ok } from './helpers';
+import { err, ok } from './helpers';
 
 const RAM = 0x1000_0000n;
 const pte = (pa: bigint): bigint => ((pa >> 12n) << 10n) | 0xd7n; // V R W U A D
 
+/** Where guest RAM is for the running test (test/ram-modes.ts); set by the mode's beforeEach. */
+let mode: RamMode = 'engine';
+
 function world(pri = true) {
-  const iommu = makeIommu({ ram: { base: RAM, bytes: 4 << 20 }, translators: 2, iotlbEntries: 64, maxDomains: 32, maxMemoryBytes: 32 << 20 });
+  const { iommu, rams } = createInMode(mode, { base: RAM, bytes: 4 << 20 }, { translators: 2, iotlbEntries: 64, maxDomains: 32, maxMemoryBytes: 32 << 20 });
   const dev = ok.addDevice(iommu, { bdf: '00:07.0', pri });
   const fd = ok.open(iommu);
   const devId = dev.bind(fd);
-  const ram = new GuestRam(iommu, RAM);
+  const ram = new GuestRam(rams[0]!, RAM);
   const root = ram.table();
   const t = new GuestTables(ram, root, 3, (a) => ((a >> 12n) << 10n) | 1n);
   const q = ok.faultQueueAlloc(fd);
@@ -24,7 +28,12 @@ function world(pri = true) {
 }
 
 
-describe('page requests', () => {
+// Page requests raised by walks of tables in guest RAM, wherever the RAM is.
+describe.each(RAM_MODES)('page requests, RAM in %s', (m) => {
+  beforeEach(() => {
+    mode = m;
+  });
+
   test('53: fault -> read one record -> respond SUCCESS -> the device retries and translates', () => {
     const w = world();
     w.dev.attach(w.iopf);

@@ -37,7 +37,8 @@ describe('guard regions and memory safety of the DMA path', () => {
       ['limbo ring', l.limbo, l.limboCap * 8],
       ['domain table', l.domains, l.domainCount * abi.DOM_SIZE],
       ...testing.translatorRegions(iommu).map((r, i): [string, number, number] => [`slot ${i}`, r.start, r.bytes]),
-      ['guest RAM', l.ram, l.ramBytes],
+      ['guest RAM', l.ram[0]!, 64 * K],
+      ['RAM window table', l.ramTable, abi.RAM_WINDOWS_MAX * abi.RAMWIN_SIZE],
     ];
     expect(l.guards[0]).toEqual({ start: 0, bytes: 1024 }); // the null page below the control block
     for (const [name, start, bytes] of regions) {
@@ -79,7 +80,7 @@ describe('guard regions and memory safety of the DMA path', () => {
       ...testing.translatorRegions(iommu),
       { start: batch.requestPtr, bytes: 64 * 32 },
       { start: handle.batch.requestPtr, bytes: 64 * 32 },
-      { start: testing.engineOf(iommu).layout.ram, bytes: 64 * K },
+      { start: testing.engineOf(iommu).layout.ram[0]!, bytes: 64 * K },
     ];
     const mem = (): Uint8Array => new Uint8Array(iommu.memory.buffer);
     const masked = (): Uint8Array => {

@@ -57,7 +57,9 @@ function requireWorld(subject: object): World {
 
 /** A new engine (small defaults, overridable) whose FDs and devices the snapshots will cover. */
 export function makeIommu(opts: IommuOptions = {}): Iommu {
-  const iommu = Iommu.createSync({ ...ENGINE_DEFAULTS, ...opts });
+  // An engine in an emulator's memory is bounded by its region, not by maxMemoryBytes.
+  const { maxMemoryBytes: _max, ...inRegion } = ENGINE_DEFAULTS;
+  const iommu = Iommu.createSync({ ...(opts.memory ? inRegion : ENGINE_DEFAULTS), ...opts });
   worlds.set(iommu, { iommu, fds: [], devs: [], probes: defaultProbes() });
   return iommu;
 }

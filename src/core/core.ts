@@ -8,6 +8,7 @@
  */
 import * as abi from '../../assembly/abi';
 import { CORE_SHARED_BASE64, CORE_UNSHARED_BASE64 } from '../generated/core-wasm';
+import type { RamImports } from './ram-window';
 
 /** Every export of assembly/index.ts, typed once. Pointers are byte offsets into the memory. */
 export interface CoreExports {
@@ -35,6 +36,7 @@ export interface CoreExports {
   deviceSetPri(rid: number, on: number): number;
   iotlbInvalidateScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): void;
   iotlbInvalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void;
+  iotlbInvalidateLeafScan(domain: number, anyPasid: number, pasid: number, first: bigint, last: bigint): number;
 }
 
 const decode = (b64: string): Uint8Array<ArrayBuffer> => {
@@ -63,7 +65,7 @@ export function expectedAbiHash(): number {
   let h = 2166136261;
   for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
     abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
-    abi.CTRL_RAM_BASE_HI, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT]) {
+    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT]) {
     h = Math.imul(h ^ v, 16777619) >>> 0;
   }
   return h;
@@ -82,11 +84,17 @@ export class Core {
   /** Counts view rebuilds, so holders of derived views (batches) know when to rebuild theirs. */
   viewEpoch = 0;
 
-  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, slot: number) {
+  /**
+   * @param ctrlBase the control block's address (src/layout.ts: after the engine region's start)
+   * @param ram the imports that reach guest RAM windows outside the memory (src/ram-window.ts)
+   */
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, slot: number, readonly ctrlBase: number, ram: RamImports) {
     const instance = new WebAssembly.Instance(module, {
       env: {
         memory,
         abort: () => { throw new Error('ioasid core: abort'); },
+        ramLoad: ram.ramLoad,
+        ramCas: ram.ramCas,
       },
     });
     this.exports = instance.exports as unknown as CoreExports;
@@ -96,7 +104,7 @@ export class Core {
     if (got !== expectedAbiHash()) {
       throw new Error(`ioasid core: ABI mismatch (binary ${got.toString(16)}, TS ${expectedAbiHash().toString(16)}); rebuild the Wasm`);
     }
-    this.exports.init(abi.CTRL_BASE, slot);
+    this.exports.init(ctrlBase, slot);
     this.sync();
   }
 
@@ -115,8 +123,17 @@ export class Core {
     this.viewEpoch++;
   }
 
+  /**
+   * Re-creates the views after growth someone else did (an emulator growing the unshared memory it
+   * lent the engine detaches them all); returns the new result record.
+   */
+  resync(): Core['result'] {
+    this.sync();
+    return this.result;
+  }
+
   private ctrlFrom(offset: number): number {
-    return this.u32view[(abi.CTRL_BASE + offset) >>> 2]!;
+    return this.u32view[(this.ctrlBase + offset) >>> 2]!;
   }
 
   /** u32 words of the whole memory (as of the last `sync`). */
@@ -131,11 +148,11 @@ export class Core {
 
   /** A u32 of the control block. */
   ctrl(offset: number): number {
-    return this.u32[(abi.CTRL_BASE + offset) >>> 2]!;
+    return this.u32[(this.ctrlBase + offset) >>> 2]!;
   }
 
   /** Arms fault injection: the `n`th fallible step from now fails (0 disarms). */
   setFailCountdown(n: number): void {
-    this.u32[(abi.CTRL_BASE + abi.CTRL_FAIL_COUNTDOWN) >>> 2] = n;
+    this.u32[(this.ctrlBase + abi.CTRL_FAIL_COUNTDOWN) >>> 2] = n;
   }
 }

@@ -50,13 +50,15 @@ export class Batch {
 
   /** Request words (4 per request). Re-read after control calls if the memory is unshared. */
   get requests(): Uint32Array {
-    if (this.epoch !== this.core.viewEpoch) this.rebuild();
+    // (A detached view: an emulator grew the unshared memory it lent the engine.)
+    if (this.epoch !== this.core.viewEpoch || this.req.length === 0) this.rebuild();
     return this.req;
   }
 
   /** Result words (4 per result). */
   get results(): Uint32Array {
-    if (this.epoch !== this.core.viewEpoch) this.rebuild();
+    // (A detached view: an emulator grew the unshared memory it lent the engine.)
+    if (this.epoch !== this.core.viewEpoch || this.res.length === 0) this.rebuild();
     return this.res;
   }
 

@@ -5,8 +5,7 @@
  * as a PCIe device would see a completion with an error part way through a burst.
  * @module
  */
-import type { Core } from '../core/core';
-import type { RamWindow } from '../core/ram-window';
+import type { GuestRam } from '../core/ram-window';
 import { Access, FAULT_REASONS, type Fault, type TranslationOut } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
@@ -33,8 +32,8 @@ export interface DmaResult {
 export interface DmaPort {
   /** Scratch result reused by every leaf of a transfer (the translator's own). */
   readonly dmaScratch: TranslationOut;
-  readonly ramWindow: RamWindow;
-  readonly core: Core;
+  /** Guest RAM, where the copies go (src/core/ram-window.ts). */
+  readonly guestRam: GuestRam;
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
 }
 
@@ -64,13 +63,9 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
     const room = r.sizeLg2 === 12 ? 4096 - (r.physLo & 4095) : 2 ** r.sizeLg2 - (r.phys % 2 ** r.sizeLg2);
     const chunk = left < room ? left : room;
-    const offset = t.ramWindow.offsetOf(r.phys, chunk);
-    if (offset < 0) {
+    if (!(toRam ? t.guestRam.write(r.phys, data, done, chunk) : t.guestRam.read(r.phys, data, done, chunk))) {
       return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo) } };
     }
-    const u8 = t.core.u8;
-    if (toRam) u8.set(chunk === n ? data : data.subarray(done, done + chunk), offset);
-    else data.set(u8.subarray(offset, offset + chunk), done);
     done += chunk;
   }
   return { bytes: n };

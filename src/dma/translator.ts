@@ -12,7 +12,7 @@ import { Batch } from './batch';
 import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
-import { RamWindow } from '../core/ram-window';
+import { GuestRam, type RamWindowSpec } from '../core/ram-window';
 import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Access, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
@@ -32,15 +32,10 @@ export interface TranslatorHandle {
     /** Byte offset of the result words in the memory. */
     readonly resultPtr: number;
   };
-  /** Guest RAM: `bytes` at byte `offset` of the memory, guest-physical `base` (bytes 0 when none). */
-  readonly ram: {
-    /** Byte offset of guest RAM in the memory. */
-    readonly offset: number;
-    /** Size of guest RAM in bytes. */
-    readonly bytes: number;
-    /** Guest-physical address of its first byte. */
-    readonly base: bigint;
-  };
+  /** The control block's address in the memory (the engine's region may start anywhere). */
+  readonly ctrl: number;
+  /** Guest RAM windows: in the memory at `offset`, or in a (shared) `buffer`. */
+  readonly ram: readonly RamWindowSpec[];
 }
 
 /** Hit, miss and fault counters of one translator slot (or summed over all). */
@@ -90,25 +85,28 @@ export class Translator {
   constructor(
     /** @internal */
     readonly core: Core,
-    private readonly ring?: TranslatorHandle['batch'],
+    private readonly ring: TranslatorHandle['batch'] | undefined,
     /** @internal Guest RAM, for software DMA. */
-    readonly ramWindow: RamWindow = new RamWindow(0n, 0, 0),
+    readonly guestRam: GuestRam,
   ) {}
 
   /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
   static attach(handle: TranslatorHandle): Translator {
-    const ram = new RamWindow(handle.ram.base, handle.ram.offset, handle.ram.bytes);
-    return new Translator(new Core(handle.module, handle.memory, handle.slot), handle.batch, ram);
+    const ram = new GuestRam(handle.ram, handle.memory);
+    return new Translator(new Core(handle.module, handle.memory, handle.slot, handle.ctrl, ram.imports), handle.batch, ram);
   }
 
-  /** Guest RAM inside the engine memory (empty when none); zero-copy, shared with the owner. */
+  /**
+   * The guest RAM window with the lowest base (empty when none); zero-copy, shared with the owner.
+   * See `Iommu.ram` for how long a view stays valid.
+   */
   get ram(): Uint8Array {
-    return new Uint8Array(this.core.memory.buffer, this.ramWindow.offset, this.ramWindow.bytes);
+    return this.guestRam.empty ? new Uint8Array(0) : this.guestRam.view(0);
   }
 
   /** Guest-physical address of `ram[0]`. */
   get ramBase(): bigint {
-    return this.ramWindow.base;
+    return this.guestRam.windows[0]?.base ?? 0n;
   }
 
   /**
@@ -143,7 +141,9 @@ export class Translator {
     }
     if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
     const info = this.core.exports.translate(rid, pasid, lo, hi, access);
-    const r = this.core.result;
+    let r = this.core.result;
+    // Detached: an emulator grew the unshared memory it lent the engine (views need re-creating).
+    if (r.length === 0) r = this.core.resync();
     decodeInto(out, info, r[0]!, r[1]!);
     if (!out.ok) this.log(out, rid, pasid, lo, hi, access);
     return out;

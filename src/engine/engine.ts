@@ -13,7 +13,7 @@ import { Core } from '../core/core';
 import { fail } from '../base/errno';
 import type { Layout } from '../core/layout';
 import { PasidSpace } from './pasid-space';
-import type { RamWindow } from '../core/ram-window';
+import type { GuestRam } from '../core/ram-window';
 
 /**
  * `Device` and `Fd` are the object types the layer above (src/iommufd/) registers here: the engine
@@ -48,8 +48,10 @@ export class Engine<Device = unknown, Fd = unknown> {
     readonly addressWidth: number,
     readonly pasidBits: number,
     readonly shared: boolean,
-    /** Guest RAM inside the engine memory (0 bytes when not configured). */
-    readonly ram: RamWindow,
+    /** Guest RAM windows (none when not configured). */
+    readonly ram: GuestRam,
+    /** True when the memory belongs to an emulator (the engine keeps to its region, never grows it). */
+    readonly foreignMemory: boolean,
   ) {
     this.pasids = new PasidSpace(pasidBits);
   }
@@ -62,7 +64,7 @@ export class Engine<Device = unknown, Fd = unknown> {
   /** Fault injection shared with the core: true when the armed countdown reaches this step. */
   failPoint(): boolean {
     const u32 = this.core.u32;
-    const at = (abi.CTRL_BASE + abi.CTRL_FAIL_COUNTDOWN) >>> 2;
+    const at = (this.layout.ctrl + abi.CTRL_FAIL_COUNTDOWN) >>> 2;
     const left = u32[at]!;
     if (left === 0) return false;
     u32[at] = left - 1;
@@ -171,6 +173,15 @@ export class Engine<Device = unknown, Fd = unknown> {
   /** Scans every IOTLB for entries of `domain` in pages `[first, last]` (of `pasid`, or any). */
   invalidateScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): void {
     this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last);
+  }
+
+  /**
+   * As `invalidateScan`, also dropping entries whose cached superpage leaf overlaps `[first, last]`.
+   * @returns false when no translator cached a superpage for `domain`: nothing was done, and
+   * page-exact invalidation is enough.
+   */
+  invalidateLeafScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): boolean {
+    return this.core.exports.iotlbInvalidateLeafScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last) !== 0;
   }
 
   /** Enables or disables page requests for faults in `domain`. */

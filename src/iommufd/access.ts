@@ -132,17 +132,17 @@ export class IoasAccess extends FdObject {
       if (toRam ? !s.area.write : !s.area.read) fail('EPERM', op, `mapping at 0x${s.area.iova.toString(16)} is not ${toRam ? 'writable' : 'readable'}`);
     }
     const ram = this.engine.ram;
+    // Every span is checked before anything is copied: a failed call changes nothing.
     const spans = slices.map((s) => {
       const n = Number(s.last - s.start + 1n);
-      const at = ram.offsetOf(Number(s.area.phys + (s.start - s.area.iova)), n);
-      if (at < 0) fail('EFAULT', op, `mapping at 0x${s.area.iova.toString(16)} is not backed by guest RAM`);
-      return { at, n };
+      const phys = Number(s.area.phys + (s.start - s.area.iova));
+      if (!ram.covers(phys, n)) fail('EFAULT', op, `mapping at 0x${s.area.iova.toString(16)} is not backed by guest RAM`);
+      return { phys, n };
     });
-    const u8 = this.engine.core.u8;
     let done = 0;
-    for (const { at, n } of spans) {
-      if (toRam) u8.set(data.subarray(done, done + n), at);
-      else data.set(u8.subarray(at, at + n), done);
+    for (const { phys, n } of spans) {
+      if (toRam) ram.write(phys, data, done, n);
+      else ram.read(phys, data, done, n);
       done += n;
     }
   }

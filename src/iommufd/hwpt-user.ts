@@ -199,7 +199,7 @@ export function hwptAllocUser(state: FdState, op: string, o: Partial<Record<stri
   const paBits = feat.paBits === undefined ? f.paBits : int(op, 'table.features.paBits', feat.paBits, 32, f.paBits);
   if (nestParent && !f.g) fail('EINVAL', op, `a user-managed nest parent must be a G-stage table (sv39x4, sv48x4, sv57x4), not ${t.format}`);
   if (parent && f.g) fail('EINVAL', op, `${t.format} is a G-stage format: it cannot be nested on another stage 2`);
-  if (state.engine.layout.ramBytes === 0) fail('EINVAL', op, 'no guest RAM: create the engine with { ram: { base, bytes } } to use tables in guest memory');
+  if (state.engine.ram.empty) fail('EINVAL', op, 'no guest RAM: create the engine with { ram: [{ base, bytes }] } to use tables in guest memory');
 
   let queue: FaultQueue | undefined;
   if (o.faultId !== undefined) queue = state.table.get<FaultQueue>(op, id(op, 'faultId', o.faultId), 'fault');

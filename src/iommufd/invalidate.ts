@@ -9,7 +9,9 @@
  * probe of the few sets those pages hash to when the range is small, an exact scan of every
  * translator's IOTLB otherwise, a generation bump for "everything" (assembly/iotlb.ts describes
  * the race-free protocol). Entries cache per 4 KiB page, so a changed superpage leaf is named by its
- * whole range, as VT-d's address-mask invalidation requires.
+ * whole range, as VT-d's address-mask invalidation requires — or, with `leaf: true`, by any address in
+ * it (RISC-V IOTINVAL.VMA with AV=1): a scan comparing each entry's cached leaf range, taken only
+ * when a translator has cached a superpage for the domain (assembly/iotlb.ts `iotlbInvalidateLeafScan`).
  *
  * A nest parent's translations are inside its children's cached results, which are keyed by the
  * children's input addresses: invalidating a parent (any entry) ends all of its children's entries.
@@ -36,6 +38,13 @@ export interface InvalidateEntry {
   iova?: bigint | number;
   /** With `iova`: the length of the range in bytes. */
   length?: bigint | number;
+  /**
+   * With `iova`/`length`: name leaves, not pages — also drop translations cached from a larger
+   * (superpage) leaf that overlaps the range, from whichever of its pages they were cached. A
+   * RISC-V IOTINVAL.VMA with AV=1 names the leaf containing ADDR this way (RISC-V IOMMU 1.0
+   * section 4.1.1); without `leaf`, as VT-d requires, a changed superpage is named by its whole range.
+   */
+  leaf?: boolean;
 }
 
 /** The error of a partly applied invalidation: `handled` entries were applied before the bad one. */
@@ -52,7 +61,7 @@ export class InvalidateError extends IommuError {
   }
 }
 
-const ENTRY_KEYS = ['pasid', 'iova', 'length'] as const;
+const ENTRY_KEYS = ['pasid', 'iova', 'length', 'leaf'] as const;
 const LAST_PAGE = (1n << 52n) - 1n;
 /** Probing costs (pairs × pages × slots × 2) loads; past this many pages per pair, scan instead. */
 const PROBE_PAGES = 64n;
@@ -62,6 +71,7 @@ interface Range {
   first: bigint;
   last: bigint;
   all: boolean;
+  leaf: boolean;
 }
 
 function parseEntry(op: string, entry: unknown, i: number): Range {
@@ -72,11 +82,13 @@ function parseEntry(op: string, entry: unknown, i: number): Range {
   const e = entry as InvalidateEntry;
   const pasid = e.pasid === undefined ? undefined : int(op, `entries[${i}].pasid`, e.pasid, 0, 2 ** abi.PASID_BITS - 1);
   if ((e.iova === undefined) !== (e.length === undefined)) fail('EINVAL', op, `entries[${i}]: iova and length go together`);
-  if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true };
+  if (e.leaf !== undefined && typeof e.leaf !== 'boolean') fail('EINVAL', op, `entries[${i}].leaf: expected a boolean, got ${describe(e.leaf)}`);
+  if (e.leaf && e.iova === undefined) fail('EINVAL', op, `entries[${i}]: leaf needs iova and length`);
+  if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true, leaf: false };
   const iova = u64(op, `entries[${i}].iova`, e.iova);
   const length = u64(op, `entries[${i}].length`, e.length);
   const last = toLast(op, `entries[${i}].iova`, iova, length);
-  return { pasid, first: iova >> 12n, last: last >> 12n, all: false };
+  return { pasid, first: iova >> 12n, last: last >> 12n, all: false, leaf: e.leaf === true };
 }
 
 /**
@@ -122,7 +134,9 @@ function apply(state: FdState, hwpt: HwptUser, r: Range): void {
     }
   }
   const pages = r.last - r.first + 1n;
-  if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
+  if (r.leaf && engine.invalidateLeafScan(dom, r.pasid, r.first, r.last)) {
+    // A superpage was cached (from any of its pages): the scan compared leaf ranges. Else exact pages.
+  } else if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
     // Entries of pairs detached earlier are dead already (detach ends the domain's generation).
     for (const [rid, pasid] of pairs) engine.invalidatePages(dom, rid, pasid, r.first, r.last);
   } else {

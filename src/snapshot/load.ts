@@ -33,6 +33,20 @@ export interface RestoreOptions {
    * pins fails EDEADLOCK until `access.unpin` drops it.
    */
   onUnmap?: (fdIndex: number, accessId: number) => UnmapCallback | undefined;
+  /**
+   * The emulator's memory, for a snapshot of an engine that lived in a region of it
+   * (`Iommu.create({ memory, region })`): the engine is restored into the same region.
+   */
+  memory?: WebAssembly.Memory;
+  /** The buffers of RAM windows that were in buffers (`{ base, buffer, offset? }`, by base). */
+  ram?: {
+    /** Guest-physical address of the window (as saved). */
+    base: bigint | number;
+    /** The buffer that holds it now. */
+    buffer: ArrayBuffer | SharedArrayBuffer;
+    /** Byte offset of the window in `buffer` (default 0). */
+    offset?: number;
+  }[];
 }
 
 /** The restored objects, new and independent of the snapshotted engine's, for re-wiring an emulator. */

@@ -24,17 +24,23 @@ const rangeJson = (r: IoRange): RangeJson => [hex(r.start), hex(r.last)];
 const ids = (objects: Iterable<unknown>): number[] => [...objects].map((o) => (o as FdObject).id);
 
 /** The header: the engine's options (as `Iommu.create` takes them), its layout and sizes. */
-export function captureHeader(engine: Engine, ramBase: bigint): HeaderJson {
+export function captureHeader(engine: Engine, ramSaved: boolean): HeaderJson {
   const l = engine.layout;
   const { guards: _guards, ...layout } = l;
+  const foreign = engine.foreignMemory;
+  const ram = engine.ram.windows.map((w) => ({
+    base: hex(w.base), bytes: w.bytes, ...(w.buffer ? { external: true as const } : foreign ? { offset: w.offset } : {}),
+  }));
   return {
     options: {
       addressWidth: engine.addressWidth, pasidBits: engine.pasidBits, iotlbEntries: l.iotlbSets * abi.TLB_WAYS,
-      maxMemoryBytes: l.maximumPages * 65536, translators: l.slotCount, maxDomains: l.domainCount,
-      ram: l.ramBytes > 0 ? { base: hex(ramBase), bytes: l.ramBytes } : null,
+      maxMemoryBytes: foreign ? 0 : l.maximumPages * 65536, translators: l.slotCount, maxDomains: l.domainCount,
+      ram: ram.length > 0 ? ram : null,
+      region: foreign ? { offset: l.origin, bytes: l.poolLimit - l.origin } : null,
     },
+    ramSaved,
     layout,
-    memoryBytes: engine.core.memory.buffer.byteLength,
+    memoryBytes: foreign ? 0 : engine.core.memory.buffer.byteLength,
     poolTop: engine.core.ctrl(abi.CTRL_POOL_TOP),
     shared: engine.shared,
   };

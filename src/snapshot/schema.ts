@@ -14,17 +14,25 @@ export interface HeaderJson {
     addressWidth: number;
     pasidBits: number;
     iotlbEntries: number;
+    /** 0 when the engine lives in an emulator's memory (`region`). */
     maxMemoryBytes: number;
     translators: number;
     maxDomains: number;
-    /** Guest RAM: base (hex) and bytes; null when none. */
-    ram: { base: string; bytes: number } | null;
+    /**
+     * Guest RAM windows: base (hex) and bytes; `offset` for a window in the emulator's memory,
+     * `external` for one in a buffer (given back to restore); null when none.
+     */
+    ram: { base: string; bytes: number; offset?: number; external?: true }[] | null;
+    /** The engine's region of an emulator's memory (given back to restore); null in its own memory. */
+    region: { offset: number; bytes: number } | null;
   };
+  /** False when the snapshot left guest RAM out (`snapshot({ ram: false })`). */
+  ramSaved: boolean;
   /** The layout those options gave (checked against the restoring engine's and its control block). */
-  layout: Record<string, number>;
+  layout: Record<string, number | readonly number[]>;
   /** Size of the engine memory (a multiple of 64 KiB). */
   memoryBytes: number;
-  /** The page pool's top: the image covers [0, poolTop). */
+  /** The page pool's top: the image covers [origin, poolTop). */
   poolTop: number;
   /** Whether the snapshotted engine's memory was shared (informational). */
   shared: boolean;

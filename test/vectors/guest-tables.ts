@@ -1,6 +1,6 @@
 /**
  * A guest writing page tables into its RAM, for tests: 4 KiB table pages handed out from a bump
- * allocator inside `iommu.ram`, entries written as little-endian u64 words. Format-neutral: callers
+ * allocator inside `iommu.ram` (or a view of RAM the caller owns), entries written as little-endian u64 words. Format-neutral: callers
  * give the entry words (x86-64 or RISC-V bits) and the level geometry.
  */
 import type { Iommu } from '../../src/index';
@@ -9,7 +9,8 @@ export class GuestRam {
   private next: bigint;
 
   constructor(
-    private readonly iommu: Iommu,
+    /** The engine (its `ram`), or the caller's own view of the RAM window. */
+    private readonly source: Iommu | Uint8Array,
     /** Guest-physical base of RAM (`Iommu.create({ ram })`). */
     readonly base: bigint,
     /** First address the table allocator may use. */
@@ -19,7 +20,7 @@ export class GuestRam {
   }
 
   private view(): DataView {
-    const ram = this.iommu.ram;
+    const ram = this.source instanceof Uint8Array ? this.source : this.source.ram;
     return new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
   }
 

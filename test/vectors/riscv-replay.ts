@@ -4,11 +4,13 @@
  * case with the case's RAM, the G stage as a user-managed nest-parent HWPT, stage 1 nested on it
  * (a bare stage is simply absent: stage 1 alone is a guest-physical HWPT, G stage alone is attached
  * directly), every request after invalidating every cache, compared with the expectation and with
- * the PTE words the walk must have written (read back from `iommu.ram`).
+ * the PTE words the walk must have written (read back from the caller's view of its RAM, wherever
+ * the mode puts it: test/ram-modes.ts).
  *
  * Nothing here knows a case by name: the same code replays any vector file generated the same way.
  */
-import { Access, Iommu, NO_PASID, type Translation } from '../../src/index';
+import { Access, NO_PASID, type Translation } from '../../src/index';
+import { createInMode, type RamMode } from '../ram-modes';
 
 export interface VectorFile {
   generator: string;
@@ -114,15 +116,13 @@ function compare(t: Translation, e: VectorRequest['expect']): string | undefined
   return undefined;
 }
 
-/** Replays one case on a fresh engine. */
-export function replayCase(c: VectorCase, defaults: Caps): CaseResult {
+/** Replays one case on a fresh engine with its RAM in `mode` (test/ram-modes.ts). */
+export function replayCase(c: VectorCase, defaults: Caps, mode: RamMode = 'engine'): CaseResult {
   const caps = { ...defaults, ...(c.capabilities ?? {}) };
   const base = BigInt(c.ram.base);
   const bytes = Number(BigInt(c.ram.bytes));
-  const iommu = Iommu.createSync({
-    ram: { base, bytes }, translators: 1, iotlbEntries: 64, maxDomains: 8, maxMemoryBytes: bytes + 8 * 2 ** 20,
-  });
-  const ram = iommu.ram;
+  const { iommu, rams: [ram] } = createInMode(mode, { base, bytes }, { translators: 1, iotlbEntries: 64, maxDomains: 8, maxMemoryBytes: bytes + 8 * 2 ** 20 });
+  if (!ram) throw new Error('no RAM window');
   const view = new DataView(ram.buffer, ram.byteOffset, ram.byteLength);
   /** Expected memory image: address -> word, for every word that is or was nonzero. */
   const image = new Map<bigint, bigint>();
@@ -183,11 +183,11 @@ export function replayCase(c: VectorCase, defaults: Caps): CaseResult {
   return { name: c.name, tags: c.tags, passed: true, requests: n };
 }
 
-/** Replays every case of a vector file. */
-export function replayFile(v: VectorFile): CaseResult[] {
+/** Replays every case of a vector file with RAM in `mode`. */
+export function replayFile(v: VectorFile, mode: RamMode = 'engine'): CaseResult[] {
   return v.cases.map((c) => {
     try {
-      return replayCase(c, v.capabilities);
+      return replayCase(c, v.capabilities, mode);
     } catch (e) {
       return { name: c.name, tags: c.tags, passed: false, requests: 0, problem: `threw ${(e as Error).message}` };
     }
