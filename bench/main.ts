@@ -20,6 +20,7 @@ import { nestedScenarios } from './scenarios/nested';
 import { dmaScenarios } from './scenarios/dma';
 import { virtioScenarios } from './scenarios/virtio';
 import { riscvScenarios } from './scenarios/riscv';
+import { invalidateScenarios } from './scenarios/invalidate';
 import { runScale, type ScaleReport } from './scale';
 import { evaluateTargets, formatTargets } from './targets';
 
@@ -41,6 +42,7 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   dma: dmaScenarios,
   virtio: virtioScenarios,
   riscv: riscvScenarios,
+  inval: invalidateScenarios,
 };
 
 const USAGE = `usage: npm run bench -- [--json FILE] [--scale | --no-scale] [--quick] [--only GROUP[,GROUP]]

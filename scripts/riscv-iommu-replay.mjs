@@ -11,21 +11,56 @@ const ACCESS_BITS = { read: 1, write: 2, exec: 4 };
 const PRIV = 8;
 const hex = (v) => `0x${v.toString(16)}`;
 
+/** Where a case's guest RAM lives (README "Embedding in an emulator"). */
+export const RAM_MODES = ['engine', 'memory', 'external'];
+
+const ENGINE_BYTES = 64 * 2 ** 20;
+const WASM_PAGE = 65536;
+/** ioasid's region in the emulator's memory: it zeroes the whole region at creation, so no larger than needed. */
+const REGION_BYTES = 8 * 2 ** 20;
+
 /**
- * Replays one case. @returns { name, tags, passed, steps: { [op]: [passed, total] }, problem? }
- * (`problem` names the first mismatching step).
+ * An engine whose guest RAM is `[base, base + bytes)` in `mode`: inside ioasid's memory
+ * (`engine`), in a caller-owned WebAssembly.Memory that ioasid runs in a region of (`memory`), or in
+ * a SharedArrayBuffer ioasid does not own (`external`). @returns the engine and the caller's own
+ * view of the RAM, through which the guest writes and the checks read (not through ioasid).
  */
-export function replayCase(lib, c) {
-  const base = BigInt(c.ram.base);
-  const bytes = Number(BigInt(c.ram.bytes));
+function createEngine(lib, mode, base, bytes) {
   // A large IOTLB: a translation the reference model still has cached must not be evicted by a
   // set conflict here (the engine's IOTLB is 2-way set associative).
-  const iommu = lib.Iommu.createSync({ ram: { base, bytes }, translators: 1, iotlbEntries: 1 << 16, maxMemoryBytes: bytes + 64 * 2 ** 20, shared: false });
+  const common = { translators: 1, iotlbEntries: 1 << 16 };
+  if (mode === 'engine') {
+    const iommu = lib.Iommu.createSync({ ...common, ram: { base, bytes }, maxMemoryBytes: bytes + ENGINE_BYTES, shared: false });
+    return { iommu, ram: () => iommu.ram };
+  }
+  if (mode === 'external') {
+    const buffer = new SharedArrayBuffer(bytes);
+    const iommu = lib.Iommu.createSync({ ...common, ram: [{ base, buffer, bytes }], maxMemoryBytes: ENGINE_BYTES, shared: false });
+    const view = new Uint8Array(buffer);
+    return { iommu, ram: () => view };
+  }
+  if (mode !== 'memory') throw new Error(`unknown RAM mode '${mode}' (expected ${RAM_MODES.join(', ')})`);
+  // The emulator's memory: its own page first, then ioasid's region, then guest RAM.
+  const region = { offset: WASM_PAGE, bytes: REGION_BYTES };
+  const offset = region.offset + region.bytes;
+  const memory = new WebAssembly.Memory({ initial: (offset + bytes) / WASM_PAGE });
+  const iommu = lib.Iommu.createSync({ ...common, memory, region, ram: [{ base, offset, bytes }] });
+  return { iommu, ram: () => new Uint8Array(memory.buffer, offset, bytes) };
+}
+
+/**
+ * Replays one case with guest RAM in `mode` (default `engine`). @returns { name, tags, passed,
+ * steps: { [op]: [passed, total] }, problem? } (`problem` names the first mismatching step).
+ */
+export function replayCase(lib, c, mode = 'engine') {
+  const base = BigInt(c.ram.base);
+  const bytes = Number(BigInt(c.ram.bytes));
+  const { iommu, ram } = createEngine(lib, mode, base, bytes);
   const dev = new lib.RiscvIommu(iommu, { capabilities: BigInt(c.capabilities), fctl: Number(BigInt(c.fctl)) });
   const image = new Map();
   const steps = {};
   let problem;
-  const view = () => new DataView(iommu.ram.buffer, iommu.ram.byteOffset, iommu.ram.byteLength);
+  const view = () => new DataView(ram().buffer, ram().byteOffset, ram().byteLength);
   const word = (a) => view().getBigUint64(Number(a - base), true);
   c.steps.forEach((s, i) => {
     let diff;
@@ -47,7 +82,7 @@ export function replayCase(lib, c) {
     if (diff) problem ??= `step ${i} (${describe(s)}): ${diff}`;
     else tally[0]++;
   });
-  const stray = strayWrite(iommu.ram, base, image);
+  const stray = strayWrite(ram(), base, image);
   if (stray) problem ??= `end of case: ${stray}`;
   return { name: c.name, tags: c.tags, passed: problem === undefined, steps, problem };
 }
@@ -117,8 +152,8 @@ function strayWrite(ram, base, image) {
 }
 
 /** Replays every case of a parsed vector file. */
-export function replayFile(lib, vectors) {
-  return vectors.cases.map((c) => replayCase(lib, c));
+export function replayFile(lib, vectors, mode = 'engine') {
+  return vectors.cases.map((c) => replayCase(lib, c, mode));
 }
 
 /** Pass counts per tag and per step kind, as printable lines. */

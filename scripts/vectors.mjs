@@ -2,18 +2,23 @@
 // Replays RISC-V IOMMU register-level vector files through RiscvIommu (dist/), printing pass counts
 // per tag and per step kind and the first mismatching case and step.
 //
-//   npm run vectors -- FILE... [--all]     # exit 0: every step of every case passed; 1: a mismatch
+//   npm run vectors -- FILE... [--all] [--ram MODE]   # exit 0: every step of every case passed; 1: a mismatch
 //   --all prints every failing case, not only the first.
+//   --ram engine|memory|external: where guest RAM lives (default engine; see README "Embedding in an emulator").
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { replayFile, summarize } from './riscv-iommu-replay.mjs';
+import { RAM_MODES, replayFile, summarize } from './riscv-iommu-replay.mjs';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { all: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { all: { type: 'boolean', default: false }, ram: { type: 'string', default: 'engine' }, help: { type: 'boolean', short: 'h' } } });
 if (values.help || positionals.length === 0) {
-  console.log('usage: npm run vectors -- FILE... [--all]');
+  console.log(`usage: npm run vectors -- FILE... [--all] [--ram ${RAM_MODES.join('|')}]`);
   process.exit(positionals.length === 0 && !values.help ? 2 : 0);
+}
+if (!RAM_MODES.includes(values.ram)) {
+  console.error(`--ram: expected one of ${RAM_MODES.join(', ')}, got '${values.ram}'`);
+  process.exit(2);
 }
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
 if (!existsSync(dist)) {
@@ -31,8 +36,8 @@ for (const file of positionals) {
     failed = true;
     continue;
   }
-  const results = replayFile(lib, vectors);
-  console.log(`${file}:`);
+  const results = replayFile(lib, vectors, values.ram);
+  console.log(`${file} (guest RAM: ${values.ram}):`);
   for (const line of summarize(results)) console.log(`  ${line}`);
   if (values.all) for (const r of results.filter((x) => !x.passed)) console.log(`  FAIL ${r.name}: ${r.problem}`);
   if (results.some((r) => !r.passed)) failed = true;

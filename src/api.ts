@@ -20,6 +20,7 @@ export { IommuError, ERRNO, type Errno } from './base/errno';
 export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type Fault, type FaultReason } from './dma/translation';
 export { FaultLog, type FaultRecord, type FaultListener } from './dma/fault-log';
 export type { MapArgs, CopyArgs } from './iommufd/ioas';
+export { MAP_READ, MAP_WRITE, type MapBatch, type UnmapBatch } from './iommufd/ioas-batch';
 export type { IoRange } from './iommufd/io-pagetable';
 export type { HwptUserArgs, UserTable } from './iommufd/hwpt-user';
 export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './iommufd/fault-queue';

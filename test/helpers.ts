@@ -9,7 +9,7 @@ import { expect } from 'vitest';
 import { Access, Iommu, IommuError, NO_PASID, TranslationOut, FAULT_REASONS } from '../src/index';
 import type {
   CopyArgs, DeviceFd, DeviceOptions, Errno, FaultQueueFd, HwptAllocArgs, HwptUserArgs, InvalidateEntry, IoasAccess, IommuFd,
-  IommuOptions, IoRange, MapArgs, PageResponseArgs, TranslatorHandle, UnmapCallback,
+  IommuOptions, IoRange, MapArgs, MapBatch, UnmapBatch, PageResponseArgs, TranslatorHandle, UnmapCallback,
 } from '../src/index';
 import { fdState } from '../src/iommufd/fd-state';
 import type { Ioas } from '../src/iommufd/ioas';
@@ -245,6 +245,8 @@ const commands = {
   ioasAlloc: (fd: IommuFd) => fd.ioasAlloc(),
   ioasMap: (fd: IommuFd, ioas: number, args: MapArgs) => fd.ioasMap(ioas, args),
   ioasUnmap: (fd: IommuFd, ioas: number, iova: bigint | number, length: bigint | number) => fd.ioasUnmap(ioas, iova, length),
+  ioasMapBatch: (fd: IommuFd, ioas: number, batch: MapBatch) => fd.ioasMapBatch(ioas, batch),
+  ioasUnmapBatch: (fd: IommuFd, ioas: number, batch: UnmapBatch) => fd.ioasUnmapBatch(ioas, batch),
   ioasCopy: (fd: IommuFd, args: CopyArgs) => fd.ioasCopy(args),
   ioasIovaRanges: (fd: IommuFd, ioas: number) => fd.ioasIovaRanges(ioas),
   ioasAllowIovas: (fd: IommuFd, ioas: number, ranges: IoRange[]) => fd.ioasAllowIovas(ioas, ranges),

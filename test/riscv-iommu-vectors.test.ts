@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import * as lib from '../src/index';
-import { replayFile, summarize } from '../scripts/riscv-iommu-replay.mjs';
+import { RAM_MODES, replayFile, summarize } from '../scripts/riscv-iommu-replay.mjs';
 
 const dir = fileURLToPath(new URL('../../shared/vectors/riscv-iommu/', import.meta.url));
 const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')).sort() : [];
@@ -13,8 +13,9 @@ if (files.length === 0) console.warn(`riscv-iommu-vectors: skipped — no *.json
 
 for (const file of files) {
   describe(`RISC-V IOMMU vectors ${file}`, () => {
-    test('every step of every case', () => {
-      const results: { name: string; passed: boolean; problem?: string }[] = replayFile(lib, JSON.parse(readFileSync(dir + file, 'utf8')));
+    // Guest RAM in ioasid's memory, in the emulator's own Wasm memory, and in a SharedArrayBuffer.
+    test.each(RAM_MODES)('every step of every case, guest RAM: %s', (mode) => {
+      const results: { name: string; passed: boolean; problem?: string }[] = replayFile(lib, JSON.parse(readFileSync(dir + file, 'utf8')), mode);
       console.log(summarize(results).join('\n'));
       expect(results.filter((r) => !r.passed).map((r) => `${r.name}: ${r.problem}`)).toEqual([]);
       expect(results.length).toBeGreaterThan(0);

@@ -7,6 +7,8 @@
  *   retires them), random output addresses, beside 4096 resident pages. Each iteration times only
  *   its half (tinybench `overriddenDuration`) and undoes it untimed. The ts baseline does the same
  *   with its own Map-based map/unmap (unmap flushes its IOTLB).
+ * - map-4k-batch / unmap-4k-batch: the same 256 pages as one `fd.ioasMapBatch` / `ioasUnmapBatch`
+ *   call per iteration (typed-array requests, per-entry results), against the same ts baseline.
  * - map-2m: 64 aligned 2 MiB maps per iteration (one level-1 leaf each); variant 1g: 16 aligned
  *   1 GiB maps (one level-2 leaf each). Wasm only: the ts twin has 4 KiB leaves only.
  * @module
@@ -66,6 +68,30 @@ export function mapScenarios(env: BenchEnv): void {
   p4.forEach((p) => (wasmUnmap(p), tsUnmap(p)));
   crossCheck(t, p4, PAGE, false);
 
+  // The batch API over the same pages: requests written once, each call checked entry by entry.
+  const mapReq = { entries: BigUint64Array.from(p4.flatMap((p) => [p.iova, PAGE, p.phys])), results: new Int32Array(K4) };
+  const unmapReq = { entries: BigUint64Array.from(p4.flatMap((p) => [p.iova, PAGE])), results: new Int32Array(K4) };
+  const batchMap = (): void => {
+    if (fd.ioasMapBatch(s.ioas, mapReq) !== K4) throw new Error(`map-4k-batch: entries failed: ${mapReq.results.join(',')}`);
+  };
+  const batchUnmap = (): void => {
+    if (fd.ioasUnmapBatch(s.ioas, unmapReq) !== K4) throw new Error(`unmap-4k-batch: entries failed: ${unmapReq.results.join(',')}`);
+  };
+  batchMap();
+  p4.forEach(tsMap); // the twin holds the same pages for the check
+  crossCheck(t, p4, PAGE, true);
+  batchUnmap();
+  p4.forEach(tsUnmap);
+  crossCheck(t, p4, PAGE, false);
+  const batchHalf = (timed: 'first' | 'second') => (): unknown => {
+    const t0 = now();
+    batchMap();
+    const t1 = now();
+    batchUnmap();
+    const t2 = now();
+    return { overriddenDuration: timed === 'first' ? t1 - t0 : t2 - t1, overriddenIterationCost: t2 - t0 };
+  };
+
   const big = (size: bigint, count: number): { pages: Page[]; map: (p: Page) => void; unmap: (p: Page) => void } => {
     const pages = scattered(count, size);
     const map = (p: Page): void => void fd.ioasMap(s.ioas, { iova: p.iova, length: size, phys: p.phys });
@@ -83,6 +109,8 @@ export function mapScenarios(env: BenchEnv): void {
     { scenario: 'map-4k', impl: 'ts', opsPerIteration: K4, fn: half(p4, tsMap, tsUnmap, 'first') },
     { scenario: 'unmap-4k', impl: 'wasm', opsPerIteration: K4, fn: half(p4, wasmMap, wasmUnmap, 'second') },
     { scenario: 'unmap-4k', impl: 'ts', opsPerIteration: K4, fn: half(p4, tsMap, tsUnmap, 'second') },
+    { scenario: 'map-4k-batch', impl: 'wasm', opsPerIteration: K4, fn: batchHalf('first') },
+    { scenario: 'unmap-4k-batch', impl: 'wasm', opsPerIteration: K4, fn: batchHalf('second') },
     { scenario: 'map-2m', impl: 'wasm', opsPerIteration: K2M, fn: half(m2.pages, m2.map, m2.unmap, 'first') },
     { scenario: 'map-2m', impl: 'wasm', variant: '1g', opsPerIteration: K1G, fn: half(m1g.pages, m1g.map, m1g.unmap, 'first') },
   ];

@@ -156,8 +156,15 @@ export function benchTranslations(env: BenchEnv, c: TranslationCase): void {
       native.calls(batch.requestPtr, nativeSlot.batch.resultPtr, n);
       crossCheck(what('native', call), nativeRes, want, n);
     }
+    // The same requests with bigint IOVAs (issue 14: ≥ 0.9× the number path).
+    const iovaBigs = c.requests.map((r) => r.iova);
+    const wasmCallBig = (): void => {
+      for (let i = 0; i < n; i++) iommu.translateInto(out, rids[i]!, pasids[i]!, iovaBigs[i]!, accesses[i]!);
+    };
+    for (let i = 0; i < n; i++) checkOut(what('wasm bigint', call), iommu.translateInto(out, rids[i]!, pasids[i]!, iovaBigs[i]!, accesses[i]!), want, i);
     tasks.push(
       { ...base, scenario: call, impl: 'wasm', fn: wasmCall },
+      ...(c.variant === undefined ? [{ ...base, scenario: call, impl: 'wasm' as const, variant: 'bigint', fn: wasmCallBig }] : []),
       ...(native ? [{ ...base, scenario: call, impl: 'native' as const, before: bindNative, fn: () => native.calls(batch.requestPtr, nativeSlot.batch.resultPtr, n) }] : []),
       { ...base, scenario: call, impl: 'js', fn: jsCall },
       { ...base, scenario: call, impl: 'ts', fn: tsRun },

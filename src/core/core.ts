@@ -23,6 +23,7 @@ export interface CoreExports {
   map(domain: number, iova: bigint, oa: bigint, length: bigint, perm: number): number;
   unmap(domain: number, start: bigint, last: bigint): number;
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
+  translate64(rid: number, pasid: number, iova: bigint, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;
   bufferFree(ptr: number, pages: number): void;

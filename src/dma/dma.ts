@@ -5,8 +5,9 @@
  * as a PCIe device would see a completion with an error part way through a burst.
  * @module
  */
+import * as abi from '../../assembly/abi';
 import type { GuestRam } from '../core/ram-window';
-import { Access, FAULT_REASONS, type Fault, type TranslationOut } from './translation';
+import { Access, faultCore, type Fault, type TranslationOut } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
 export interface DmaResult {
@@ -30,45 +31,126 @@ export interface DmaResult {
  * below translator.ts (which calls `dmaCopy`), so the two do not import each other.
  */
 export interface DmaPort {
-  /** Scratch result reused by every leaf of a transfer (the translator's own). */
+  /** Scratch result for the per-call path's bad-request faults (the translator's own). */
   readonly dmaScratch: TranslationOut;
   /** Guest RAM, where the copies go (src/core/ram-window.ts). */
   readonly guestRam: GuestRam;
+  /** The result words of the last `translateWords`: output (or fault) address lo, hi. */
+  resultWords(): Uint32Array;
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
+  /** One request with u32 arguments: the info word; the address words are in `resultWords()`. */
+  translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
 }
 
 const TWO_64 = 1n << 64n;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+const TWO_32 = 4294967296;
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
+/** The last whole-transfer result handed out: transfers of one size share one frozen object. */
+let whole: DmaResult = DONE;
 
-/** Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write. */
+const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
+
+/**
+ * Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write.
+ *
+ * Leaves whose output addresses follow each other (a buffer mapped page by page onto contiguous
+ * RAM) are copied as one run, so a transfer costs one copy per contiguous run, not per page.
+ * Every leaf is translated and checked to be RAM before the run holding it is copied; on a fault the runs
+ * before it are copied, as `bytes` says. Translation goes straight to the core's result words (no
+ * decoding per leaf). Results are frozen.
+ */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
   // throws) must not reach the arithmetic below, which would throw.
   if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
-  const out = t.dmaScratch;
   const access = toRam ? Access.Write : Access.Read;
-  // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses.
+  // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses; bigint ones that
+  // end below it run on numbers (exact there), with no BigInt arithmetic per leaf.
+  if (typeof iova === 'bigint' && iova >= 0n && iova + BigInt(n) <= MAX_SAFE_BIG) iova = Number(iova);
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
+  if (!isU32(rid) || !isU32(pasid)) return bad(t, rid, pasid, iova, access);
   let done = 0;
+  /** The pending run: `runBytes` bytes at guest-physical `runAt`, from `runFrom` in `data`. */
+  let runAt = 0;
+  let runFrom = 0;
+  let runBytes = 0;
   while (done < n) {
-    // Number addresses stay numbers (the fast path); bigint ones wrap-check once per leaf.
-    const at = wide ? (iova as bigint) + BigInt(done) : (iova as number) + done;
-    if (wide && (at as bigint) >= TWO_64) return faulted(done, 'bad-request');
-    const r = t.translateInto(out, rid, pasid, at, access);
-    if (!r.ok) return { bytes: done, fault: { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage } };
+    let lo: number;
+    let hi: number;
+    if (wide) {
+      // Bigint addresses wrap-check once per leaf.
+      const at = (iova as bigint) + BigInt(done);
+      if (at < 0n) return bad(t, rid, pasid, at, access);
+      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
+      lo = Number(at & 0xffffffffn);
+      hi = Number(at >> 32n);
+    } else {
+      const at = (iova as number) + done;
+      lo = at >>> 0;
+      hi = (at / TWO_32) >>> 0;
+      if (lo + hi * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
+    }
+    const info = t.translateWords(rid, pasid, lo, hi, access);
+    if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
+    const words = t.resultWords();
+    const physLo = words[0]!;
+    const phys = words[1]! * TWO_32 + physLo;
     const left = n - done;
     // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
-    const room = r.sizeLg2 === 12 ? 4096 - (r.physLo & 4095) : 2 ** r.sizeLg2 - (r.phys % 2 ** r.sizeLg2);
+    const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+    const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
     const chunk = left < room ? left : room;
-    if (!(toRam ? t.guestRam.write(r.phys, data, done, chunk) : t.guestRam.read(r.phys, data, done, chunk))) {
-      return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(r.physHi) << 32n) | BigInt(r.physLo) } };
+    if (chunk === n) {
+      // The whole transfer in one leaf (any transfer within a 4 KiB page): one copy, which checks.
+      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, words);
+      return complete(n);
+    }
+    // One window holds the leaf (the common case, one loop step), or adjoining windows do.
+    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, words));
+    if (runBytes !== 0 && phys === runAt + runBytes) {
+      runBytes += chunk;
+    } else {
+      copyRun(t, data, toRam, runAt, runFrom, runBytes);
+      runAt = phys;
+      runFrom = done;
+      runBytes = chunk;
     }
     done += chunk;
   }
-  return { bytes: n };
+  copyRun(t, data, toRam, runAt, runFrom, runBytes);
+  return complete(n);
+}
+
+/** The frozen result of a whole transfer of `n` bytes (transfers of one size share it). */
+function complete(n: number): DmaResult {
+  return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
+}
+
+/** The fault of a leaf whose output (result words `words`) is not RAM, after `done` bytes. */
+function notRam(done: number, words: Uint32Array): DmaResult {
+  return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(words[0]!) } };
+}
+
+/** A malformed RID, PASID or address: the per-call path's bad-request fault, logged and counted. */
+function bad(t: DmaPort, rid: number, pasid: number, at: number | bigint, access: number): DmaResult {
+  return { bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) };
+}
+
+/** Copies `bytes` between guest-physical `at` (checked to be RAM) and `data` from `from` (nothing when 0). */
+function copyRun(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): void {
+  if (bytes === 0) return;
+  if (toRam) t.guestRam.write(at, data, from, bytes);
+  else t.guestRam.read(at, data, from, bytes);
+}
+
+/** Copies the pending run (what was translated before a fault), then reports the fault. */
+function stopped(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number, result: DmaResult): DmaResult {
+  copyRun(t, data, toRam, at, from, bytes);
+  return result;
 }
 
 function faulted(bytes: number, reason: 'bad-request'): DmaResult {

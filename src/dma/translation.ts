@@ -108,73 +108,101 @@ export interface Translation {
 /**
  * The allocation-free result of `translateInto`: plain numbers only. `phys` is exact below 2^53;
  * `physLo`/`physHi` are the exact 32-bit halves.
+ *
+ * It holds the core's three result words and decodes a field when it is read, so a translation
+ * costs three stores whatever the caller reads (the per-call hot path writes nothing else).
  */
 export class TranslationOut {
+  /** @internal The core's info word (assembly/abi.ts RES_INFO). */
+  info = 0;
+  /** @internal The result record's address words: the output on success, the fault address on a fault. */
+  lo = 0;
+  /** @internal */
+  hi = 0;
+
   /** True when the request translated. */
-  ok = false;
-  /** Low 32 bits of the output address. */
-  physLo = 0;
-  /** High 32 bits of the output address. */
-  physHi = 0;
-  /** The output address as a number (exact below 2^53). */
-  phys = 0;
+  get ok(): boolean {
+    return (this.info & abi.INFO_OK) !== 0;
+  }
+  /** Low 32 bits of the output address (0 on a fault). */
+  get physLo(): number {
+    return this.info & abi.INFO_OK ? this.lo : 0;
+  }
+  /** High 32 bits of the output address (0 on a fault). */
+  get physHi(): number {
+    return this.info & abi.INFO_OK ? this.hi : 0;
+  }
+  /** The output address as a number (exact below 2^53; 0 on a fault). */
+  get phys(): number {
+    return this.info & abi.INFO_OK ? this.hi * 4294967296 + this.lo : 0;
+  }
   /** log2 of the leaf size (12, 21 or 30) when ok. */
-  sizeLg2 = 0;
+  get sizeLg2(): number {
+    return this.info & abi.INFO_OK ? (this.info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK : 0;
+  }
   /** The leaf's permission bits (R = 1, W = 2, X = 4) when ok. */
-  perm = 0;
+  get perm(): number {
+    return this.info & abi.INFO_OK ? (this.info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK : 0;
+  }
   /** Index into FAULT_REASONS; 0 when ok. */
-  reason = 0;
+  get reason(): number {
+    return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
+  }
   /** The fault's table level (see `Fault.level`). */
-  level = 0;
+  get level(): number {
+    return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
+  }
   /** The fault's stage (see `Fault.stage`). */
-  stage = 0;
+  get stage(): number {
+    return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
+  }
   /** Memory type (RISC-V PBMT: 0 PMA, 1 NC, 2 IO) when ok. */
-  pbmt = 0;
+  get pbmt(): number {
+    return this.info & abi.INFO_OK ? (this.info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK : 0;
+  }
   /** Fault flags and address: see `Fault`. */
-  implicit = false;
+  get implicit(): boolean {
+    return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_IMPLICIT) !== 0;
+  }
   /** See `Fault.implicitWrite`. */
-  implicitWrite = false;
+  get implicitWrite(): boolean {
+    return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_IMPLICIT_WRITE) !== 0;
+  }
   /** See `Fault.pageRequest`. */
-  pageRequest = false;
+  get pageRequest(): boolean {
+    return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_PAGE_REQUEST) !== 0;
+  }
   /** Low 32 bits of `Fault.addr`. */
-  faultAddrLo = 0;
+  get faultAddrLo(): number {
+    return this.info & abi.INFO_OK ? 0 : this.lo;
+  }
   /** High 32 bits of `Fault.addr`. */
-  faultAddrHi = 0;
+  get faultAddrHi(): number {
+    return this.info & abi.INFO_OK ? 0 : this.hi;
+  }
 }
 
-/** Decodes the core's info word and output address into `out`. */
-export function decodeInto(out: TranslationOut, info: number, physLo: number, physHi: number): TranslationOut {
-  if (info & abi.INFO_OK) {
-    // The per-call hot path: a translation (no fault fields to compute).
-    out.ok = true;
-    out.physLo = physLo;
-    out.physHi = physHi;
-    out.phys = physHi * 4294967296 + physLo;
-    out.sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
-    out.perm = (info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK;
-    out.pbmt = (info >>> abi.INFO_PBMT_SHIFT) & abi.INFO_PBMT_MASK;
-    out.faultAddrLo = out.faultAddrHi = out.reason = out.level = out.stage = 0;
-    out.implicit = out.implicitWrite = out.pageRequest = false;
-    return out;
-  }
-  // A fault: the record's address words hold the fault address (abi.ts), not an output.
-  out.ok = false;
-  out.faultAddrLo = physLo;
-  out.faultAddrHi = physHi;
-  out.physLo = out.physHi = out.phys = out.sizeLg2 = out.perm = out.pbmt = 0;
-  out.implicit = (info & abi.INFO_IMPLICIT) !== 0;
-  out.implicitWrite = (info & abi.INFO_IMPLICIT_WRITE) !== 0;
-  out.pageRequest = (info & abi.INFO_PAGE_REQUEST) !== 0;
-  out.reason = (info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
-  out.level = (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
-  out.stage = (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
+/** The reason, table level and stage of a fault's info word. */
+export function faultCore(info: number): { reason: FaultReason; level: number; stage: number } {
+  return {
+    reason: FAULT_REASONS[(info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK] ?? 'bad-request',
+    level: (info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK,
+    stage: (info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK,
+  };
+}
+
+/** Stores the core's info word and result address words in `out` (decoded when read). */
+export function decodeInto(out: TranslationOut, info: number, lo: number, hi: number): TranslationOut {
+  out.info = info;
+  out.lo = lo;
+  out.hi = hi;
   return out;
 }
 
 /** Builds the allocating `Translation` from a decoded result. */
 export function toTranslation(iova: bigint, r: TranslationOut): Translation {
   if (!r.ok) {
-    const fault: { -readonly [K in keyof Fault]: Fault[K] } = { reason: FAULT_REASONS[r.reason] ?? 'bad-request', level: r.level, stage: r.stage };
+    const fault: { -readonly [K in keyof Fault]: Fault[K] } = faultCore(r.info);
     if (r.implicit) fault.implicit = true;
     if (r.implicitWrite) fault.implicitWrite = true;
     if (r.faultAddrLo !== 0 || r.faultAddrHi !== 0) fault.addr = (BigInt(r.faultAddrHi) << 32n) | BigInt(r.faultAddrLo);

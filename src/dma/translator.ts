@@ -13,7 +13,7 @@ import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
 import { GuestRam, type RamWindowSpec } from '../core/ram-window';
-import { FAULT_REASONS, TranslationOut, decodeInto, toTranslation, type Access, type Translation } from './translation';
+import { FAULT_REASONS, TranslationOut, decodeInto, faultCore, toTranslation, type Access, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
 export interface TranslatorHandle {
@@ -127,26 +127,49 @@ export class Translator {
    * `bad-request` fault.
    */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
-    let lo: number;
-    let hi: number;
-    if (typeof iova === 'number') {
-      lo = iova >>> 0;
-      hi = (iova / TWO_32) >>> 0;
-      if (lo + hi * TWO_32 !== iova) return this.bad(out, rid, pasid, iova, access);
-    } else if (typeof iova === 'bigint' && iova >= 0n && iova < TWO_64) {
-      lo = Number(iova & 0xffffffffn);
-      hi = Number(iova >> 32n);
-    } else {
-      return this.bad(out, rid, pasid, iova, access);
+    // Small enough for TurboFan to inline into the caller's loop: checks, then one Wasm call.
+    if (isU32(rid) && isU32(pasid) && isU32(access)) {
+      if (typeof iova === 'number') {
+        const lo = iova >>> 0;
+        const hi = (iova / TWO_32) >>> 0;
+        if (lo + hi * TWO_32 === iova) return this.run(out, rid, pasid, lo, hi, access);
+      } else if (typeof iova === 'bigint' && BigInt.asUintN(64, iova) === iova) {
+        return this.run64(out, rid, pasid, iova, access);
+      }
     }
-    if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
+    return this.bad(out, rid, pasid, iova, access);
+  }
+
+  /** A u64 bigint IOVA goes to the core as it is (an i64 parameter): no BigInt arithmetic in JS. */
+  private run64(out: TranslationOut, rid: number, pasid: number, iova: bigint, access: number): TranslationOut {
+    const info = this.core.exports.translate64(rid, pasid, iova, access);
+    if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, Number(iova & 0xffffffffn), Number(iova >> 32n), access);
+    const r = this.resultWords();
+    return decodeInto(out, info, r[0]!, r[1]!);
+  }
+
+  /** One checked request through the core: a hit costs one Wasm call (see assembly/translate.ts). */
+  private run(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
+    const info = this.translateWords(rid, pasid, lo, hi, access);
+    const r = this.resultWords();
+    return decodeInto(out, info, r[0]!, r[1]!);
+  }
+
+  /**
+   * @internal One request with checked u32 arguments through the core; returns the info word and
+   * leaves the output (or fault) address words in `resultWords()`. Logs a fault.
+   */
+  translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const info = this.core.exports.translate(rid, pasid, lo, hi, access);
-    let r = this.core.result;
+    if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, lo, hi, access);
+    return info;
+  }
+
+  /** @internal This slot's result record (output or fault address words, then info). */
+  resultWords(): Uint32Array {
+    const r = this.core.result;
     // Detached: an emulator grew the unshared memory it lent the engine (views need re-creating).
-    if (r.length === 0) r = this.core.resync();
-    decodeInto(out, info, r[0]!, r[1]!);
-    if (!out.ok) this.log(out, rid, pasid, lo, hi, access);
-    return out;
+    return r.length === 0 ? this.core.resync() : r;
   }
 
   /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
@@ -191,11 +214,8 @@ export class Translator {
     u32[reason] = u32[reason]! + 1;
   }
 
-  private log(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): void {
-    this.faults.push({
-      rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access,
-      reason: FAULT_REASONS[out.reason] ?? 'bad-request', level: out.level, stage: out.stage,
-    });
+  private log(info: number, rid: number, pasid: number, lo: number, hi: number, access: number): void {
+    this.faults.push({ rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access, ...faultCore(info) });
   }
 }
 

@@ -9,7 +9,7 @@ import { fail } from '../base/errno';
 import { IoasAccess } from './access';
 import type { HwptPaging } from './hwpt';
 import { toLast } from '../base/range';
-import { IoPagetable, type IoRange } from './io-pagetable';
+import { IoPagetable, type Area, type IoRange } from './io-pagetable';
 import { FdObject, type ObjectTable } from './object-table';
 
 export class Ioas extends FdObject {
@@ -98,7 +98,9 @@ export function ioasUnmap(table: ObjectTable, ioasId: number, iovaIn: unknown, l
   const all = iova === 0n && length === U64_MAX;
   if (!all && (iova >= U64_MAX || length >= U64_MAX)) fail('EOVERFLOW', op, 'iova and length must be below 2^64-1');
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
-  return ioas.iopt.unmap(op, iova, length, (areas) => IoasAccess.reclaimPins(op, ioas.accesses, areas));
+  // Without accesses there are no pins to reclaim: no callback (and no copy of the areas for it).
+  const reclaim = ioas.accesses.size === 0 ? undefined : (areas: readonly Area[]) => IoasAccess.reclaimPins(op, ioas.accesses, areas);
+  return ioas.iopt.unmap(op, iova, length, reclaim);
 }
 
 /** IOMMU_IOAS_COPY. @returns the destination IOVA. */

@@ -17,6 +17,7 @@ import { hwptInvalidate, type InvalidateEntry } from './invalidate';
 import type { IoRange } from './io-pagetable';
 import type { ObjType } from './object-table';
 import { ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
+import { ioasMapBatch, ioasUnmapBatch, type MapBatch, type UnmapBatch } from './ioas-batch';
 import { pasidAlloc, pasidFree } from './pasid';
 
 export type { HwptAllocArgs } from './hwpt-alloc';
@@ -98,6 +99,32 @@ export class IommuFd {
    */
   ioasUnmap(ioasId: number, iova: bigint | number, length: bigint | number): bigint {
     return ioasUnmap(this.live('ioasUnmap').table, id('ioasUnmap', 'ioasId', ioasId), iova, length);
+  }
+
+  /**
+   * `ioasMap` for many fixed-IOVA mappings: entry i is `entries[3i..3i+2]` = iova, length, phys,
+   * with `perms[i]` (bit 0 read, bit 1 write; default both). Each entry applies wholly or changes
+   * nothing; `results[i]` gets 0 or the errno number (`ERRNO`) `ioasMap` would have thrown
+   * (EOVERFLOW, EINVAL, EEXIST, ENOMEM; EOPNOTSUPP for unknown perm bits). Entries apply in order.
+   * @returns the number of entries applied.
+   * @throws only for a malformed batch, applying nothing: ENOENT no such IOAS; EINVAL wrong array
+   * types or lengths.
+   */
+  ioasMapBatch(ioasId: number, batch: MapBatch): number {
+    this.state.checkOpen('ioasMapBatch');
+    return ioasMapBatch(this.state.table, id('ioasMapBatch', 'ioasId', ioasId), batch);
+  }
+
+  /**
+   * `ioasUnmap` for many ranges: entry i is `entries[2i..2i+1]` = iova, length. `results[i]` gets 0
+   * or the errno number `ioasUnmap` would have thrown (ENOENT, EINVAL, EOVERFLOW, and what an
+   * access's onUnmap refusal gives); `bytes[i]`, when given, the bytes unmapped. In order.
+   * @returns the number of entries applied.
+   * @throws only for a malformed batch (applying nothing): ENOENT no such IOAS; EINVAL wrong arrays.
+   */
+  ioasUnmapBatch(ioasId: number, batch: UnmapBatch): number {
+    this.state.checkOpen('ioasUnmapBatch');
+    return ioasUnmapBatch(this.state.table, id('ioasUnmapBatch', 'ioasId', ioasId), batch);
   }
 
   /** Maps in `dstIoas` what backs `[srcIova, +length)` of `srcIoas`. @returns the destination IOVA. */
