@@ -163,6 +163,8 @@ export const CTRL_PAGES_GROWN = 88;
 /** Guest RAM: the RAM window table (RAMWIN_* records, sorted by base) and its record count. */
 export const CTRL_RAM_WINDOWS = 92;
 export const CTRL_RAM_COUNT = 96;
+/** Head of the list of freed buffer runs (assembly/pool.ts), 0 when empty. */
+export const CTRL_BUF_FREE = 108;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"

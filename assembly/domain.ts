@@ -6,16 +6,27 @@ import { DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN, DOM_FLAGS, DOM_LIVE, DOM_PAGES
 import { domains, domainCount } from './env';
 import { pageAlloc, pageRetire, epochAdvance } from './pool';
 import { unmapRange } from './pagetable';
+import { iotlbInvalidateScan } from './iotlb';
 
 // @ts-ignore: decorator
 @inline export function domainPtr(index: u32): usize {
   return domains + <usize>index * DOM_SIZE;
 }
 
-/** Invalidates every IOTLB entry of a domain in every translator, in O(1). */
-// @ts-ignore: decorator
-@inline export function domainBumpGen(d: usize): void {
-  atomic.add<u32>(d, 1, DOM_GEN);
+/**
+ * Invalidates every IOTLB entry of domain descriptor `d` in every translator, in O(1): the one
+ * place a generation moves. The generation is 32 bits and wraps: after 2^32 bumps it would match
+ * an entry an idle translator filled 2^32 bumps ago and revive it. So when it wraps to 0, every
+ * translator's entries of the domain are cleared by a scan. An entry filled under generation g
+ * can then hit again only if it was published after the last wrap's scan, and the generation
+ * returns to g only by wrapping again, whose scan clears it first. (Fills racing a bump are dropped
+ * by their own re-check, iotlb.ts `fill`; one published just after the scan keeps a generation
+ * the domain has already left, so it is covered by the next wrap's scan.)
+ */
+export function domainBumpGen(d: usize): void {
+  if (atomic.add<u32>(d, 1, DOM_GEN) == 0xffffffff) {
+    iotlbInvalidateScan(<u32>((d - domains) / DOM_SIZE), 1, 0, 0, 0xffffffffffffffff);
+  }
 }
 
 /** Makes `index` a live, empty domain with `levels` levels (3..5). */

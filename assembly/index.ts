@@ -12,7 +12,7 @@ export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';
-import { domainPtr } from './domain';
+import { domainPtr, domainBumpGen } from './domain';
 import { domainCount } from './env';
 
 /** Maps [iova, iova+length) to [oa, ...) in domain `dom`; 0 or a negative errno. */
@@ -35,11 +35,12 @@ export function domainSetDirty(dom: u32, on: u32): i32 {
   if (dom == 0 || dom >= domainCount) return abi.STATUS_EINVAL;
   const d = domainPtr(dom);
   const flags = load<u32>(d, abi.DOM_FLAGS);
-  if (!(flags & abi.DOM_LIVE) || (flags & abi.DOM_EXT)) return abi.STATUS_EINVAL;
+  // Engine tables only; one on the extended miss path (page requests) marks D there (ptwalk.ts).
+  if (!(flags & abi.DOM_LIVE) || (flags & abi.DOM_USER)) return abi.STATUS_EINVAL;
   // Flag first, then clear and bump: a fill that still saw the flag off fails its generation re-check.
   atomic.store<u32>(d, on ? flags | abi.DOM_DIRTY : flags & ~abi.DOM_DIRTY, abi.DOM_FLAGS);
   if (on) readDirty(d, 0, 0xffffffffffffffff, abi.PAGE_SHIFT, 0, true);
-  atomic.add<u32>(d, 1, abi.DOM_GEN);
+  domainBumpGen(d);
   return abi.STATUS_OK;
 }
 

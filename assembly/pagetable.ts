@@ -6,9 +6,10 @@
 // Unmap clears leaves wholly inside the range, retires tables that become empty (never the root),
 // and bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
-import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_GEN, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
+import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
 import { pageAlloc, pageRetire, epochAdvance } from './pool';
+import { domainBumpGen } from './domain';
 
 /** Installs one leaf of `level` (or smaller if a table is already there); returns the level used, or -1. */
 function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
@@ -140,7 +141,7 @@ export function unmapRange(d: usize, start: u64, last: u64): void {
   const top = lastInDomain(levels, last);
   if (start > top) return;
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
-  atomic.add<u32>(d, 1, DOM_GEN); // after the entries are gone, so refills see the new tree
+  domainBumpGen(d); // after the entries are gone, so refills see the new tree
   epochAdvance();
 }
 
@@ -192,6 +193,6 @@ export function readDirty(d: usize, start: u64, last: u64, pageLg2: u32, bitmap:
   const top = lastInDomain(levels, last);
   if (start > top) return;
   if (dirtyLevel(<usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top, pageLg2, bitmap, clear) != 0) {
-    atomic.add<u32>(d, 1, DOM_GEN);
+    domainBumpGen(d);
   }
 }

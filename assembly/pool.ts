@@ -5,11 +5,17 @@
 // moves to the free list only once every translator slot is quiescent (0) or has announced a later
 // epoch — so a walk that loaded the old pointer never reads a reused page. Pages handed out are
 // zeroed. Only the owner thread calls into this file.
+//
+// Buffers (batch rings, translator rings, dirty bitmaps) are runs of contiguous pages. A freed one
+// joins the run list (CTRL_BUF_FREE): sorted by address, disjoint, never touching (neighbours are
+// merged); each run's first page holds its node (u32 next run, u32 pages). A run ending at the
+// pool's top is given back to the top. bufferAlloc takes the first run that fits before growing
+// the pool, and pageAlloc takes a page of a run before growing it, so freed space is always reused.
 
 import {
   PAGE_SIZE, CTRL_POOL_TOP, CTRL_POOL_LIMIT, CTRL_FREE_HEAD, CTRL_PAGES_USED, CTRL_EPOCH,
   CTRL_LIMBO, CTRL_LIMBO_CAP, CTRL_LIMBO_HEAD, CTRL_LIMBO_TAIL, CTRL_FAIL_COUNTDOWN,
-  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, SLOT_EPOCH,
+  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, SLOT_EPOCH, CTRL_BUF_FREE, CTRL_POOL_BASE, STATUS_OK, STATUS_EINVAL,
 } from './abi';
 import { ctrl, slotsBase, slotCount, slotSize } from './env';
 
@@ -79,6 +85,33 @@ function takeFromTop(bytes: usize): usize {
   return top;
 }
 
+/** Pages of the run at `run` (its node's second word). */
+// @ts-ignore: decorator
+@inline function runPages(run: usize): u32 {
+  return load<u32>(run, 4);
+}
+
+/** `pages` pages from the first run that has them (cut from its end), or 0. */
+function takeRun(pages: u32): usize {
+  let prev: usize = 0;
+  let run = <usize>load<u32>(ctrl, CTRL_BUF_FREE);
+  while (run != 0) {
+    const have = runPages(run);
+    if (have > pages) {
+      store<u32>(run, have - pages, 4);
+      return run + <usize>(have - pages) * PAGE_SIZE;
+    }
+    if (have == pages) {
+      if (prev == 0) store<u32>(ctrl, load<u32>(run), CTRL_BUF_FREE);
+      else store<u32>(prev, load<u32>(run));
+      return run;
+    }
+    prev = run;
+    run = <usize>load<u32>(run);
+  }
+  return 0;
+}
+
 /** A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. */
 export function pageAlloc(): usize {
   if (injectFail()) return 0;
@@ -88,7 +121,8 @@ export function pageAlloc(): usize {
     store<u32>(ctrl, load<u32>(page), CTRL_FREE_HEAD);
     store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
   } else {
-    page = takeFromTop(PAGE_SIZE);
+    page = takeRun(1);
+    if (page == 0) page = takeFromTop(PAGE_SIZE);
     if (page == 0) return 0;
   }
   memory.fill(page, 0, PAGE_SIZE);
@@ -124,17 +158,69 @@ export function epochAdvance(): void {
   atomic.add<u32>(ctrl, 1, CTRL_EPOCH);
 }
 
-/** `pages` contiguous zeroed pages for a caller-owned buffer (batch rings), or 0. */
+/** `pages` contiguous zeroed pages for a caller-owned buffer (batch rings, bitmaps), or 0. */
 export function bufferAlloc(pages: u32): usize {
-  if (injectFail()) return 0;
-  const p = takeFromTop(<usize>pages * PAGE_SIZE);
+  if (pages == 0 || injectFail()) return 0;
+  let p = takeRun(pages);
+  if (p == 0) p = takeFromTop(<usize>pages * PAGE_SIZE);
   if (p == 0) return 0;
   memory.fill(p, 0, <usize>pages * PAGE_SIZE);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + pages, CTRL_PAGES_USED);
   return p;
 }
 
-/** Returns a buffer's pages to the free list; its user guarantees nobody reads it any more. */
-export function bufferFree(p: usize, pages: u32): void {
-  for (let i: u32 = 0; i < pages; i++) pageFreeNow(p + <usize>i * PAGE_SIZE);
+/**
+ * Returns a buffer's pages to the run list (see the header); its user guarantees nobody reads it
+ * any more. EINVAL, changing nothing, for a range that is not whole pages of the pool below its
+ * top or that overlaps a run already free (a double free).
+ */
+export function bufferFree(p: usize, pages: u32): i32 {
+  const top = <usize>load<u32>(ctrl, CTRL_POOL_TOP);
+  const bytes = <usize>pages * PAGE_SIZE;
+  if (pages == 0 || (p & (PAGE_SIZE - 1)) != 0 || p < <usize>load<u32>(ctrl, CTRL_POOL_BASE) || p > top || bytes > top - p) return STATUS_EINVAL;
+  let prev: usize = 0;
+  let next = <usize>load<u32>(ctrl, CTRL_BUF_FREE);
+  while (next != 0 && next < p) {
+    prev = next;
+    next = <usize>load<u32>(next);
+  }
+  if ((prev != 0 && prev + <usize>runPages(prev) * PAGE_SIZE > p) || (next != 0 && p + bytes > next)) return STATUS_EINVAL;
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - pages, CTRL_PAGES_USED);
+  let run = p;
+  let n = pages;
+  if (next != 0 && p + bytes == next) { // merge with the run above
+    n += runPages(next);
+    next = <usize>load<u32>(next);
+  }
+  if (prev != 0 && prev + <usize>runPages(prev) * PAGE_SIZE == p) { // merge into the run below
+    run = prev;
+    n += runPages(prev);
+  } else if (prev == 0) {
+    store<u32>(ctrl, <u32>run, CTRL_BUF_FREE);
+  } else {
+    store<u32>(prev, <u32>run);
+  }
+  if (run + <usize>n * PAGE_SIZE == top) {
+    // The highest run ends at the top: give it back, so the pool does not keep growing.
+    if (run == p && prev != 0) store<u32>(prev, 0);
+    else if (run == p) store<u32>(ctrl, 0, CTRL_BUF_FREE);
+    else unlinkAfter(run);
+    store<u32>(ctrl, <u32>run, CTRL_POOL_TOP);
+    return STATUS_OK;
+  }
+  store<u32>(run, <u32>next);
+  store<u32>(run, n, 4);
+  return STATUS_OK;
+}
+
+/** Unlinks run `run` (merged into, so it is in the list) from the run list. */
+function unlinkAfter(run: usize): void {
+  let prev: usize = 0;
+  let cur = <usize>load<u32>(ctrl, CTRL_BUF_FREE);
+  while (cur != 0 && cur != run) {
+    prev = cur;
+    cur = <usize>load<u32>(cur);
+  }
+  if (prev == 0) store<u32>(ctrl, 0, CTRL_BUF_FREE);
+  else store<u32>(prev, 0);
 }

@@ -33,7 +33,7 @@ import {
   DOM_PABITS, DOM_HWAD, FMT_ENGINE, FMT_X86_64, FMT_RISCV_S, FMT_RISCV_G, FAULT_NOT_PRESENT,
   FAULT_PERMISSION, FAULT_NON_CANONICAL, FAULT_BEYOND_WIDTH, FAULT_AD_DISABLED, FAULT_OUTSIDE_RAM,
   INFO_REASON_SHIFT, INFO_LEVEL_SHIFT, INFO_STAGE_SHIFT, INFO_IMPLICIT, INFO_IMPLICIT_WRITE,
-  CAP_WU, CAP_WS, SLOT_WALK_READS,
+  CAP_WU, CAP_WS, SLOT_WALK_READS, DOM_DIRTY, PTE_D,
 } from './abi';
 import { KIND_TABLE, KIND_LEAF } from './fmt/kinds';
 import { entryIsEmpty, entryIsLeaf, entryAddr, entryPerm, entryCaps } from './fmt/engine';
@@ -70,6 +70,12 @@ export let wLeafW: bool = false;
 export let wLeafD: bool = false;
 /** Fault address: the GPA for stage-2 faults, the entry's physical address for FAULT_OUTSIDE_RAM. */
 export let wFaultAddr: u64 = 0;
+/**
+ * A clean leaf of a dirty-tracking engine table that the walk read but did not mark (its address,
+ * 0 if none): set by a stage-2 walk for a stage-1 table read, so that an A/D write into that
+ * stage-1 table then marks the guest page it lands in (markDirty).
+ */
+export let wMarkLater: usize = 0;
 
 /**
  * Rights a request needs (INFO_CAP_*): its R/W/X access bits, in the privileged half when Priv is
@@ -153,6 +159,18 @@ function implicitWriteFault(s2W: bool, s2Level: u32, pteGpa: u64): u32 {
   return failAt(s2W ? FAULT_AD_DISABLED : FAULT_PERMISSION, s2Level, 2, pteGpa) | INFO_IMPLICIT | INFO_IMPLICIT_WRITE;
 }
 
+/**
+ * Sets the D bit of the engine leaf at `p` (dirty tracking, VT-d second-stage bit 9). Translators
+ * only ever set D and the owner clears it or replaces the entry, so a lost race means either D is
+ * set already or the entry changed (an unmap racing this walk, whose result is allowed anyway).
+ */
+function markDirty(p: usize): void {
+  for (let i: u32 = 0; i < RETRY_LIMIT; i++) {
+    const e = atomic.load<u64>(p);
+    if (entryIsEmpty(e) || (e & <u64>PTE_D) != 0 || atomic.cmpxchg<u64>(p, e, e | <u64>PTE_D) == e) return;
+  }
+}
+
 // @ts-ignore: decorator
 @inline function countRead(): void {
   store<u64>(slot + SLOT_WALK_READS, load<u64>(slot + SLOT_WALK_READS) + 1);
@@ -190,6 +208,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
   let s2W = true;
   let s2D = true;
   let s2Level: u32 = 0;
+  let s2Mark: usize = 0; // the stage-2 leaf an A/D write into the current entry must mark dirty
   let retries: u32 = 0;
   while (true) {
     const shift = 12 + 9 * level;
@@ -208,6 +227,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
           s2W = wLeafW;
           s2D = wLeafD;
           s2Level = wLevel;
+          s2Mark = wMarkLater;
         }
         p = ramLocate(pa);
         if (p == RAM_NONE) return failAt(FAULT_OUTSIDE_RAM, level, stage, pa);
@@ -228,6 +248,7 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
           if (++retries > RETRY_LIMIT) return failAt(FAULT_NOT_PRESENT, level, stage, va);
           continue; // the entry changed under us: check it again
         }
+        if (s2Mark != 0) markDirty(s2Mark);
       }
       acc = acc2;
       table = tableAddr(fmt, e);
@@ -271,10 +292,29 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
           continue;
         }
         e |= set;
+        if (s2Mark != 0) markDirty(s2Mark);
       }
       // Only a dirty leaf may serve later writes from the IOTLB: a clean one must be walked again.
       if (!(e & dirty)) caps &= ~(CAP_WU | CAP_WS);
     }
+    // Dirty tracking of an engine table (a nest parent or a HWPT with page requests): a write
+    // through the leaf sets D, as translate.ts does on the engine's own path; a clean leaf gives no
+    // write rights to the result, so a nested result is never cached writable over a clean parent
+    // leaf and the first write after a read-and-clear walks again and marks it. A stage-1 table
+    // read (MODE_IMPLICIT) is not a write: the leaf is left for markDirty if an A/D write follows.
+    let markLater: usize = 0;
+    if (!user && (flags & DOM_DIRTY) != 0 && (e & <u64>PTE_D) == 0) {
+      if ((access & ACCESS_WRITE) != 0 && (mode & MODE_IMPLICIT) == 0) {
+        if (atomic.cmpxchg<u64>(<usize>p, e, e | <u64>PTE_D) != e) {
+          if (++retries > RETRY_LIMIT) return failAt(FAULT_NOT_PRESENT, level, stage, va);
+          continue;
+        }
+      } else {
+        caps &= ~(CAP_WU | CAP_WS);
+        markLater = <usize>p; // an engine table: p is a pool address
+      }
+    }
+    wMarkLater = markLater;
     const napot = riscv && rvIsNapot(e);
     wOA = leafOA(fmt, e, shift, va);
     wShift = napot ? 12 : shift;

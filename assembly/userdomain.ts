@@ -5,13 +5,13 @@
 // points at it only after this returns), and teardown bumps the generation after clearing.
 
 import {
-  DOM_ROOT, DOM_LEVELS, DOM_GEN, DOM_FLAGS, DOM_LIVE, DOM_EXT, DOM_USER, DOM_PAGES, DOM_FORMAT,
+  DOM_ROOT, DOM_LEVELS, DOM_FLAGS, DOM_LIVE, DOM_EXT, DOM_USER, DOM_PAGES, DOM_FORMAT,
   DOM_PARENT, DOM_UROOT_LO, DOM_UROOT_HI, DOM_PABITS, DOM_HWAD, DOM_SUM, DOM_SVPBMT, DOM_SVNAPOT,
   DOM_SVRSW60T59B, DOM_PRI, FMT_X86_64, FMT_RISCV_S, FMT_RISCV_G, DEV_FLAGS, DEV_PRESENT, DEV_PRI,
   RID_BITS, STATUS_OK, STATUS_EINVAL,
 } from './abi';
 import { domainCount } from './env';
-import { domainPtr } from './domain';
+import { domainPtr, domainBumpGen } from './domain';
 import { deviceEntry } from './context';
 
 const USER_FLAGS: u32 = DOM_HWAD | DOM_SUM | DOM_SVPBMT | DOM_SVNAPOT | DOM_SVRSW60T59B | DOM_PRI;
@@ -60,7 +60,7 @@ export function userDomainFree(index: u32): i32 {
   atomic.store<u32>(d, 0, DOM_FLAGS);
   store<u32>(d, 0, DOM_FORMAT); // an engine domain reusing the index starts from the engine format
   store<u32>(d, 0, DOM_PARENT);
-  atomic.add<u32>(d, 1, DOM_GEN);
+  domainBumpGen(d);
   return STATUS_OK;
 }
 
@@ -79,7 +79,7 @@ export function domainSetPri(index: u32, on: u32): i32 {
 /** Ends IOTLB validity of every entry of domain `index` in every translator, in O(1). */
 export function domainInvalidateAll(index: u32): i32 {
   if (index == 0 || index >= domainCount) return STATUS_EINVAL;
-  atomic.add<u32>(domainPtr(index), 1, DOM_GEN);
+  domainBumpGen(domainPtr(index));
   return STATUS_OK;
 }
 

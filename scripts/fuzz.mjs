@@ -5,6 +5,7 @@
 //   npm run fuzz -- --ops 1000000 --seed 42        # exit 0: no divergence; 1: divergence
 //   npm run fuzz -- --seed 42 --epoch 17           # rerun one epoch of a campaign
 //   npm run fuzz -- --replay fuzz-divergence.json  # rerun a saved (minimised) op list
+//   npm run fuzz -- --snapshots 100000 --seed 42   # forged-snapshot campaign (test/model/snapshot-forgery.ts)
 //   npm run fuzz -- --help                         # every option (USAGE below)
 import { build } from 'esbuild';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +18,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 const USAGE = `usage: npm run fuzz -- [--ops N] [--seed S] [--epoch-ops N] [--epoch K] [--minimise-seconds S] [--out FILE]
        npm run fuzz -- --replay FILE
+       npm run fuzz -- --snapshots N [--seed S]
 
   --ops N                operations in all (default 200000)
   --seed S               the campaign's seed (default: random, printed)
@@ -25,6 +27,7 @@ const USAGE = `usage: npm run fuzz -- [--ops N] [--seed S] [--epoch-ops N] [--ep
   --minimise-seconds S   time to minimise a divergence (default 120)
   --out FILE             where a divergence's minimised op list is saved (default fuzz-divergence.json)
   --replay FILE          rerun a saved op list
+  --snapshots N          forged-snapshot campaign: N mutated snapshots (test/model/snapshot-forgery.ts)
   -h, --help             this text
 Exit status: 0 no divergence, 1 a divergence, 2 wrong arguments.`;
 
@@ -33,13 +36,14 @@ const { values: args } = parseScriptArgs({
   usage: USAGE,
   options: {
     ops: { type: 'string' }, seed: { type: 'string' }, 'epoch-ops': { type: 'string' }, epoch: { type: 'string' },
-    'minimise-seconds': { type: 'string' }, out: { type: 'string' }, replay: { type: 'string' },
+    'minimise-seconds': { type: 'string' }, out: { type: 'string' }, replay: { type: 'string' }, snapshots: { type: 'string' },
   },
   check: (v) =>
     badNumber(v, 'ops', positiveInteger, 'a positive integer') ?? badNumber(v, 'epoch-ops', positiveInteger, 'a positive integer') ??
     badNumber(v, 'epoch', (n) => Number.isInteger(n) && n >= 0, 'an epoch number (0, 1, ...)') ??
     badNumber(v, 'seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ??
-    badNumber(v, 'minimise-seconds', (n) => n >= 0, 'a number of seconds'),
+    badNumber(v, 'minimise-seconds', (n) => n >= 0, 'a number of seconds') ??
+    badNumber(v, 'snapshots', positiveInteger, 'a positive integer'),
 });
 
 async function loadHarness() {
@@ -48,7 +52,8 @@ async function loadHarness() {
     import * as testing from './test/testing.ts';
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
-    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+    export { forgeries } from './test/model/snapshot-forgery.ts';
+    export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
   `;
   const result = await build({
     stdin: { contents: entry, resolveDir: root, loader: 'ts', sourcefile: 'fuzz-entry.ts' },
@@ -79,8 +84,20 @@ if (args.replay) {
   process.exit(1);
 }
 
-const totalOps = Number(args.ops ?? 200_000);
 const seed = args.seed === undefined ? (Math.random() * 2 ** 32) >>> 0 : Number(args.seed) >>> 0;
+
+if (args.snapshots !== undefined) {
+  // Forged snapshots: each accepted one must stay isolated and survive a fuzz slice.
+  const n = Number(args.snapshots);
+  if (!(n > 0)) throw new Error('--snapshots must be positive');
+  console.log(`forged snapshots: seed ${seed}, ${n} mutations (reproduce: npm run fuzz -- --snapshots ${n} --seed ${seed})`);
+  const t0 = Date.now();
+  const r = h.forgeries(seed, n);
+  console.log(`forged snapshots: ${r.accepted} accepted, ${r.refused} refused, ${r.violation ? `VIOLATION: ${r.violation}` : 'no violation'} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  process.exit(r.violation ? 1 : 0);
+}
+
+const totalOps = Number(args.ops ?? 200_000);
 const epochOps = Number(args['epoch-ops'] ?? 2000);
 const minimiseMs = Number(args['minimise-seconds'] ?? 120) * 1000;
 

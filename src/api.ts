@@ -8,6 +8,7 @@ export { Iommu, type Restored } from './iommu';
 export { sharedMemoryUnavailableReason, type IommuOptions, type DeviceOptions } from './options';
 export type { RestoreOptions, RestoredObjects } from './snapshot/index';
 export { IommuFd, type HwptAllocArgs } from './iommufd/iommufd';
+export type { FdLimits } from './iommufd/fd-limits';
 export { DeviceFd } from './iommufd/device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './dma/translator';
 export { Batch } from './dma/batch';

@@ -15,6 +15,8 @@ import { registerEngine, type Engine } from './iommufd/fd-state';
 import { fail } from './base/errno';
 import type { FaultLog } from './dma/fault-log';
 import { IommuFd } from './iommufd/iommufd';
+import { drainPageRequests } from './iommufd/fault-queue';
+import { parseLimits, type FdLimits } from './iommufd/fd-limits';
 import { resolveDevice, resolveOptions, sharedMemoryUnavailableReason, type DeviceOptions, type IommuOptions, type ResolvedOptions } from './options';
 import { writeControlBlock } from './core/layout';
 import { GuestRam } from './core/ram-window';
@@ -203,9 +205,16 @@ export class Iommu {
     return [...this.engine.devices.values()].sort((a, b) => a.rid - b.rid);
   }
 
-  /** Opens an ioasid FD. */
-  open(): IommuFd {
-    return new IommuFd(this.engine);
+  /**
+   * Opens an ioasid FD. `limits` caps what this FD alone may hold at once (src/iommufd/fd-limits.ts):
+   * `pasids` (then ENOSPC), `domains` — HWPTs of any kind, auto ones included (then ENOSPC) — and
+   * `pages` of page tables of its engine-managed HWPTs (then ENOMEM).
+   * @throws EINVAL a limit that is not an integer in [0, 2^31-1]; EOPNOTSUPP an unknown option.
+   */
+  open(opts?: { limits?: FdLimits }): IommuFd {
+    const op = 'open';
+    const o = options(op, opts, ['limits'] as const);
+    return new IommuFd(this.engine, parseLimits(op, o.limits));
   }
 
   /** Translates one DMA request on the owner thread. Never throws; a fault is a value. */
@@ -231,12 +240,21 @@ export class Iommu {
     return this.local.dmaWrite(rid, pasid, iova, src);
   }
 
-  /** A batch of `capacity` requests translated on the owner thread. @throws EINVAL, ENOMEM. */
+  /**
+   * A batch of `capacity` requests translated on the owner thread, in engine memory until
+   * `batch.release()` gives it back. @throws EINVAL, ENOMEM.
+   */
   batch(capacity: number): Batch {
     const op = 'batch';
     const n = int(op, 'capacity', capacity, 1, 1 << 20);
-    const ptr = this.allocBuffer(op, batchPages(n));
-    return new Batch(this.engine.core, n, ptr, ptr + n * abi.REQ_SIZE);
+    const pages = batchPages(n);
+    const ptr = this.allocBuffer(op, pages);
+    const engine = this.engine;
+    engine.batchBuffers.set(ptr, pages);
+    return new Batch(engine.core, n, ptr, ptr + n * abi.REQ_SIZE, () => {
+      engine.batchBuffers.delete(ptr);
+      engine.bufferFree(ptr, pages);
+    });
   }
 
   /**
@@ -276,6 +294,9 @@ export class Iommu {
     if (typeof handle !== 'object' || handle === null || handle.memory !== this.engine.core.memory || this.engine.translatorRings.get(handle.slot)?.ptr !== handle.batch?.requestPtr) {
       fail('EINVAL', op, 'expected a live translator handle of this engine');
     }
+    // Page requests the worker raised and the owner has not drained yet live in the slot's ring,
+    // which is cleared below: move them into their fault queues first, so each is answered.
+    drainPageRequests(this.engine);
     const core = this.engine.core;
     const l = this.engine.layout;
     // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).

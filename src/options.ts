@@ -6,6 +6,7 @@
 import * as abi from '../assembly/abi';
 import { describe, int, options, u64 } from './base/args';
 import { fail } from './base/errno';
+import { ridOfBdf } from './base/bdf';
 import { computeLayout, type Layout } from './core/layout';
 import { placeWindows, resolveRam, type RamWindowOptions } from './core/ram-options';
 import type { RamWindowSpec } from './core/ram-window';
@@ -70,7 +71,6 @@ export interface DeviceOptions {
 
 const OPTION_KEYS = ['addressWidth', 'pasidBits', 'iotlbEntries', 'maxMemoryBytes', 'shared', 'ram', 'translators', 'maxDomains', 'memory', 'region'] as const;
 const DEVICE_KEYS = ['bdf', 'pasidBits', 'pri', 'dirty', 'reservedRegions'] as const;
-const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
 
 /** Why the engine is single-threaded, or undefined when workers can share its memory. */
 export function sharedMemoryUnavailableReason(): string | undefined {
@@ -132,11 +132,7 @@ export function resolveOptions(opts: unknown): ResolvedOptions {
  */
 export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): DeviceCaps {
   const o = options(op, opts, DEVICE_KEYS);
-  if (typeof o.bdf !== 'string') fail('EINVAL', op, `bdf: expected a string like '0000:03:00.0', got ${describe(o.bdf)}`);
-  const m = BDF.exec(o.bdf) ?? fail('EINVAL', op, `bdf: expected 'dddd:bb:dd.f', got '${o.bdf}'`);
-  // One IOMMU serves one PCI segment: the requester ID has no room for another.
-  if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', op, `bdf: this IOMMU serves PCI segment 0000, got '${o.bdf}'`);
-  const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
+  const rid = ridOfBdf(op, o.bdf);
   const pasidBits = o.pasidBits === undefined ? maxPasidBits : int(op, 'pasidBits', o.pasidBits, 0, maxPasidBits);
   const flagOf = (name: string, v: unknown): boolean => {
     if (v === undefined) return false;
@@ -146,7 +142,7 @@ export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): 
   const pri = flagOf('pri', o.pri);
   const dirty = flagOf('dirty', o.dirty);
   const reservedRegions = regions(op, o.reservedRegions);
-  return { bdf: o.bdf.toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions };
+  return { bdf: (o.bdf as string).toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions };
 }
 
 function regions(op: string, value: unknown): IoRange[] {

@@ -2,7 +2,12 @@
 // A seeded campaign of ≥ 10^5 random operations over several FDs (IOAS/HWPT/PASID alloc and
 // destroy, map/unmap/copy with fixed and automatic IOVAs, allow, bind/attach/replace/detach/unbind,
 // close, and translations of random and boundary addresses from random devices and PASIDs, per
-// call, allocation-free and batched). After every op results, errnos and translations must agree
+// call, allocation-free and batched; access objects whose onUnmap unpins and re-enters (map, unmap,
+// copy) or refuses; worker translator handles (in-thread, own IOTLB) taken, used and released;
+// dirty tracking (on/off, writes, bitmap reads with and without clear); fault queues (PRI devices on
+// HWPTs with a faultId: page requests, duplicates merged, read, answered, answered INVALID on
+// detach or replace, the device's responses);
+// snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
 // Long campaigns: `npm run fuzz -- --ops N --seed S` (scripts/fuzz.mjs); see test/README.md.
@@ -13,7 +18,7 @@ import { epochSeed, minimiseEpoch, Pair, report, runEpoch, type EngineApi } from
 import { Model } from './model/model';
 import { show, type Op, type Outcome } from './model/ops';
 
-const api: EngineApi = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
+const api: EngineApi = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
 
 const SEED = 0x10a5_1d;
 const EPOCHS = 50;
@@ -24,8 +29,13 @@ describe('differential fuzzing against the reference model', () => {
     const outcomes = new Map<string, number>();
     const add = (key: string): void => void outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     Pair.tally = (op: Op, o: Outcome) => {
-      if (op.k === 'translate' && 'v' in o) {
+      if (op.k === 'translate' && 'v' in o && Array.isArray(o.v)) {
         for (const t of o.v as { ok: boolean; reason?: string }[]) add(`translate ${t.ok ? 'ok' : t.reason}`);
+        if (op.via === 'worker') for (const t of o.v as { ok: boolean }[]) if (t.ok) add('translate-worker ok');
+      } else if (op.k === 'faultRead' && 'v' in o) {
+        add(`faultRead ${(o.v as unknown[]).length > 0 ? 'requests' : 'none'}`);
+      } else if (op.k === 'dirtyBitmap' && 'v' in o) {
+        add(`dirtyBitmap ${(o.v as bigint[]).some((w) => w !== 0n) ? 'dirty' : 'clean'}`);
       } else {
         add(`${op.k} ${'e' in o ? o.e : 'ok'}`);
       }
@@ -59,6 +69,11 @@ describe('differential fuzzing against the reference model', () => {
       'pasidAlloc ok', 'pasidAlloc EEXIST', 'pasidAlloc ENOSPC', 'pasidFree ok', 'pasidFree ENOENT',
       'translate ok', 'translate bad-request', 'translate no-device', 'translate not-attached', 'translate pasid-invalid',
       'translate beyond-width', 'translate not-present', 'translate permission',
+      'accessCreate ok', 'accessCreate EADDRINUSE', 'pin ok', 'pin ENOENT', 'pin EINVAL', 'unpin ok', 'unpin ENOENT',
+      'unmap EDEADLOCK', 'snapshot ok',
+      'faultAlloc ok', 'faultRead requests', 'faultRead none', 'faultRead EBADF', 'faultWrite ok', 'faultWrite EINVAL', 'faultClose ok', 'responses ok',
+      'handle ok', 'handle ENOSPC', 'release ok', 'release EINVAL', 'translate-worker ok',
+      'setDirty ok', 'setDirty EOPNOTSUPP', 'setDirty ENOENT', 'dirtyBitmap dirty', 'dirtyBitmap clean', 'dirtyBitmap EINVAL', 'dirtyBitmap EOPNOTSUPP',
     ]) {
       expect(seen(key), key).toBeGreaterThan(0);
     }

@@ -13,6 +13,7 @@ import type { HwptPaging } from '../src/iommufd/hwpt';
 import type { Ioas } from '../src/iommufd/ioas';
 import type { IoRange } from '../src/iommufd/io-pagetable';
 import { GUARD_POISON } from '../src/core/layout';
+import { drainPageRequests as drainRings } from '../src/iommufd/fault-queue';
 
 /** The engine behind an `Iommu`. @throws Error for anything else. */
 export function engineOf(iommu: object): Engine {
@@ -185,4 +186,21 @@ export function fdView(fd: object): FdView {
     pasids: s.engine.pasids.ownedBy(s),
     devices: [...s.devices].map((d) => d.rid).sort((a, b) => a - b),
   };
+}
+
+/**
+ * The 32-bit generation of domain `domain` (a HWPT's `domain` in `fdView`); with `set`, overwrites
+ * it first — as if that many invalidations had happened — so a test can reach the wrap quickly.
+ */
+export function domainGeneration(iommu: object, domain: number, set?: number): number {
+  const e = engineOf(iommu);
+  if (!Number.isInteger(domain) || domain < 1 || domain >= e.layout.domainCount) throw new Error('testing.domainGeneration: no such domain');
+  const at = (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2;
+  if (set !== undefined) Atomics.store(e.core.u32, at, set >>> 0);
+  return Atomics.load(e.core.u32, at);
+}
+
+/** Moves every translator slot's raised page requests into their fault queues now (as `read()` would). */
+export function drainPageRequests(iommu: object): void {
+  drainRings(engineOf(iommu));
 }

@@ -26,7 +26,7 @@ export interface CoreExports {
   translate64(rid: number, pasid: number, iova: bigint, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;
-  bufferFree(ptr: number, pages: number): void;
+  bufferFree(ptr: number, pages: number): number;
   reclaim(): number;
   domainSetDirty(domain: number, on: number): number;
   dirtyBitmap(domain: number, start: bigint, last: bigint, pageLg2: number, bitmap: number, clear: number): number;

@@ -36,6 +36,7 @@ export class Batch {
   private epoch = -1;
   private req = new Uint32Array(0);
   private res = new Uint32Array(0);
+  private released = false;
 
   /** @internal */
   constructor(
@@ -46,7 +47,22 @@ export class Batch {
     readonly requestPtr: number,
     /** Byte offset of the result words in the engine memory. */
     readonly resultPtr: number,
+    /** Gives the pages back (`Iommu.batch`); none for a translator's ring, which belongs to its handle. */
+    private readonly free?: () => void,
   ) {}
+
+  /**
+   * Gives the batch's pages back to the engine (from `Iommu.batch`: they are reused by later
+   * batches, handles and tables). The batch is unusable afterwards: every method throws RangeError.
+   * Releasing twice does nothing; a translator's own ring (`Translator.batch()`) is released with
+   * `Iommu.translatorRelease`, so here it only ends this object's use of it.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.req = this.res = new Uint32Array(0);
+    this.free?.();
+  }
 
   /** Request words (4 per request). Re-read after control calls if the memory is unshared. */
   get requests(): Uint32Array {
@@ -86,6 +102,7 @@ export class Batch {
    * @throws RangeError when n is not an integer in [0, capacity].
    */
   run(n: number = this.capacity): number {
+    if (this.released) throw new RangeError('batch.run: the batch was released');
     if (!(Number.isInteger(n) && n >= 0 && n <= this.capacity)) throw new RangeError(`batch.run: n must be an integer in [0, ${this.capacity}], got ${n}`);
     return this.core.exports.translateBatch(this.requestPtr, this.resultPtr, n);
   }
@@ -125,6 +142,7 @@ export class Batch {
   }
 
   private rebuild(): void {
+    if (this.released) throw new RangeError('batch: the batch was released');
     const buffer = this.core.memory.buffer;
     this.req = new Uint32Array(buffer, this.requestPtr, this.capacity * 4);
     this.res = new Uint32Array(buffer, this.resultPtr, this.capacity * 4);

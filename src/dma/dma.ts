@@ -61,6 +61,9 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
  * decoding per leaf). Results are frozen.
  */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
+  // array) is a malformed request, reported as a value like every fault on this path.
+  if (!(data instanceof Uint8Array)) return faulted(0, 'bad-request');
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf

@@ -60,6 +60,7 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
 const u32Or0 = (v: unknown): number => (typeof v === 'number' ? v >>> 0 : 0);
 const TWO_32 = 4294967296;
 const TWO_64 = 1n << 64n;
+const TWO_64_NUMBER = 2 ** 64;
 
 /**
  * A thread's translator: its own IOTLB and counters over the engine's (shared) memory. The owner's
@@ -175,7 +176,8 @@ export class Translator {
   /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
   translate(rid: number, pasid: number, iova: number | bigint, access: Access): Translation {
     const r = this.translateInto(this.scratch, rid, pasid, iova, access);
-    const iovaBig = typeof iova === 'bigint' ? iova : Number.isSafeInteger(iova) && iova >= 0 ? BigInt(iova) : 0n;
+    // Every integral number below 2^64 is an exact address (2^53 and up too): report it as given.
+    const iovaBig = typeof iova === 'bigint' ? iova : Number.isInteger(iova) && iova >= 0 && iova < TWO_64_NUMBER ? BigInt(iova) : 0n;
     return toTranslation(iovaBig, r);
   }
 

@@ -37,6 +37,8 @@ export class Engine<Device = unknown, Fd = unknown> {
   readonly slotsInUse = new Set<number>([0]);
   /** Worker slot -> its batch ring (address and pages), to recognise the live handle of a slot. */
   readonly translatorRings = new Map<number, { ptr: number; pages: number }>();
+  /** Buffers of live `Iommu.batch()` batches: address -> pages (a restored engine frees them, as it has none). */
+  readonly batchBuffers = new Map<number, number>();
   /** The ioasid FDs, in the order they were opened (closed ones are pruned when the next one opens). */
   readonly fds = new Set<Fd>();
   private readonly freeDomains: number[] = [];
@@ -210,9 +212,13 @@ export class Engine<Device = unknown, Fd = unknown> {
     return ptr;
   }
 
-  /** Returns a buffer of `bufferAlloc` to the pool. */
-  bufferFree(ptr: number, pages: number): void {
-    this.core.exports.bufferFree(ptr, pages);
+  /**
+   * Returns a buffer of `bufferAlloc` to the pool (its pages are reused by later buffers and tables).
+   * @returns false, changing nothing, for a range that is not pool pages below the top or that
+   * overlaps space already free (assembly/pool.ts).
+   */
+  bufferFree(ptr: number, pages: number): boolean {
+    return this.core.exports.bufferFree(ptr, pages) === abi.STATUS_OK;
   }
 
   /**

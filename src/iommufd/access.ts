@@ -88,20 +88,24 @@ export class IoasAccess extends FdObject {
     for (const p of pins) this.pins.push({ start: p.start, last: p.last });
   }
 
-  /** @internal Unmap of `areas` in the IOAS: ask for their pins back; EDEADLOCK if they stay. */
-  static reclaimPins(op: string, accesses: Iterable<IoasAccess>, areas: readonly Area[]): void {
-    for (let round = 0; ; round++) {
-      let pinned = false;
-      for (const access of accesses) {
-        for (const a of areas) {
-          if (!access.pins.some((p) => p.start <= a.last && p.last >= a.iova)) continue;
-          pinned = true;
-          if (round < MAX_UNMAP_RETRIES) access.onUnmap!(a.iova, a.last - a.iova + 1n);
-        }
-      }
-      if (!pinned) return;
-      if (round >= MAX_UNMAP_RETRIES) fail('EDEADLOCK', op, 'pinned pages were not unpinned by onUnmap');
+  /**
+   * @internal Unmap of `areas` in the IOAS, round `round` of IoPagetable.unmap: true when no pin
+   * intersects them (they may go). Otherwise asks the pinning accesses to unpin each pinned area
+   * (`onUnmap`) and returns false: the callbacks may have changed the IOAS (mapped, unmapped,
+   * copied), so the caller looks the range up again, as the kernel does. A pin is re-checked
+   * before each call, as an earlier callback may have dropped it or destroyed its access.
+   * EDEADLOCK once MAX_UNMAP_RETRIES rounds did not release the pins.
+   */
+  static reclaimPins(op: string, accesses: Iterable<IoasAccess>, areas: readonly Area[], round: number): boolean {
+    const pinnedBy = (access: IoasAccess, a: Area): boolean =>
+      access.ioas.accesses.has(access) && access.pins.some((p) => p.start <= a.last && p.last >= a.iova);
+    const list = [...accesses];
+    if (!areas.some((a) => list.some((access) => pinnedBy(access, a)))) return true;
+    if (round >= MAX_UNMAP_RETRIES) fail('EDEADLOCK', op, 'pinned pages were not unpinned by onUnmap');
+    for (const a of areas) {
+      for (const access of list) if (pinnedBy(access, a)) access.onUnmap!(a.iova, a.last - a.iova + 1n);
     }
+    return false;
   }
 
   /** @internal */

@@ -213,7 +213,7 @@ export class DeviceFd {
       // Checked before an auto HWPT is made, so that a refusal leaves no HWPT behind.
       this.checkCompat(op, pasid, hwpt ?? { id: 0, flags: AUTO_FLAGS });
       if (!hwpt) {
-        hwpt = state.table.create(op, () => HwptPaging.create(op, this.engine, target, AUTO_FLAGS));
+        hwpt = state.table.create(op, () => HwptPaging.create(op, state, target, AUTO_FLAGS));
         madeAuto = true;
       }
     }

@@ -3,7 +3,10 @@
  * IOMMU_HWPT_GET_DIRTY_BITMAP): the engine sets the VT-d D bit of a
  * leaf on the first write through it (a clean leaf is cached without write rights, so that write
  * misses); reading the bitmap reads, and unless `noClear` clears, those bits and drops cached write
- * rights. Race-free with worker translators: only they set D, only the owner clears it.
+ * rights. Race-free with worker translators: only they set D, only the owner clears it. Writes
+ * through nested HWPTs on a dirty-tracking nest parent mark the parent's leaves too (the final
+ * output, and stage-1 table pages the walk writes A/D bits into), and a HWPT with a fault queue
+ * tracks like any other.
  * @module
  */
 import * as abi from '../../assembly/abi';
@@ -20,6 +23,16 @@ export function dirtyHwpt(state: FdState, op: string, hwptId: unknown): HwptPagi
   const hwpt = state.table.get<HwptPaging>(op, id(op, 'hwptId', hwptId), 'hwpt-paging');
   if (!hwpt.flags.dirtyTracking) fail('EOPNOTSUPP', op, `HWPT ${hwpt.id} was not allocated with { dirtyTracking: true }`);
   return hwpt;
+}
+
+/**
+ * Nested HWPTs cache results combined with this table under their own domains, write rights
+ * included when the parent leaf was dirty: after its D bits are cleared (a read-and-clear, or
+ * tracking turned on), those entries must go too, so the next write through a child walks again
+ * and marks the parent leaf (assembly/ptwalk.ts).
+ */
+export function endChildWriteRights(engine: Engine, hwpt: HwptPaging): void {
+  for (const child of hwpt.children) engine.invalidateDomain(child.domain);
 }
 
 /** GET_DIRTY_BITMAP's checks (kernel order) and the read, into a fresh bitmap. */
@@ -46,6 +59,7 @@ export function readDirtyBitmap(
   try {
     const lg2 = pageSize.toString(2).length - 1;
     engine.dirtyBitmap(op, hwpt.domain, iova, last, lg2, ptr, !noClear);
+    if (!noClear) endChildWriteRights(engine, hwpt);
     return new BigUint64Array(engine.core.u8.slice(ptr, ptr + words * 8).buffer);
   } finally {
     engine.bufferFree(ptr, pages);
@@ -60,6 +74,7 @@ export function hwptSetDirtyTracking(state: FdState, op: string, hwptId: unknown
   const on = flag(op, 'enable', enable, false);
   const hwpt = dirtyHwpt(state, op, hwptId);
   state.engine.setDomainDirty(op, hwpt.domain, on);
+  endChildWriteRights(state.engine, hwpt);
   hwpt.dirtyEnabled = on;
 }
 

@@ -7,7 +7,11 @@ import type { DeviceFd } from './device';
 import type { Engine as EngineOf } from '../engine/engine';
 import { fail } from '../base/errno';
 import { closeFaultFds } from './fault-queue';
+import { NO_LIMITS, type ResolvedLimits } from './fd-limits';
 import { ObjectTable } from './object-table';
+
+/** Object types that hold a domain slot; 'hwpt-paging' ones also hold table pages (`tablePages`). */
+const HWPT_TYPES: ReadonlySet<string> = new Set(['hwpt-paging', 'hwpt-nested', 'hwpt-user']);
 
 /** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
 export type Engine = EngineOf<DeviceFd, FdState>;
@@ -18,7 +22,11 @@ export class FdState {
   readonly devices = new Set<DeviceFd>();
   closed = false;
 
-  constructor(readonly engine: Engine) {
+  constructor(
+    readonly engine: Engine,
+    /** Quotas of this FD (src/iommufd/fd-limits.ts); set once, at open or restore. */
+    public limits: ResolvedLimits = NO_LIMITS,
+  ) {
     this.table = new ObjectTable(() => engine.failPoint());
     // The engine lists its FDs in open order (snapshots); closed ones leave the list here.
     for (const fd of engine.fds) if (fd.closed) engine.fds.delete(fd);
@@ -36,6 +44,18 @@ export class FdState {
     this.table.destroyAll();
     this.engine.pasids.freeAll(this);
     this.closed = true;
+  }
+
+  /** HWPTs (domain slots) this FD holds. */
+  domainsHeld(): number {
+    return this.table.objects().filter((o) => HWPT_TYPES.has(o.type)).length;
+  }
+
+  /** Table pages of this FD's engine-managed HWPTs, roots included. */
+  tablePagesHeld(): number {
+    let n = 0;
+    for (const o of this.table.objects()) if (o.type === 'hwpt-paging') n += (o as unknown as { tablePages: number }).tablePages;
+    return n;
   }
 
   /** @throws EBADF once the FD is closed. */

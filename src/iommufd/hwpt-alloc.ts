@@ -46,7 +46,7 @@ export function hwptAlloc(state: FdState, op: string, args: unknown): number {
   if (!(pt instanceof Ioas)) fail('EINVAL', op, pt ? `object ${pt.id} is a ${pt.type}, expected an IOAS` : `no object with ID ${o.ptId as number}`);
   const queue = o.faultId === undefined ? undefined : state.table.get<FaultQueue>(op, id(op, 'faultId', o.faultId), 'fault');
   return state.table.create(op, () => {
-    const hwpt = HwptPaging.create(op, state.engine, pt, { auto: false, nestParent, pasid, dirtyTracking: dirty });
+    const hwpt = HwptPaging.create(op, state, pt, { auto: false, nestParent, pasid, dirtyTracking: dirty });
     if (queue) {
       hwpt.faultQueue = queue;
       queue.hwptAdded(hwpt);

@@ -10,6 +10,8 @@ import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
+import type { FdState } from './fd-state';
+import { checkDomainLimit, overPageLimit } from './fd-limits';
 import type { FaultQueue } from './fault-queue';
 
 /** A HWPT whose translations depend on this one's tables (a nested child). */
@@ -43,6 +45,8 @@ export class HwptPaging extends FdObject implements DomainSink {
     readonly ioas: Ioas,
     readonly domain: number,
     readonly flags: HwptFlags,
+    /** The FD holding this HWPT: its page limit bounds this table's growth (src/fd-limits.ts). */
+    private readonly fd: FdState,
   ) {
     super();
   }
@@ -51,18 +55,23 @@ export class HwptPaging extends FdObject implements DomainSink {
    * @internal Snapshot support (src/snapshot/): a HWPT over an existing, already filled domain of a
    * restored engine. Writes nothing; the caller wires it to its IOAS, fault queue and users.
    */
-  static adopt(engine: Engine, ioas: Ioas, domain: number, flags: HwptFlags): HwptPaging {
-    return new HwptPaging(engine, ioas, domain, flags);
+  static adopt(engine: Engine, ioas: Ioas, domain: number, flags: HwptFlags, fd: FdState): HwptPaging {
+    return new HwptPaging(engine, ioas, domain, flags, fd);
   }
 
   /**
    * Builds a HWPT on `ioas`: a new domain filled with every area of the IOAS. Not yet published.
-   * @throws ENOMEM, and the IOAS's EINVAL/EADDRINUSE when its areas cannot live in the domain.
+   * @throws ENOSPC the FD's domain limit; ENOMEM (the FD's page limit included), and the IOAS's
+   * EINVAL/EADDRINUSE when its areas cannot live in the domain.
    */
-  static create(op: string, engine: Engine, ioas: Ioas, flags: HwptFlags): HwptPaging {
+  static create(op: string, fd: FdState, ioas: Ioas, flags: HwptFlags): HwptPaging {
+    const engine = fd.engine;
+    checkDomainLimit(op, fd.limits, fd.domainsHeld());
     const domain = engine.domainCreate(op);
-    const hwpt = new HwptPaging(engine, ioas, domain, flags);
+    const hwpt = new HwptPaging(engine, ioas, domain, flags, fd);
     try {
+      // The root page counts against the FD's page limit (the new HWPT is not in its table yet).
+      if (overPageLimit(fd.limits, () => fd.tablePagesHeld() + hwpt.tablePages)) throw pageLimitError(op);
       ioas.iopt.addDomain(op, hwpt, {
         pageSize: BigInt(abi.PAGE_SIZE),
         aperture: { start: 0n, last: (1n << BigInt(engine.addressWidth)) - 1n },
@@ -83,6 +92,13 @@ export class HwptPaging extends FdObject implements DomainSink {
     }
     const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
     this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
+    // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
+    // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
+    const fd = this.fd;
+    if (overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
+      this.engine.unmap(this.domain, area.iova, area.last);
+      throw pageLimitError('map');
+    }
   }
 
   unmapArea(area: Area): void {
@@ -112,4 +128,8 @@ export class HwptPaging extends FdObject implements DomainSink {
     this.ioas.users--;
     this.engine.domainDestroy(this.domain);
   }
+}
+
+function pageLimitError(op: string): IommuError {
+  return new IommuError('ENOMEM', op, "this FD's HWPTs would use more table pages than its limit (limits.pages)");
 }

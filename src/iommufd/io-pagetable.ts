@@ -199,42 +199,53 @@ export class IoPagetable {
    * Deliberate difference from the kernel: everything is checked before anything is removed,
    * so a failed call changes nothing (the kernel may already have removed lower areas when it
    * meets a partly covered one).
+   *
+   * Re-entrancy: `beforeRemove` may call back into this table (map, unmap, copy from the callbacks
+   * of software-DMA users). Whenever it reports that it ran callbacks, the lookup starts again from
+   * the lowest area intersecting the range, as iopt_unmap_iova_range() does after
+   * iommufd_access_notify_unmap(): no area index or list survives a callback. If the callbacks
+   * unmapped the whole range themselves, the call fails ENOENT like the kernel's (nothing was left
+   * for it to remove), except for `(0n, U64_MAX)`.
    * @param op public call name used in error messages
-   * @param beforeRemove called with the areas to remove once every check has passed; may throw
+   * @param beforeRemove called with the areas to remove once every check has passed, and `round`
+   *   (0, 1, …: how many times it asked for a new lookup); returns true to let them go, false when it
+   *   ran callbacks that may have changed the table (the lookup is then done again); may throw
    * @returns bytes unmapped (sum of the removed areas' lengths)
    * @throws IommuError `EOVERFLOW` a value outside u64; `EINVAL` `length == 0`; `EOVERFLOW`
    *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
    */
-  unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[]) => void): bigint {
+  unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[], round: number) => boolean): bigint {
     checkU64(op, 'iova', iova);
     checkU64(op, 'length', length);
     const all = iova === 0n && length === U64_MAX;
     const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
-    const areas = this.#areas;
-    const first = firstEndingAtOrAfter(areas, iova);
-    let end = first;
-    for (; end < areas.length && areas[end]!.iova <= last; end++) {
-      const a = areas[end]!;
-      if (a.iova < iova || a.last > last) {
-        fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
+    for (let round = 0; ; round++) {
+      const areas = this.#areas;
+      const first = firstEndingAtOrAfter(areas, iova);
+      let end = first;
+      for (; end < areas.length && areas[end]!.iova <= last; end++) {
+        const a = areas[end]!;
+        if (a.iova < iova || a.last > last) {
+          fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
+        }
       }
+      if (end === first) {
+        if (all) return 0n;
+        fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
+      }
+      // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
+      // they may refuse by throwing, and nothing has changed yet.
+      if (beforeRemove !== undefined && !beforeRemove(areas.slice(first, end), round)) continue;
+      let total = 0n;
+      for (let i = first; i < end; i++) {
+        const a = areas[i]!;
+        for (const d of this.#domains) d.sink.unmapArea(a);
+        total += areaLength(a);
+      }
+      areas.splice(first, end - first);
+      this.#areasView = undefined;
+      return total;
     }
-    if (end === first) {
-      if (all) return 0n;
-      fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
-    }
-    // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
-    // they may refuse by throwing, and nothing has changed yet.
-    beforeRemove?.(areas.slice(first, end));
-    let total = 0n;
-    for (let i = first; i < end; i++) {
-      const a = areas[i]!;
-      for (const d of this.#domains) d.sink.unmapArea(a);
-      total += areaLength(a);
-    }
-    areas.splice(first, end - first);
-    this.#areasView = undefined;
-    return total;
   }
 
   /**

@@ -99,7 +99,7 @@ export function ioasUnmap(table: ObjectTable, ioasId: number, iovaIn: unknown, l
   if (!all && (iova >= U64_MAX || length >= U64_MAX)) fail('EOVERFLOW', op, 'iova and length must be below 2^64-1');
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
   // Without accesses there are no pins to reclaim: no callback (and no copy of the areas for it).
-  const reclaim = ioas.accesses.size === 0 ? undefined : (areas: readonly Area[]) => IoasAccess.reclaimPins(op, ioas.accesses, areas);
+  const reclaim = ioas.accesses.size === 0 ? undefined : (areas: readonly Area[], round: number) => IoasAccess.reclaimPins(op, ioas.accesses, areas, round);
   return ioas.iopt.unmap(op, iova, length, reclaim);
 }
 

@@ -11,6 +11,7 @@ import { accessCreate, type IoasAccess, type UnmapCallback } from './access';
 import { hwptGetDirtyBitmap, hwptSetDirtyTracking } from './dirty';
 import { faultQueueCreate, type FaultQueueFd } from './fault-queue';
 import { FdState, registerFd, type Engine } from './fd-state';
+import type { FdLimits, ResolvedLimits } from './fd-limits';
 import { hwptAlloc, type HwptAllocArgs } from './hwpt-alloc';
 import type { HwptUserArgs } from './hwpt-user';
 import { hwptInvalidate, type InvalidateEntry } from './invalidate';
@@ -39,9 +40,14 @@ export class IommuFd {
   private readonly state: FdState;
 
   /** @internal Made by `Iommu.open`. */
-  constructor(engine: Engine) {
-    this.state = new FdState(engine);
+  constructor(engine: Engine, limits?: ResolvedLimits) {
+    this.state = new FdState(engine, limits);
     registerFd(this, this.state);
+  }
+
+  /** This FD's quotas (`iommu.open({ limits })`); `Infinity` where none was set. */
+  get limits(): Required<FdLimits> {
+    return { ...this.state.limits };
   }
 
   /** The FD's state for command `op`. @throws EBADF once the FD is closed. */

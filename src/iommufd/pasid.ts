@@ -6,11 +6,13 @@
 import { int, options } from '../base/args';
 import { fail } from '../base/errno';
 import type { FdState } from './fd-state';
+import { checkPasidLimit } from './fd-limits';
 
-/** Allocates a PASID owned by the FD. @throws EINVAL out of range; EEXIST taken; ENOSPC none left; ENOMEM. */
+/** Allocates a PASID owned by the FD. @throws EINVAL out of range; EEXIST taken; ENOSPC none left or the FD's limit reached; ENOMEM. */
 export function pasidAlloc(state: FdState, op: string, opts: unknown): number {
   const o = options(op, opts, ['pasid'] as const);
   const want = o.pasid === undefined ? undefined : int(op, 'pasid', o.pasid, 1, state.engine.pasids.limit - 1);
+  checkPasidLimit(op, state.limits, state.engine.pasids.ownedBy(state).length);
   if (state.engine.failPoint()) fail('ENOMEM', op, 'PASID allocation failed (injected)');
   return state.engine.pasids.alloc(op, state, want);
 }

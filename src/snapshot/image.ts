@@ -161,6 +161,14 @@ export function loadImage(memory: WebAssembly.Memory, l: Layout, ram: GuestRam, 
   const grow = memoryBytes / WASM_PAGE - memory.buffer.byteLength / WASM_PAGE;
   if (grow > 0) memory.grow(grow);
   let at = loadSpan(image, 0, new Uint8Array(memory.buffer, l.origin, pageCount * PAGE), 'engine');
+  // What a capture leaves out is zero whatever the bytes say: a crafted image must not plant IOTLB
+  // entries (they would translate without a walk) or worker slot state; nor may it write a guard.
+  const u8 = new Uint8Array(memory.buffer);
+  for (const s of dropped(l)) u8.fill(0, l.origin + s.start, l.origin + s.end);
+  const words = new Uint32Array(memory.buffer);
+  for (const g of l.guards) {
+    for (let a = g.start; a < g.start + g.bytes; a += 4) if (words[a >>> 2] !== GUARD_POISON) bad(`image writes into the guard at 0x${g.start.toString(16)}`);
+  }
   if (withRam) for (const i of outerWindows(l, ram)) at = loadSpan(image, at, ram.view(i), `RAM window ${i}`);
   if (at !== image.length) bad('image section malformed (trailing bytes)');
 }

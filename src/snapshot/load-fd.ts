@@ -106,7 +106,7 @@ class FdLoader {
       case 'fault':
         return new FaultQueue(engine, this.state);
       case 'hwpt-paging': {
-        const hwpt = HwptPaging.adopt(engine, this.get(r.ioas, `${p}.ioas`, [Ioas]), domain(engine, r.domain, `${p}.domain`), flags(r.flags, `${p}.flags`));
+        const hwpt = HwptPaging.adopt(engine, this.get(r.ioas, `${p}.ioas`, [Ioas]), domain(engine, r.domain, `${p}.domain`), flags(r.flags, `${p}.flags`), this.state);
         hwpt.faultQueue = this.optional(r.fault, `${p}.fault`, [FaultQueue]);
         hwpt.dirtyEnabled = bool(r.dirtyEnabled, `${p}.dirtyEnabled`);
         return hwpt;

@@ -15,9 +15,12 @@ import { HwptPaging } from '../iommufd/hwpt';
 import { HwptUser } from '../iommufd/hwpt-user';
 import { Ioas } from '../iommufd/ioas';
 import { IommuFd } from '../iommufd/iommufd';
-import { arr, bad, bool, list, obj, range, str, u64, uint } from './json';
+import { NO_LIMITS, type ResolvedLimits } from '../iommufd/fd-limits';
+import { arr, bad, bool, list, obj, OP, range, str, u64, uint } from './json';
+import { ridOfBdf } from '../base/bdf';
 import { loadFd } from './load-fd';
 import { checkAgainstImage } from './verify';
+import { checkMemory } from './verify-memory';
 
 /** Options of `Iommu.restore`. */
 export interface RestoreOptions {
@@ -92,6 +95,7 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
     const state = fdState(fd)!;
     const loaded = loadFd(engine, state, v, p, (accessId) => callback(onUnmap, i, accessId));
     const f = obj(v, p);
+    state.limits = restoreLimits(f.limits, `${p}.limits`);
     for (const pasid of list(f.pasids, `${p}.pasids`, (x, q) => uint(x, q, engine.pasids.limit - 1, 1))) engine.pasids.alloc('restore', state, pasid);
     boundRids.push(list(f.devices, `${p}.devices`, (x, q) => uint(x, q, 0xffff)));
     out.fds.push(fd);
@@ -122,10 +126,11 @@ export function rebuildGraph(engine: Engine, graph: unknown, onUnmap: RestoreOpt
     const ptr = uint(r.ptr, `${p}.ptr`);
     const pages = uint(r.pages, `${p}.pages`, 1 << 20, 1);
     if (ptr % abi.PAGE_SIZE !== 0 || ptr < engine.layout.poolBase || ptr + pages * abi.PAGE_SIZE > top) bad(`${p}: not inside the page pool`);
-    engine.bufferFree(ptr, pages);
+    if (!engine.bufferFree(ptr, pages)) bad(`${p}: overlaps space already free`);
   });
   for (const dev of engine.devices.values()) out.devices.set(dev.bdf, dev);
   checkAgainstImage(engine, states);
+  checkMemory(engine, states);
   return out;
 }
 
@@ -141,6 +146,7 @@ interface PendingDevice {
 function makeDevice(engine: Engine, d: Record<string, unknown>, p: string): PendingDevice {
   const rid = uint(d.rid, `${p}.rid`, 0xffff);
   if (engine.devices.has(rid)) bad(`${p}.rid: requester ID ${rid} appears twice`);
+  if (ridOfBdf(OP, d.bdf) !== rid) bad(`${p}.bdf: does not name requester ID ${rid}`);
   const dev = new DeviceFd(engine, {
     bdf: str(d.bdf, `${p}.bdf`), rid, pasidBits: uint(d.pasidBits, `${p}.pasidBits`, engine.pasidBits),
     pri: bool(d.pri, `${p}.pri`), dirty: bool(d.dirty, `${p}.dirty`), reservedRegions: list(d.reservedRegions, `${p}.reservedRegions`, range),
@@ -180,4 +186,14 @@ function bindDevice(engine: Engine, { dev, fd, json: d, path: p }: PendingDevice
   const reservedIn = d.reservedIn === 0 ? undefined : state.table.find(uint(d.reservedIn, `${p}.reservedIn`, 0x7fffffff, 1));
   if (reservedIn !== undefined && !(reservedIn instanceof Ioas)) bad(`${p}.reservedIn: not an IOAS of FD ${fd}`);
   dev.importState({ binding: { state, obj: bound }, attached, responses, reservedIn });
+}
+
+/** An FD's quotas (FdJson.limits): absent = none; each one an integer in [0, 2^31-1]. @throws EINVAL. */
+function restoreLimits(v: unknown, p: string): ResolvedLimits {
+  if (v === undefined) return NO_LIMITS;
+  const o = obj(v, p);
+  const keys = ['pasids', 'domains', 'pages'] as const;
+  for (const k of Object.keys(o)) if (!(keys as readonly string[]).includes(k)) bad(`${p}: unknown limit '${k}'`);
+  const one = (k: (typeof keys)[number]): number => (o[k] === undefined ? Infinity : uint(o[k], `${p}.${k}`, 2 ** 31 - 1));
+  return Object.freeze({ pasids: one('pasids'), domains: one('domains'), pages: one('pages') });
 }

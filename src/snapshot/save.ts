@@ -10,6 +10,7 @@ import type { Engine } from '../iommufd/fd-state';
 import { fail } from '../base/errno';
 import { FaultQueue, groupIndex, type Request } from '../iommufd/fault-queue';
 import type { FdState } from '../iommufd/fd-state';
+import { limitsJson } from '../iommufd/fd-limits';
 import { HwptPaging } from '../iommufd/hwpt';
 import { HwptUser } from '../iommufd/hwpt-user';
 import type { IoPagetable, IoRange } from '../iommufd/io-pagetable';
@@ -62,7 +63,7 @@ export function captureGraph(engine: Engine): GraphJson {
   return {
     domains,
     pasidHint: engine.pasids.allocHint,
-    rings: [...engine.translatorRings.values()].map((r) => ({ ptr: r.ptr, pages: r.pages })),
+    rings: [...engine.translatorRings.values(), ...[...engine.batchBuffers].map(([ptr, pages]) => ({ ptr, pages }))].map((r) => ({ ptr: r.ptr, pages: r.pages })),
     devices: [...engine.devices.values()].map((dev) => deviceJson(dev, fdIndex)),
     fds: open.map((s) => fdJson(s, owner)),
   };
@@ -86,6 +87,7 @@ function fdJson(state: FdState, owner: (o: object) => OwnerJson): FdJson {
   return {
     next, freed,
     pasids: state.engine.pasids.ownedBy(state),
+    limits: limitsJson(state.limits),
     devices: [...state.devices].map((d) => d.rid),
     objects: state.table.objects().map((o) => objectJson(o, owner)),
   };

@@ -109,6 +109,8 @@ export interface FdJson {
   next: number;
   freed: number[];
   pasids: number[];
+  /** The FD's finite quotas (src/fd-limits.ts); absent in snapshots of versions without them. */
+  limits?: { pasids?: number; domains?: number; pages?: number };
   /** RIDs of the devices bound to this FD, in bind order. */
   devices: number[];
   /** In ID order. */
@@ -139,7 +141,7 @@ export interface GraphJson {
   domains: { free: number[]; next: number };
   /** Where the search for a free PASID starts. */
   pasidHint: number;
-  /** Batch rings of worker translators: freed on restore (a restored engine has no workers). */
+  /** Batch rings of worker translators and buffers of owner batches: freed on restore (a restored engine has neither). */
   rings: { ptr: number; pages: number }[];
   /** In the order they were added. */
   devices: DeviceJson[];

@@ -13,6 +13,9 @@ import type { Engine } from '../iommufd/fd-state';
 import type { FdState } from '../iommufd/fd-state';
 import { HwptPaging } from '../iommufd/hwpt';
 import { HwptUser } from '../iommufd/hwpt-user';
+import { Ioas } from '../iommufd/ioas';
+import { FaultQueue } from '../iommufd/fault-queue';
+import { BoundDevice } from '../iommufd/device';
 import { bad } from './json';
 
 export function checkAgainstImage(engine: Engine, states: readonly FdState[]): void {
@@ -39,6 +42,7 @@ export function checkAgainstImage(engine: Engine, states: readonly FdState[]): v
     if (Boolean(domainFlags(i) & abi.DOM_LIVE) !== owned.has(i) || (owned.has(i) && i >= next)) bad(`domain ${i} is live in the image but no HWPT owns it, or the reverse`);
   }
   if (free.some((i) => owned.has(i))) bad('the domain allocator would hand out a live domain');
+  checkUsers(engine, states);
 
   for (const dev of engine.devices.values()) {
     const page = u32[(l.devRoot >>> 2) + (dev.rid >> 8)]!;
@@ -60,4 +64,29 @@ function pasidDomain(u32: Uint32Array, dir: number, pasid: number): number {
   if (dir === 0) return 0;
   const leaf = u32[(dir >>> 2) + (pasid >>> abi.PASID_LEAF_BITS)]! & ~abi.PASID_DIR_COUNT_MASK;
   return leaf === 0 ? 0 : u32[(leaf >>> 2) + (pasid & (abi.PASID_LEAF_ENTRIES - 1))]!;
+}
+
+/**
+ * Every object's `users` (the references that keep it alive, so that destroy is EBUSY) is what the
+ * graph gives: an IOAS is used by each HWPT made from it and each access on it; a HWPT by each
+ * attachment and each nested child; a FAULT object by each HWPT delivering to it and its open fault
+ * FD; a bound device by its binding. A count too low would let destroy free something still in use.
+ */
+function checkUsers(engine: Engine, states: readonly FdState[]): void {
+  const expected = new Map<object, number>();
+  const use = (o: object): void => void expected.set(o, (expected.get(o) ?? 0) + 1);
+  for (const state of states) {
+    for (const o of state.table.objects()) {
+      let n = 0;
+      if (o instanceof Ioas) n = o.hwpts.size + o.accesses.size;
+      else if (o instanceof HwptPaging || o instanceof HwptUser) n = o.children.size;
+      else if (o instanceof FaultQueue) n = o.exportState().hwpts.length + (o.exportState().fdOpen ? 1 : 0);
+      else if (o instanceof BoundDevice) n = 1;
+      for (let k = 0; k < n; k++) use(o);
+    }
+  }
+  for (const dev of engine.devices.values()) for (const hwpt of dev.exportState().attached.values()) use(hwpt);
+  for (const state of states) {
+    for (const o of state.table.objects()) if (o.users !== (expected.get(o) ?? 0)) bad(`object ${o.id} (${o.type}) has ${o.users} users, the graph gives ${expected.get(o) ?? 0}`);
+  }
 }

@@ -8,8 +8,8 @@
  * that ops collide; large maps use 2 MiB / 1 GiB aligned, congruent addresses to get large leaves.
  * @module
  */
-import { MDevObj, MHwpt, MIoas, type MDevice, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
-import type { Op, Req, TranslateVia } from './ops';
+import { MAccess, MDevObj, MFault, MHwpt, MIoas, type MDevice, type MObj, type Model, NO_PASID, U64_MAX, type Range, type Area } from './model';
+import type { Op, React, Req, TranslateVia } from './ops';
 import type { Rng } from './rng';
 
 const K = 4096n;
@@ -54,7 +54,7 @@ export class Gen {
     return this.rng.pick(open);
   }
 
-  private objsOf(fd: number): (MIoas | MHwpt | MDevObj)[] {
+  private objsOf(fd: number): MObj[] {
     return [...this.m.fds[fd]!.objs.values()];
   }
 
@@ -121,8 +121,11 @@ export class Gen {
 
   next(): Op {
     const op = this.body();
-    // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM, no change).
-    if (op.k !== 'translate' && op.k !== 'inspect' && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
+    // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM,
+    // no change). Not unmaps (onUnmap callbacks may make calls that take the failure and ignore it),
+    // pins (nothing to fail) or snapshots (the restore allocates a whole engine).
+    const noInject = ['translate', 'inspect', 'unmap', 'pin', 'unpin', 'snapshot'];
+    if (!noInject.includes(op.k) && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
     return op;
   }
 
@@ -152,12 +155,25 @@ export class Gen {
       detach: 3,
       inspect: 2.5,
       translate: 22,
+      accessCreate: 1.2,
+      pin: 3,
+      unpin: 1.2,
+      snapshot: 0.06,
+      handle: this.m.cfg.shared ? 0.3 : 0.05,
+      release: this.m.slots.size > 0 ? 0.25 : 0.03,
+      setDirty: 2,
+      dirtyBitmap: 4,
+      faultAlloc: 0.6,
+      faultRead: 2.5,
+      faultWrite: 2,
+      faultClose: 0.15,
+      responses: 1,
       ...this.opts.weights,
     };
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
     const kind = this.rng.weighted(w);
     const fd = this.anyFd();
-    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind'].includes(kind);
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot', 'handle', 'release', 'responses'].includes(kind);
     if (needsFd && fd === undefined) return { k: 'open' };
     switch (kind) {
       case 'open':
@@ -198,7 +214,110 @@ export class Gen {
         return { k: 'inspect', fd: fd! };
       case 'translate':
         return this.translate();
+      case 'accessCreate':
+        return { k: 'accessCreate', fd: fd!, ioas: this.ioasId(fd!), react: this.rng.pick<React | undefined>([undefined, 'unpin', 'unpin', 'unpin-map', 'unpin-unmap', 'unpin-copy', 'none']) };
+      case 'pin':
+        return this.pin(fd!, 'pin');
+      case 'unpin':
+        return this.pin(fd!, 'unpin');
+      case 'snapshot':
+        return { k: 'snapshot' };
+      case 'faultAlloc':
+        return { k: 'faultAlloc', fd: fd! };
+      case 'faultRead': {
+        // The FD whose queues hold requests, usually.
+        const busyFd = this.m.fds.findIndex((f) => !f.closed && [...f.objs.values()].some((o) => o instanceof MFault && o.queued.length > 0));
+        if (busyFd >= 0 && this.rng.chance(0.7)) return { k: 'faultRead', fd: busyFd, id: this.faultId(busyFd), max: this.rng.chance(0.5) ? undefined : this.rng.range(1, 3) };
+        if (!this.objsOf(fd!).some((o) => o instanceof MFault) && this.rng.chance(0.7)) return { k: 'faultAlloc', fd: fd! };
+        return { k: 'faultRead', fd: fd!, id: this.faultId(fd!), max: this.rng.chance(0.5) ? undefined : this.rng.range(1, 3) };
+      }
+      case 'faultWrite': {
+        const busyFd = this.m.fds.findIndex((f) => !f.closed && [...f.objs.values()].some((o) => o instanceof MFault && o.pending.size > 0));
+        return this.faultWrite(busyFd >= 0 && this.rng.chance(0.7) ? busyFd : fd!);
+      }
+      case 'faultClose':
+        return { k: 'faultClose', fd: fd!, id: this.faultId(fd!) };
+      case 'responses':
+        return devs === 0 ? { k: 'open' } : { k: 'responses', dev: this.rng.int(devs) };
+      case 'handle':
+        return { k: 'handle' };
+      case 'release':
+        return { k: 'release', slot: this.m.slots.size > 0 && this.rng.chance(0.85) ? this.rng.pick([...this.m.slots]) : this.rng.range(0, 3) };
+      case 'setDirty':
+      case 'dirtyBitmap': {
+        // No tracking HWPT in this FD yet: usually make one first (on a dirty-capable device).
+        const tracking = this.objsOf(fd!).some((o) => o instanceof MHwpt && o.dirtyTracking);
+        if (!tracking && this.rng.chance(0.8)) return this.hwptAlloc(fd!, true);
+        if (kind === 'setDirty') return { k: 'setDirty', fd: fd!, hwpt: this.dirtyHwptId(fd!), enable: this.rng.chance(0.75) };
+        return this.dirtyBitmap(fd!);
+      }
     }
+  }
+
+  /** Mostly a FAULT object of `fd`, else a stray ID. */
+  private faultId(fd: number): number {
+    const qs = this.objsOf(fd).filter((o): o is MFault => o instanceof MFault);
+    // Queues holding requests first, so that reads and answers have something to work on.
+    const busy = qs.filter((q) => q.queued.length > 0 || q.pending.size > 0);
+    if (busy.length > 0 && this.rng.chance(0.8)) return this.rng.pick(busy).id;
+    return qs.length > 0 && this.rng.chance(0.9) ? this.rng.pick(qs).id : this.strayId(fd);
+  }
+
+  /** Answers: mostly pending cookies with a valid code, sometimes an unknown cookie or a bad code. */
+  private faultWrite(fd: number): Op {
+    const rng = this.rng;
+    const id = this.faultId(fd);
+    const q = this.m.fds[fd]!.objs.get(id);
+    const pending = q instanceof MFault ? [...q.pending.keys()] : [];
+    const responses: { cookie: number; code: 'success' | 'invalid' | 0 | 1 | 'maybe' }[] = [];
+    for (let n = rng.range(1, 3); n > 0; n--) {
+      const cookie = pending.length > 0 && rng.chance(0.85) ? rng.pick(pending) : rng.range(0, 40);
+      responses.push({ cookie, code: rng.chance(0.05) ? 'maybe' : rng.pick(['success', 'invalid', 0, 1] as const) });
+    }
+    return { k: 'faultWrite', fd, id, responses };
+  }
+
+  /** Mostly a HWPT allocated with dirty tracking, sometimes another HWPT or a stray ID. */
+  private dirtyHwptId(fd: number): number {
+    const hwpts = this.objsOf(fd).filter((o): o is MHwpt => o instanceof MHwpt);
+    const tracking = hwpts.filter((h) => h.dirtyTracking);
+    if (tracking.length > 0 && this.rng.chance(0.85)) return this.rng.pick(tracking).id;
+    return hwpts.length > 0 && this.rng.chance(0.5) ? this.rng.pick(hwpts).id : this.strayId(fd);
+  }
+
+  /** A bitmap read of a small range (at most 128 bits) around the HWPT's mappings. */
+  private dirtyBitmap(fd: number): Op {
+    const rng = this.rng;
+    const hwpt = this.dirtyHwptId(fd);
+    const h = this.m.fds[fd]!.objs.get(hwpt);
+    const areas = h instanceof MHwpt ? h.ioas.areas : [];
+    const pageSize = rng.pick([K, K, K, 2n * K, M2, 0n, 3n * K]);
+    const unit = pageSize > 0n ? pageSize : K;
+    const base = areas.length > 0 && rng.chance(0.8) ? rng.pick(areas).iova : this.hotIova();
+    const iova = rng.chance(0.9) ? base - (base % unit) - BigInt(rng.int(3)) * unit : base + 1n;
+    const length = rng.chance(0.05) ? 0n : unit * BigInt(rng.range(1, 128));
+    return { k: 'dirtyBitmap', fd, hwpt, iova: iova < 0n ? 0n : iova, length, pageSize, noClear: rng.chance(0.3) ? true : undefined };
+  }
+
+  /** pin: mostly whole pages of an area of the access's IOAS; unpin: mostly an existing pin. */
+  private pin(fd: number, k: 'pin' | 'unpin'): Op {
+    const rng = this.rng;
+    const accesses = this.objsOf(fd).filter((o): o is MAccess => o instanceof MAccess);
+    const acc = accesses.length > 0 && rng.chance(0.92) ? rng.pick(accesses) : undefined;
+    const access = acc?.id ?? this.strayId(fd);
+    if (k === 'unpin' && acc && acc.pins.length > 0 && rng.chance(0.8)) {
+      const p = rng.pick(acc.pins);
+      return { k, fd, access, iova: p.start, length: p.last - p.start + 1n };
+    }
+    const areas = acc?.ioas.areas ?? [];
+    if (areas.length > 0 && rng.chance(0.85)) {
+      const a = rng.pick(areas);
+      const pages = (a.last - a.iova + 1n) / K;
+      const first = pages > 1n ? BigInt(rng.int(Number(pages > 16n ? 16n : pages))) : 0n;
+      const n = rng.chance(0.1) ? pages + 1n : BigInt(rng.range(1, 4));
+      return { k, fd, access, iova: a.iova + first * K, length: n * K };
+    }
+    return { k, fd, access, iova: this.hotIova(rng.chance(0.1)), length: rng.chance(0.05) ? 0n : this.pages(4) };
   }
 
   private addDevice(): Op {
@@ -211,7 +330,7 @@ export class Gen {
     if (rng.chance(0.03)) bdf = rng.pick(['00:20.0', 'zz:00.0', '00:00.8', '']);
     const pasidBits = rng.chance(0.25) ? 0 : rng.chance(0.3) ? rng.range(1, this.m.cfg.pasidBits) : undefined;
     const reserved = rng.chance(0.3) ? [{ ...Gen.MSI }] : undefined;
-    return { k: 'addDevice', bdf, pasidBits, reserved, dirty: rng.chance(0.4) ? true : undefined };
+    return { k: 'addDevice', bdf, pasidBits, reserved, dirty: rng.chance(0.4) ? true : undefined, pri: rng.chance(0.4) ? true : undefined };
   }
 
   private map(fd: number): Op {
@@ -365,15 +484,18 @@ export class Gen {
     return { k: 'pasidFree', fd, pasid };
   }
 
-  private hwptAlloc(fd: number): Op {
+  private hwptAlloc(fd: number, dirty = false): Op {
     const rng = this.rng;
-    const devObjs = this.objsOf(fd).filter((o) => o instanceof MDevObj);
+    const all = this.objsOf(fd).filter((o): o is MDevObj => o instanceof MDevObj);
+    const capable = all.filter((o) => o.dev.dirty);
+    const devObjs = dirty && capable.length > 0 ? capable : all;
     const devId = devObjs.length > 0 && rng.chance(0.9) ? rng.pick(devObjs).id : this.strayId(fd);
     return {
       k: 'hwptAlloc', fd, devId, ptId: this.ioasId(fd),
       pasid: rng.chance(0.5) ? true : rng.chance(0.5) ? false : undefined,
       nestParent: rng.chance(0.2) ? true : undefined,
-      dirtyTracking: rng.chance(0.15) ? true : undefined,
+      dirtyTracking: dirty || rng.chance(0.3) ? true : undefined,
+      faultId: rng.chance(this.objsOf(fd).some((o) => o instanceof MFault) ? 0.6 : 0.1) ? this.faultId(fd) : undefined,
     };
   }
 
@@ -400,7 +522,12 @@ export class Gen {
     let pt = 1;
     if (fdIndex >= 0) {
       const objs = this.objsOf(fdIndex).filter((o) => !(o instanceof MDevObj));
-      pt = objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
+      // Dirty-tracking HWPTs get devices often, so that writes reach them.
+      const tracking = d.dirty ? objs.filter((o) => o instanceof MHwpt && o.dirtyTracking) : [];
+      // ...and PRI devices HWPTs with a fault queue, so that their faults raise page requests.
+      const faulting = d.pri ? objs.filter((o) => o instanceof MHwpt && o.fault) : [];
+      if (faulting.length > 0 && rng.chance(0.5)) pt = rng.pick(faulting).id;
+      else pt = tracking.length > 0 && rng.chance(0.5) ? rng.pick(tracking).id : objs.length > 0 && rng.chance(0.9) ? rng.pick(objs).id : this.strayId(fdIndex);
     }
     return { k: 'attach', dev, pt, pasid: this.pasidFor(d, fdIndex) };
   }
@@ -433,7 +560,7 @@ export class Gen {
   }
 
   translate(): Op {
-    const via: TranslateVia = this.rng.pick(['call', 'into', 'batch']);
+    const via: TranslateVia = this.m.slots.size > 0 && this.rng.chance(0.3) ? 'worker' : this.rng.pick(['call', 'into', 'batch']);
     const n = this.rng.range(1, this.opts.maxReqs ?? 8);
     const reqs: Req[] = [];
     for (let i = 0; i < n; i++) reqs.push(this.req());
@@ -472,7 +599,8 @@ export class Gen {
     const h = d?.att.get(pasid);
     const areas = h?.ioas.areas ?? [];
     let iova: bigint;
-    if (areas.length > 0 && rng.chance(0.85)) {
+    // Through a HWPT with a fault queue, a PRI device's faults raise page requests: fault often.
+    if (areas.length > 0 && rng.chance(h?.fault && d?.pri ? 0.4 : 0.85)) {
       const a = rng.pick(areas);
       const len = a.last - a.iova + 1n;
       const c = rng.int(6);
@@ -483,7 +611,8 @@ export class Gen {
       const aw = BigInt(m.cfg.addressWidth);
       iova = rng.pick([0n, (1n << aw) - 1n, 1n << aw, U64_MAX, this.hotIova(), rng.bits(64)]);
     }
-    const access = rng.pick([1, 1, 1, 2, 2, 3, 3, 4, 5, 8, 9, 0, 16]);
+    // Through a tracking HWPT mostly writes, so that leaves get dirty between bitmap reads.
+    const access = h?.dirtyEnabled && rng.chance(0.6) ? rng.pick([2, 3]) : rng.pick([1, 1, 1, 2, 2, 3, 3, 4, 5, 8, 9, 0, 16]);
     return [rid, pasid, iova, access];
   }
 }

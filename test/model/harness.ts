@@ -9,18 +9,20 @@
  * CLI scripts a bundle of the same sources; only types are imported here.
  * @module
  */
-import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch } from '../../src/index';
+import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle, FaultQueueFd } from '../../src/index';
 import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
-import { MHwpt, MIoas, Model, type Area, type ModelConfig } from './model';
-import { applicable, runModel, show, type Op, type Outcome, type Req } from './ops';
+import { MAccess, MFault, MHwpt, MIoas, Model, sortResponses, U64_MAX, type Area, type ModelConfig } from './model';
+import { applicable, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
 /** What the harness needs from the engine package (src/index plus test/testing). */
 export interface EngineApi {
-  Iommu: { createSync(opts?: object): Iommu };
+  Iommu: { createSync(opts?: object): Iommu; restore(bytes: Uint8Array, opts?: RestoreOptions): Restored };
   IommuError: new (...args: never[]) => Error & { errno: string };
   TranslationOut: new () => TranslationOut;
+  /** Optional: without it, `handle` ops are not run (the generator makes none). */
+  Translator?: { attach(handle: TranslatorHandle): Translator };
   FAULT_REASONS: readonly string[];
   testing: typeof Testing;
 }
@@ -35,15 +37,23 @@ const TWO_53 = 2n ** 53n;
 
 /** The engine side of a run: the Iommu, its FDs and devices by creation index. */
 export class EngineSide {
-  readonly iommu: Iommu;
-  readonly fds: IommuFd[] = [];
-  readonly devs: DeviceFd[] = [];
-  private readonly batch: Batch;
+  /** Replaced, with the FDs, devices and accesses, by a `snapshot` op's restore. */
+  iommu: Iommu;
+  fds: IommuFd[] = [];
+  devs: DeviceFd[] = [];
+  /** Access objects by `${fd}:${id}`, with the IOAS and reaction their onUnmap was made with. */
+  private accesses = new Map<string, { access: IoasAccess; ioas: number; react?: React }>();
+  /** In-thread worker translators by slot, with their handles; released handles are kept (stale). */
+  private workers = new Map<number, { handle: TranslatorHandle; t: Translator }>();
+  /** Fault FDs by `${fd}:${id}` of their FAULT object. */
+  private faultFds = new Map<string, FaultQueueFd>();
+  private stale = new Map<number, TranslatorHandle>();
+  private batch: Batch;
   private readonly out: TranslationOut;
   /** Pages taken by buffers (the batch ring), outside the page tables. */
   readonly bufferPages: number;
 
-  constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 2) {
+  constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 3) {
     this.iommu = api.Iommu.createSync({
       addressWidth: cfg.addressWidth, pasidBits: cfg.pasidBits, iotlbEntries: cfg.iotlbEntries,
       shared: cfg.shared, maxMemoryBytes: cfg.maxMemoryBytes, maxDomains: cfg.maxDomains, translators,
@@ -52,6 +62,77 @@ export class EngineSide {
     this.batch = this.iommu.batch(16);
     this.bufferPages = api.testing.poolState(this.iommu).pagesUsed - before;
     this.out = new api.TranslationOut();
+  }
+
+  /** Pages of the live worker translators' batch rings. */
+  ringPages(): number {
+    let n = 0;
+    for (const w of this.workers.values()) n += Math.ceil((w.handle.batch.capacity * 32) / 4096);
+    return n;
+  }
+
+  /** A pinning access's onUnmap (ops.ts React), found by key so a restored access gets it too. */
+  private onUnmap(fd: number, key: string, iova: bigint, length: bigint): void {
+    const a = this.accesses.get(key);
+    if (!a || a.react === 'none') return;
+    const last = iova + length - 1n;
+    const quiet = (f: () => unknown): void => {
+      try {
+        f();
+      } catch (e) {
+        if (!(e instanceof this.api.IommuError)) throw e;
+      }
+    };
+    for (const p of a.access.pinned().filter((p) => p.start <= last && p.last >= iova)) quiet(() => a.access.unpin(p.start, p.last - p.start + 1n));
+    const f = this.fds[fd]!;
+    if (a.react === 'unpin-map') quiet(() => f.ioasMap(a.ioas, { length: 4096n, phys: REACT_PHYS }));
+    else if (a.react === 'unpin-unmap') quiet(() => f.ioasUnmap(a.ioas, 0n, U64_MAX));
+    else if (a.react === 'unpin-copy') quiet(() => f.ioasCopy({ dstIoas: a.ioas, srcIoas: a.ioas, srcIova: iova, length }));
+  }
+
+  /** The access `id` of FD `fd`: EBADF once the FD is closed, ENOENT when there is none. */
+  private access(fd: number, id: number): IoasAccess {
+    const a = this.accesses.get(`${fd}:${id}`);
+    if (a) return a.access;
+    const Err = this.api.IommuError as unknown as new (errno: string, op: string, detail: string) => Error;
+    throw new Err(this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'access', `no access ${id} in FD ${fd}`);
+  }
+
+  /** The fault FD of FAULT object `id` of FD `fd`: EBADF once the FD is closed, ENOENT when there is none. */
+  private faultFd(fd: number, id: number, live = true): FaultQueueFd {
+    const q = this.faultFds.get(`${fd}:${id}`);
+    if (q) return q;
+    const Err = this.api.IommuError as unknown as new (errno: string, op: string, detail: string) => Error;
+    throw new Err(live && this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'fault', `no fault queue ${id} in FD ${fd}`);
+  }
+
+  /** `snapshot` op: the engine, its FDs, devices and accesses become their restored copies. */
+  private restore(): void {
+    const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
+    const r = this.api.Iommu.restore(this.iommu.snapshot(), {
+      onUnmap: (j, id) => {
+        const key = `${open[j]}:${id}`;
+        return this.accesses.get(key)?.react === undefined ? undefined : (iova, length) => this.onUnmap(open[j]!, key, iova, length);
+      },
+    });
+    const fds = this.fds.map((f) => {
+      if (!f.closed) return undefined;
+      const closed = r.iommu.open();
+      closed.close();
+      return closed;
+    });
+    open.forEach((i, j) => (fds[i] = r.fds[j]!));
+    for (const [key, a] of this.accesses) a.access = r.accesses[open.indexOf(Number(key.split(':')[0]))]!.get(a.access.id)!;
+    for (const key of this.faultFds.keys()) {
+      const [fd, id] = key.split(':').map(Number) as [number, number];
+      this.faultFds.set(key, r.faultFds[open.indexOf(fd)]!.get(id)!);
+    }
+    this.devs = this.devs.map((d) => r.devices.get(d.bdf)!);
+    this.fds = fds as IommuFd[];
+    this.iommu = r.iommu;
+    this.batch = r.iommu.batch(16);
+    this.workers.clear();
+    this.stale.clear();
   }
 
   run(op: Op): Outcome {
@@ -69,16 +150,21 @@ export class EngineSide {
         this.fds.push(this.iommu.open());
         return this.fds.length - 1;
       case 'close':
+        for (const key of this.accesses.keys()) if (key.startsWith(`${op.fd}:`)) this.accesses.delete(key);
+        for (const key of this.faultFds.keys()) if (key.startsWith(`${op.fd}:`)) this.faultFds.delete(key);
         return this.fds[op.fd]!.close();
       case 'addDevice': {
-        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty });
+        const dev = this.iommu.addDevice({ bdf: op.bdf, pasidBits: op.pasidBits, reservedRegions: op.reserved, dirty: op.dirty, pri: op.pri });
         this.devs.push(dev);
         return this.devs.length - 1;
       }
       case 'ioasAlloc':
         return this.fds[op.fd]!.ioasAlloc();
       case 'destroy':
-        return this.fds[op.fd]!.destroy(op.id);
+        this.fds[op.fd]!.destroy(op.id);
+        this.accesses.delete(`${op.fd}:${op.id}`);
+        this.faultFds.delete(`${op.fd}:${op.id}`);
+        return undefined;
       case 'map':
         return this.fds[op.fd]!.ioasMap(op.ioas, { iova: op.iova, length: op.length, phys: op.phys, read: op.read, write: op.write });
       case 'unmap':
@@ -94,7 +180,7 @@ export class EngineSide {
       case 'pasidFree':
         return this.fds[op.fd]!.pasidFree(op.pasid);
       case 'hwptAlloc':
-        return this.fds[op.fd]!.hwptAlloc({ devId: op.devId, ptId: op.ptId, pasid: op.pasid, nestParent: op.nestParent, dirtyTracking: op.dirtyTracking });
+        return this.fds[op.fd]!.hwptAlloc({ devId: op.devId, ptId: op.ptId, pasid: op.pasid, nestParent: op.nestParent, dirtyTracking: op.dirtyTracking, faultId: op.faultId });
       case 'bind':
         return this.devs[op.dev]!.bind(this.fds[op.fd]);
       case 'unbind':
@@ -112,14 +198,75 @@ export class EngineSide {
           devIds: this.devs.map((d) => d.devId),
         };
       }
-      case 'translate':
-        return this.translate(op.via, op.reqs);
+      case 'translate': {
+        const out = this.translate(op.via, op.reqs);
+        // Rings drained now (as read/poll/detach would): the model delivers at translation time.
+        this.api.testing.drainPageRequests(this.iommu);
+        return out;
+      }
+      case 'accessCreate': {
+        const fd = op.fd;
+        let key = '';
+        const access = this.fds[fd]!.accessCreate(op.ioas, op.react === undefined ? undefined : { onUnmap: (iova, length) => this.onUnmap(fd, key, iova, length) });
+        key = `${fd}:${access.id}`;
+        this.accesses.set(key, { access, ioas: op.ioas, react: op.react });
+        return access.id;
+      }
+      case 'pin':
+        return this.access(op.fd, op.access).pin(op.iova, op.length);
+      case 'unpin':
+        return this.access(op.fd, op.access).unpin(op.iova, op.length);
+      case 'snapshot':
+        return this.restore();
+      case 'handle': {
+        const handle = this.iommu.translatorHandle({ batchCapacity: 16 });
+        this.workers.set(handle.slot, { handle, t: this.api.Translator!.attach(handle) });
+        return handle.slot;
+      }
+      case 'release': {
+        const w = this.workers.get(op.slot);
+        const handle = w?.handle ?? this.stale.get(op.slot) ?? ({} as TranslatorHandle);
+        this.iommu.translatorRelease(handle);
+        this.workers.delete(op.slot);
+        this.stale.set(op.slot, handle);
+        return undefined;
+      }
+      case 'setDirty':
+        return this.fds[op.fd]!.hwptSetDirtyTracking(op.hwpt, op.enable);
+      case 'faultAlloc': {
+        const q = this.fds[op.fd]!.faultQueueAlloc();
+        this.faultFds.set(`${op.fd}:${q.id}`, q.fd);
+        return q.id;
+      }
+      case 'faultRead':
+        return this.faultFd(op.fd, op.id).read(op.max);
+      case 'faultWrite':
+        return this.faultFd(op.fd, op.id).write(op.responses as never);
+      case 'faultClose':
+        return this.faultFd(op.fd, op.id, false).close();
+      case 'responses':
+        return sortResponses(this.devs[op.dev]!.pageResponses());
+      case 'dirtyBitmap':
+        return [...this.fds[op.fd]!.hwptGetDirtyBitmap(op.hwpt, { iova: op.iova, length: op.length, pageSize: op.pageSize, noClear: op.noClear })];
     }
   }
 
   /** Translations, normalised to the model's shape; also checks the fault log and batch counts. */
-  private translate(via: 'call' | 'into' | 'batch', reqs: Req[]): unknown {
+  private translate(via: 'call' | 'into' | 'batch' | 'worker', reqs: Req[]): unknown {
     const reasons = this.api.FAULT_REASONS;
+    if (via === 'worker') {
+      // The lowest live worker slot translates (its own IOTLB, maybe idle for a long time).
+      const slot = Math.min(...this.workers.keys());
+      const w = this.workers.get(slot);
+      if (!w) return 'no-worker';
+      return reqs.map(([rid, pasid, iova, access]) => {
+        const t = w.t.translate(rid, pasid, iova, access);
+        if (t.iova !== iova && t.fault?.reason !== 'bad-request') return { wrongIova: t.iova };
+        if (t.ok) return { ok: true, phys: t.phys, sizeLg2: t.size.toString(2).length - 1, perm: t.perm };
+        if (t.fault!.stage !== 0) return { ok: false, reason: 'nonzero-stage', level: -1 };
+        return { ok: false, reason: t.fault!.reason, level: t.fault!.level };
+      });
+    }
     // Mix number and bigint IOVAs deterministically (both are accepted).
     const arg = (iova: bigint): number | bigint => (iova < TWO_53 && (iova & 0x1000n) === 0n ? Number(iova) : iova);
     if (via === 'batch') {
@@ -231,7 +378,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
     const want = [...mf.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
       if (o instanceof MIoas) {
         const r = m.iovaRanges(o);
-        return { id: o.id, type: 'ioas', users: o.hwpts.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
+        return { id: o.id, type: 'ioas', users: o.hwpts.size + o.accesses.size, areas: o.areas, allowed: o.allowed, ranges: r.ranges, alignment: r.alignment, hwpts: [...o.hwpts].map((h) => h.id).sort((a, b) => a - b) };
       }
       if (o instanceof MHwpt) {
         return {
@@ -239,6 +386,8 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
           ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }), tablePages: expectedTablePages(m, o.ioas.areas),
         };
       }
+      if (o instanceof MAccess) return { id: o.id, type: 'access', users: 0, ioasId: o.ioas.id, pins: o.pins.length };
+      if (o instanceof MFault) return { id: o.id, type: 'fault', users: o.users, queued: o.queued.length, pending: o.pending.size };
       return { id: o.id, type: 'device', users: 1, rid: o.dev.rid };
     });
     const got = v.objects.map((o) => {
@@ -261,7 +410,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
   const leaves = new Set<string>();
   for (const d of m.devices) for (const p of d.att.keys()) if (p !== 0) leaves.add(`${d.rid}:${p >> 10}`);
   if (pool.pasidLeafPages !== leaves.size) return `PASID leaf pages ${pool.pasidLeafPages}, model ${leaves.size}`;
-  const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages;
+  const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages + e.ringPages();
   if (pool.pagesUsed !== accounted) return `pages used ${pool.pagesUsed}, accounted ${accounted} (${show(pool)})`;
   return undefined;
 }
@@ -346,6 +495,7 @@ export function epochConfig(seed: number): EngineConfig {
     iotlbEntries: rng.pick([2, 16, 256]),
     shared: rng.chance(0.5),
     maxMemoryBytes: 64 * 2 ** 20,
+    workerSlots: 2,
   };
 }
 

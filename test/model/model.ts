@@ -53,6 +53,22 @@ export class MIoas {
   areas: Area[] = []; // sorted by iova, disjoint
   allowed: Range[] = []; // sorted, disjoint
   readonly hwpts = new Set<MHwpt>();
+  /** Access objects on this IOAS, in creation order (the order onUnmap callbacks run in). */
+  readonly accesses = new Set<MAccess>();
+}
+
+/** A software-DMA access (iommufd's access): pins pages; a pinning one raises the alignment to a page. */
+export class MAccess {
+  readonly type = 'access';
+  id = 0;
+  /** Pinned ranges, in pin order. */
+  readonly pins: Range[] = [];
+  constructor(
+    readonly fd: number,
+    readonly ioas: MIoas,
+    /** What its onUnmap does (ops.ts React); undefined: no callback, it cannot pin. */
+    readonly react: string | undefined,
+  ) {}
 }
 
 export class MHwpt {
@@ -60,8 +76,12 @@ export class MHwpt {
   id = 0;
   /** Attachments (device, pasid) using it. */
   users = 0;
-  /** Dirty tracking on (hwptSetDirtyTracking; not driven by the fuzzer yet). */
+  /** Dirty tracking on (hwptSetDirtyTracking). */
   dirtyEnabled = false;
+  /** Start IOVAs of the leaves written while tracking was on and not cleared since (D bits). */
+  readonly dirty = new Set<bigint>();
+  /** Where recoverable faults of PRI devices through this HWPT go (hwptAlloc faultId). */
+  fault: MFault | undefined;
   constructor(
     readonly ioas: MIoas,
     readonly auto: boolean,
@@ -78,14 +98,53 @@ export class MDevObj {
   constructor(readonly dev: MDevice) {}
 }
 
-export type MObj = MIoas | MHwpt | MDevObj;
+/** A page request held by a fault queue (delivered; `cookie` 0 until read). */
+export interface MReq {
+  dev: MDevice;
+  hwpt: MHwpt;
+  pasid: number;
+  grpid: number;
+  perm: number;
+  addr: bigint;
+  cookie: number;
+}
+
+/** A page response as the device receives it. */
+export interface MResp {
+  pasidValid: boolean;
+  pasid: number;
+  grpid: number;
+  addr: bigint;
+  code: 'success' | 'invalid';
+}
+
+/** A FAULT object and its fault FD: page requests of the HWPTs allocated with its ID. */
+export class MFault {
+  readonly type = 'fault';
+  id = 0;
+  fdOpen = true;
+  queued: MReq[] = [];
+  /** Read, awaiting an answer: cookie -> request, in read order. */
+  readonly pending = new Map<number, MReq>();
+  nextCookie = 1;
+  readonly hwpts = new Set<MHwpt>();
+  get users(): number {
+    return this.hwpts.size + (this.fdOpen ? 1 : 0);
+  }
+}
+
+export type MObj = MIoas | MHwpt | MDevObj | MAccess | MFault;
 
 export class MDevice {
   fd: MFd | undefined;
   obj: MDevObj | undefined;
   /** pasid (0 = RID) -> HWPT. */
   readonly att = new Map<number, MHwpt>();
-  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[], readonly dirty = false) {}
+  /** Next page request group index (9 bits). */
+  grp = 0;
+  /** Page responses not taken yet (DeviceFd.pageResponses). */
+  responses: MResp[] = [];
+  constructor(readonly rid: number, readonly bdf: string, readonly pasidBits: number, readonly reserved: Range[], readonly dirty = false, readonly pri = false) {}
 }
 
 export class MFd {
@@ -104,6 +163,10 @@ export interface ModelConfig {
   pasidBits: number;
   /** Domain slots of the engine (option maxDomains): at most maxDomains - 1 HWPTs live at once. */
   maxDomains: number;
+  /** Memory shared with workers (translator handles need it). */
+  shared?: boolean;
+  /** Worker translator slots (option translators - 1; the harness uses 2). */
+  workerSlots?: number;
 }
 
 const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
@@ -141,8 +204,25 @@ export class Model {
   readonly devices: MDevice[] = [];
   readonly pasidOwner = new Map<number, MFd>();
   readonly pasidUses = new Map<number, number>();
+  /** Worker translator slots handed out (1..workerSlots). */
+  readonly slots = new Set<number>();
 
   constructor(readonly cfg: ModelConfig) {}
+
+  /** translatorHandle: the lowest free worker slot. */
+  handle(): number {
+    if (!this.cfg.shared) fail('EOPNOTSUPP', 'memory not shared');
+    let slot = 1;
+    while (this.slots.has(slot)) slot++;
+    if (slot > (this.cfg.workerSlots ?? 2)) fail('ENOSPC', 'no free translator slot');
+    this.slots.add(slot);
+    return slot;
+  }
+
+  /** translatorRelease of the live handle of `slot`; anything else is EINVAL. */
+  release(slot: number): void {
+    if (!this.slots.delete(slot)) fail('EINVAL', 'not a live handle');
+  }
 
   get levels(): number {
     return (this.cfg.addressWidth - 12) / 9;
@@ -161,7 +241,7 @@ export class Model {
   }
 
   alignOf(ioas: MIoas): bigint {
-    return ioas.hwpts.size > 0 ? PAGE : 1n;
+    return ioas.hwpts.size > 0 || [...ioas.accesses].some((a) => a.react !== undefined) ? PAGE : 1n;
   }
 
   iovaRanges(ioas: MIoas): { ranges: Range[]; alignment: bigint } {
@@ -217,7 +297,9 @@ export class Model {
   objects(fdIndex: number): Record<string, unknown>[] {
     const fd = this.fds[fdIndex]!;
     return [...fd.objs.values()].sort((a, b) => a.id - b.id).map((o) => {
-      if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
+      if (o instanceof MIoas) return { id: o.id, type: o.type, users: o.hwpts.size + o.accesses.size, areas: o.areas.length, hwptIds: [...o.hwpts].map((h) => h.id) };
+      if (o instanceof MAccess) return { id: o.id, type: o.type, users: 0, ioasId: o.ioas.id, pins: o.pins.length };
+      if (o instanceof MFault) return { id: o.id, type: o.type, users: o.users, queued: o.queued.length, pending: o.pending.size };
       if (o instanceof MHwpt) {
         const flags = { auto: o.auto, nestParent: o.nestParent, pasid: o.pasid, ...(o.dirtyTracking === undefined ? {} : { dirtyTracking: o.dirtyTracking }) };
         return { id: o.id, type: o.type, users: o.users, ioasId: o.ioas.id, ...flags, dirtyEnabled: o.dirtyEnabled };
@@ -234,22 +316,27 @@ export class Model {
   destroy(fdIndex: number, id: number): void {
     const fd = this.open(fdIndex);
     const o = fd.objs.get(id) ?? fail('ENOENT', `no object ${id}`);
-    const users = o instanceof MIoas ? o.hwpts.size : o instanceof MHwpt ? o.users : 1;
+    const users = o instanceof MIoas ? o.hwpts.size + o.accesses.size : o instanceof MHwpt ? o.users : o instanceof MAccess ? 0 : o instanceof MFault ? o.users : 1;
     if (users > 0) fail('EBUSY', `object ${id} in use`);
     this.remove(fd, o);
   }
 
   private remove(fd: MFd, o: MObj): void {
     fd.objs.delete(o.id);
-    if (o instanceof MHwpt) o.ioas.hwpts.delete(o);
+    if (o instanceof MHwpt) {
+      o.ioas.hwpts.delete(o);
+      o.fault?.hwpts.delete(o);
+    }
+    if (o instanceof MAccess) o.ioas.accesses.delete(o);
   }
 
   close(fdIndex: number): void {
     const fd = this.fds[fdIndex]!;
     if (fd.closed) return;
     for (const d of [...fd.devices]) this.unbindDevice(d);
+    for (const o of fd.objs.values()) if (o instanceof MFault) o.fdOpen = false;
     // Leaf first: HWPTs (nobody uses them any more), then the rest.
-    for (const o of [...fd.objs.values()]) if (o instanceof MHwpt) this.remove(fd, o);
+    for (const o of [...fd.objs.values()]) if (o instanceof MHwpt || o instanceof MAccess) this.remove(fd, o);
     fd.objs.clear();
     for (const [p, owner] of [...this.pasidOwner]) if (owner === fd) this.pasidOwner.delete(p);
     fd.closed = true;
@@ -348,14 +435,132 @@ export class Model {
     if (length === 0n) fail('EINVAL', 'zero length');
     const last = all ? U64_MAX : iova + length - 1n;
     if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
-    const hit = ioas.areas.filter((x) => overlaps(x.iova, x.last, iova, last));
-    if (hit.some((x) => x.iova < iova || x.last > last)) fail('ENOENT', 'a mapping is only partly inside');
-    if (hit.length === 0) {
-      if (all) return 0n;
-      fail('ENOENT', 'nothing mapped');
+    // Pinned areas: ask the pinning accesses (each area, each access in creation order), then look
+    // the range up again — the callbacks may have changed the IOAS (iopt_unmap_iova_range's retry).
+    for (let round = 0; ; round++) {
+      const hit = ioas.areas.filter((x) => overlaps(x.iova, x.last, iova, last));
+      if (hit.some((x) => x.iova < iova || x.last > last)) fail('ENOENT', 'a mapping is only partly inside');
+      if (hit.length === 0) {
+        if (all) return 0n;
+        fail('ENOENT', 'nothing mapped');
+      }
+      const accesses = [...ioas.accesses];
+      const pinnedBy = (acc: MAccess, x: Area): boolean => ioas.accesses.has(acc) && acc.pins.some((p) => overlaps(p.start, p.last, x.iova, x.last));
+      if (hit.some((x) => accesses.some((acc) => pinnedBy(acc, x)))) {
+        if (round >= 100) fail('EDEADLOCK', 'pins not released by onUnmap');
+        for (const x of hit) for (const acc of accesses) if (pinnedBy(acc, x)) this.react(acc, x.iova, x.last - x.iova + 1n);
+        continue;
+      }
+      ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
+      // The leaves go, and their D bits with them.
+      for (const h of ioas.hwpts) for (const s of [...h.dirty]) if (hit.some((x) => x.iova <= s && s <= x.last)) h.dirty.delete(s);
+      return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
     }
-    ioas.areas = ioas.areas.filter((x) => !hit.includes(x));
-    return hit.reduce((s, x) => s + (x.last - x.iova + 1n), 0n);
+  }
+
+  // ---- dirty tracking ----------------------------------------------------------------------
+
+  private dirtyHwpt(fdIndex: number, id: number): MHwpt {
+    const fd = this.open(fdIndex);
+    const h = fd.objs.get(id);
+    if (!(h instanceof MHwpt)) fail('ENOENT', `no HWPT ${id}`);
+    if (!h.dirtyTracking) fail('EOPNOTSUPP', 'not allocated with dirty tracking');
+    return h;
+  }
+
+  setDirty(fdIndex: number, id: number, enable: boolean): void {
+    const h = this.dirtyHwpt(fdIndex, id);
+    if (enable) h.dirty.clear(); // turning tracking on starts from clean leaves
+    h.dirtyEnabled = enable;
+  }
+
+  /** GET_DIRTY_BITMAP: bit n = page iova + n * pageSize lies in a dirty leaf; clears those leaves unless noClear. */
+  dirtyBitmap(fdIndex: number, id: number, iova: bigint, length: bigint, pageSize: bigint, noClear: boolean): bigint[] {
+    const h = this.dirtyHwpt(fdIndex, id);
+    if (length === 0n) fail('EINVAL', 'zero length');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
+    if (pageSize === 0n || (pageSize & (pageSize - 1n)) !== 0n) fail('EINVAL', 'page size not a power of two');
+    const align = this.alignOf(h.ioas);
+    if (iova % align !== 0n || (last + 1n) % align !== 0n) fail('EINVAL', 'not aligned to the IOAS');
+    if (iova % pageSize !== 0n || (last + 1n) % pageSize !== 0n) fail('EINVAL', 'not aligned to the page size');
+    const bits = length / pageSize;
+    if (bits > 1n << 32n) fail('ENOMEM', 'bitmap too large');
+    const words: bigint[] = new Array(Math.ceil(Number(bits) / 64)).fill(0n);
+    for (const s of [...h.dirty]) {
+      const area = h.ioas.areas.find((x) => x.iova <= s && s <= x.last)!;
+      const hi = s + (1n << BigInt(12 + 9 * this.leafLevel(area, s))) - 1n;
+      if (!overlaps(s, hi, iova, last)) continue;
+      const from = (maxB(s, iova) - iova) / pageSize;
+      const to = (minB(hi, last) - iova) / pageSize;
+      for (let b = from; b <= to; b++) words[Number(b / 64n)] = words[Number(b / 64n)]! | (1n << (b % 64n));
+      if (!noClear) h.dirty.delete(s);
+    }
+    return words;
+  }
+
+  /** A pinning access's onUnmap(iova, length) (ops.ts React), its calls' errors ignored. */
+  private react(acc: MAccess, iova: bigint, length: bigint): void {
+    if (acc.react === 'none') return;
+    const last = iova + length - 1n;
+    const quiet = (f: () => unknown): void => {
+      try {
+        f();
+      } catch (e) {
+        if (!(e instanceof ModelError)) throw e;
+      }
+    };
+    for (const p of acc.pins.filter((p) => overlaps(p.start, p.last, iova, last))) quiet(() => this.unpin(acc.fd, acc.id, p.start, p.last - p.start + 1n));
+    if (acc.react === 'unpin-map') quiet(() => this.map(acc.fd, acc.ioas.id, { length: PAGE, phys: 0x4000_0000n }));
+    else if (acc.react === 'unpin-unmap') quiet(() => this.unmap(acc.fd, acc.ioas.id, 0n, U64_MAX));
+    else if (acc.react === 'unpin-copy') quiet(() => this.copy(acc.fd, { dstIoas: acc.ioas.id, srcIoas: acc.ioas.id, srcIova: iova, length }));
+  }
+
+  // ---- access objects (software DMA) --------------------------------------------------------
+
+  accessCreate(fdIndex: number, ioasId: number, react: string | undefined): number {
+    const fd = this.open(fdIndex);
+    const ioas = this.getIoas(fd, ioasId);
+    // A pinning access needs whole pages: every mapping must already be page aligned.
+    if (react !== undefined && this.alignOf(ioas) < PAGE && ioas.areas.some((a) => a.iova % PAGE !== 0n || (a.last + 1n) % PAGE !== 0n || a.phys % PAGE !== 0n)) {
+      fail('EADDRINUSE', 'mappings not page aligned');
+    }
+    const acc = this.publish(fd, new MAccess(fdIndex, ioas, react));
+    ioas.accesses.add(acc);
+    return acc.id;
+  }
+
+  private accessRange(fdIndex: number, id: number, iova: bigint, length: bigint): { acc: MAccess; r: Range } {
+    const fd = this.open(fdIndex);
+    const acc = fd.objs.get(id);
+    if (!(acc instanceof MAccess)) fail('ENOENT', `no access ${id}`);
+    if (length === 0n) fail('EINVAL', 'zero length');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) fail('EOVERFLOW', 'wraps');
+    return { acc, r: { start: iova, last } };
+  }
+
+  pin(fdIndex: number, id: number, iova: bigint, length: bigint): void {
+    const { acc, r } = this.accessRange(fdIndex, id, iova, length);
+    if (acc.react === undefined) fail('EINVAL', 'no onUnmap');
+    if (r.start % PAGE !== 0n || (r.last + 1n) % PAGE !== 0n) fail('EINVAL', 'not page aligned');
+    // Covered by contiguous areas.
+    let at = r.start;
+    for (const a of acc.ioas.areas) {
+      if (a.last < at) continue;
+      if (a.iova > at) break;
+      at = a.last + 1n;
+      if (at > r.last) break;
+    }
+    if (at <= r.last) fail('ENOENT', 'not fully mapped');
+    acc.pins.push(r);
+  }
+
+  unpin(fdIndex: number, id: number, iova: bigint, length: bigint): void {
+    const { acc, r } = this.accessRange(fdIndex, id, iova, length);
+    const i = acc.pins.findIndex((p) => p.start === r.start && p.last === r.last);
+    if (i < 0) fail('ENOENT', 'no such pin');
+    acc.pins.splice(i, 1);
   }
 
   copy(fdIndex: number, a: { dstIoas: number; srcIoas: number; srcIova: bigint; length: bigint; dstIova?: bigint; read?: boolean; write?: boolean }): bigint {
@@ -444,14 +649,21 @@ export class Model {
 
   // ---- HWPT ----------------------------------------------------------------------------------
 
-  hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }): number {
+  hwptAlloc(fdIndex: number, a: { devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean; faultId?: number }): number {
     const fd = this.open(fdIndex);
+    if (a.faultId !== undefined && a.nestParent) fail('EOPNOTSUPP', 'faultId with nestParent');
     const dev = fd.objs.get(a.devId);
     if (!(dev instanceof MDevObj)) fail('ENOENT', 'no device');
     if (a.dirtyTracking && !dev.dev.dirty) fail('EOPNOTSUPP', 'device without dirty tracking');
     const ioas = fd.objs.get(a.ptId);
     if (!(ioas instanceof MIoas)) fail('EINVAL', 'pt not an IOAS');
+    const q = a.faultId === undefined ? undefined : fd.objs.get(a.faultId);
+    if (a.faultId !== undefined && !(q instanceof MFault)) fail('ENOENT', 'no fault queue');
     const h = this.makeHwpt(ioas, false, a.pasid ?? false, a.nestParent ?? false, a.dirtyTracking ?? false);
+    if (q instanceof MFault) {
+      h.fault = q;
+      q.hwpts.add(h);
+    }
     return this.publish(fd, h).id;
   }
 
@@ -476,7 +688,7 @@ export class Model {
 
   // ---- devices -------------------------------------------------------------------------------
 
-  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[], dirty = false): number {
+  addDevice(bdf: string, pasidBits: number | undefined, reserved: Range[], dirty = false, pri = false): number {
     const m = BDF.exec(bdf) ?? fail('EINVAL', 'bad bdf');
     if (m[1] !== undefined && parseInt(m[1], 16) !== 0) fail('EINVAL', 'one IOMMU serves PCI segment 0');
     const rid = (parseInt(m[2]!, 16) << 8) | (parseInt(m[3]!, 16) << 3) | parseInt(m[4]!, 10);
@@ -484,7 +696,7 @@ export class Model {
     if (!Number.isInteger(bits) || bits < 0 || bits > this.cfg.pasidBits) fail('EINVAL', 'pasidBits');
     for (const r of reserved) if (r.start < 0n || r.last < r.start || r.last > U64_MAX) fail('EINVAL', 'bad region');
     if (this.devices.some((d) => d.rid === rid)) fail('EEXIST', 'rid present');
-    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r })), dirty));
+    this.devices.push(new MDevice(rid, bdf.toLowerCase(), bits, reserved.map((r) => ({ ...r })), dirty, pri));
     return this.devices.length - 1;
   }
 
@@ -528,7 +740,7 @@ export class Model {
       }
     }
     const target = fd.objs.get(ptId) ?? fail('ENOENT', 'no such object');
-    if (target instanceof MDevObj) fail('EINVAL', 'not an IOAS or HWPT');
+    if (target instanceof MDevObj || target instanceof MAccess || target instanceof MFault) fail('EINVAL', 'not an IOAS or HWPT');
     if (target instanceof MIoas && pasid !== NO_PASID) fail('EINVAL', 'PASID needs a PASID HWPT');
     if (target instanceof MHwpt) this.checkCompat(d, pasid, target.pasid, target.dirtyTracking ?? false);
     const old = d.att.get(pasid);
@@ -564,7 +776,10 @@ export class Model {
     h.users++;
     d.att.set(pasid, h);
     if (pasid !== NO_PASID && !old) this.pasidUses.set(pasid, (this.pasidUses.get(pasid) ?? 0) + 1);
-    if (old) this.drop(fd, old);
+    if (old) {
+      this.leave(d, pasid, old);
+      this.drop(fd, old);
+    }
     return h.id;
   }
 
@@ -596,7 +811,93 @@ export class Model {
       if (n === 0) this.pasidUses.delete(pasid);
       else this.pasidUses.set(pasid, n);
     }
+    this.leave(d, pasid, h);
     this.drop(d.fd!, h);
+  }
+
+  // ---- fault queues (page requests) ----------------------------------------------------------
+
+  /** (d, pasid) left HWPT `h` (detach or replace): its page requests are answered INVALID. */
+  private leave(d: MDevice, pasid: number, h: MHwpt): void {
+    const q = h.fault;
+    if (!q) return;
+    const match = (r: MReq): boolean => r.dev === d && r.pasid === pasid && r.hwpt === h;
+    for (const r of q.queued.filter(match)) this.respond(r, 'invalid');
+    q.queued = q.queued.filter((r) => !match(r));
+    for (const [cookie, r] of [...q.pending]) {
+      if (!match(r)) continue;
+      q.pending.delete(cookie);
+      this.respond(r, 'invalid');
+    }
+  }
+
+  private respond(r: MReq, code: 'success' | 'invalid'): void {
+    r.dev.responses.push({ pasidValid: r.pasid !== NO_PASID, pasid: r.pasid, grpid: r.grpid, addr: r.addr, code });
+  }
+
+  faultAlloc(fdIndex: number): number {
+    return this.publish(this.open(fdIndex), new MFault()).id;
+  }
+
+  private faultFd(fdIndex: number, id: number): MFault {
+    const q = this.open(fdIndex).objs.get(id);
+    if (!(q instanceof MFault)) fail('ENOENT', 'no fault queue');
+    if (!q.fdOpen) fail('EBADF', 'fault FD closed');
+    return q;
+  }
+
+  faultRead(fdIndex: number, id: number, max: number | undefined): unknown[] {
+    const q = this.faultFd(fdIndex, id);
+    const out: unknown[] = [];
+    while (out.length < (max ?? Infinity) && q.queued.length > 0) {
+      const r = q.queued.shift()!;
+      r.cookie = q.nextCookie++;
+      q.pending.set(r.cookie, r);
+      out.push({ devId: r.dev.obj?.id ?? 0, pasidValid: r.pasid !== NO_PASID, pasid: r.pasid, grpid: r.grpid, perm: r.perm, addr: r.addr, length: 0, lastPage: true, cookie: r.cookie });
+    }
+    return out;
+  }
+
+  faultWrite(fdIndex: number, id: number, responses: { cookie: unknown; code: unknown }[]): number {
+    const q = this.faultFd(fdIndex, id);
+    let done = 0;
+    for (const o of responses) {
+      const code = o.code === 'success' || o.code === 0 ? 'success' : o.code === 'invalid' || o.code === 1 ? 'invalid' : undefined;
+      const r = typeof o.cookie === 'number' ? q.pending.get(o.cookie) : undefined;
+      if (code === undefined || r === undefined) {
+        if (done > 0) return done;
+        fail('EINVAL', 'bad response');
+      }
+      q.pending.delete(r.cookie);
+      this.respond(r, code);
+      done++;
+    }
+    return done;
+  }
+
+  faultClose(fdIndex: number, id: number): void {
+    const q = this.fds[fdIndex]!.objs.get(id);
+    if (!(q instanceof MFault)) fail('ENOENT', 'no fault queue');
+    q.fdOpen = false;
+  }
+
+  /** DeviceFd.pageResponses(): taken, in a canonical order. */
+  takeResponses(devIndex: number): MResp[] {
+    const d = this.devices[devIndex]!;
+    const out = d.responses;
+    d.responses = [];
+    return sortResponses(out);
+  }
+
+  /** A recoverable fault of a PRI device through a HWPT with a fault queue: one page request, unless one is outstanding. */
+  private pageRequest(d: MDevice, pasid: number, h: MHwpt, addr: bigint, access: number): void {
+    const q = h.fault;
+    if (!q || !d.pri) return;
+    const page = addr & ~(PAGE - 1n);
+    const same = (r: MReq): boolean => r.dev === d && r.pasid === pasid && r.addr === page && r.perm === access;
+    if (q.queued.some(same) || [...q.pending.values()].some(same)) return;
+    q.queued.push({ dev: d, hwpt: h, pasid, grpid: d.grp, perm: access, addr: page, cookie: 0 });
+    d.grp = (d.grp + 1) & 511;
   }
 
   private drop(fd: MFd, h: MHwpt): void {
@@ -636,14 +937,22 @@ export class Model {
       for (let l = levels - 1; l >= 0; l--) {
         const size = 1n << BigInt(12 + 9 * l);
         const start = addr - (addr % size);
-        if (!areas.some((x) => overlaps(x.iova, x.last, start, start + size - 1n))) return { ok: false, reason: 'not-present', level: l };
+        if (!areas.some((x) => overlaps(x.iova, x.last, start, start + size - 1n))) {
+          this.pageRequest(d, pasid, h, addr, access);
+          return { ok: false, reason: 'not-present', level: l };
+        }
       }
       throw new Error('model: unreachable (a 4 KiB block around an unmapped address holds a mapping)');
     }
     const level = this.leafLevel(area, addr);
     const perm = (area.read ? 1 : 0) | (area.write ? 2 : 0);
     const need = ((access & 1) || (access & 4) ? 1 : 0) | (access & 2);
-    if ((perm & need) !== need) return { ok: false, reason: 'permission', level };
+    if ((perm & need) !== need) {
+      this.pageRequest(d, pasid, h, addr, access);
+      return { ok: false, reason: 'permission', level };
+    }
+    // A write through a tracking HWPT dirties its leaf.
+    if (access & 2 && h.dirtyEnabled) h.dirty.add(addr - (addr % (1n << BigInt(12 + 9 * level))));
     return { ok: true, phys: area.phys + (addr - area.iova), sizeLg2: 12 + 9 * level, perm };
   }
 
@@ -663,4 +972,10 @@ export class Model {
     }
     return 0;
   }
+}
+
+/** Responses ordered by (pasid, grpid, addr, code): a device's list compared as a set. */
+export function sortResponses(list: MResp[]): MResp[] {
+  const key = (r: MResp): string => `${r.pasid.toString().padStart(8, '0')}:${r.grpid.toString().padStart(3, '0')}:${r.addr.toString(16).padStart(16, '0')}:${r.code}`;
+  return [...list].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }

@@ -9,7 +9,8 @@
  */
 import { Model, ModelError, type MTranslation, type Range } from './model';
 
-export type TranslateVia = 'call' | 'into' | 'batch';
+/** How a translate op asks: the owner per call, allocation-free or batched, or a worker translator (in-thread) per call. */
+export type TranslateVia = 'call' | 'into' | 'batch' | 'worker';
 
 export type Op = OpBody & {
   /** Fault injection: the engine's `failAt`th fallible step in this call fails (see harness). */
@@ -19,7 +20,7 @@ export type Op = OpBody & {
 type OpBody =
   | { k: 'open' }
   | { k: 'close'; fd: number }
-  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[]; dirty?: boolean }
+  | { k: 'addDevice'; bdf: string; pasidBits?: number; reserved?: Range[]; dirty?: boolean; pri?: boolean }
   | { k: 'ioasAlloc'; fd: number }
   | { k: 'destroy'; fd: number; id: number }
   | { k: 'map'; fd: number; ioas: number; iova?: bigint; length: bigint; phys: bigint; read?: boolean; write?: boolean }
@@ -29,13 +30,41 @@ type OpBody =
   | { k: 'allow'; fd: number; ioas: number; ranges: Range[] }
   | { k: 'pasidAlloc'; fd: number; pasid?: number }
   | { k: 'pasidFree'; fd: number; pasid: number }
-  | { k: 'hwptAlloc'; fd: number; devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean }
+  | { k: 'hwptAlloc'; fd: number; devId: number; ptId: number; pasid?: boolean; nestParent?: boolean; dirtyTracking?: boolean; faultId?: number }
+  /** A FAULT object and its fault FD; read (up to `max`), answer by cookie, close the fault FD; a device's page responses. */
+  | { k: 'faultAlloc'; fd: number }
+  | { k: 'faultRead'; fd: number; id: number; max?: number }
+  | { k: 'faultWrite'; fd: number; id: number; responses: { cookie: number; code: 'success' | 'invalid' | 0 | 1 | 'maybe' }[] }
+  | { k: 'faultClose'; fd: number; id: number }
+  | { k: 'responses'; dev: number }
   | { k: 'bind'; dev: number; fd: number }
   | { k: 'unbind'; dev: number }
   | { k: 'attach'; dev: number; pt: number; pasid?: number }
   | { k: 'detach'; dev: number; pasid?: number }
   | { k: 'inspect'; fd: number }
-  | { k: 'translate'; via: TranslateVia; reqs: Req[] };
+  | { k: 'translate'; via: TranslateVia; reqs: Req[] }
+  /** A software-DMA access on an IOAS; with `react`, a pinning one whose onUnmap does that (see React). */
+  | { k: 'accessCreate'; fd: number; ioas: number; react?: React }
+  | { k: 'pin'; fd: number; access: number; iova: bigint; length: bigint }
+  | { k: 'unpin'; fd: number; access: number; iova: bigint; length: bigint }
+  | { k: 'setDirty'; fd: number; hwpt: number; enable: boolean }
+  /** A translator handle (a worker slot), attached in this thread; `release` gives slot `slot` back (a stale handle: EINVAL). */
+  | { k: 'handle' }
+  | { k: 'release'; slot: number }
+  | { k: 'dirtyBitmap'; fd: number; hwpt: number; iova: bigint; length: bigint; pageSize: bigint; noClear?: boolean }
+  /** The engine is replaced by `Iommu.restore(iommu.snapshot())`; the model does nothing. */
+  | { k: 'snapshot' };
+
+/**
+ * What a pinning access's onUnmap(iova, length) does, on both sides: 'none' nothing (the unmap
+ * ends EDEADLOCK); otherwise it unpins its pins that intersect the range, then 'unpin-map' maps one
+ * page at an automatic IOVA, 'unpin-unmap' unmaps everything of the IOAS, 'unpin-copy' copies the
+ * range within the IOAS (automatic IOVA) — re-entrant calls whose errors are ignored.
+ */
+export type React = 'none' | 'unpin' | 'unpin-map' | 'unpin-unmap' | 'unpin-copy';
+
+/** Backing address of the page a 'unpin-map' reaction maps. */
+export const REACT_PHYS = 0x4000_0000n;
 
 /** One DMA request: requester ID, PASID (0 = none), IOVA, access bits. */
 export type Req = [rid: number, pasid: number, iova: bigint, access: number];
@@ -90,7 +119,7 @@ function modelValue(m: Model, op: Op): unknown {
     case 'close':
       return m.close(op.fd);
     case 'addDevice':
-      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? [], op.dirty);
+      return m.addDevice(op.bdf, op.pasidBits, op.reserved ?? [], op.dirty, op.pri);
     case 'ioasAlloc':
       return m.ioasAlloc(op.fd);
     case 'destroy':
@@ -127,6 +156,34 @@ function modelValue(m: Model, op: Op): unknown {
         devIds: m.devices.map((d) => d.obj?.id),
       };
     case 'translate':
+      if (op.via === 'worker' && m.slots.size === 0) return 'no-worker';
       return op.reqs.map(([rid, pasid, iova, access]) => modelTranslation(m.translate(rid, pasid, iova, access)));
+    case 'handle':
+      return m.handle();
+    case 'release':
+      return m.release(op.slot);
+    case 'accessCreate':
+      return m.accessCreate(op.fd, op.ioas, op.react);
+    case 'pin':
+      return m.pin(op.fd, op.access, op.iova, op.length);
+    case 'unpin':
+      return m.unpin(op.fd, op.access, op.iova, op.length);
+    case 'snapshot':
+      m.slots.clear(); // a restored engine has no workers
+      return undefined;
+    case 'setDirty':
+      return m.setDirty(op.fd, op.hwpt, op.enable);
+    case 'faultAlloc':
+      return m.faultAlloc(op.fd);
+    case 'faultRead':
+      return m.faultRead(op.fd, op.id, op.max);
+    case 'faultWrite':
+      return m.faultWrite(op.fd, op.id, op.responses);
+    case 'faultClose':
+      return m.faultClose(op.fd, op.id);
+    case 'responses':
+      return m.takeResponses(op.dev);
+    case 'dirtyBitmap':
+      return m.dirtyBitmap(op.fd, op.hwpt, op.iova, op.length, op.pageSize, op.noClear ?? false);
   }
 }

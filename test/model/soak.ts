@@ -66,7 +66,8 @@ export class SoakOwner {
     this.rng = new Rng(seed ^ 0x2545f491);
     this.gen = new Gen(rng, this.model, {
       narrow: true, inject: 0,
-      weights: { translate: 0, inspect: 0, ranges: 0.3, addDevice: 0, close: 0.08, open: 0.3, map: 30, unmap: 10, attach: 9, detach: 3, destroy: 2 },
+      // No snapshots or translator handles: the soak's own workers translate over this engine.
+      weights: { translate: 0, inspect: 0, ranges: 0.3, addDevice: 0, close: 0.08, open: 0.3, map: 30, unmap: 10, attach: 9, detach: 3, destroy: 2, snapshot: 0, handle: 0, release: 0 },
     });
     const setup: Op[] = [
       { k: 'open' },
