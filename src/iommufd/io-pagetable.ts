@@ -32,7 +32,9 @@ const AUTO_LENGTH_LIMIT = U64_MAX / 2n;
 
 /** An inclusive range `[start, last]` of u64 addresses; `start <= last`. */
 export interface IoRange {
+  /** The first address of the range. */
   start: bigint;
+  /** The last address of the range (inclusive). */
   last: bigint;
 }
 

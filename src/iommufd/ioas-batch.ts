@@ -38,8 +38,9 @@ export interface UnmapBatch {
   readonly bytes?: BigUint64Array;
 }
 
-/** Perm bits of a MapBatch entry. */
+/** Perm bit of a MapBatch entry: devices may read the mapping. */
 export const MAP_READ = 1;
+/** Perm bit of a MapBatch entry: devices may write the mapping. */
 export const MAP_WRITE = 2;
 
 type ArrayType = typeof Int32Array | typeof Uint8Array | typeof BigUint64Array;
