@@ -15,21 +15,25 @@ import {
 import { ctrl, devRoot, domainCount } from './env';
 import { pageAlloc, pageRetire, pageFreeNow, epochAdvance } from './pool';
 import { domainPtr, domainBumpGen } from './domain';
+import { poolPageReachable } from './reach';
 
-/** The device entry of `rid`, or 0 if its bus page does not exist. */
+/**
+ * The device entry of `rid`, or 0 if its bus page does not exist. Pages of the pool reached from
+ * here are checked by reach.ts first (the owner may have grown the memory in another thread).
+ */
 // @ts-ignore: decorator
 @inline export function deviceEntry(rid: u32): usize {
   const page = <usize>atomic.load<u32>(devRoot + (<usize>(rid >> 8) << 2));
-  return page == 0 ? 0 : page + <usize>(rid & 255) * DEV_SIZE;
+  return page == 0 || !poolPageReachable(<u64>page) ? 0 : page + <usize>(rid & 255) * DEV_SIZE;
 }
 
 /** The domain index `pasid` of device entry `dev` translates through; 0 = blocked. */
 // @ts-ignore: decorator
 @inline export function pasidDomain(dev: usize, pasid: u32): u32 {
   const dir = <usize>atomic.load<u32>(dev, DEV_PASID_DIR);
-  if (dir == 0) return 0;
+  if (dir == 0 || !poolPageReachable(<u64>dir)) return 0;
   const leaf = <usize>(atomic.load<u32>(dir + (<usize>(pasid >> PASID_LEAF_BITS) << 2)) & ~PASID_DIR_COUNT_MASK);
-  if (leaf == 0) return 0;
+  if (leaf == 0 || !poolPageReachable(<u64>leaf)) return 0;
   return atomic.load<u32>(leaf + (<usize>(pasid & (PASID_LEAF_ENTRIES - 1)) << 2));
 }
 

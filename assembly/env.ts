@@ -9,6 +9,7 @@ import {
   SLOT_IOTLB, CTRL_SLOT_COUNT,
 } from './abi';
 import { bindRam } from './ram';
+import { bindReach } from './reach';
 
 /** Control block base. */
 export let ctrl: usize = 0;
@@ -37,4 +38,5 @@ export function bind(ctrlPtr: usize, slotIndex: u32): void {
   iotlb = slot + SLOT_IOTLB;
   iotlbSetMask = load<u32>(ctrlPtr, CTRL_IOTLB_SETS) - 1;
   bindRam(ctrlPtr);
+  bindReach(ctrlPtr);
 }

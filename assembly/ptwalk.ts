@@ -11,7 +11,8 @@
 // 4 KiB); every level resolves 9 bits except the root, which resolves what is left of the width
 // (11 bits for the RISC-V x4 formats).
 //
-// Memory safety: an engine table is a pool page (trusted, read under the caller's epoch); a user
+// Memory safety: an engine table is a pool page (read under the caller's epoch, and checked by
+// reach.ts before it is read: the memory may have grown in another thread); a user
 // table entry is located only through ramLocate, which refuses anything outside every guest RAM
 // window (FAULT_OUTSIDE_RAM), and read and updated through ramLoad/ramCas (ram.ts: in the memory,
 // or in an external buffer through an import). Reads are single aligned atomic u64 loads, so a
@@ -44,6 +45,7 @@ import {
   rvDecode, rvTableAddr, rvLeafCheck, rvIsNapot, rvLeafOA, rvPerm, rvPbmt, rvCapsS, rvCapsG, RV_A, RV_D,
 } from './fmt/riscv';
 import { ramLocate, ramLoad, ramCas, RAM_NONE } from './ram';
+import { poolPageReachable } from './reach';
 import { slot } from './env';
 
 /** Walk mode: this is the stage-2 translation of a stage-1 table-entry address (an implicit read). */
@@ -216,6 +218,8 @@ export function walkStage(d: usize, va: u64, access: u32, stage: u32, s2: usize,
       const indexBits: u32 = level == top ? bits - shift : 9;
       const at = table + (((va >> shift) & ((<u64>1 << indexBits) - 1)) << 3);
       if (!user) {
+        // An engine table: a pool page, unless the pointer is garbage or the memory grew (reach.ts).
+        if (!poolPageReachable(table)) return failAt(FAULT_NOT_PRESENT, level, stage, va);
         p = at;
       } else {
         let pa = at;
