@@ -7,7 +7,8 @@
 // dirty tracking (on/off, writes, bitmap reads with and without clear); fault queues (PRI devices on
 // HWPTs with a faultId: page requests, duplicates merged, read, answered, answered INVALID on
 // detach or replace, the device's responses);
-// snapshot/restore at random points, after which the restored engine carries on). After every op results, errnos and translations must agree
+// snapshot/restore at random points, after which the original and the restored engine run the same
+// ops side by side for a while (same outcomes, same checks) before one of them is dropped). After every op results, errnos and translations must agree
 // and the guard regions must be intact; every 50 ops the engine's internals (objects, areas,
 // ranges, users, IDs, PASIDs, table pages, page-pool accounting) must match what the model implies.
 // Long campaigns: `npm run fuzz -- --ops N --seed S` (scripts/fuzz.mjs); see test/README.md.
