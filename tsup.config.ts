@@ -5,7 +5,9 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: ['src/index.ts'],
   format: ['esm', 'cjs'],
-  dts: true,
+  // tsup 8 (the last release that supports Node 20) sets `baseUrl` for its declaration build, which
+  // TypeScript 6 reports as deprecated (TS5101) unless told to accept it.
+  dts: { compilerOptions: { ignoreDeprecations: '6.0', stripInternal: true } },
   clean: true,
   target: 'es2022',
   platform: 'neutral',

@@ -97,6 +97,17 @@ export const REQ_PASID = 4;
 export const REQ_IOVA_LO = 8;
 export const REQ_IOVA_HI = 12;
 
+// ---- Map record of the batch exports mapBatch / unmapBatch, 32 bytes -----------------------------
+//   +0 iova u64 | +8 output address u64 | +16 length u64 (unmap: last IOVA, inclusive) |
+//   +24 perm u32 (PTE_R/PTE_W; unused by unmap) | +28 status i32, written by the core (STATUS_*)
+export const MAPREC_SIZE = 32;
+export const MAPREC_IOVA = 0;
+export const MAPREC_PHYS = 8;
+export const MAPREC_LENGTH = 16;
+export const MAPREC_LAST = 16;
+export const MAPREC_PERM = 24;
+export const MAPREC_STATUS = 28;
+
 // ---- Fault reasons (enum; FAULT_MAX is the guard) -------------------------------------------------
 export const FAULT_NONE = 0;
 /** Malformed request (rid, pasid, access or address not representable). */
@@ -154,6 +165,8 @@ export const CTRL_LIMBO = 60;
 export const CTRL_LIMBO_CAP = 64;
 export const CTRL_LIMBO_HEAD = 68;
 export const CTRL_LIMBO_TAIL = 72;
+/** Limbo record flag on the page address (pages are 4 KiB aligned): the page is all zero (a clean table). */
+export const LIMBO_CLEAN = 1;
 /** Fault injection: when nonzero, counts down on each fallible step; the step reaching 0 fails. */
 export const CTRL_FAIL_COUNTDOWN = 76;
 /** Bumped (after the change) whenever a device/PASID context loses or changes its domain. */
@@ -163,6 +176,11 @@ export const CTRL_PAGES_GROWN = 88;
 /** Guest RAM: the RAM window table (RAMWIN_* records, sorted by base) and its record count. */
 export const CTRL_RAM_WINDOWS = 92;
 export const CTRL_RAM_COUNT = 96;
+/**
+ * Head of the clean free list: retired engine table pages, all zero but for the link word, which
+ * pageAlloc hands out without zeroing them again (0 = empty; older images leave it 0).
+ */
+export const CTRL_CLEAN_HEAD = 100;
 /** Head of the list of freed buffer runs (assembly/pool.ts), 0 when empty. */
 export const CTRL_BUF_FREE = 108;
 export const CTRL_SIZE = 128;

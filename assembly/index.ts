@@ -8,7 +8,7 @@ export { bind as init } from './env';
 export { domainInit, domainFree } from './domain';
 export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
 export { translate, translate64, translateBatch } from './translate';
-export { bufferAlloc, bufferFree, reclaim } from './pool';
+export { bufferAlloc, bufferFree, reclaim, scratchAlloc, scratchFree } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';
@@ -28,6 +28,33 @@ export function unmap(dom: u32, start: u64, last: u64): i32 {
   if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
   unmapRange(domainPtr(dom), start, last);
   return abi.STATUS_OK;
+}
+
+/**
+ * `map` for each of the `count` MAPREC_* records at `recs`, in order: each record is mapped wholly
+ * or not at all, and gets its status. @returns the number of records that failed.
+ */
+export function mapBatch(dom: u32, recs: usize, count: u32): u32 {
+  let failed: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const r = recs + <usize>i * abi.MAPREC_SIZE;
+    const status = map(dom, load<u64>(r, abi.MAPREC_IOVA), load<u64>(r, abi.MAPREC_PHYS), load<u64>(r, abi.MAPREC_LENGTH), load<u32>(r, abi.MAPREC_PERM));
+    store<i32>(r, status, abi.MAPREC_STATUS);
+    if (status != abi.STATUS_OK) failed++;
+  }
+  return failed;
+}
+
+/** `unmap` of [iova, last] for each of the `count` MAPREC_* records at `recs`, in order; statuses as mapBatch. */
+export function unmapBatch(dom: u32, recs: usize, count: u32): u32 {
+  let failed: u32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const r = recs + <usize>i * abi.MAPREC_SIZE;
+    const status = unmap(dom, load<u64>(r, abi.MAPREC_IOVA), load<u64>(r, abi.MAPREC_LAST));
+    store<i32>(r, status, abi.MAPREC_STATUS);
+    if (status != abi.STATUS_OK) failed++;
+  }
+  return failed;
 }
 
 /** Turns dirty tracking of engine domain `dom` on (clearing every D bit first) or off. */
@@ -74,5 +101,8 @@ export function abiHash(): u32 {
   h = (h ^ abi.INFO_CAP_SHIFT) * 16777619;
   h = (h ^ abi.DOM_PABITS) * 16777619;
   h = (h ^ abi.FMT_COUNT) * 16777619;
+  // Images with a clean free list (or clean limbo records) must not reach an engine without one.
+  h = (h ^ abi.CTRL_CLEAN_HEAD) * 16777619;
+  h = (h ^ abi.LIMBO_CLEAN) * 16777619;
   return h;
 }

@@ -118,7 +118,7 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
     if (gone == 0 && childCount(e) != 0) continue;
     if (childCount(e) == gone) {
       atomic.store<u64>(slot, 0);
-      pageRetire(child);
+      pageRetire(child, true); // every entry was just cleared: the page is zero
       store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
       removed++;
     } else {

@@ -11,11 +11,16 @@
 // merged); each run's first page holds its node (u32 next run, u32 pages). A run ending at the
 // pool's top is given back to the top. bufferAlloc takes the first run that fits before growing
 // the pool, and pageAlloc takes a page of a run before growing it, so freed space is always reused.
+//
+// Two page free lists: the clean one holds retired engine table pages, which unmap emptied entry by
+// entry, so they are zero but for the list's link word (translators never write a cleared entry:
+// their only write is a compare-and-swap of the leaf they read); the other holds pages of any
+// content. pageAlloc takes clean pages first and zeroes only the link word of one.
 
 import {
   PAGE_SIZE, CTRL_POOL_TOP, CTRL_POOL_LIMIT, CTRL_FREE_HEAD, CTRL_PAGES_USED, CTRL_EPOCH,
   CTRL_LIMBO, CTRL_LIMBO_CAP, CTRL_LIMBO_HEAD, CTRL_LIMBO_TAIL, CTRL_FAIL_COUNTDOWN,
-  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, SLOT_EPOCH, CTRL_BUF_FREE, CTRL_POOL_BASE, STATUS_OK, STATUS_EINVAL,
+  CTRL_FREE_COUNT, CTRL_PAGES_GROWN, CTRL_CLEAN_HEAD, LIMBO_CLEAN, SLOT_EPOCH, CTRL_BUF_FREE, CTRL_POOL_BASE, STATUS_OK, STATUS_EINVAL,
 } from './abi';
 import { ctrl, slotsBase, slotCount, slotSize } from './env';
 
@@ -54,7 +59,8 @@ export function reclaim(): u32 {
     const rec = ring + (<usize>(head & mask) << 3);
     // A page unlinked at epoch E may be read by a translator that announced E or earlier.
     if (load<u32>(rec, 4) >= oldest) break;
-    pushFree(<usize>load<u32>(rec));
+    const page = load<u32>(rec);
+    pushFree(<usize>(page & ~LIMBO_CLEAN), (page & LIMBO_CLEAN) != 0 ? CTRL_CLEAN_HEAD : CTRL_FREE_HEAD);
     head++;
     moved++;
   }
@@ -62,9 +68,9 @@ export function reclaim(): u32 {
   return moved;
 }
 
-function pushFree(page: usize): void {
-  store<u32>(page, load<u32>(ctrl, CTRL_FREE_HEAD));
-  store<u32>(ctrl, <u32>page, CTRL_FREE_HEAD);
+function pushFree(page: usize, list: usize = CTRL_FREE_HEAD): void {
+  store<u32>(page, load<u32>(ctrl + list));
+  store<u32>(ctrl + list, <u32>page);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) + 1, CTRL_FREE_COUNT);
 }
 
@@ -115,8 +121,19 @@ function takeRun(pages: u32): usize {
 /** A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. */
 export function pageAlloc(): usize {
   if (injectFail()) return 0;
+  let clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
   let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
-  if (page == 0 && reclaim() != 0) page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (clean == 0 && page == 0 && reclaim() != 0) {
+    clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
+    page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  }
+  if (clean != 0) {
+    store<u32>(ctrl, load<u32>(clean), CTRL_CLEAN_HEAD);
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+    store<u32>(clean, 0); // the link word: the rest of the page is zero already
+    store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
+    return clean;
+  }
   if (page != 0) {
     store<u32>(ctrl, load<u32>(page), CTRL_FREE_HEAD);
     store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
@@ -130,8 +147,11 @@ export function pageAlloc(): usize {
   return page;
 }
 
-/** Retires a page a translator may still be reading: it is reused only after the epoch advances. */
-export function pageRetire(page: usize): void {
+/**
+ * Retires a page a translator may still be reading: it is reused only after the epoch advances.
+ * `clean`: every byte of the page is zero (an emptied engine table), so it needs no zeroing then.
+ */
+export function pageRetire(page: usize, clean: bool = false): void {
   const ring = <usize>load<u32>(ctrl, CTRL_LIMBO);
   const cap = load<u32>(ctrl, CTRL_LIMBO_CAP);
   let tail = load<u32>(ctrl, CTRL_LIMBO_TAIL);
@@ -141,7 +161,7 @@ export function pageRetire(page: usize): void {
     while (reclaim() == 0) {}
   }
   const rec = ring + (<usize>(tail & (cap - 1)) << 3);
-  store<u32>(rec, <u32>page);
+  store<u32>(rec, <u32>page | (clean ? LIMBO_CLEAN : 0));
   store<u32>(rec, atomic.load<u32>(ctrl, CTRL_EPOCH), 4);
   store<u32>(ctrl, tail + 1, CTRL_LIMBO_TAIL);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
@@ -223,4 +243,30 @@ function unlinkAfter(run: usize): void {
   }
   if (prev == 0) store<u32>(ctrl, 0, CTRL_BUF_FREE);
   else store<u32>(prev, 0);
+}
+
+/**
+ * A page for the records of one control call (mapBatch/unmapBatch), returned by scratchFree before
+ * the call ends, or 0. Only a page already on a free list: no reclaim, no buffer run, no growth and
+ * no fault-injection step, so that the pool meets the batch's own steps as it would meet those of
+ * the same calls made one by one (the caller then makes them one by one). A dirty page first, so
+ * clean ones stay for tables.
+ */
+export function scratchAlloc(): usize {
+  let list: usize = CTRL_FREE_HEAD;
+  let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+  if (page == 0) {
+    list = CTRL_CLEAN_HEAD;
+    page = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
+  }
+  if (page == 0) return 0;
+  store<u32>(ctrl + list, load<u32>(page));
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
+  return page;
+}
+
+/** Returns a scratchAlloc page (never published to a translator) to the free list. */
+export function scratchFree(page: usize): void {
+  pageFreeNow(page);
 }

@@ -2,12 +2,11 @@
  * The bench suite: runs every scenario group, prints the table of throughput and ratios, checks
  * the targets (targets.ts), runs the scale script (scale.ts) and optionally writes JSON.
  *
- * Arguments: --json FILE; --scale (only the scale script); --no-scale; --quick (short tasks, for
- * trying things out: numbers are noisier); --only GROUP[,GROUP] with groups hit, walk, pasid, map,
- *  workers, nested, dma, virtio, riscv, inval.
+ * Arguments: see USAGE below (`npm run bench -- --help`).
  * @module
  */
 import { writeFileSync } from 'node:fs';
+import { parseScriptArgs } from '../scripts/cli-args.mjs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Harness } from './harness';
@@ -46,23 +45,33 @@ const GROUPS: Record<string, (env: BenchEnv) => void | Promise<void>> = {
   inval: invalidateScenarios,
 };
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { scaleOnly: false, scale: true, quick: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--json') a.json = argv[++i] ?? usage('--json needs a file name');
-    else if (arg === '--scale') a.scaleOnly = true;
-    else if (arg === '--no-scale') a.scale = false;
-    else if (arg === '--quick') a.quick = true;
-    else if (arg === '--only') a.only = new Set((argv[++i] ?? usage('--only needs groups')).split(','));
-    else usage(`unknown argument ${arg}`);
-  }
-  for (const g of a.only ?? []) if (!(g in GROUPS)) usage(`unknown group ${g}`);
-  return a;
-}
+const USAGE = `usage: npm run bench -- [--json FILE] [--scale | --no-scale] [--quick] [--only GROUP[,GROUP]]
 
-function usage(message: string): never {
-  throw new Error(`${message}\nusage: npm run bench -- [--json FILE] [--scale | --no-scale] [--quick] [--only ${Object.keys(GROUPS).join(',')}]`);
+  --json FILE    also write the results as JSON to FILE
+  --scale        only the scale and memory script (bench/scale.ts); --no-scale: everything but it
+  --quick        short tasks (a smoke run: numbers are noisier)
+  --only GROUPS  comma-separated groups: ${Object.keys(GROUPS).join(', ')}
+  -h, --help     this text
+Exit status: 1 when a cross-check fails, 2 on wrong arguments.`;
+
+/** Parses the suite's arguments with node:util parseArgs (exits 2 with the usage when they are wrong). */
+function parseArgs(argv: string[]): Args {
+  const { values } = parseScriptArgs({
+    usage: USAGE,
+    argv,
+    options: { json: { type: 'string' }, scale: { type: 'boolean' }, 'no-scale': { type: 'boolean' }, quick: { type: 'boolean' }, only: { type: 'string' } },
+    check: (v: { only?: string; scale?: boolean; 'no-scale'?: boolean }) =>
+      v.scale && v['no-scale'] ? '--scale and --no-scale exclude each other'
+        : v.only?.split(',').filter((g) => !(g in GROUPS)).map((g) => `--only: unknown group '${g}'`)[0],
+  });
+  const only = values.only as string | undefined;
+  return {
+    json: values.json as string | undefined,
+    scaleOnly: values.scale === true,
+    scale: values['no-scale'] !== true,
+    quick: values.quick === true,
+    only: only === undefined ? undefined : new Set(only.split(',')),
+  };
 }
 
 /** Runs the suite; returns the process exit code (1 when a cross-check fails). */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry of `npm run bench` (after `npm run build`): bundles the TypeScript bench (bench/*.ts, which
 // imports src/ and assembly/abi.ts directly) with esbuild into build/bench/ (gitignored), then runs
-// it. Arguments pass through: --json FILE, --scale (only the scale script), --no-scale, --quick.
+// it. Arguments pass through to bench/main.ts, which parses them (npm run bench -- --help).
 import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';

@@ -34,7 +34,7 @@ export function evaluate({ reports, attempts, ramWritten, engine, afterClose }) 
   return [
     { name: 'every device translated DMA', pass: reports.every((r) => r.translations > 0) },
     { name: 'every successful translation stayed inside its device\'s VM', pass: reports.every((r) => r.escapes === 0) },
-    { name: 'legitimate DMA never faulted (replace and map/unmap elsewhere left it alone)', pass: legit.every((w) => w.faults === 0 && w.ok > 0) },
+    { name: 'no unexpected fault: DMA to windows that stay mapped never faulted (replace and map/unmap elsewhere left it alone)', pass: legit.every((w) => w.faults === 0 && w.ok > 0) },
     { name: 'every rogue DMA aimed at VM A faulted', pass: aimedAtA.length > 0 && aimedAtA.every((w) => w.ok === 0 && w.faults > 0) },
     { name: 'the rogue was refused at authorization (EPERM for A\'s PASID, ENOENT for A\'s IDs)',
       pass: attempts.every((a) => a.pass) && attempts.some((a) => a.errno === 'EPERM') && attempts.some((a) => a.errno === 'ENOENT') },

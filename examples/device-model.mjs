@@ -4,7 +4,7 @@
 // device once — translates the whole burst with one Wasm call, and completes it: each translated
 // write stores a tagged word in machine RAM wherever the IOMMU sent it, as real DMA would. It also
 // checks each successful translation against its VM's host range, and counts per window.
-import { Access, FAULT_REASONS } from '../dist/index.js';
+import { Access, FAULT_REASONS } from 'ioasid';
 import { CONTROL } from './machine-layout.mjs';
 
 /**
@@ -75,7 +75,7 @@ export function createDeviceModel({ batch, memory, device, windows, ram }) {
     escapes,
     firstEscape,
     faultsByReason: { ...faultsByReason },
-    windows: windows.map((win, w) => ({ name: win.name, mayFault: win.mayFault, mustFault: win.mustFault, ...counts[w] })),
+    windows: windows.map((win, w) => ({ name: win.name, mayFault: win.mayFault, mustFault: win.mustFault, why: win.why, ...counts[w] })),
   });
 
   return { burst, report };

@@ -2,7 +2,7 @@
 // the DMA bursts of device-model.mjs through that translator's batch ring until the owner says
 // stop, then a report of its counts.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Translator } from '../dist/index.js';
+import { Translator } from 'ioasid';
 import { createDeviceModel, runUntilStopped } from './device-model.mjs';
 
 const { handle, device, windows, ram, control } = workerData;

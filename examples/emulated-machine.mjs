@@ -14,15 +14,20 @@
 //   node examples/emulated-machine.mjs --seconds 5
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { Iommu } from '../dist/index.js';
+import { Iommu } from 'ioasid';
 import { evaluate, scanMachineRam } from './checks.mjs';
 import { BATCH_CAPACITY, buildMachine, closeVms, ramPlacement } from './machine.mjs';
 import { CONTROL, MACHINE_RAM } from './machine-layout.mjs';
+import { progressReporter } from './progress.mjs';
 import { printAuthorization, printChecks, printDma, printVm } from './summary.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const USAGE = 'usage: node examples/emulated-machine.mjs [--quick | --seconds N]';
+const USAGE = `usage: node examples/emulated-machine.mjs [--quick | --seconds N]
+
+  --quick       about 0.3 s of DMA (default: about 1.5 s)
+  --seconds N   N seconds of DMA
+  -h, --help    this text`;
 
 function usageError(message) {
   console.error(`${message}\n${USAGE}`);
@@ -32,9 +37,13 @@ function usageError(message) {
 function dmaDurationMs() {
   let values;
   try {
-    ({ values } = parseArgs({ options: { quick: { type: 'boolean' }, seconds: { type: 'string' } } }));
+    ({ values } = parseArgs({ options: { quick: { type: 'boolean' }, seconds: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
   } catch (e) {
     usageError(e.message);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
   }
   if (values.seconds === undefined) return values.quick ? 300 : 1500;
   const seconds = Number(values.seconds);
@@ -65,6 +74,10 @@ async function main() {
   // tries A's IDs and A's PASID from B's FD, before any DMA runs.
   const machine = buildMachine(iommu);
   const { vmA, vmB, attempts, devices, controlOps } = machine;
+  console.log(`ioasid emulated machine: 2 VMs, ${devices.length} devices on ${devices.length} worker threads`);
+  console.log(`  VM A and VM B programmed through their own FDs; the rogue tried ${attempts.length} calls with VM A's IDs and PASID`);
+  console.log(`  DMA for ${(dmaMs / 1000).toFixed(1)} s while the owner remaps underneath the devices` +
+    ' (some faults are provoked on purpose: the summary says which and why):');
 
   // DMA: one worker per device, each with its own translator. They start together on GO and
   // translate until STOP.
@@ -80,17 +93,20 @@ async function main() {
   signal(CONTROL.GO);
 
   // Meanwhile the owner changes state underneath the devices (machine.controlStep).
-  const deadline = performance.now() + dmaMs;
-  while (performance.now() < deadline && !Atomics.load(flags, CONTROL.STOP)) {
+  const started = performance.now();
+  const progress = progressReporter(iommu, dmaMs);
+  while (performance.now() - started < dmaMs && !Atomics.load(flags, CONTROL.STOP)) {
     machine.controlStep();
+    progress.tick(performance.now() - started);
     await sleep(1); // let the workers run against this state for a moment
   }
   signal(CONTROL.STOP);
   const reports = await reportsDone;
+  progress.done();
   const engine = iommu.stats();
   const ramWritten = scanMachineRam(iommu.ram);
 
-  console.log(`ioasid emulated machine: 2 VMs, ${devices.length} devices on ${devices.length} worker threads\n`);
+  console.log('');
   printVm(iommu, vmA);
   printVm(iommu, vmB);
   printAuthorization(vmB.devices.rogue, attempts);

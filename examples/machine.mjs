@@ -2,7 +2,7 @@
 // authorization attempts, the device models to start (one per PCI function, each with its DMA
 // plan), the owner's control step, and the end of a run (closing the FDs). Shared by the Node demo
 // (emulated-machine.mjs) and the browser demo (web/).
-import { Access, NO_PASID } from '../dist/index.js';
+import { Access, NO_PASID } from 'ioasid';
 import { DEVICES, MACHINE_RAM } from './machine-layout.mjs';
 import { rogueDmaPlan, tryToReachVmA } from './rogue.mjs';
 import { buildVmA, buildVmB } from './vms.mjs';

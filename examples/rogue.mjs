@@ -2,7 +2,7 @@
 // neighbour could learn about A — A's object IDs and A's PASID. Authority comes from holding an
 // FD, and B's FD holds nothing of A's: IDs are FD-local numbers and PASIDs belong to the FD that
 // allocated them. Its DMA plan then aims at A's PASID and A's IOVAs, which must all fault.
-import { Access, IommuError, NO_PASID } from '../dist/index.js';
+import { Access, IommuError, NO_PASID } from 'ioasid';
 import { GUEST_RAM_IOVA, PAGE, PROCESS_BYTES, PROCESS_VA, QUARANTINE_IOVA, VM_RAM_BYTES, hex } from './machine-layout.mjs';
 import { dmaWindow } from './vms.mjs';
 
@@ -61,7 +61,9 @@ export function tryToReachVmA(iommu, vmA, vmB) {
 export function rogueDmaPlan(vmA) {
   return [
     dmaWindow('own scratch page', { iova: QUARANTINE_IOVA, bytes: PAGE, step: 64, access: Access.Write }),
-    dmaWindow("A's PASID", { pasid: vmA.exposed.pasid, iova: PROCESS_VA, bytes: PROCESS_BYTES, step: PAGE, access: Access.Write, mustFault: true }),
-    dmaWindow("A's guest RAM IOVAs", { iova: GUEST_RAM_IOVA, bytes: VM_RAM_BYTES, step: 64 * 1024, access: Access.Write, mustFault: true }),
+    dmaWindow("A's PASID", { pasid: vmA.exposed.pasid, iova: PROCESS_VA, bytes: PROCESS_BYTES, step: PAGE, access: Access.Write, mustFault: true,
+      why: "the rogue DMAs with VM A's PASID, which it was never allowed to attach: isolation must fault it" }),
+    dmaWindow("A's guest RAM IOVAs", { iova: GUEST_RAM_IOVA, bytes: VM_RAM_BYTES, step: 64 * 1024, access: Access.Write, mustFault: true,
+      why: "the rogue DMAs at VM A's guest RAM IOVAs; its own address space maps none of them: isolation must fault it" }),
   ];
 }

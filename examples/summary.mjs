@@ -1,6 +1,7 @@
 // Prints the run's summary: each VM's FD (objects, PASIDs, device attachments), the rogue's
 // authorization attempts, the DMA the workers did (totals, rates, faults by reason) and the checks.
-import { Access, NO_PASID } from '../dist/index.js';
+import { Access, NO_PASID } from 'ioasid';
+import { accountFaults } from './expected-faults.mjs';
 import { DEVICES, GUEST_RAM_IOVA, RING_IOVA, RING_PAGES, VM_RAM_BYTES, hex } from './machine-layout.mjs';
 
 const count = (n) => n.toLocaleString('en-US');
@@ -51,6 +52,7 @@ export function printDma({ reports, controlOps, engine, ramWritten }) {
     const vm = DEVICES[r.name].vm;
     console.log(`  ${r.name.padEnd(7)}${vm.padEnd(4)}${count(r.translations).padStart(14)}${rate(r.translations, r.elapsedMs).padStart(13)}   ${reasons(r.stats.faultsByReason)}`);
   }
+  printFaultAccount(reports);
   for (const r of reports.filter((r) => r.escapes > 0)) {
     const { window, iova, phys } = r.firstEscape;
     console.log(`  ! ${r.name}: ${count(r.escapes)} translations left VM ${DEVICES[r.name].vm}, first: ${window} ${hex(iova)} → ${hex(phys)}`);
@@ -69,6 +71,17 @@ export function printDma({ reports, controlOps, engine, ramWritten }) {
     ` its own page: ${count(own.ok)} ok`);
   console.log(`  machine RAM words written by DMA: VM A's slice ${count(ramWritten.A.A)} by A, ${count(ramWritten.A.B)} by B;` +
     ` VM B's slice ${count(ramWritten.B.B)} by B, ${count(ramWritten.B.A)} by A`);
+}
+
+/** The faults the demo provokes on purpose, each with its reason, and the count of all others. */
+function printFaultAccount(reports) {
+  const accounts = reports.map((r) => ({ name: r.name, ...accountFaults(r) }));
+  console.log('  expected faults (provoked on purpose: the IOMMU doing its job):');
+  for (const { name, expected } of accounts) {
+    for (const e of expected) console.log(`    ${name.padEnd(6)} ${count(e.faults).padStart(10)} at ${e.window}: ${e.why}`);
+  }
+  const unexpected = accounts.filter((a) => a.unexpected > 0);
+  console.log(`  unexpected faults: ${unexpected.map((a) => `${a.name} ${count(a.unexpected)}`).join(', ') || 'none'}`);
 }
 
 /** @returns true when every check passed. */

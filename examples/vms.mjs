@@ -2,7 +2,7 @@
 // authorizes its devices to use them (the device FD's job). Each returns what the rest of the
 // machine needs: the FD, the devices, their DMA plans for the workers, and one control operation
 // the owner repeats while the devices are doing DMA.
-import { Access, NO_PASID } from '../dist/index.js';
+import { Access, NO_PASID } from 'ioasid';
 import {
   DEVICES, GUEST_RAM_IOVA, HOTPLUG_BYTES, HOTPLUG_GPA, HOTPLUG_IOVA, MiB, PAGE, PROCESS_BYTES,
   PROCESS_GPA, PROCESS_VA, QUARANTINE_GPA, QUARANTINE_IOVA, RING_GPA, RING_IOVA, RING_PAGES,
@@ -21,8 +21,8 @@ function mapGuestRam(fd, ioas, host) {
 }
 
 /** A DMA window of a device: where its descriptors point, with which access, in which steps. */
-export const dmaWindow = (name, { pasid = NO_PASID, iova, bytes, step, access, mayFault = false, mustFault = false }) =>
-  ({ name, pasid, iova, bytes, step, access, mayFault, mustFault });
+export const dmaWindow = (name, { pasid = NO_PASID, iova, bytes, step, access, mayFault = false, mustFault = false, why }) =>
+  ({ name, pasid, iova, bytes, step, access, mayFault, mustFault, why });
 const ringWindow = (page) => dmaWindow('ring', { iova: RING_IOVA + page * PAGE, bytes: PAGE, step: 64, access: Access.Read });
 
 /** VM A: an accelerator serving two processes (one PASID each) plus a NIC on the RID. */
@@ -119,7 +119,8 @@ export function buildVmB(iommu) {
         ringWindow(0),
         dmaWindow('rx buffers', { iova: GUEST_RAM_IOVA + 16 * MiB, bytes: 8 * MiB, step: 2048, access: Access.Write }),
         // Mapped half of the time: translations either succeed or fault not-present.
-        dmaWindow('hot-plug rx pool', { iova: HOTPLUG_IOVA, bytes: HOTPLUG_BYTES, step: 2048, access: Access.Write, mayFault: true }),
+        dmaWindow('hot-plug rx pool', { iova: HOTPLUG_IOVA, bytes: HOTPLUG_BYTES, step: 2048, access: Access.Write, mayFault: true,
+          why: 'VM B unmaps and remaps this RX pool while the NIC runs (a hot-unplug): DMA while it is unmapped must fault' }),
       ],
       disk: [
         ringWindow(1),

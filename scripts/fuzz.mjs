@@ -6,10 +6,8 @@
 //   npm run fuzz -- --seed 42 --epoch 17           # rerun one epoch of a campaign
 //   npm run fuzz -- --replay fuzz-divergence.json  # rerun a saved (minimised) op list
 //   npm run fuzz -- --snapshots 100000 --seed 42   # forged-snapshot campaign (test/model/snapshot-forgery.ts)
+//   npm run fuzz -- --help                         # every option (USAGE below)
 //
-// Options: --ops N (default 200000), --seed S (default: random, printed), --epoch-ops N (ops per
-// fresh engine, default 2000), --epoch K (run only epoch K), --minimise-seconds S (default 120),
-// --out FILE (where a divergence's minimised op list is saved, default fuzz-divergence.json).
 // Every fifth epoch is a guest-table epoch (test/model/guest-fuzz.ts: user-managed and nested HWPTs,
 // guest tables mutated in RAM, hwptInvalidate, original and restored engines side by side).
 import { build } from 'esbuild';
@@ -17,20 +15,39 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { badNumber, parseScriptArgs } from './cli-args.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-function parseArgs(argv) {
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
-    const [k, inline] = a.slice(2).split('=', 2);
-    out[k] = inline ?? argv[++i];
-    if (out[k] === undefined) throw new Error(`--${k} needs a value`);
-  }
-  return out;
-}
+const USAGE = `usage: npm run fuzz -- [--ops N] [--seed S] [--epoch-ops N] [--epoch K] [--minimise-seconds S] [--out FILE]
+       npm run fuzz -- --replay FILE
+       npm run fuzz -- --snapshots N [--seed S]
+
+  --ops N                operations in all (default 200000)
+  --seed S               the campaign's seed (default: random, printed)
+  --epoch-ops N          operations per fresh engine (default 2000)
+  --epoch K              run only epoch K of the campaign
+  --minimise-seconds S   time to minimise a divergence (default 120)
+  --out FILE             where a divergence's minimised op list is saved (default fuzz-divergence.json)
+  --replay FILE          rerun a saved op list
+  --snapshots N          forged-snapshot campaign: N mutated snapshots (test/model/snapshot-forgery.ts)
+  -h, --help             this text
+Exit status: 0 no divergence, 1 a divergence, 2 wrong arguments.`;
+
+const positiveInteger = (n) => Number.isInteger(n) && n > 0;
+const { values: args } = parseScriptArgs({
+  usage: USAGE,
+  options: {
+    ops: { type: 'string' }, seed: { type: 'string' }, 'epoch-ops': { type: 'string' }, epoch: { type: 'string' },
+    'minimise-seconds': { type: 'string' }, out: { type: 'string' }, replay: { type: 'string' }, snapshots: { type: 'string' },
+  },
+  check: (v) =>
+    badNumber(v, 'ops', positiveInteger, 'a positive integer') ?? badNumber(v, 'epoch-ops', positiveInteger, 'a positive integer') ??
+    badNumber(v, 'epoch', (n) => Number.isInteger(n) && n >= 0, 'an epoch number (0, 1, ...)') ??
+    badNumber(v, 'seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer') ??
+    badNumber(v, 'minimise-seconds', (n) => n >= 0, 'a number of seconds') ??
+    badNumber(v, 'snapshots', positiveInteger, 'a positive integer'),
+});
 
 async function loadHarness() {
   const entry = `
@@ -56,7 +73,6 @@ async function loadHarness() {
   }
 }
 
-const args = parseArgs(process.argv.slice(2));
 const h = await loadHarness();
 const out = args.out ?? 'fuzz-divergence.json';
 
@@ -93,7 +109,6 @@ if (args.snapshots !== undefined) {
 const totalOps = Number(args.ops ?? 200_000);
 const epochOps = Number(args['epoch-ops'] ?? 2000);
 const minimiseMs = Number(args['minimise-seconds'] ?? 120) * 1000;
-if (!(totalOps > 0 && epochOps > 0)) throw new Error('--ops and --epoch-ops must be positive');
 
 const epochs = args.epoch !== undefined ? [Number(args.epoch)] : Array.from({ length: Math.ceil(totalOps / epochOps) }, (_, k) => k);
 console.log(`fuzz: seed ${seed}, ${args.epoch !== undefined ? `epoch ${args.epoch} only` : `${totalOps} ops`} in epochs of ${epochOps} (reproduce: npm run fuzz -- --ops ${totalOps} --seed ${seed})`);

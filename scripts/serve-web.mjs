@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // A tiny static server for the browser demo (examples/web/), Node's `http` only. It serves the
 // package bundle (dist/) and the examples (examples/) from the repository root, so the page and its
-// workers import the same modules as the Node demo.
+// workers import the same modules as the Node demo. Those import the package by its name
+// (`from 'ioasid'`, resolved by Node through package.json "exports"); a browser cannot resolve a
+// bare name (and module workers get no import map), so the server rewrites that one specifier in
+// the scripts it serves to the bundle's URL, as bundler dev servers do.
 //
 // Every response carries COOP/COEP (cross-origin isolation: SharedArrayBuffer, worker translators),
 // except under the route /no-isolation/ (the same files without them: the engine falls back to a
@@ -10,11 +13,11 @@
 //   npm run demo:web                               build, then serve on http://127.0.0.1:8080/
 //   node scripts/serve-web.mjs [--port N] [--host H] [--no-isolation]
 // `startServer()` is also what the e2e test uses (port 0 = an ephemeral port).
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { badNumber, parseScriptArgs } from './cli-args.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Only these folders of the repository are served. */
@@ -38,6 +41,14 @@ const TYPES = {
   '.ts': 'text/plain; charset=utf-8',
   '.wasm': 'application/wasm',
 };
+
+/** `from 'ioasid'` / `import('ioasid')` in a served script → the bundle, under the same route prefix. */
+const PACKAGE_SPECIFIER = /(\bfrom\s*|\bimport\s*\(\s*)(['"])ioasid\2/g;
+const SCRIPT = new Set(['.js', '.mjs']);
+
+function scriptWithBundleUrl(file, prefix) {
+  return readFileSync(file, 'utf8').replace(PACKAGE_SPECIFIER, (_, keyword, quote) => `${keyword}${quote}${prefix}/dist/index.js${quote}`);
+}
 
 /** The file a URL path names, or undefined when it is outside the served folders. */
 function fileFor(urlPath) {
@@ -85,11 +96,14 @@ function handle(req, res, { isolation }) {
     res.writeHead(404, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }).end(`not found: ${pathname}\n`);
     return;
   }
-  res.writeHead(200, {
-    ...headers,
-    'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
-    'Content-Length': stat.size,
-  });
+  const type = TYPES[extname(file)] ?? 'application/octet-stream';
+  if (SCRIPT.has(extname(file)) && file.startsWith(join(ROOT, 'examples') + sep)) {
+    const body = Buffer.from(scriptWithBundleUrl(file, prefix));
+    res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': body.length });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return;
+  }
+  res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': stat.size });
   if (req.method === 'HEAD') res.end();
   else createReadStream(file).pipe(res);
 }
@@ -115,20 +129,16 @@ export function startServer({ port = 0, host = '127.0.0.1', isolation = true } =
 }
 
 async function main() {
-  const { values } = parseArgs({
+  const { values } = parseScriptArgs({
+    usage: 'usage: node scripts/serve-web.mjs [--port N (8080; 0 = any)] [--host H (127.0.0.1)] [--no-isolation]',
     options: {
       port: { type: 'string', default: '8080' },
       host: { type: 'string', default: '127.0.0.1' },
       'no-isolation': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h' },
     },
+    check: (v) => badNumber(v, 'port', (n) => Number.isInteger(n) && n >= 0 && n <= 65535, '0..65535'),
   });
-  if (values.help) {
-    console.log('usage: node scripts/serve-web.mjs [--port N (8080; 0 = any)] [--host H (127.0.0.1)] [--no-isolation]');
-    return;
-  }
   const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port: expected 0..65535, got '${values.port}'`);
   const isolation = !values['no-isolation'];
   const { url, noIsolationUrl } = await startServer({ port, host: values.host, isolation });
   console.log(`ioasid browser demo`);

@@ -13,6 +13,7 @@ export { DeviceFd } from './iommufd/device';
 export { Translator, type TranslatorHandle, type TranslatorStats } from './dma/translator';
 export { Batch } from './dma/batch';
 export { IoasAccess, type UnmapCallback } from './iommufd/access';
+export type { FdObject, ObjType } from './iommufd/object-table';
 export type { DmaResult } from './dma/dma';
 export type { RamWindowOptions } from './core/ram-options';
 export type { RamWindowSpec } from './core/ram-window';

@@ -6,4 +6,4 @@
 export * from './api';
 export { VirtioIommu, type VirtioIommuState } from './viommu/virtio/virtio-iommu';
 export type { VirtioIommuOptions } from './viommu/virtio/options';
-export { RiscvIommu, DEFAULT_CAPABILITIES, MAX_COMMANDS_PER_RUN, type RiscvIommuOptions, type RiscvTranslation, type RiscvDmaResult } from './viommu/riscv/index';
+export { RiscvIommu, DEFAULT_CAPABILITIES, MAX_COMMANDS_PER_RUN, type RiscvIommuOptions, type RiscvTranslation, type RiscvDmaResult, type InterruptSink } from './viommu/riscv/index';

@@ -22,13 +22,28 @@ import { writeControlBlock } from './core/layout';
 import { GuestRam } from './core/ram-window';
 import { readSnapshot, restoring, takeSnapshot, type RestoreOptions, type RestoredObjects, type SnapshotReader } from './snapshot/index';
 import { Translator, readSlotStats, type TranslatorHandle, type TranslatorStats } from './dma/translator';
-import type { Translation, TranslationOut } from './dma/translation';
+import type { Access, Translation, TranslationOut } from './dma/translation';
 
 /** What `Iommu.restore` returns: the engine and its objects, by the names an emulator re-wires them with. */
 export interface Restored extends RestoredObjects {
+  /** The new engine, independent of the one that was saved. */
   iommu: Iommu;
 }
 
+/**
+ * One emulated IOMMU, owned by one thread (the owner): its engine memory (page tables, IOTLBs, guest
+ * RAM), the devices behind it and the ioasid FDs that program it. Only the owner changes state;
+ * worker threads translate through their own `Translator` (`translatorHandle()`).
+ * @example
+ * ```ts no-run
+ * import { Iommu, Access, NO_PASID } from 'ioasid';
+ * const iommu = await Iommu.create({ ram: { base: 0x8000_0000n, bytes: 64 << 20 } });
+ * const nic = iommu.addDevice({ bdf: '0000:03:00.0' });
+ * const fd = iommu.open();
+ * // ... program fd, bind and attach nic ...
+ * const t = iommu.translate(nic.rid, NO_PASID, 0x1000n, Access.Read);
+ * ```
+ */
 export class Iommu {
   private readonly engine: Engine;
   private readonly local: Translator;
@@ -123,6 +138,7 @@ export class Iommu {
     return this.engine.shared;
   }
 
+  /** The IOVA width of engine-managed tables: 39, 48 or 57 bits (3, 4 or 5 levels). */
   get addressWidth(): number {
     return this.engine.addressWidth;
   }
@@ -146,7 +162,12 @@ export class Iommu {
   }
 
   /** Every guest RAM window, by base, each as a fresh zero-copy view (see `ram` for validity). */
-  ramWindows(): { base: bigint; bytes: Uint8Array }[] {
+  ramWindows(): {
+    /** Guest-physical address of the window's first byte. */
+    base: bigint;
+    /** The window's bytes (a live view, as `ram`). */
+    bytes: Uint8Array;
+  }[] {
     const ram = this.engine.ram;
     return ram.windows.map((w, i) => ({ base: w.base, bytes: ram.view(i) }));
   }
@@ -197,12 +218,12 @@ export class Iommu {
   }
 
   /** Translates one DMA request on the owner thread. Never throws; a fault is a value. */
-  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+  translate(rid: number, pasid: number, iova: number | bigint, access: Access): Translation {
     return this.local.translate(rid, pasid, iova, access);
   }
 
   /** Allocation-free `translate`. */
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     return this.local.translateInto(out, rid, pasid, iova, access);
   }
 
@@ -286,7 +307,12 @@ export class Iommu {
   }
 
   /** Counters summed over the owner and every worker translator. */
-  stats(): TranslatorStats & { tablePages: number; memoryBytes: number } {
+  stats(): TranslatorStats & {
+    /** Page-table pages in use, over every FD. */
+    tablePages: number;
+    /** The engine memory's size in bytes. */
+    memoryBytes: number;
+  } {
     const core = this.engine.core;
     core.sync();
     return {

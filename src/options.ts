@@ -13,6 +13,7 @@ import type { RamWindowSpec } from './core/ram-window';
 import type { DeviceCaps } from './iommufd/device';
 import type { IoRange } from './iommufd/io-pagetable';
 
+/** Options of `Iommu.create` (every one optional; README "API" lists the defaults). */
 export interface IommuOptions {
   /** IOVA width of engine-managed tables: 39, 48 (default) or 57 bits (3, 4 or 5 levels). */
   addressWidth?: 39 | 48 | 57;
@@ -42,7 +43,12 @@ export interface IommuOptions {
    */
   memory?: WebAssembly.Memory;
   /** With `memory`: the part of it the engine may use, `bytes` at byte `offset` (4 KiB aligned). */
-  region?: { offset: number; bytes: number };
+  region?: {
+    /** Byte offset of the region in `memory`. */
+    offset: number;
+    /** Size of the region in bytes. */
+    bytes: number;
+  };
   /** Translator slots, the owner's included (default 8). */
   translators?: number;
   /** Engine-managed domains (HWPTs) that can exist at once (default 4096). */

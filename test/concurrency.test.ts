@@ -9,6 +9,7 @@ import { describe, expect, test } from 'vitest';
 const dist = new URL('../dist/index.js', import.meta.url);
 const workerUrl = new URL('./workers/contract-worker.mjs', import.meta.url);
 const { physOf, pageOf, mapsAt } = await import('./workers/schedule.mjs');
+const { waitForProgress } = await import('./workers/progress.mjs');
 
 const PAGES = 64;
 const STRIDE = 2 * 1024 * 1024; // one page per leaf table: unmap frees the table, map reallocates
@@ -83,7 +84,7 @@ describe.skipIf(!existsSync(dist))('concurrency contract with worker translators
     const ioas = fd.ioasAlloc();
     fd.ioasMap(ioas, { iova: BASE, length: PAGES * STRIDE, phys: 0x2_0000_0000 });
     dev.bind(fd);
-    const control = new SharedArrayBuffer(16);
+    const control = new SharedArrayBuffer(20);
     const ctl = new Int32Array(control);
     // Versions alternate attach (odd) and detach (even); the worker records, per result, whether
     // it began after a detach had returned with no later attach begun: such a result must fault.
@@ -104,6 +105,8 @@ describe.skipIf(!existsSync(dist))('concurrency contract with worker translators
         if (v % 2 === 1) dev.attach(ioas);
         else dev.detach();
         Atomics.store(ctl, 1, v); // version v has returned
+        // Once a round, stay attached until the worker has translated (at most 20 ms).
+        if (v % 2 === 1 && i === 0) waitForProgress(ctl, 4, Atomics.load(ctl, 4), 20);
       }
       await new Promise((r) => setImmediate(r));
     }

@@ -259,7 +259,7 @@ add('addDevice reservedRegions not an array', 'EINVAL', (f) => f.iommu.addDevice
 add('addDevice reservedRegions start > last', 'EINVAL', (f) => f.iommu.addDevice({ bdf: '00:09.0', reservedRegions: [{ start: 5n, last: 4n }] }));
 add('addDevice duplicate RID', 'EEXIST', (f) => f.iommu.addDevice({ bdf: '0000:00:01.0' }));
 for (const [d, v] of [['number', 5], ['object', {}], ['null', null], ['an Iommu', 'iommu']] as const) {
-  add(`bind ${d}`, 'EINVAL', (f) => f.unbound.bind(v === 'iommu' ? f.iommu : v));
+  add(`bind ${d}`, 'EINVAL', (f) => f.unbound.bind((v === 'iommu' ? f.iommu : v) as never));
 }
 add('bind a closed FD', 'EBADF', (f) => f.unbound.bind(f.closed));
 add("bind another Iommu's FD", 'EINVAL', (f) => f.unbound.bind(f.otherFd));

@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { Access, ERRNO, IommuError, MAP_READ, MAP_WRITE, NO_PASID, type Errno } from '../src/index';
-import { APSTART, ONE_DEVICE, P, PHYS, expectErrno, failNth, ioasFixture, mappings, type IoasFixture } from './helpers';
+import { APSTART, NO_DEVICE, ONE_DEVICE, P, PHYS, expectErrno, failNth, ioasFixture, mappings, type IoasFixture, type Topology } from './helpers';
 
 const U64 = (1n << 64n) - 1n;
 const mapReq = (entries: bigint[][], perms?: number[]) => ({
@@ -141,33 +141,92 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
           expect(applied).toBe(want.filter((e) => e === 0).length);
         } else {
           const entries = Array.from({ length: n }, () => (next(10) === 0 ? [0n, U64] : [iovaOf(), lengthOf()]));
-          const req = unmapReq(entries);
-          a.fd.ioasUnmapBatch(a.ioas, req);
-          const bytes: bigint[] = [];
-          const want = entries.map(([iova, length]) => {
-            let done = 0n;
-            const e = outcome(() => (done = b.fd.ioasUnmap(b.ioas, iova!, length!)));
-            bytes.push(done);
-            return e;
-          });
-          expect([...req.results], `round ${round} step ${step} unmap`).toEqual(want);
-          expect([...req.bytes]).toEqual(bytes);
+          expectUnmapLikePerCall(a, b, entries, `round ${round} step ${step} unmap`);
         }
         expect(mappings(a.fd, a.ioas)).toEqual(mappings(b.fd, b.ioas));
         expectSameTranslations(a, b);
       }
     }
   });
+
+  // Requests that do not overlap each other are checked all at once and installed with one engine
+  // call per domain (io-pagetable mapMany/unmapMany); these compare that path with per-call.
+  const layouts: [string, Topology, number][] = [
+    ['no domain', NO_DEVICE, 0],
+    ['one domain', ONE_DEVICE, 0],
+    ['two domains', ONE_DEVICE, 1],
+  ];
+  for (const [name, topology, extraHwpts] of layouts) {
+    test(`property (${name}): non-overlapping batches, with failures and ENOMEM, match per-call`, () => {
+      let seed = 0x2468ace ^ extraHwpts;
+      const next = (n: number): number => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return (seed >>> 8) % n;
+      };
+      const fixture = (): IoasFixture => {
+        const f = ioasFixture(topology);
+        for (let k = 0; k < extraHwpts; k++) f.fd.hwptAlloc({ devId: f.devIds[0]!, ptId: f.ioas });
+        return f;
+      };
+      for (let round = 0; round < 12; round++) {
+        const a = fixture();
+        const b = fixture();
+        for (let step = 0; step < 5; step++) {
+          // Distinct page slots far apart (each needs new table pages), in shuffled order; some
+          // entries fail their checks (misaligned phys, zero length, output beyond the tables).
+          const slots = [...new Set(Array.from({ length: 1 + next(24) }, () => next(64)))].sort(() => next(3) - 1);
+          const failAt = next(3) === 0 ? 1 + next(6) : 0; // the engine's nth fallible step fails (ENOMEM)
+          if (next(2) === 0) {
+            const entries = slots.map((slot) => {
+              const kind = next(12);
+              const phys = kind === 0 ? PHYS + 1n : kind === 1 ? 1n << 60n : PHYS + BigInt(next(8)) * P;
+              return [APSTART + (BigInt(slot) << 31n), kind === 2 ? 0n : P * BigInt(1 + next(2)), phys];
+            });
+            const req = mapReq(entries);
+            if (failAt) failNth(a.fd, failAt);
+            const applied = a.fd.ioasMapBatch(a.ioas, req);
+            if (failAt) failNth(b.fd, failAt);
+            const want = entries.map(([iova, length, phys]) => outcome(() => b.fd.ioasMap(b.ioas, { iova: iova!, length: length!, phys: phys! })));
+            failNth(a.fd, 0);
+            failNth(b.fd, 0);
+            expect([...req.results], `${name} round ${round} step ${step} map`).toEqual(want);
+            expect(applied).toBe(want.filter((e) => e === 0).length);
+          } else {
+            const entries = slots.map((slot) => [APSTART + (BigInt(slot) << 31n), P * BigInt(1 + next(2))]);
+            expectUnmapLikePerCall(a, b, entries, `${name} round ${round} step ${step} unmap`);
+          }
+          expect(mappings(a.fd, a.ioas)).toEqual(mappings(b.fd, b.ioas));
+          if (a.devs.length > 0) expectSameTranslations(a, b, (slot) => APSTART + (BigInt(slot) << 31n), 64);
+        }
+      }
+    });
+  }
 });
+
+/** `entries` as one ioasUnmapBatch on `a` and as ioasUnmap calls on `b`: same results, bytes and count. */
+function expectUnmapLikePerCall(a: IoasFixture, b: IoasFixture, entries: bigint[][], what: string): void {
+  const req = unmapReq(entries);
+  const applied = a.fd.ioasUnmapBatch(a.ioas, req);
+  const bytes: bigint[] = [];
+  const want = entries.map(([iova, length]) => {
+    let done = 0n;
+    const e = outcome(() => (done = b.fd.ioasUnmap(b.ioas, iova!, length!)));
+    bytes.push(done);
+    return e;
+  });
+  expect([...req.results], what).toEqual(want);
+  expect([...req.bytes]).toEqual(bytes);
+  expect(applied).toBe(want.filter((e) => e === 0).length);
+}
 
 /** An unknown perm bit: what the batch reports (EOPNOTSUPP) before the per-call path is asked. */
 function fail(): never {
   throw new IommuError('EOPNOTSUPP', 'ioasMapBatch', 'unknown perm bit');
 }
 
-function expectSameTranslations(a: IoasFixture, b: IoasFixture): void {
-  for (let i = 0n; i < 16n; i++) {
-    const iova = APSTART + i * P + 8n;
+function expectSameTranslations(a: IoasFixture, b: IoasFixture, pageAt = (i: number): bigint => APSTART + BigInt(i) * P, pages = 16): void {
+  for (let i = 0; i < pages; i++) {
+    const iova = pageAt(i) + 8n;
     for (const access of [Access.Read, Access.Write]) {
       const x = a.iommu.translate(a.devs[0]!.rid, NO_PASID, iova, access);
       const y = b.iommu.translate(b.devs[0]!.rid, NO_PASID, iova, access);

@@ -2,12 +2,11 @@
 // answers --help and --version, and turns errors into messages and exit statuses: 2 for wrong
 // arguments (with the usage line), 1 for failures, otherwise the command's own status.
 import { readFileSync } from 'node:fs';
-import * as bench from './bench.mjs';
 import { CliError, UsageError } from './common.mjs';
 import * as demo from './demo.mjs';
 import * as replay from './replay.mjs';
 
-const COMMANDS = { demo, bench, replay };
+const COMMANDS = { demo, replay };
 const VERSION = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
 
 const HELP = `usage: ioasid <command> [options]
@@ -19,7 +18,9 @@ ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)}${c.summary}`)
 
 Options:
   -h, --help      this text; 'ioasid <command> --help' for a command's
-  -v, --version   the package version`;
+  -v, --version   the package version
+
+The benchmark suite is not part of the package: in a checkout of the repository, npm run bench.`;
 
 const isHelp = (arg) => arg === '--help' || arg === '-h';
 

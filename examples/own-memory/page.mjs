@@ -1,6 +1,6 @@
 // The own-memory demo in a browser: fetches the compiled machine and runs demo.mjs over the
 // package bundle. #out shows the log; its data-result becomes "pass" or "fail".
-import * as ioasid from '../../dist/index.js';
+import * as ioasid from 'ioasid';
 import { runDemo } from './demo.mjs';
 
 const out = document.getElementById('out');

@@ -2,7 +2,7 @@
 // Builds the example machine (machine.ts, with the repository's AssemblyScript) when it is not
 // built yet, then runs demo.mjs and exits non-zero if a check failed. Needs `npm run build` (dist/).
 import { existsSync, readFileSync } from 'node:fs';
-import * as ioasid from '../../dist/index.js';
+import * as ioasid from 'ioasid';
 import { buildMachine, machineWasm } from './build.mjs';
 import { runDemo } from './demo.mjs';
 

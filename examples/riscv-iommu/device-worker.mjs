@@ -3,7 +3,7 @@
 // and reports every transfer; a fault comes back as a value, which the main thread hands to the
 // IOMMU model so that the guest sees it in its fault queue.
 import { parentPort, workerData } from 'node:worker_threads';
-import { NO_PASID, Translator } from '../../dist/index.js';
+import { NO_PASID, Translator } from 'ioasid';
 
 const { handle, rid, tag } = workerData;
 const translator = Translator.attach(handle);

@@ -10,7 +10,7 @@
 //
 // It prints each check and exits 1 if any fails.
 import { Worker } from 'node:worker_threads';
-import { Access, Iommu, RiscvIommu } from '../../dist/index.js';
+import { Access, Iommu, RiscvIommu } from 'ioasid';
 import { GuestDriver } from './guest-driver.mjs';
 
 const RAM = { base: 0x8000_0000n, bytes: 16 << 20 };

@@ -2,7 +2,7 @@
 // through it (dmaWrite / dmaRead, translated leaf by leaf), and its translation faults sent back
 // with each answer so the owner can hand them to the virtio-iommu's event queue.
 import { parentPort, workerData } from 'node:worker_threads';
-import { NO_PASID, Translator } from '../../dist/index.js';
+import { NO_PASID, Translator } from 'ioasid';
 
 const { handle, rid, tag } = workerData;
 const translator = Translator.attach(handle);

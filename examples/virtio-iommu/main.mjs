@@ -13,7 +13,7 @@
 //   node examples/virtio-iommu/main.mjs --quick      60 buffers per device (for tests)
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { Iommu, VirtioIommu } from '../../dist/index.js';
+import { Iommu, VirtioIommu } from 'ioasid';
 import { GuestDriver } from './driver.mjs';
 
 const RAM = { base: 0x8000_0000n, bytes: 16 << 20 };

@@ -1,7 +1,7 @@
 // A PCI device model in a Web Worker (module type): the browser twin of ../device-worker.mjs. It
 // gets its translator handle and DMA plan in the first message, runs device-model.mjs bursts until
 // the owner says stop, posts its counts every PROGRESS_MS for the live view, then a final report.
-import { Translator } from '../../dist/index.js';
+import { Translator } from 'ioasid';
 import { createDeviceModel, runUntilStopped } from '../device-model.mjs';
 
 const PROGRESS_MS = 250;

@@ -3,7 +3,7 @@
 // it is not (the page says why). The owner keeps changing mappings and attachments underneath the
 // devices, and the page shows each FD's objects, the devices' attachments, translations per second
 // and faults by reason, live. "Stop" (or ?seconds=N) ends the run and shows the demo's checks.
-import { Iommu, sharedMemoryUnavailableReason } from '../../dist/index.js';
+import { Iommu, sharedMemoryUnavailableReason } from 'ioasid';
 import { evaluate, scanMachineRam } from '../checks.mjs';
 import { buildMachine, closeVms } from '../machine.mjs';
 import { MACHINE_RAM } from '../machine-layout.mjs';

@@ -22,6 +22,10 @@ export interface CoreExports {
   setPasidDomain(rid: number, pasid: number, domain: number): number;
   map(domain: number, iova: bigint, oa: bigint, length: bigint, perm: number): number;
   unmap(domain: number, start: bigint, last: bigint): number;
+  mapBatch(domain: number, recs: number, count: number): number;
+  unmapBatch(domain: number, recs: number, count: number): number;
+  scratchAlloc(): number;
+  scratchFree(page: number): void;
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
   translate64(rid: number, pasid: number, iova: bigint, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
@@ -66,7 +70,7 @@ export function expectedAbiHash(): number {
   let h = 2166136261;
   for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
     abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
-    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT]) {
+    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT, abi.CTRL_CLEAN_HEAD, abi.LIMBO_CLEAN]) {
     h = Math.imul(h ^ v, 16777619) >>> 0;
   }
   return h;

@@ -21,6 +21,7 @@ import * as abi from '../../assembly/abi';
 export interface RamWindowSpec {
   /** Guest-physical address of the first byte. */
   readonly base: bigint;
+  /** Size of the window in bytes. */
   readonly bytes: number;
   /** Byte offset of the window in the memory, or in `buffer` when that is set. */
   readonly offset: number;

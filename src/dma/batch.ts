@@ -17,7 +17,21 @@
  */
 import * as abi from '../../assembly/abi';
 import type { Core } from '../core/core';
+import type { Access } from './translation';
 
+/**
+ * A ring of translation requests in the engine's shared memory, translated by one Wasm call
+ * (`run`): the fastest path when addresses are already in memory (layout: this file's header and
+ * README "Batch layout"). Get one from `Translator.batch()` or `Iommu.batch()`.
+ * @example
+ * ```ts no-run
+ * const batch = translator.batch();
+ * batch.set(0, rid, NO_PASID, 0x1000, Access.Read);
+ * batch.set(1, rid, NO_PASID, 0x2000, Access.Write);
+ * batch.run(2);
+ * if (batch.ok(0)) console.log(batch.phys(0));
+ * ```
+ */
 export class Batch {
   private epoch = -1;
   private req = new Uint32Array(0);
@@ -27,9 +41,11 @@ export class Batch {
   /** @internal */
   constructor(
     private readonly core: Core,
+    /** Requests per `run` at most. */
     readonly capacity: number,
-    /** Byte offsets of the request and result arrays in the engine memory. */
+    /** Byte offset of the request words in the engine memory. */
     readonly requestPtr: number,
+    /** Byte offset of the result words in the engine memory. */
     readonly resultPtr: number,
     /** Gives the pages back (`Iommu.batch`); none for a translator's ring, which belongs to its handle. */
     private readonly free?: () => void,
@@ -67,7 +83,7 @@ export class Batch {
    * Values the record cannot hold (rid beyond 16 bits, access beyond 16, non-integers…) are
    * written as a malformed request, so they fault `bad-request` as in a per-call translate.
    */
-  set(i: number, rid: number, pasid: number, iova: number, access: number): void {
+  set(i: number, rid: number, pasid: number, iova: number, access: Access): void {
     const r = this.requests;
     const at = i * 4;
     if (!(fits(rid, 2 ** 16) && fits(pasid, 2 ** 32) && fits(access, 2 ** 16) && fits(iova, 2 ** 64))) {

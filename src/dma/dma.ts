@@ -11,9 +11,19 @@ import { Access, faultCore, type Fault, type TranslationOut } from './translatio
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
 export interface DmaResult {
+  /** Bytes copied before the transfer ended (all of them when there is no fault). */
   bytes: number;
   /** `not-ram`: the address translated, but its output is outside guest RAM. */
-  fault?: Fault | { readonly reason: 'not-ram'; readonly level: 0; readonly stage: 0; readonly phys: bigint };
+  fault?: Fault | {
+    /** The translation succeeded but its output is not guest RAM. */
+    readonly reason: 'not-ram';
+    /** Always 0. */
+    readonly level: 0;
+    /** Always 0. */
+    readonly stage: 0;
+    /** The output address that is outside guest RAM. */
+    readonly phys: bigint;
+  };
 }
 
 /**
@@ -27,7 +37,7 @@ export interface DmaPort {
   readonly guestRam: GuestRam;
   /** The result words of the last `translateWords`: output (or fault) address lo, hi. */
   resultWords(): Uint32Array;
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut;
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
   /** One request with u32 arguments: the info word; the address words are in `resultWords()`. */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
 }

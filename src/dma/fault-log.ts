@@ -5,29 +5,45 @@
  * @module
  */
 import { fail } from '../base/errno';
-import type { FaultReason } from './translation';
+import type { Access, FaultReason } from './translation';
 
+/** One logged fault: the request and why it faulted. */
 export interface FaultRecord {
+  /** The requester ID of the device. */
   rid: number;
+  /** The request's PASID (`NO_PASID` for none). */
   pasid: number;
+  /** The request's input address. */
   iova: bigint;
-  access: number;
+  /** The request's `Access` bits. */
+  access: Access;
+  /** Why it faulted. */
   reason: FaultReason;
+  /** The table level where the walk stopped (see `Fault.level`). */
   level: number;
+  /** The stage that faulted (see `Fault.stage`). */
   stage: number;
 }
 
 /** Called with each fault as it is logged (see `FaultLog.subscribe`). */
 export type FaultListener = (record: FaultRecord) => void;
 
+/**
+ * A bounded log of the faults one thread's per-call translations saw (`translator.faults`,
+ * `iommu.faults`): drain it, or subscribe to each fault as it is logged.
+ */
 export class FaultLog {
   private records: FaultRecord[] = [];
   private listeners: FaultListener[] = [];
   /** Faults dropped because the log was full. */
   lost = 0;
 
-  constructor(readonly capacity = 1024) {}
+  constructor(
+    /** Records kept at most; older ones are dropped and counted in `lost`. */
+    readonly capacity = 1024,
+  ) {}
 
+  /** Records in the log now. */
   get size(): number {
     return this.records.length;
   }

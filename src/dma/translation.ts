@@ -5,13 +5,27 @@
  */
 import * as abi from '../../assembly/abi';
 
-/** Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv. */
+/**
+ * Access bits of a DMA request: QEMU's IOMMU_RO/IOMMU_WO plus the PCIe PASID prefix's Exe/Priv.
+ * Combine them with `|`.
+ * @example
+ * ```ts no-run
+ * iommu.translate(rid, NO_PASID, iova, Access.Read | Access.Write);
+ * ```
+ */
 export const Access = {
+  /** The device reads memory (a DMA read). */
   Read: abi.ACCESS_READ,
+  /** The device writes memory (a DMA write). */
   Write: abi.ACCESS_WRITE,
+  /** An instruction fetch (PASID prefix Execute-Requested; user-managed tables check it). */
   Exec: abi.ACCESS_EXEC,
+  /** A privileged (supervisor) request (PASID prefix Privileged-Mode-Requested). */
   Priv: abi.ACCESS_PRIV,
 } as const;
+
+/** A set of `Access` bits, e.g. `Access.Read | Access.Write` (a number: bits outside the set are a `bad-request`). */
+export type Access = number;
 
 /** The PASID argument of a request without a PASID prefix (the RID attachment). */
 export const NO_PASID = abi.NO_PASID;
@@ -38,6 +52,7 @@ export const FAULT_REASONS = [
   'outside-ram',
 ] as const satisfies readonly string[] & { length: typeof abi.FAULT_MAX };
 
+/** The name of a fault reason: one of `FAULT_REASONS` (README "Faults" says what each means). */
 export type FaultReason = (typeof FAULT_REASONS)[number];
 
 /**
@@ -46,8 +61,11 @@ export type FaultReason = (typeof FAULT_REASONS)[number];
  * The optional fields appear only when they apply.
  */
 export interface Fault {
+  /** Why the translation faulted. */
   readonly reason: FaultReason;
+  /** The table level where the walk stopped (0 is the 4 KiB level). */
   readonly level: number;
+  /** 0 for engine-managed tables; 1 or 2 for user-managed ones (2: the nesting parent or a G stage). */
   readonly stage: number;
   /**
    * Stage 2 faulted on an implicit access of the stage-1 walk (reading a stage-1 table entry);
@@ -71,13 +89,19 @@ export interface Fault {
  * the leaf's R=1/W=2/X=4 bits. On a fault `ok` is false, `perm` 0 and `fault` says why.
  */
 export interface Translation {
+  /** True when the request translated; false on a fault (then `fault` says why). */
   readonly ok: boolean;
+  /** The input address that was translated. */
   readonly iova: bigint;
+  /** The output address of the byte at `iova` (0n on a fault). */
   readonly phys: bigint;
+  /** The leaf size in bytes (4 KiB, 2 MiB, 1 GiB, ...; 0n on a fault). */
   readonly size: bigint;
+  /** The leaf's permission bits: R = 1, W = 2, X = 4 (0 on a fault). */
   readonly perm: number;
   /** Memory type when not the default (RISC-V Svpbmt): 1 = NC, 2 = IO. */
   readonly pbmt?: number;
+  /** Why it faulted, when `ok` is false. */
   readonly fault?: Fault;
 }
 
@@ -96,15 +120,19 @@ export class TranslationOut {
   /** @internal */
   hi = 0;
 
+  /** True when the request translated. */
   get ok(): boolean {
     return (this.info & abi.INFO_OK) !== 0;
   }
+  /** Low 32 bits of the output address (0 on a fault). */
   get physLo(): number {
     return this.info & abi.INFO_OK ? this.lo : 0;
   }
+  /** High 32 bits of the output address (0 on a fault). */
   get physHi(): number {
     return this.info & abi.INFO_OK ? this.hi : 0;
   }
+  /** The output address as a number (exact below 2^53; 0 on a fault). */
   get phys(): number {
     return this.info & abi.INFO_OK ? this.hi * 4294967296 + this.lo : 0;
   }
@@ -112,6 +140,7 @@ export class TranslationOut {
   get sizeLg2(): number {
     return this.info & abi.INFO_OK ? (this.info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK : 0;
   }
+  /** The leaf's permission bits (R = 1, W = 2, X = 4) when ok. */
   get perm(): number {
     return this.info & abi.INFO_OK ? (this.info >>> abi.INFO_PERM_SHIFT) & abi.INFO_PERM_MASK : 0;
   }
@@ -119,9 +148,11 @@ export class TranslationOut {
   get reason(): number {
     return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_REASON_SHIFT) & abi.INFO_REASON_MASK;
   }
+  /** The fault's table level (see `Fault.level`). */
   get level(): number {
     return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_LEVEL_SHIFT) & abi.INFO_LEVEL_MASK;
   }
+  /** The fault's stage (see `Fault.stage`). */
   get stage(): number {
     return this.info & abi.INFO_OK ? 0 : (this.info >>> abi.INFO_STAGE_SHIFT) & abi.INFO_STAGE_MASK;
   }
@@ -133,15 +164,19 @@ export class TranslationOut {
   get implicit(): boolean {
     return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_IMPLICIT) !== 0;
   }
+  /** See `Fault.implicitWrite`. */
   get implicitWrite(): boolean {
     return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_IMPLICIT_WRITE) !== 0;
   }
+  /** See `Fault.pageRequest`. */
   get pageRequest(): boolean {
     return !(this.info & abi.INFO_OK) && (this.info & abi.INFO_PAGE_REQUEST) !== 0;
   }
+  /** Low 32 bits of `Fault.addr`. */
   get faultAddrLo(): number {
     return this.info & abi.INFO_OK ? 0 : this.lo;
   }
+  /** High 32 bits of `Fault.addr`. */
   get faultAddrHi(): number {
     return this.info & abi.INFO_OK ? 0 : this.hi;
   }

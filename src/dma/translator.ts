@@ -13,15 +13,25 @@ import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
 import { GuestRam, type RamWindowSpec } from '../core/ram-window';
-import { FAULT_REASONS, TranslationOut, decodeInto, faultCore, toTranslation, type Translation } from './translation';
+import { FAULT_REASONS, TranslationOut, decodeInto, faultCore, toTranslation, type Access, type Translation } from './translation';
 
 /** What a worker needs to translate over an engine: structured-cloneable. */
 export interface TranslatorHandle {
+  /** The compiled Wasm core (shared with the owner: workers do not compile it again). */
   readonly module: WebAssembly.Module;
+  /** The engine memory (shared). */
   readonly memory: WebAssembly.Memory;
+  /** The translator slot reserved for the worker: its own IOTLB and counters. */
   readonly slot: number;
   /** A batch ring reserved for this translator. */
-  readonly batch: { readonly capacity: number; readonly requestPtr: number; readonly resultPtr: number };
+  readonly batch: {
+    /** Requests per `Batch.run`. */
+    readonly capacity: number;
+    /** Byte offset of the request words in the memory. */
+    readonly requestPtr: number;
+    /** Byte offset of the result words in the memory. */
+    readonly resultPtr: number;
+  };
   /** The control block's address in the memory (the engine's region may start anywhere). */
   readonly ctrl: number;
   /** Guest RAM windows: in the memory at `offset`, or in a (shared) `buffer`. */
@@ -32,9 +42,13 @@ export interface TranslatorHandle {
 export interface TranslatorStats {
   /** Requests translated or faulted: hits + misses + malformed requests. */
   translations: number;
+  /** Translations answered by the IOTLB. */
   hits: number;
+  /** Translations that walked the tables. */
   misses: number;
+  /** Translations that faulted. */
   faults: number;
+  /** Faults by `FaultReason` (only reasons that occurred). */
   faultsByReason: Record<string, number>;
   /** Table entries read by misses through user-managed or nested tables (the extended walker). */
   tableReads: number;
@@ -48,6 +62,18 @@ const TWO_32 = 4294967296;
 const TWO_64 = 1n << 64n;
 const TWO_64_NUMBER = 2 ** 64;
 
+/**
+ * A thread's translator: its own IOTLB and counters over the engine's (shared) memory. The owner's
+ * is inside `Iommu`; a worker gets its own with `Translator.attach(iommu.translatorHandle())` and
+ * then translates concurrently with the owner's control calls (README "Worker translators").
+ * @example
+ * ```ts no-run
+ * // worker thread, with the handle posted by the owner
+ * const t = Translator.attach(workerData.handle);
+ * const out = new TranslationOut();
+ * t.translateInto(out, rid, NO_PASID, iova, Access.Read);   // per call, no allocation
+ * ```
+ */
 export class Translator {
   /** Faults of this thread's per-call translations. */
   readonly faults = new FaultLog();
@@ -58,6 +84,7 @@ export class Translator {
 
   /** @internal */
   constructor(
+    /** @internal */
     readonly core: Core,
     private readonly ring: TranslatorHandle['batch'] | undefined,
     /** @internal Guest RAM, for software DMA. */
@@ -100,7 +127,7 @@ export class Translator {
    * Translates one request into `out` without allocating. Never throws: malformed arguments give a
    * `bad-request` fault.
    */
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: number): TranslationOut {
+  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     // Small enough for TurboFan to inline into the caller's loop: checks, then one Wasm call.
     if (isU32(rid) && isU32(pasid) && isU32(access)) {
       if (typeof iova === 'number') {
@@ -147,7 +174,7 @@ export class Translator {
   }
 
   /** Translates one request; allocates the result (use `translateInto` on hot paths). Never throws. */
-  translate(rid: number, pasid: number, iova: number | bigint, access: number): Translation {
+  translate(rid: number, pasid: number, iova: number | bigint, access: Access): Translation {
     const r = this.translateInto(this.scratch, rid, pasid, iova, access);
     // Every integral number below 2^64 is an exact address (2^53 and up too): report it as given.
     const iovaBig = typeof iova === 'bigint' ? iova : Number.isInteger(iova) && iova >= 0 && iova < TWO_64_NUMBER ? BigInt(iova) : 0n;

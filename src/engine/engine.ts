@@ -157,6 +157,54 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.check(op, status, 'map');
   }
 
+  /**
+   * `map` for many ranges with one Wasm call per page of MAPREC records: range i is mapped wholly
+   * or not at all, in order, and `status[i]` gets its core status (STATUS_OK, STATUS_ENOMEM, ...;
+   * see {@link check}). @returns false when there was no page for the records (nothing was done).
+   */
+  mapBatch(domain: number, count: number, iova: readonly bigint[], phys: readonly bigint[], length: readonly bigint[], perm: readonly number[], status: Int32Array): boolean {
+    return this.#batch(domain, count, status, 'mapBatch', (w, at, i) => {
+      w[at + abi.MAPREC_IOVA / 8] = iova[i]!;
+      w[at + abi.MAPREC_PHYS / 8] = phys[i]!;
+      w[at + abi.MAPREC_LENGTH / 8] = length[i]!;
+      w[at + abi.MAPREC_PERM / 8] = BigInt(perm[i]!); // little-endian: perm, then the status word the core writes
+    });
+  }
+
+  /** `unmap` of `[iova[i], last[i]]` for many ranges, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
+  unmapBatch(domain: number, count: number, iova: readonly bigint[], last: readonly bigint[], status: Int32Array): boolean {
+    return this.#batch(domain, count, status, 'unmapBatch', (w, at, i) => {
+      w[at + abi.MAPREC_IOVA / 8] = iova[i]!;
+      w[at + abi.MAPREC_LAST / 8] = last[i]!;
+    });
+  }
+
+  /**
+   * Writes the records a page at a time (`fill` writes range i at u64 word `at` of the page) into a
+   * scratch page of the pool and runs `run` over them.
+   */
+  #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number) => void): boolean {
+    const exports = this.core.exports;
+    const page = exports.scratchAlloc();
+    this.core.sync();
+    if (page === 0) return false;
+    const perPage = abi.PAGE_SIZE / abi.MAPREC_SIZE;
+    try {
+      for (let from = 0; from < count; from += perPage) {
+        const n = Math.min(perPage, count - from);
+        const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
+        for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i);
+        exports[run](domain, page, n);
+        this.core.sync();
+        const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);
+        for (let i = 0; i < n; i++) status[from + i] = words[(i * abi.MAPREC_SIZE + abi.MAPREC_STATUS) / 4]!;
+      }
+    } finally {
+      exports.scratchFree(page);
+    }
+    return true;
+  }
+
   /** Unmaps `[iova, last]` of an engine-managed domain (its IOTLB entries die with the generation). */
   unmap(domain: number, iova: bigint, last: bigint): void {
     this.core.exports.unmap(domain, iova, last);

@@ -30,6 +30,7 @@ export class IoasAccess extends FdObject {
   /** @internal Made by `IommuFd.accessCreate`. */
   constructor(
     private readonly engine: Engine,
+    /** @internal The IOAS it reads and writes. */
     readonly ioas: Ioas,
     private readonly onUnmap: UnmapCallback | undefined,
   ) {
@@ -107,10 +108,12 @@ export class IoasAccess extends FdObject {
     return false;
   }
 
+  /** @internal */
   override details(): Record<string, unknown> {
     return { ioasId: this.ioas.id, pins: this.pins.length };
   }
 
+  /** @internal */
   release(): void {
     this.pins.length = 0;
     if (this.onUnmap) this.ioas.iopt.removeAlignment(this);

@@ -18,6 +18,7 @@ import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';
 import type { PageResponse } from './fault-queue';
 import type { IoRange } from './io-pagetable';
+import type { IommuFd } from './iommufd';
 import { Ioas } from './ioas';
 import { FdObject } from './object-table';
 
@@ -64,6 +65,17 @@ export interface DeviceState {
   reservedIn: Ioas | undefined;
 }
 
+/**
+ * A device FD (VFIO's cdev): one PCI function behind the IOMMU, as `Iommu.addDevice()` returns it.
+ * Its DMA is blocked until it is bound to an ioasid FD and attached to an address space there:
+ * `bind()` and `attach()` are the authorization, separate from programming the address space.
+ * @example
+ * ```ts no-run
+ * const nic = iommu.addDevice({ bdf: '0000:03:00.0' });
+ * const devId = nic.bind(fd);                     // joins the FD
+ * nic.attach(fd.hwptAlloc({ devId, ptId: ioas }));  // its RID may now DMA through that IOAS
+ * ```
+ */
 export class DeviceFd {
   private binding: Binding | undefined;
   /** pasid (NO_PASID for the RID) -> attached HWPT. */
@@ -81,6 +93,7 @@ export class DeviceFd {
     return this.caps.rid;
   }
 
+  /** PCI bus/device/function, e.g. `'0000:03:00.0'`. */
   get bdf(): string {
     return this.caps.bdf;
   }
@@ -153,7 +166,7 @@ export class DeviceFd {
    * @returns the device ID in that FD.
    * @throws EINVAL not an ioasid FD of this device's Iommu, or already bound; EBADF closed FD; ENOMEM.
    */
-  bind(fd: unknown): number {
+  bind(fd: IommuFd): number {
     const op = 'bind';
     const state = fdState(fd) ?? fail('EINVAL', op, 'expected an IommuFd');
     if (state.engine !== this.engine) fail('EINVAL', op, 'expected an IommuFd of the Iommu this device was added to');
@@ -176,7 +189,7 @@ export class DeviceFd {
    * @throws EINVAL not bound, bad PASID or incompatible HWPT; EPERM PASID not allocated by the bound
    * FD; ENOENT no such object; EADDRINUSE reserved regions clash; ENOMEM.
    */
-  attach(ptId: unknown, opts?: { pasid?: number }): number {
+  attach(ptId: number, opts?: { pasid?: number }): number {
     const op = 'attach';
     const o = options(op, opts, ['pasid'] as const);
     const state = this.boundState(op);

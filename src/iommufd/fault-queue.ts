@@ -34,6 +34,7 @@ export interface PageRequest {
   devId: number;
   /** True when the request carried a PASID (`pasid` is then valid). */
   pasidValid: boolean;
+  /** The request's PASID (when `pasidValid`). */
   pasid: number;
   /** Page request group index (9 bits), per device. */
   grpid: number;
@@ -51,6 +52,7 @@ export interface PageRequest {
 
 /** An answer to a page request. */
 export interface PageResponseArgs {
+  /** The `cookie` of the page request being answered. */
   cookie: number;
   /** 'success' (0): the page is there now, retry; 'invalid' (1): give up. */
   code: 'success' | 'invalid' | 0 | 1;
@@ -58,10 +60,15 @@ export interface PageResponseArgs {
 
 /** A page response as the device receives it (`DeviceFd.pageResponses()`). */
 export interface PageResponse {
+  /** True when the request carried a PASID. */
   pasidValid: boolean;
+  /** The request's PASID (when `pasidValid`). */
   pasid: number;
+  /** The request's page request group index. */
   grpid: number;
+  /** The request's page address. */
   addr: bigint;
+  /** 'success': the page is there now, retry the DMA; 'invalid': give up. */
   code: 'success' | 'invalid';
 }
 
@@ -300,6 +307,7 @@ export class FaultQueueFd {
     return this.queue.id;
   }
 
+  /** True after `close()`. */
   get closed(): boolean {
     return !this.open;
   }

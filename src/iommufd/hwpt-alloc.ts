@@ -20,10 +20,13 @@ export interface HwptAllocArgs {
   devId: number;
   /** The IOAS to mirror. */
   ptId: number;
+  /** May be the parent of nested (user-managed) HWPTs. */
   nestParent?: boolean;
   /** May be attached to PASIDs. */
   pasid?: boolean;
+  /** Track dirty pages (`hwptSetDirtyTracking`, `hwptGetDirtyBitmap`); needs a device with `dirty`. */
   dirtyTracking?: boolean;
+  /** A fault queue (`faultQueueAlloc`) receiving page requests. Not with `nestParent`. */
   faultId?: number;
 }
 

@@ -31,6 +31,7 @@ import { checkDomainLimit } from './fd-limits';
 
 /** The table of a user-managed HWPT. */
 export interface UserTable {
+  /** The table format: x86-64 (VT-d first stage, AMD v2), RISC-V S/VS stage (sv*) or G stage (sv*x4). */
   format: 'x86-64' | 'sv39' | 'sv48' | 'sv57' | 'sv39x4' | 'sv48x4' | 'sv57x4';
   /** Root table address: guest-physical, or a GPA of the parent when nested. 4 KiB aligned (16 KiB for x4). */
   root: bigint | number;
@@ -49,11 +50,21 @@ export interface UserTable {
    * Any format: paBits, the output address width (x86: bits from it to 51 are reserved; default 52,
    * RISC-V 56).
    */
-  features?: { svpbmt?: boolean; svnapot?: boolean; svrsw60t59b?: boolean; paBits?: number };
+  features?: {
+    /** RISC-V Svpbmt: the PBMT memory-type field (default true). */
+    svpbmt?: boolean;
+    /** RISC-V Svnapot: NAPOT 64 KiB leaves (default true). */
+    svnapot?: boolean;
+    /** RISC-V Svrsw60t59b: bits 60:59 are software bits instead of reserved (default false). */
+    svrsw60t59b?: boolean;
+    /** The output address width in bits (default 52 for x86-64, 56 for RISC-V). */
+    paBits?: number;
+  };
 }
 
 /** Arguments of `hwptAlloc` for a user-managed HWPT. */
 export interface HwptUserArgs {
+  /** A device bound to this FD (names the IOMMU the HWPT is for). */
   devId: number;
   /** A nest-parent HWPT: the new HWPT is nested on it. */
   ptId?: number;
@@ -61,6 +72,7 @@ export interface HwptUserArgs {
   nestParent?: boolean;
   /** May be attached to PASIDs. */
   pasid?: boolean;
+  /** The guest's table: its format and root. */
   table: UserTable;
   /** A fault queue (`faultQueueAlloc`) receiving page requests. Not with `nestParent`. */
   faultId?: number;

@@ -5,7 +5,7 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { IommuError } from '../base/errno';
+import { IommuError, caught } from '../base/errno';
 import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
 import type { Ioas } from './ioas';
@@ -32,6 +32,18 @@ export interface HwptFlags {
 
 /** First output address engine page tables cannot hold. */
 const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
+
+/** PTE permission bits of an area. */
+function perm(area: Area): number {
+  return (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
+}
+
+/** Leaf entries hold output bits 51:12: an area reaching higher would be cut to another address (ERANGE). */
+function outputError(area: Area): IommuError | undefined {
+  const top = area.phys + (area.last - area.iova);
+  if (top < OUTPUT_LIMIT) return undefined;
+  return new IommuError('ERANGE', 'map', `output addresses up to 0x${top.toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
+}
 
 export class HwptPaging extends FdObject implements DomainSink {
   readonly type = 'hwpt-paging' as const;
@@ -86,12 +98,9 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   mapArea(area: Area): void {
-    // Leaf entries hold output bits 51:12; a higher output would be cut to another address.
-    if (area.phys + (area.last - area.iova) >= OUTPUT_LIMIT) {
-      throw new IommuError('ERANGE', 'map', `output addresses up to 0x${(area.phys + area.last - area.iova).toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
-    }
-    const perm = (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
-    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm);
+    const e = outputError(area);
+    if (e !== undefined) throw e;
+    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm(area));
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
     const fd = this.fd;
@@ -101,11 +110,42 @@ export class HwptPaging extends FdObject implements DomainSink {
     }
   }
 
+  mapAreas(areas: readonly Area[]): (IommuError | undefined)[] {
+    const errors: (IommuError | undefined)[] = areas.map(outputError);
+    const sent = areas.filter((_, k) => errors[k] === undefined);
+    const status = new Int32Array(sent.length);
+    const length = sent.map((a) => a.last - a.iova + 1n);
+    // A page limit is checked after each area (mapArea): with one, the areas go one by one.
+    const done = !Number.isFinite(this.fd.limits.pages) && this.engine.mapBatch(this.domain, sent.length, sent.map((a) => a.iova), sent.map((a) => a.phys), length, sent.map(perm), status);
+    for (let k = 0, j = 0; k < areas.length; k++) {
+      if (errors[k] !== undefined) continue;
+      const a = sent[j]!;
+      const st = status[j++]!;
+      // Not batched (a page limit, or no page for the records): the per-area path.
+      errors[k] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+    }
+    return errors;
+  }
+
   unmapArea(area: Area): void {
     this.engine.unmap(this.domain, area.iova, area.last);
-    // Children cache combined (stage-1 + this stage-2) results under their own domains: the
-    // parent's generation bump does not reach them, so end theirs too — after the unmap, so a
-    // child walk that refills reads the new parent tables.
+    this.#endChildren();
+  }
+
+  unmapAreas(areas: readonly Area[]): void {
+    const status = new Int32Array(areas.length);
+    if (!this.engine.unmapBatch(this.domain, areas.length, areas.map((a) => a.iova), areas.map((a) => a.last), status)) {
+      for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
+    }
+    this.#endChildren();
+  }
+
+  /**
+   * Children cache combined (stage-1 + this stage-2) results under their own domains: the
+   * parent's generation bump does not reach them, so end theirs too -- after the unmap, so a
+   * child walk that refills reads the new parent tables.
+   */
+  #endChildren(): void {
     for (const child of this.children) this.engine.invalidateDomain(child.domain);
   }
 

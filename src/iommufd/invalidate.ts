@@ -36,6 +36,7 @@ export interface InvalidateEntry {
   pasid?: number;
   /** With `length`: only pages of [iova, iova + length). Default: every address. */
   iova?: bigint | number;
+  /** With `iova`: the length of the range in bytes. */
   length?: bigint | number;
   /**
    * With `iova`/`length`: name leaves, not pages — also drop translations cached from a larger
@@ -48,7 +49,14 @@ export interface InvalidateEntry {
 
 /** The error of a partly applied invalidation: `handled` entries were applied before the bad one. */
 export class InvalidateError extends IommuError {
-  constructor(errno: Errno, op: string, detail: string, readonly handled: number) {
+  /** @internal */
+  constructor(
+    errno: Errno,
+    op: string,
+    detail: string,
+    /** How many entries were applied before the bad one. */
+    readonly handled: number,
+  ) {
     super(errno, op, detail);
   }
 }

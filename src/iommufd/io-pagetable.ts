@@ -7,8 +7,9 @@
  * @module
  */
 
-import { fail } from '../base/errno.js';
+import { caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
+import { orderByKeys } from '../base/sort.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -31,7 +32,9 @@ const AUTO_LENGTH_LIMIT = U64_MAX / 2n;
 
 /** An inclusive range `[start, last]` of u64 addresses; `start <= last`. */
 export interface IoRange {
+  /** The first address of the range. */
   start: bigint;
+  /** The last address of the range (inclusive). */
   last: bigint;
 }
 
@@ -61,6 +64,22 @@ export interface DomainSink {
   mapArea(area: Area): void;
   /** Remove one whole area previously installed. Never throws. */
   unmapArea(area: Area): void;
+  /**
+   * Optional: `mapArea` for each area in order, each wholly or not at all, as one call.
+   * @returns per area, undefined (installed) or the error `mapArea` would have thrown
+   */
+  mapAreas?(areas: readonly Area[]): (IommuError | undefined)[];
+  /** Optional: `unmapArea` for each area, in order, as one call. */
+  unmapAreas?(areas: readonly Area[]): void;
+}
+
+/** One MAP request of {@link IoPagetable.mapMany}: a fixed IOVA. */
+export interface MapRequest {
+  iova: bigint;
+  length: bigint;
+  phys: bigint;
+  read: boolean;
+  write: boolean;
 }
 
 /** What the pagetable needs to know about a domain when it is added. */
@@ -173,6 +192,54 @@ export class IoPagetable {
    *   whatever a domain's `mapArea` throws (`ENOMEM`), after undoing the domains already filled.
    */
   map(op: string, args: { iova?: bigint; length: bigint; phys: bigint; read: boolean; write: boolean }): bigint {
+    const area = this.#checkMap(op, args);
+    this.#install([area]);
+    return area.iova;
+  }
+
+  /**
+   * MAP for many fixed-IOVA requests, with the outcome of calling {@link map} for each in order:
+   * each applies wholly or fails with the error `map` would have thrown and changes nothing, and a
+   * request sees the areas of the earlier ones. Every request is checked first; the areas are then
+   * installed in each domain in one call and inserted into the table in one merge.
+   * @param failed called with the index and error of each request that failed
+   * @returns the number of requests applied
+   */
+  mapMany(op: string, reqs: readonly MapRequest[], failed: (i: number, e: IommuError) => void): number {
+    const checked: { i: number; area: Area }[] = [];
+    const refused: [number, IommuError][] = [];
+    for (let i = 0; i < reqs.length; i++) {
+      const area = recordFailure(i, (j, e) => refused.push([j, e]), () => this.#checkMap(op, reqs[i]!));
+      if (area !== undefined) checked.push({ i, area });
+    }
+    const order = byIova(checked.map((c) => c.area));
+    // Requests that overlap each other: whether a later one fails depends on whether the earlier
+    // one is installed, so they go one by one, as the calls would. Otherwise no check above
+    // depends on another request: each saw the table it would have seen.
+    for (let k = 1; k < order.length; k++) {
+      if (checked[order[k]!]!.area.iova <= checked[order[k - 1]!]!.area.last) return this.#mapEach(op, reqs, failed);
+    }
+    for (const [i, e] of refused) failed(i, e);
+    const errors = this.#installEach(checked.map((c) => c.area));
+    for (let k = 0; k < checked.length; k++) if (errors[k] !== undefined) failed(checked[k]!.i, errors[k]!);
+    const applied: Area[] = [];
+    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(checked[order[k]!]!.area);
+    this.#insertSorted(applied);
+    return applied.length;
+  }
+
+  /** {@link map} per request, in order (the reference semantics of {@link mapMany}). */
+  #mapEach(op: string, reqs: readonly MapRequest[], failed: (i: number, e: IommuError) => void): number {
+    let applied = 0;
+    for (let i = 0; i < reqs.length; i++) if (recordFailure(i, failed, () => this.map(op, reqs[i]!)) !== undefined) applied++;
+    return applied;
+  }
+
+  /**
+   * Every check of MAP (see {@link map} for the order), without changing anything.
+   * @returns the area the mapping would create
+   */
+  #checkMap(op: string, args: { iova?: bigint; length: bigint; phys: bigint; read: boolean; write: boolean }): Area {
     const { length, phys, read, write } = args;
     if (!read && !write) fail('EINVAL', op, 'expected read and/or write, got neither');
     checkU64(op, 'length', length);
@@ -185,8 +252,7 @@ export class IoPagetable {
     const iova = args.iova === undefined ? this.#allocIova(op, phys, length) : this.#checkFixedIova(op, args.iova, length);
     const area = makeArea(iova, toLast(op, 'iova', iova, length), phys, read, write);
     this.#checkBacking(op, area);
-    this.#install([area]);
-    return iova;
+    return area;
   }
 
   /**
@@ -213,24 +279,10 @@ export class IoPagetable {
    *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
    */
   unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[], round: number) => boolean): bigint {
-    checkU64(op, 'iova', iova);
-    checkU64(op, 'length', length);
-    const all = iova === 0n && length === U64_MAX;
-    const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
     for (let round = 0; ; round++) {
+      const [first, end] = this.#unmapRange(op, iova, length);
+      if (first === end) return 0n;
       const areas = this.#areas;
-      const first = firstEndingAtOrAfter(areas, iova);
-      let end = first;
-      for (; end < areas.length && areas[end]!.iova <= last; end++) {
-        const a = areas[end]!;
-        if (a.iova < iova || a.last > last) {
-          fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
-        }
-      }
-      if (end === first) {
-        if (all) return 0n;
-        fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
-      }
       // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
       // they may refuse by throwing, and nothing has changed yet.
       if (beforeRemove !== undefined && !beforeRemove(areas.slice(first, end), round)) continue;
@@ -244,6 +296,77 @@ export class IoPagetable {
       this.#areasView = undefined;
       return total;
     }
+  }
+
+  /**
+   * UNMAP for many `[iova, iova+length-1]` ranges, with the outcome of calling {@link unmap}
+   * (without `beforeRemove`) for each in order: each removes its areas or fails with the error
+   * `unmap` would have thrown, seeing what the earlier ones removed. The areas leave each domain
+   * in one call and the table in one pass.
+   * @param failed called with the index and error of each request that failed
+   * @param removed called with the index and the bytes unmapped of each request applied
+   * @returns the number of requests applied
+   */
+  unmapMany(op: string, reqs: readonly { iova: bigint; length: bigint }[], failed: (i: number, e: IommuError) => void, removed: (i: number, bytes: bigint) => void): number {
+    const areas = this.#areas;
+    const gone = new Uint8Array(areas.length);
+    const leaving: Area[] = [];
+    let lowest = areas.length;
+    let applied = 0;
+    for (let i = 0; i < reqs.length; i++) {
+      const range = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
+      if (range === undefined) continue;
+      let total = 0n;
+      for (let k = range[0]; k < range[1]; k++) {
+        if (gone[k]) continue;
+        gone[k] = 1;
+        leaving.push(areas[k]!);
+        total += areaLength(areas[k]!);
+        if (k < lowest) lowest = k;
+      }
+      applied++;
+      removed(i, total);
+    }
+    if (leaving.length === 0) return applied;
+    for (const d of this.#domains) {
+      if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
+      else for (const a of leaving) d.sink.unmapArea(a);
+    }
+    let kept = lowest;
+    for (let k = lowest; k < areas.length; k++) if (!gone[k]) areas[kept++] = areas[k]!;
+    areas.length = kept;
+    this.#areasView = undefined;
+    return applied;
+  }
+
+  /**
+   * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are
+   * indices `[first, end)` of the table, less those flagged in `gone` (areas an earlier request
+   * of a batch removes). `first === end`: nothing to remove, and that is no error (`(0n, U64_MAX)`).
+   * @throws IommuError as {@link unmap}
+   */
+  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Uint8Array): [first: number, end: number] {
+    checkU64(op, 'iova', iova);
+    checkU64(op, 'length', length);
+    const all = iova === 0n && length === U64_MAX;
+    const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
+    const areas = this.#areas;
+    const first = firstEndingAtOrAfter(areas, iova);
+    let end = first;
+    let live = 0;
+    for (; end < areas.length && areas[end]!.iova <= last; end++) {
+      if (gone?.[end]) continue;
+      const a = areas[end]!;
+      if (a.iova < iova || a.last > last) {
+        fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
+      }
+      live++;
+    }
+    if (live === 0) {
+      if (all) return [first, first];
+      fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
+    }
+    return [first, end];
   }
 
   /**
@@ -611,10 +734,19 @@ export class IoPagetable {
    * removed again, newest first, and the error is rethrown with the table unchanged.
    */
   #install(created: Area[]): void {
+    this.#installInDomains(created);
+    this.#insertSorted(created);
+  }
+
+  /** The domain half of {@link install}: all of `created` in every domain, or nothing and a throw. */
+  #installInDomains(created: readonly Area[]): void {
+    const domains = this.#domains;
+    if (domains.length === 0) return;
+    if (domains.length === 1 && created.length === 1) return domains[0]!.sink.mapArea(created[0]!); // installs all or nothing
     const done: [DomainSink, Area][] = [];
     try {
       for (const a of created) {
-        for (const d of this.#domains) {
+        for (const d of domains) {
           d.sink.mapArea(a);
           done.push([d.sink, a]);
         }
@@ -623,10 +755,34 @@ export class IoPagetable {
       for (let i = done.length - 1; i >= 0; i--) done[i]![0].unmapArea(done[i]![1]);
       throw e;
     }
-    const at = firstEndingAtOrAfter(this.#areas, created[0]!.iova);
-    if (created.length === 1) this.#areas.splice(at, 0, created[0]!);
-    else this.#areas = this.#areas.slice(0, at).concat(created, this.#areas.slice(at)); // no spread: slices may be many
+  }
+
+  /**
+   * Each area of `areas` (disjoint, free in the table) in every domain, each wholly or not at all,
+   * in order. With one domain that takes batches, that is one call.
+   * @returns per area, undefined (installed) or the error that kept it out
+   */
+  #installEach(areas: readonly Area[]): (IommuError | undefined)[] {
+    const domains = this.#domains;
+    const only = domains.length === 1 ? domains[0]!.sink : undefined;
+    if (only?.mapAreas) return only.mapAreas(areas);
+    return areas.map((a) => caught(() => this.#installInDomains([a])));
+  }
+
+  /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`: one merge. */
+  #insertSorted(sorted: readonly Area[]): void {
+    if (sorted.length === 0) return;
+    const areas = this.#areas;
+    const at = firstEndingAtOrAfter(areas, sorted[0]!.iova);
     this.#areasView = undefined;
+    if (sorted.length === 1) return void areas.splice(at, 0, sorted[0]!);
+    const tail = areas.splice(at); // everything from `at` on, merged back behind the new areas
+    let t = 0;
+    for (const a of sorted) {
+      while (t < tail.length && tail[t]!.iova < a.iova) areas.push(tail[t++]!);
+      areas.push(a);
+    }
+    while (t < tail.length) areas.push(tail[t++]!);
   }
 
   /** iopt_reserve_iova()'s conflict rule: a new reserved range may not hit an area or an allowed range. */
@@ -675,6 +831,32 @@ export class IoPagetable {
     for (const x of this.#extraAlignment.values()) a = max(a, x);
     return a;
   }
+}
+
+/**
+ * Runs `step`; an IommuError it throws goes to `failed(i, e)` and gives undefined, anything else
+ * propagates.
+ */
+function recordFailure<T>(i: number, failed: (i: number, e: IommuError) => void, step: () => T): T | undefined {
+  let value: T | undefined;
+  const e = caught(() => void (value = step()));
+  if (e !== undefined) failed(i, e);
+  return value;
+}
+
+/**
+ * Indices of `areas` in IOVA order. Sorted on doubles (`Number` of a u64 is monotonic, so only
+ * equal doubles need the exact compare), and not at all when already in order.
+ */
+function byIova(areas: readonly Area[]): ArrayLike<number> {
+  let sorted = true;
+  for (let k = 1; k < areas.length && sorted; k++) sorted = areas[k - 1]!.iova <= areas[k]!.iova;
+  if (sorted) return areas.map((_, k) => k);
+  return orderByKeys(Float64Array.from(areas, (a) => Number(a.iova)), (a, b) => compare(areas[a]!.iova, areas[b]!.iova));
+}
+
+function compare(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** Length of an area; the inverse of `toLast` (src/base/range.ts). */
@@ -733,7 +915,7 @@ function copyRanges(ranges: readonly IoRange[]): IoRange[] {
 }
 
 function byStart(a: IoRange, b: IoRange): number {
-  return a.start < b.start ? -1 : a.start > b.start ? 1 : 0;
+  return compare(a.start, b.start);
 }
 
 function isPow2(x: bigint): boolean {

@@ -33,21 +33,31 @@ export class Ioas extends FdObject {
 export interface MapArgs {
   /** Fixed IOVA; omitted = the engine picks one. */
   iova?: bigint | number;
+  /** Bytes to map (page aligned). */
   length: bigint | number;
   /** Output address of the first byte. */
   phys: bigint | number;
+  /** Devices may read (default true). */
   read?: boolean;
+  /** Devices may write (default true). */
   write?: boolean;
 }
 
 /** Arguments of `IommuFd.ioasCopy`. */
 export interface CopyArgs {
+  /** The IOAS that gets the new mapping. */
   dstIoas: number;
+  /** The IOAS whose mapping is copied. */
   srcIoas: number;
+  /** Start of the copied range in `srcIoas`. */
   srcIova: bigint | number;
+  /** Bytes to copy (page aligned, fully mapped in `srcIoas`). */
   length: bigint | number;
+  /** Fixed IOVA in `dstIoas`; omitted = the engine picks one. */
   dstIova?: bigint | number;
+  /** Devices may read the copy (default true). */
   read?: boolean;
+  /** Devices may write the copy (default true; EPERM when the source is read-only). */
   write?: boolean;
 }
 

@@ -16,12 +16,26 @@ import { hwptAlloc, type HwptAllocArgs } from './hwpt-alloc';
 import type { HwptUserArgs } from './hwpt-user';
 import { hwptInvalidate, type InvalidateEntry } from './invalidate';
 import type { IoRange } from './io-pagetable';
+import type { ObjType } from './object-table';
 import { ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
 import { ioasMapBatch, ioasUnmapBatch, type MapBatch, type UnmapBatch } from './ioas-batch';
 import { pasidAlloc, pasidFree } from './pasid';
 
 export type { HwptAllocArgs } from './hwpt-alloc';
 
+/**
+ * The ioasid FD (Linux iommufd): the VMM's handle that owns I/O address spaces, page tables and
+ * PASIDs. Every object it creates gets an ID in the FD's own number space; another FD cannot name
+ * it. Get one from `Iommu.open()`.
+ * @example
+ * ```ts no-run
+ * const fd = iommu.open();
+ * const ioas = fd.ioasAlloc();
+ * fd.ioasMap(ioas, { iova: 0x10_0000n, length: 0x1000n, phys: 0x8000_0000n });
+ * const hwpt = fd.hwptAlloc({ devId: nic.bind(fd), ptId: ioas });
+ * nic.attach(hwpt);
+ * ```
+ */
 export class IommuFd {
   private readonly state: FdState;
 
@@ -42,6 +56,7 @@ export class IommuFd {
     return this.state;
   }
 
+  /** True after `close()`: every call but `close` then throws EBADF. */
   get closed(): boolean {
     return this.state.closed;
   }
@@ -50,7 +65,16 @@ export class IommuFd {
    * The objects this FD holds, in ID order: ID, type, users (references that keep it alive) and
    * type-specific facts (a HWPT's `ioasId` and flags, an IOAS's `areas` and `hwptIds`, a device's `bdf`).
    */
-  objects(): { id: number; type: string; users: number; [fact: string]: unknown }[] {
+  objects(): {
+    /** The object's ID in this FD. */
+    id: number;
+    /** The object's type. */
+    type: ObjType;
+    /** References from other objects that keep it alive (it cannot be destroyed while > 0). */
+    users: number;
+    /** Type-specific facts. */
+    [fact: string]: unknown;
+  }[] {
     return this.state.table.objects().map((o) => ({ id: o.id, type: o.type, users: o.users, ...o.details() }));
   }
 
@@ -115,7 +139,12 @@ export class IommuFd {
   }
 
   /** Usable IOVA ranges (holes of the reserved ranges) and the IOVA alignment. */
-  ioasIovaRanges(ioasId: number): { ranges: IoRange[]; alignment: bigint } {
+  ioasIovaRanges(ioasId: number): {
+    /** The IOVA ranges a map may use (allowed and not reserved). */
+    ranges: IoRange[];
+    /** The IOVA alignment a map needs (4 KiB with a device attached). */
+    alignment: bigint;
+  } {
     return ioasIovaRanges(this.live('ioasIovaRanges').table, id('ioasIovaRanges', 'ioasId', ioasId));
   }
 
@@ -175,7 +204,12 @@ export class IommuFd {
    * `faultId: id` deliver page requests of `pri` devices to it; read and answer them on `fd`.
    * @returns the object's ID and the fault FD. @throws EBADF closed FD; ENOMEM.
    */
-  faultQueueAlloc(): { id: number; fd: FaultQueueFd } {
+  faultQueueAlloc(): {
+    /** The fault queue's object ID (`faultId` of `hwptAlloc`). */
+    id: number;
+    /** Its fault FD: read page requests, write responses. */
+    fd: FaultQueueFd;
+  } {
     return faultQueueCreate(this.live('faultQueueAlloc'), 'faultQueueAlloc');
   }
 

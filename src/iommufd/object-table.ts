@@ -9,18 +9,23 @@
  */
 import { fail } from '../base/errno';
 
+/** The type of an object in an FD's table, as `IommuFd.objects()` reports it. */
 export type ObjType = 'ioas' | 'hwpt-paging' | 'hwpt-nested' | 'hwpt-user' | 'device' | 'access' | 'fault';
 
-/** Base of every object an FD holds. `release` frees what the object owns; it must not fail. */
+/**
+ * Base of every object an FD holds (an `IoasAccess` is one a user gets): its type and its ID in
+ * the FD's number space. `release` frees what the object owns; it must not fail.
+ */
 export abstract class FdObject {
+  /** What kind of object this is. */
   abstract readonly type: ObjType;
-  /** Set when published. */
+  /** The object's ID in its FD (set when the object is published; 0 before). */
   id = 0;
-  /** References from other objects (HWPT -> IOAS, attachment -> HWPT, binding -> device). */
+  /** @internal References from other objects (HWPT -> IOAS, attachment -> HWPT, binding -> device). */
   users = 0;
-  /** Frees the object's resources once it is unreachable; never throws. */
+  /** @internal Frees the object's resources once it is unreachable; never throws. */
   abstract release(): void;
-  /** Type-specific facts for `IommuFd.objects()` (the IOAS a HWPT mirrors, a device's BDF, …). */
+  /** @internal Type-specific facts for `IommuFd.objects()` (the IOAS a HWPT mirrors, a device's BDF, …). */
   details(): Record<string, unknown> {
     return {};
   }

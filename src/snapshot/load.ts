@@ -42,7 +42,14 @@ export interface RestoreOptions {
    */
   memory?: WebAssembly.Memory;
   /** The buffers of RAM windows that were in buffers (`{ base, buffer, offset? }`, by base). */
-  ram?: { base: bigint | number; buffer: ArrayBuffer | SharedArrayBuffer; offset?: number }[];
+  ram?: {
+    /** Guest-physical address of the window (as saved). */
+    base: bigint | number;
+    /** The buffer that holds it now. */
+    buffer: ArrayBuffer | SharedArrayBuffer;
+    /** Byte offset of the window in `buffer` (default 0). */
+    offset?: number;
+  }[];
 }
 
 /** The restored objects, new and independent of the snapshotted engine's, for re-wiring an emulator. */

@@ -134,6 +134,12 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
     pages.claim(p, 'free page');
     free++;
   }
+  // Clean pages are handed out as tables without zeroing: each must be zero but for its link word.
+  for (let p = core.ctrl(abi.CTRL_CLEAN_HEAD); p !== 0; p = u32[p >>> 2]!) {
+    pages.claim(p, 'clean free page');
+    if (!zeroFrom(u32, p, 1)) bad(`image: clean free page ${hex(p)} is not zero`);
+    free++;
+  }
   if (free !== core.ctrl(abi.CTRL_FREE_COUNT)) bad(`image: the free list has ${free} pages, its count says ${core.ctrl(abi.CTRL_FREE_COUNT)}`);
   const head = core.ctrl(abi.CTRL_LIMBO_HEAD);
   const tail = core.ctrl(abi.CTRL_LIMBO_TAIL);
@@ -141,7 +147,9 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
   if (((tail - head) >>> 0) > l.limboCap) bad('image: the limbo ring holds more than its capacity');
   for (let k = head; k !== tail; k = (k + 1) >>> 0) {
     const rec = (l.limbo + (k & (l.limboCap - 1)) * 8) >>> 2;
-    pages.claim(u32[rec]!, 'page in limbo');
+    const page = u32[rec]! & ~abi.LIMBO_CLEAN;
+    pages.claim(page, 'page in limbo');
+    if (u32[rec]! & abi.LIMBO_CLEAN && !zeroFrom(u32, page, 0)) bad(`image: clean page ${hex(page)} in limbo is not zero`);
     if (u32[rec + 1]! > epoch) bad('image: a page in limbo waits for an epoch the engine has not reached');
   }
   let prevEnd = -1;
@@ -159,6 +167,12 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
   // ---- The owner's page-request ring (worker slots are zeroed on load) -------------------------
   const slot = l.slots >>> 2;
   if (((u32[slot + abi.SLOT_PRQ_TAIL / 4]! - u32[slot + abi.SLOT_PRQ_HEAD / 4]!) >>> 0) > abi.PRQ_ENTRIES) bad('image: the page-request ring holds more than its capacity');
+}
+
+/** True when the words of the page at `page` are zero from word `from` on. */
+function zeroFrom(u32: Uint32Array, page: number, from: number): boolean {
+  for (let w = (page >>> 2) + from, end = (page + PAGE) >>> 2; w < end; w++) if (u32[w] !== 0) return false;
+  return true;
 }
 
 /** Checks the PASID directory `dir` of `dev`; returns the pages it uses (directory and leaves). */

@@ -98,6 +98,11 @@ describe.skipIf(!executablePath || !built)('the browser demo in headless Chromiu
     expect(rogueFaults['not-attached']).toBeGreaterThan(0);
     expect(rogueFaults['not-present']).toBeGreaterThan(0);
     expect(Number(await page.locator('#faults [data-reason="not-attached"]').getAttribute('data-count'))).toBeGreaterThan(0);
+    // Those faults are provoked on purpose: shown as expected, with the reason, not as failures.
+    const rogueCell = page.locator('.device[data-name="rogue"] [data-faults]');
+    expect(await rogueCell.getAttribute('class')).toBe('expected');
+    expect(await rogueCell.textContent()).toContain("expected at A's PASID: the rogue DMAs with VM A's PASID");
+    expect(await page.locator('#engine .faults .note').textContent()).toContain('hot-plug RX pool on purpose');
 
     await stopAndCheck(page, 'web-demo-isolated');
     expect(errors).toEqual([]);

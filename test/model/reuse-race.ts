@@ -8,6 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { Iommu as IommuClass } from '../../src/index';
+import { waitForProgress } from '../workers/progress.mjs';
 
 export interface ReuseRaceReport {
   rounds: number;
@@ -34,7 +35,7 @@ export async function runReuseRace(Iommu: typeof IommuClass, workerUrl: URL, ms:
   const y = iommu.addDevice({ bdf: '00:07.0' });
   x.bind(a);
   const yId = y.bind(b);
-  const control = new SharedArrayBuffer(8);
+  const control = new SharedArrayBuffer(12);
   const ctl = new Int32Array(control);
   const worker = new Worker(workerUrl, {
     workerData: { handle: iommu.translatorHandle(), control, rid: x.rid, iova: IOVA + 0x40, own: OWN + 0x40, foreign: FOREIGN + 0x40 },
@@ -49,6 +50,8 @@ export async function runReuseRace(Iommu: typeof IommuClass, workerUrl: URL, ms:
   while (performance.now() < end) {
     for (let i = 0; i < 64; i++) {
       x.attach(ioasA); // auto HWPT: a fresh domain slot
+      // Once a round of 64, stay attached until the worker has translated (at most 20 ms).
+      if (i === 0) waitForProgress(ctl, 2, Atomics.load(ctl, 2), 20);
       x.detach(); // frees the slot ...
       b.destroy(b.hwptAlloc({ devId: yId, ptId: ioasB })); // ... which B's HWPT takes over at once
       rounds++;

@@ -1,7 +1,8 @@
 // A worker translator for the detach race of test/concurrency.test.ts. Version v attaches the
 // device's RID when odd and detaches it when even; ctl[3] = version started, ctl[1] = returned.
 // A translation that started when an even (detach) version had returned and no later version
-// had started must fault: anything else would be a stale IOTLB or context hit.
+// had started must fault: anything else would be a stale IOTLB or context hit. ctl[4] counts the
+// successful translations (see progress.mjs).
 import { parentPort, workerData } from 'node:worker_threads';
 import { Translator, TranslationOut, Access } from '../../dist/index.js';
 
@@ -21,7 +22,7 @@ while (Atomics.load(ctl, 0) === 0) {
   const after = Atomics.load(ctl, 3);
   const detachedThroughout = returned % 2 === 0 && started === returned && after === returned;
   if (detachedThroughout && out.ok) stale++;
-  if (out.ok) ok++;
+  if (out.ok) Atomics.store(ctl, 4, ++ok);
   checked++;
   page = (page + 1) % pages;
 }

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Translator, TranslationOut, Access } from '../../dist/index.js';
 
 const { handle, control, rid, iova, own, foreign } = workerData;
-const ctl = new Int32Array(control); // [0] stop, [1] ready
+const ctl = new Int32Array(control); // [0] stop, [1] ready, [2] successful translations so far
 const t = Translator.attach(handle);
 const out = new TranslationOut();
 let checked = 0;
@@ -17,7 +17,7 @@ while (Atomics.load(ctl, 0) === 0) {
   t.translateInto(out, rid, 0, iova, Access.Read);
   checked++;
   if (out.ok) {
-    if (out.phys === own) ok++;
+    if (out.phys === own) Atomics.store(ctl, 2, ++ok);
     else if (out.phys === foreign) crossed++;
     else garbage++;
   }

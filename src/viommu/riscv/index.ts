@@ -4,3 +4,4 @@
  */
 export { RiscvIommu, DEFAULT_CAPABILITIES, type RiscvIommuOptions, type RiscvTranslation, type RiscvDmaResult } from './riscv-iommu';
 export { MAX_COMMANDS_PER_RUN } from './command-queue';
+export type { InterruptSink } from './interrupts';

@@ -42,6 +42,7 @@ export interface RiscvIommuOptions {
 
 /** The outcome of one inbound untranslated request. */
 export interface RiscvTranslation {
+  /** The PCIe completion: success, Unsupported Request (the IOMMU refused) or Completer Abort. */
   status: 'success' | 'unsupported-request' | 'completer-abort';
   /** Output address of the byte at the IOVA. */
   pa?: bigint;
@@ -53,7 +54,9 @@ export interface RiscvTranslation {
 
 /** Outcome of a device-side DMA: bytes done before the first fault, and that fault's response. */
 export interface RiscvDmaResult {
+  /** Bytes copied before the transfer ended. */
   bytes: number;
+  /** The completion of the transfer (of its first refused page, if any). */
   status: RiscvTranslation['status'];
 }
 
@@ -73,6 +76,18 @@ const BARE_SIZE = 1n << 30n;
 const identity = (pa: bigint): RiscvTranslation => ({ status: 'success', pa, size: BARE_SIZE, pbmt: 0 });
 const UR: RiscvTranslation = Object.freeze({ status: 'unsupported-request' });
 
+/**
+ * The guest-visible RISC-V IOMMU (specification 1.0) over an `Iommu`: the guest's driver programs
+ * it through its 4 KiB register page (`mmioRead`/`mmioWrite`) and in-memory structures in guest
+ * RAM; devices' DMA goes through `translate` / `dmaRead` / `dmaWrite` by device ID.
+ * @example
+ * ```ts no-run
+ * const iommu = await Iommu.create({ ram: { base: 0x8000_0000n, bytes: 64 << 20 } });
+ * const riscv = new RiscvIommu(iommu, { onInterrupt: (vector, asserted) => wire(vector, asserted) });
+ * riscv.mmioWrite(offset, 8, value);                                // the guest driver's stores
+ * const t = riscv.translate(devid, undefined, iova, Access.Read);  // a device's DMA
+ * ```
+ */
 export class RiscvIommu {
   private readonly regs: RegisterPage;
   private readonly mem: GuestMemory;
@@ -84,7 +99,11 @@ export class RiscvIommu {
   private readonly invalidations: PendingInvalidations;
 
   /** @throws IommuError EINVAL: a capability this model cannot honour, a bad `fctl`, a device of another Iommu. */
-  constructor(readonly iommu: Iommu, opts: RiscvIommuOptions = {}) {
+  constructor(
+    /** The engine whose guest RAM holds the guest's tables and queues. */
+    readonly iommu: Iommu,
+    opts: RiscvIommuOptions = {},
+  ) {
     const op = 'RiscvIommu';
     if (!(iommu instanceof Iommu)) throw new IommuError('EINVAL', op, 'iommu: expected an Iommu');
     if (typeof opts !== 'object' || opts === null) throw new IommuError('EINVAL', op, 'options: expected an object');
@@ -149,7 +168,7 @@ export class RiscvIommu {
    * A fault is a value (and a fault record), never an exception.
    * @throws IommuError EINVAL only for arguments of the wrong type or range.
    */
-  translate(devid: number, pid: number | undefined, iova: bigint | number, access: number): RiscvTranslation {
+  translate(devid: number, pid: number | undefined, iova: bigint | number, access: Access): RiscvTranslation {
     checkRequest('translate', devid, pid, iova, access);
     this.invalidations.flush(); // a request is ordered after every command the guest has sent
     const va = BigInt(iova);

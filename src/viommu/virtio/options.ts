@@ -6,13 +6,24 @@
  */
 import { IommuError } from '../../api';
 
+/** Options of `new VirtioIommu(iommu, opts)`: every one optional, each default as in QEMU. */
 export interface VirtioIommuOptions {
   /** Page sizes the device supports; the lowest set bit is the granule (≥ 4 KiB). Default: every size ≥ 4 KiB. */
   pageSizeMask?: bigint | number;
   /** IOVAs the guest may map, inclusive, granule-aligned. Default `[0, 2^addressWidth − 1]` of the engine. */
-  inputRange?: { start: bigint | number; end: bigint | number };
+  inputRange?: {
+    /** First IOVA. */
+    start: bigint | number;
+    /** Last IOVA (inclusive). */
+    end: bigint | number;
+  };
   /** Domain IDs the guest may use, inclusive; offering it sets `VIRTIO_IOMMU_F_DOMAIN_RANGE`. Default: every u32. */
-  domainRange?: { start: number; end: number };
+  domainRange?: {
+    /** First domain ID. */
+    start: number;
+    /** Last domain ID (inclusive). */
+    end: number;
+  };
   /** Bytes of properties in every PROBE reply; 0 = no `VIRTIO_IOMMU_F_PROBE`. Default 512 (as QEMU). */
   probeSize?: number;
   /** Initial `config.bypass`: unattached endpoints reach memory 1:1 when 1. Default true (as QEMU's boot-bypass). */
@@ -21,7 +32,12 @@ export interface VirtioIommuOptions {
    * The MSI doorbell window reported to every endpoint as a RESV_MEM `MSI` property, which the
    * guest may not map. Default x86's `[0xfee00000, 0xfeefffff]`; `null` = none.
    */
-  msiRegion?: { start: bigint | number; end: bigint | number } | null;
+  msiRegion?: {
+    /** First address of the MSI doorbell region. */
+    start: bigint | number;
+    /** Last address (inclusive). */
+    end: bigint | number;
+  } | null;
 }
 
 /** The resolved options. Addresses in bytes as bigint; `granulePages` in 4 KiB pages. */

@@ -21,15 +21,47 @@ import { probe } from './probe';
 
 /** What `state()` shows: the guest-visible state, addresses in bytes (end inclusive). */
 export interface VirtioIommuState {
+  /** `config.bypass`: unattached endpoints reach memory 1:1. */
   bypass: boolean;
+  /** The feature bits the driver acknowledged. */
   driverFeatures: bigint;
   /** Endpoint ID → domain ID, or null when unattached. */
   endpoints: Record<number, number | null>;
-  domains: { id: number; bypass: boolean; endpoints: number[]; mappings: { start: bigint; end: bigint; phys: bigint; flags: number }[] }[];
+  /** Every domain the guest created. */
+  domains: {
+    /** The guest's domain ID. */
+    id: number;
+    /** Attached with `ATTACH_F_BYPASS`: its endpoints reach memory 1:1. */
+    bypass: boolean;
+    /** Endpoint IDs attached to it. */
+    endpoints: number[];
+    /** Its mappings, in IOVA order. */
+    mappings: {
+      /** First IOVA. */
+      start: bigint;
+      /** Last IOVA (inclusive). */
+      end: bigint;
+      /** Output address of `start`. */
+      phys: bigint;
+      /** `VIRTIO_IOMMU_MAP_F_*` bits (READ 1, WRITE 2, MMIO 4). */
+      flags: number;
+    }[];
+  }[];
 }
 
 const EVENT_CAPACITY = 256;
 
+/**
+ * The virtio-iommu device (VIRTIO 1.2 §5.13) over an `Iommu`, transport-agnostic: the emulator
+ * hands it each request-queue descriptor chain and each event-queue buffer; domains are IOASes of
+ * one FD the device owns, endpoints are the Iommu's devices (endpoint ID = requester ID).
+ * @example
+ * ```ts no-run
+ * const vio = new VirtioIommu(iommu);
+ * vio.onEvent = () => kickEventQueue();
+ * const used = vio.handleRequest(readable, writable);   // one request of the request queue
+ * ```
+ */
 export class VirtioIommu {
   /** `struct virtio_iommu_config`, live: read it for config-space reads; write through `writeConfig`. */
   readonly config: Uint8Array;
@@ -145,6 +177,7 @@ export class VirtioIommu {
     return this.events.size;
   }
 
+  /** Fault reports dropped because the event queue was full. */
   get droppedEvents(): number {
     return this.events.dropped;
   }
