@@ -73,4 +73,23 @@ describe('the guest-table model catches planted engine bugs', () => {
       ioasid.IommuFd.prototype.hwptInvalidate = original;
     }
   });
+
+  test('an engine whose write walks make no A/D updates in guest RAM (bits 7:6 of every changed word restored)', () => {
+    const original = ioasid.Iommu.prototype.translate;
+    ioasid.Iommu.prototype.translate = function (this: ioasid.Iommu, ...args: Parameters<ioasid.Iommu['translate']>) {
+      if ((args[3] & ioasid.Access.Write) === 0) return original.apply(this, args);
+      const before = this.ram.slice();
+      const t = original.apply(this, args);
+      const ram = this.ram;
+      const now = new BigUint64Array(ram.buffer, ram.byteOffset, ram.byteLength / 8);
+      const old = new BigUint64Array(before.buffer);
+      for (let i = 0; i < now.length; i++) if (now[i] !== old[i]) now[i] = (now[i]! & ~0xc0n) | (old[i]! & 0xc0n);
+      return t;
+    };
+    try {
+      expect(firstDivergence(3)).toMatch(/RAM after the walks/);
+    } finally {
+      ioasid.Iommu.prototype.translate = original;
+    }
+  });
 });
