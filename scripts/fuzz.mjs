@@ -7,6 +7,9 @@
 //   npm run fuzz -- --replay fuzz-divergence.json  # rerun a saved (minimised) op list
 //   npm run fuzz -- --snapshots 100000 --seed 42   # forged-snapshot campaign (test/model/snapshot-forgery.ts)
 //   npm run fuzz -- --help                         # every option (USAGE below)
+//
+// Every fifth epoch is a guest-table epoch (test/model/guest-fuzz.ts: user-managed and nested HWPTs,
+// guest tables mutated in RAM, hwptInvalidate, original and restored engines side by side).
 import { build } from 'esbuild';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,6 +56,7 @@ async function loadHarness() {
     export * from './test/model/harness.ts';
     export { opsToJson, opsFromJson, show } from './test/model/ops.ts';
     export { forgeries } from './test/model/snapshot-forgery.ts';
+    export { runGuestEpoch } from './test/model/guest-fuzz.ts';
     export const api = { Iommu: ioasid.Iommu, IommuError: ioasid.IommuError, TranslationOut: ioasid.TranslationOut, Translator: ioasid.Translator, FAULT_REASONS: ioasid.FAULT_REASONS, testing };
   `;
   const result = await build({
@@ -75,6 +79,11 @@ const out = args.out ?? 'fuzz-divergence.json';
 if (args.replay) {
   const saved = JSON.parse(readFileSync(args.replay, 'utf8'));
   const ops = h.opsFromJson(JSON.stringify(saved.ops));
+  if (saved.guest) {
+    const g = h.runGuestEpoch(h.api, 0, 0, ops);
+    console.log(`replay of ${ops.length} guest-table ops: ${g.divergence ?? 'no divergence'}`);
+    process.exit(g.divergence ? 1 : 0);
+  }
   const d = h.replay(h.api, saved.cfg, ops, 1);
   if (!d) {
     console.log(`replay of ${ops.length} ops: no divergence`);
@@ -108,6 +117,20 @@ let lastReport = started;
 let done = 0;
 for (const k of epochs) {
   const n = Math.min(epochOps, args.epoch !== undefined ? epochOps : totalOps - k * epochOps);
+  if (k % 5 === 4) {
+    const g = h.runGuestEpoch(h.api, h.epochSeed(seed, k), n);
+    done += g.ops;
+    if (g.divergence) {
+      console.log(`\nguest-table divergence after ${done} ops (epoch ${k}); minimising (up to ${minimiseMs / 1000} s)...`);
+      const fails = (ops) => h.runGuestEpoch(h.api, 0, 0, ops).divergence !== undefined;
+      const min = h.minimise(g.trace, fails, minimiseMs);
+      console.log(`${g.divergence}\nminimised to ${min.length} ops:\n${min.map((o) => `  ${h.show(o)}`).join('\n')}`);
+      writeFileSync(out, JSON.stringify({ seed, epoch: k, guest: true, ops: JSON.parse(h.opsToJson(min)) }, null, 1));
+      console.log(`\nrerun the epoch with: npm run fuzz -- --seed ${seed} --epoch ${k} --epoch-ops ${epochOps}`);
+      process.exit(1);
+    }
+    continue;
+  }
   const r = h.runEpoch(h.api, h.epochSeed(seed, k), n);
   done += r.ops;
   if (r.divergence) {

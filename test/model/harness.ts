@@ -106,6 +106,25 @@ export class EngineSide {
     throw new Err(live && this.fds[fd]!.closed ? 'EBADF' : 'ENOENT', 'fault', `no fault queue ${id} in FD ${fd}`);
   }
 
+  /**
+   * A second engine restored from a snapshot of this one, with its own FDs, devices, accesses and
+   * fault FDs (this one is left as it is): the pair then runs the same ops side by side. Workers
+   * are released first (a restored engine has none, and the model forgets them at a snapshot).
+   */
+  twin(): EngineSide {
+    for (const w of this.workers.values()) this.iommu.translatorRelease(w.handle);
+    this.workers.clear();
+    this.stale.clear();
+    const t = Object.create(EngineSide.prototype) as EngineSide;
+    Object.assign(t, {
+      api: this.api, iommu: this.iommu, fds: this.fds, devs: this.devs, bufferPages: this.bufferPages,
+      accesses: new Map([...this.accesses].map(([k, a]) => [k, { ...a }])), workers: new Map(), faultFds: new Map(this.faultFds),
+      stale: new Map(), out: new this.api.TranslationOut(),
+    });
+    t.restore();
+    return t;
+  }
+
   /** `snapshot` op: the engine, its FDs, devices and accesses become their restored copies. */
   private restore(): void {
     const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
@@ -420,17 +439,60 @@ export class Pair {
   /** Optional observer of every compared outcome (coverage statistics). */
   static tally: ((op: Op, outcome: Outcome) => void) | undefined;
   readonly model: Model;
-  readonly engine: EngineSide;
+  engine: EngineSide;
+  /**
+   * After a snapshot op: the restored engine, run side by side with the original (`engine`) for
+   * `twinLeft` more ops; both must give the same outcomes and pass the same checks. Then one of
+   * the two (chosen by the op index) is dropped and the other carries on.
+   */
+  private twin: EngineSide | undefined;
+  private twinLeft = 0;
   constructor(api: EngineApi, readonly cfg: EngineConfig) {
     this.model = new Model(cfg);
     this.engine = new EngineSide(api, cfg);
   }
 
-  /** Runs one op on both sides; returns what diverged, if anything. */
+  /** Runs one op on the model and the engine(s); returns what diverged, if anything. */
   step(op: Op, index: number, deep: boolean): Divergence | undefined {
     if (!applicable(op, this.model.fds.length, this.model.devices.length)) return undefined;
-    const t = this.engine.api.testing;
-    const iommu = this.engine.iommu;
+    const twin = this.twin;
+    if (twin && --this.twinLeft <= 0) {
+      if (((index * 0x9e3779b1) >>> 31) === 1) this.engine = twin;
+      this.twin = undefined;
+    }
+    if (op.k === 'snapshot' && !this.twin) {
+      runModel(this.model, op);
+      try {
+        this.twin = this.engine.twin();
+      } catch (err) {
+        return { index, op, what: `restore threw: ${(err as Error).stack}` };
+      }
+      this.twinLeft = 5 + (Math.imul(index, 0x2c1b3c6d) >>> 0) % 60;
+      Pair.tally?.(op, { v: undefined });
+      const d = deepCheck(this.model, this.twin) ?? deepCheck(this.model, this.engine);
+      return d ? { index, op, what: `state after snapshot: ${d}` } : undefined;
+    }
+    if (!this.twin) return this.stepOne(this.engine, op, index, deep, true);
+    // Side by side: the twin first with a throwaway model copy is not possible (the model is not
+    // cloneable), so the original runs against the model and the twin must give the same outcome.
+    const outcome = { seen: undefined as Outcome | undefined };
+    const d = this.stepOne(this.engine, op, index, deep, true, outcome);
+    if (d) return d;
+    const twinOut = { seen: undefined as Outcome | undefined };
+    const dt = this.stepOne(this.twin, op, index, deep, false, twinOut);
+    if (dt) return { ...dt, what: `restored twin: ${dt.what}` };
+    if (show(twinOut.seen) !== show(outcome.seen)) return { index, op, what: 'original and restored engine disagree', engine: show(outcome.seen), model: show(twinOut.seen) };
+    return undefined;
+  }
+
+  /**
+   * One op on engine `engine`; with `withModel` the model runs it too and the outcomes must agree,
+   * else `out.seen` receives the engine's outcome (compared by the caller). Checks guards, and the
+   * engine's internals against the model when `deep`.
+   */
+  private stepOne(side: EngineSide, op: Op, index: number, deep: boolean, withModel: boolean, out?: { seen: Outcome | undefined }): Divergence | undefined {
+    const t = side.api.testing;
+    const iommu = side.iommu;
     let eo: Outcome;
     let mo: Outcome;
     // Fault injection inside the campaign: the engine runs first with its `failAt`th fallible step
@@ -440,7 +502,7 @@ export class Pair {
       t.setFailCountdown(iommu, op.failAt);
       let fired: boolean;
       try {
-        eo = this.engine.run(op);
+        eo = side.run(op);
         fired = t.failCountdown(iommu) === 0;
       } catch (err) {
         return { index, op, what: `engine threw a non-IommuError under fault injection: ${(err as Error).stack}` };
@@ -449,36 +511,45 @@ export class Pair {
       }
       if (fired) {
         if (!('e' in eo) || eo.e !== 'ENOMEM') return { index, op, what: `injected failure reported as ${show(eo)}, expected ENOMEM` };
-        Pair.tally?.(op, eo);
+        if (out) out.seen = eo;
+        if (withModel) Pair.tally?.(op, eo);
         const guards = t.guardViolations(iommu);
         if (guards.length > 0) return { index, op, what: `guard overwritten: ${show(guards)}` };
-        const d = deepCheck(this.model, this.engine);
+        const d = deepCheck(this.model, side);
         return d ? { index, op, what: `state changed by an injected failure: ${d}` } : undefined;
       }
-      try {
-        mo = runModel(this.model, op);
-      } catch (err) {
-        return { index, op, what: `model crashed: ${(err as Error).stack}` };
+      mo = eo;
+      if (withModel) {
+        try {
+          mo = runModel(this.model, op);
+        } catch (err) {
+          return { index, op, what: `model crashed: ${(err as Error).stack}` };
+        }
+        if (show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
       }
-      if (show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
     } else {
-      try {
-        mo = runModel(this.model, op);
-      } catch (err) {
-        return { index, op, what: `model crashed: ${(err as Error).stack}` };
+      mo = { v: undefined };
+      if (withModel) {
+        try {
+          mo = runModel(this.model, op);
+        } catch (err) {
+          return { index, op, what: `model crashed: ${(err as Error).stack}` };
+        }
       }
       try {
-        eo = this.engine.run(op);
+        eo = side.run(op);
       } catch (err) {
         return { index, op, what: `engine threw a non-IommuError: ${(err as Error).stack}` };
       }
-      if (show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
+      if (withModel && show(eo) !== show(mo)) return { index, op, what: 'outcome', engine: show(eo), model: show(mo) };
+      if (!withModel) mo = eo;
     }
-    Pair.tally?.(op, mo);
-    const guards = this.engine.api.testing.guardViolations(this.engine.iommu);
+    if (out) out.seen = eo;
+    if (withModel) Pair.tally?.(op, mo);
+    const guards = side.api.testing.guardViolations(side.iommu);
     if (guards.length > 0) return { index, op, what: `guard overwritten: ${show(guards)}` };
     if (deep) {
-      const d = deepCheck(this.model, this.engine);
+      const d = deepCheck(this.model, side);
       if (d) return { index, op, what: `state: ${d}` };
     }
     return undefined;
