@@ -21,7 +21,7 @@ function rig(shared: boolean) {
   const hwpt = fd.hwptAlloc({ devId, ptId: ioas });
   dev.attach(hwpt);
   fd.ioasMap(ioas, { iova: IOVA, length: 4096, phys: PHYS });
-  const domain = fdView(fd).objects.find((o) => o.id === hwpt)!.domain as number;
+  const domain = (fdView(fd).objects.find((o) => o.id === hwpt) as { domain: number }).domain;
   return { iommu, dev, fd, domain };
 }
 
