@@ -8,18 +8,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseScriptArgs } from './cli-args.mjs';
 import { RAM_MODES, replayFile, summarize } from './riscv-iommu-replay.mjs';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { all: { type: 'boolean', default: false }, ram: { type: 'string', default: 'engine' }, help: { type: 'boolean', short: 'h' } } });
-if (values.help || positionals.length === 0) {
-  console.log(`usage: npm run vectors -- FILE... [--all] [--ram ${RAM_MODES.join('|')}]`);
-  process.exit(positionals.length === 0 && !values.help ? 2 : 0);
-}
-if (!RAM_MODES.includes(values.ram)) {
-  console.error(`--ram: expected one of ${RAM_MODES.join(', ')}, got '${values.ram}'`);
-  process.exit(2);
-}
+const USAGE = `usage: npm run vectors -- FILE... [--all] [--ram ${RAM_MODES.join('|')}]
+  --all        print every failing case, not only the first
+  --ram MODE   where guest RAM lives (default engine)`;
+const { values, positionals } = parseScriptArgs({
+  usage: USAGE,
+  allowPositionals: true,
+  options: { all: { type: 'boolean', default: false }, ram: { type: 'string', default: 'engine' } },
+  check: (v, files) =>
+    files.length === 0 ? 'no vector file given' : RAM_MODES.includes(v.ram) ? undefined : `--ram: expected one of ${RAM_MODES.join(', ')}, got '${v.ram}'`,
+});
 const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
 if (!existsSync(dist)) {
   console.error('dist/ is missing: run `npm run build` first');

@@ -24,7 +24,18 @@ const DEVICES = [
   { name: 'gpu', bdf: '00:04.0', tag: 0xc3, reservedRegions: [{ start: 0x1_0000n, last: 0x1_ffffn }] },
 ];
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean' } } });
+const USAGE = 'usage: npm run demo:virtio [-- --quick]\n  --quick  60 DMA buffers per device instead of 300';
+let values;
+try {
+  ({ values } = parseArgs({ options: { quick: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }));
+} catch (e) {
+  console.error(`${e.message}\n${USAGE}`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const BUFFERS = values.quick ? 60 : 300;
 
 const iommu = await Iommu.create({ ram: RAM, addressWidth: 48 });
