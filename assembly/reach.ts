@@ -1,5 +1,6 @@
 // Pointers a translator follows into the page pool (device bus pages, PASID directory and leaf
-// pages, domain roots, engine table pages) are checked here before the first access through them.
+// pages, domain roots, engine table pages) are checked here before the first access through them
+// (a domain index read from a context is checked against the domain table: translate.ts).
 //
 // Why: the owner grows the memory (pool.ts takeFromTop) while translators run in other threads.
 // V8 keeps a copy of a shared memory's size per instance and refreshes it after another thread's

@@ -27,7 +27,7 @@ import {
   TLB_RID_SHIFT, TLB_VALID, TLB_PASID, TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT,
   DOM_FLAGS, DOM_EXT, DOM_DIRTY, PTE_D, CAP_WU, CAP_WS, DOM_INVSEQ,
 } from './abi';
-import { ctrl, slot, domains } from './env';
+import { ctrl, slot, domains, domainCount } from './env';
 import { deviceEntry, pasidDomain } from './context';
 import { domainPtr } from './domain';
 import { walk, walkLevel, walkSlot } from './walk';
@@ -81,7 +81,8 @@ function contextDomain(rid: u32, pasid: u32): u32 {
     if (pasid >> load<u32>(dev, DEV_PASID_BITS)) return 0x80000000 | faultInfo(FAULT_PASID_INVALID, 0);
     dom = pasidDomain(dev, pasid);
   }
-  return dom == 0 ? 0x80000000 | faultInfo(FAULT_NOT_ATTACHED, 0) : dom;
+  // An index beyond the domain table (garbage in a context entry) is a fault, never an access.
+  return dom == 0 || dom >= domainCount ? 0x80000000 | faultInfo(FAULT_NOT_ATTACHED, 0) : dom;
 }
 
 /**

@@ -95,4 +95,23 @@ describe.each([true, false])('a walker never traps on a pointer it read (shared 
     e.core.u32[root] = good;
     fd.close();
   });
+
+  test('a garbage domain index in the device context gives not-attached', () => {
+    const { iommu, dev, fd, domain } = rig(shared);
+    const e = engineOf(iommu);
+    const bus = e.core.u32[(e.layout.devRoot >>> 2) + (dev.rid >>> 8)]!;
+    const at = (bus + (dev.rid & 255) * abi.DEV_SIZE + abi.DEV_RID_DOMAIN) >>> 2;
+    expect(e.core.u32[at]).toBe(domain);
+    for (const index of [e.layout.domainCount, 0xffff_ffff, 0x0400_0000]) {
+      e.core.u32[at] = index;
+      bumpGeneration(iommu, domain);
+      const t = iommu.translate(dev.rid, NO_PASID, IOVA, Access.Read);
+      expect(t.ok).toBe(false);
+      expect(t.fault?.reason).toBe('not-attached');
+    }
+    e.core.u32[at] = domain;
+    bumpGeneration(iommu, domain);
+    expect(iommu.translate(dev.rid, NO_PASID, IOVA, Access.Read).phys).toBe(BigInt(PHYS));
+    fd.close();
+  });
 });
