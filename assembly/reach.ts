@@ -19,26 +19,31 @@ import { PAGE_SIZE, CTRL_POOL_BASE, CTRL_POOL_LIMIT } from './abi';
 let poolBase: u64 = 0;
 /** End of the pool: never beyond it. */
 let poolLimit: u64 = 0;
-/** End of what this instance may access: the pool limit, or the memory's end as it sees it. */
-let reachEnd: u64 = 0;
+/**
+ * How many page addresses from `poolBase` on this instance may access: a page `p` is reachable
+ * when `p - poolBase < reachSpan` (unsigned: one subtraction and one compare, which also refuses
+ * `p < poolBase`), i.e. it lies inside the pool and the memory as this instance sees it.
+ */
+let reachSpan: u64 = 0;
 
-/** The end of the memory as this instance sees it, clipped to the pool. */
-function seenEnd(): u64 {
+/** `reachSpan` for the memory as this instance sees it now (clipped to the pool). */
+function seenSpan(): u64 {
   const bytes = <u64><u32>memory.size() << 16;
-  return bytes < poolLimit ? bytes : poolLimit;
+  const end = bytes < poolLimit ? bytes : poolLimit;
+  return end >= poolBase + <u64>PAGE_SIZE ? end - poolBase - <u64>PAGE_SIZE + 1 : 0;
 }
 
 /** Reads the pool bounds from the control block (called by `init`). */
 export function bindReach(ctrlPtr: usize): void {
   poolBase = <u64>load<u32>(ctrlPtr, CTRL_POOL_BASE);
   poolLimit = <u64>load<u32>(ctrlPtr, CTRL_POOL_LIMIT);
-  reachEnd = seenEnd();
+  reachSpan = seenSpan();
 }
 
 /** True when the pool page at `page` may be read: inside the pool and the memory (see the header). */
 // @ts-ignore: decorator
 @inline export function poolPageReachable(page: u64): bool {
-  return (page >= poolBase && page + <u64>PAGE_SIZE <= reachEnd) || reachAfterGrowth(page);
+  return page - poolBase < reachSpan || reachAfterGrowth(page);
 }
 
 /** `poolPageReachable`'s slow path: the memory may have grown since this instance last looked. */
@@ -48,6 +53,6 @@ function reachAfterGrowth(page: u64): bool {
   // shared build: an unshared memory grows only on this thread, which updates the copy at once,
   // and growing one (even by 0) would detach its ArrayBuffer under the emulator's views.
   if (SHARED_MEMORY) memory.grow(0);
-  reachEnd = seenEnd();
-  return page + <u64>PAGE_SIZE <= reachEnd;
+  reachSpan = seenSpan();
+  return page - poolBase < reachSpan;
 }
