@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
+import type { WorkerReport } from './workers/report';
 // The workers load dist/ (plain JS); the owner uses the same build so both sides share one ABI.
 const dist = new URL('../dist/index.js', import.meta.url);
 const workerUrl = new URL('./workers/contract-worker.mjs', import.meta.url);
@@ -16,12 +17,6 @@ const STRIDE = 2 * 1024 * 1024; // one page per leaf table: unmap frees the tabl
 const BASE = 1024 * 1024 * 1024;
 const RACE_MS = 1500;
 
-interface WorkerReport {
-  checked: number;
-  ok: number;
-  violations: number;
-  firstViolation?: unknown;
-}
 
 describe.skipIf(!existsSync(dist))('concurrency contract with worker translators', () => {
   test('translations racing map/unmap see the old or the new state, never stale or garbage', async () => {

@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
+import type { WorkerReport } from './workers/report';
 
 const dist = new URL('../dist/index.js', import.meta.url);
 const STRIDE = 2 * 1024 * 1024;
@@ -20,12 +21,6 @@ const PHYS = 2 ** 36;
 const LIVE = 256;
 const RACE_MS = 1500;
 
-interface WorkerReport {
-  checked: number;
-  ok: number;
-  violations: number;
-  firstViolation?: unknown;
-}
 
 describe.skipIf(!existsSync(dist))('worker translators while the owner grows the memory', () => {
   test('walks through freshly grown and reused table pages never trap and never return garbage', async () => {

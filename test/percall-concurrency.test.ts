@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
+import type { WorkerReport } from './workers/report';
 
 const dist = new URL('../dist/index.js', import.meta.url);
 const workerUrl = new URL('./workers/percall-worker.mjs', import.meta.url);
@@ -16,11 +17,7 @@ const PAGES = 16;
 const BASE = 0x40_0000;
 const RACE_MS = 1000;
 
-interface Report {
-  checked: number;
-  ok: number;
-  violations: number;
-  firstViolation?: unknown;
+interface Report extends WorkerReport {
   stats: { hits: number };
 }
 
