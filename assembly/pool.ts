@@ -74,6 +74,12 @@ function pushFree(page: usize, list: usize = CTRL_FREE_HEAD): void {
   store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) + 1, CTRL_FREE_COUNT);
 }
 
+/** Unlinks `page`, the head of free list `list` (CTRL_FREE_HEAD or CTRL_CLEAN_HEAD): pushFree undone. */
+function popFree(page: usize, list: usize): void {
+  store<u32>(ctrl + list, load<u32>(page));
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+}
+
 /** Extends the pool by `bytes` at its top, growing the memory if needed; 0 when over the limit. */
 function takeFromTop(bytes: usize): usize {
   const top = <usize>load<u32>(ctrl, CTRL_POOL_TOP);
@@ -128,15 +134,13 @@ export function pageAlloc(): usize {
     page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
   }
   if (clean != 0) {
-    store<u32>(ctrl, load<u32>(clean), CTRL_CLEAN_HEAD);
-    store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+    popFree(clean, CTRL_CLEAN_HEAD);
     store<u32>(clean, 0); // the link word: the rest of the page is zero already
     store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
     return clean;
   }
   if (page != 0) {
-    store<u32>(ctrl, load<u32>(page), CTRL_FREE_HEAD);
-    store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+    popFree(page, CTRL_FREE_HEAD);
   } else {
     page = takeRun(1);
     if (page == 0) page = takeFromTop(PAGE_SIZE);
@@ -260,8 +264,7 @@ export function scratchAlloc(): usize {
     page = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
   }
   if (page == 0) return 0;
-  store<u32>(ctrl + list, load<u32>(page));
-  store<u32>(ctrl, load<u32>(ctrl, CTRL_FREE_COUNT) - 1, CTRL_FREE_COUNT);
+  popFree(page, list);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
   return page;
 }
