@@ -24,6 +24,18 @@ import {
 import { ctrl, slot, slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
 import { domainPtr } from './domain';
 
+/** Offset in a slot of the SLOT_SUPER_DOMAINS word holding domain `dom`'s superpage hint bit. */
+// @ts-ignore: decorator
+@inline function superHintWord(dom: u32): usize {
+  return <usize>SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
+}
+
+/** Domain `dom`'s superpage hint bit in its superHintWord (the number mod 64). */
+// @ts-ignore: decorator
+@inline function superHintBit(dom: u32): u32 {
+  return <u32>1 << (dom & 31);
+}
+
 /** The set of this slot's IOTLB that (rid, pasid, page vpnLo) hashes to; the hit path's hash. */
 // @ts-ignore: decorator
 @inline export function setOf(rid: u32, pasid: u32, vpnLo: u32): usize {
@@ -55,8 +67,8 @@ export function fill(rid: u32, pasid: u32, iova: u64, dom: u32, d: usize, gen: u
   // slot only) before the key is published, so an owner that misses it bumped DOM_INVSEQ first
   // and this fill withdraws itself below.
   if (((info >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK) > <u32>PAGE_SHIFT) {
-    const word = slot + SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
-    const bit: u32 = 1 << (dom & 31);
+    const word = slot + superHintWord(dom);
+    const bit = superHintBit(dom);
     if (!(load<u32>(word) & bit)) atomic.store<u32>(word, load<u32>(word) | bit);
   }
   const e = victim(setOf(rid, pasid, <u32>vpn), <u32>vpn, keyHi, pasid);
@@ -137,8 +149,8 @@ export function iotlbInvalidatePages(dom: u32, rid: u32, pasid: u32, first: u64,
  */
 export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, first: u64, last: u64): u32 {
   atomic.add<u32>(domainPtr(dom), 1, DOM_INVSEQ);
-  const hint: usize = <usize>SLOT_SUPER_DOMAINS + <usize>((dom >> 5) & 1) * 4;
-  const bit: u32 = 1 << (dom & 31);
+  const hint = superHintWord(dom);
+  const bit = superHintBit(dom);
   let any = false;
   for (let s: u32 = 0; s < slotCount && !any; s++) any = (atomic.load<u32>(slotsBase + <usize>s * <usize>slotSize + hint) & bit) != 0;
   if (!any) return 0;
