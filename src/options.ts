@@ -4,7 +4,7 @@
  * @module
  */
 import * as abi from '../assembly/abi';
-import { describe, int, options, u64 } from './base/args';
+import { describe, flag, int, options, u64 } from './base/args';
 import { fail } from './base/errno';
 import { ridOfBdf } from './base/bdf';
 import { computeLayout, type Layout } from './core/layout';
@@ -134,13 +134,8 @@ export function resolveDevice(op: string, opts: unknown, maxPasidBits: number): 
   const o = options(op, opts, DEVICE_KEYS);
   const rid = ridOfBdf(op, o.bdf);
   const pasidBits = o.pasidBits === undefined ? maxPasidBits : int(op, 'pasidBits', o.pasidBits, 0, maxPasidBits);
-  const flagOf = (name: string, v: unknown): boolean => {
-    if (v === undefined) return false;
-    if (typeof v !== 'boolean') fail('EINVAL', op, `${name}: expected a boolean, got ${describe(v)}`);
-    return v;
-  };
-  const pri = flagOf('pri', o.pri);
-  const dirty = flagOf('dirty', o.dirty);
+  const pri = flag(op, 'pri', o.pri, false);
+  const dirty = flag(op, 'dirty', o.dirty, false);
   const reservedRegions = regions(op, o.reservedRegions);
   return { bdf: (o.bdf as string).toLowerCase(), rid, pasidBits, pri, dirty, reservedRegions };
 }

@@ -246,7 +246,6 @@ export class IoPagetable {
     checkU64(op, 'phys', phys);
     if (args.iova !== undefined) checkU64(op, 'iova', args.iova);
     // §3.2 step 5 (building the pages object): the backing range itself must be a u64 range.
-    if (length === 0n) fail('EINVAL', op, 'expected a non-zero length, got 0');
     toLast(op, 'phys', phys, length);
     this.#checkLength(op, length);
     const iova = args.iova === undefined ? this.#allocIova(op, phys, length) : this.#checkFixedIova(op, args.iova, length);

@@ -5,7 +5,7 @@
  * @module
  */
 import { readU32, writeU16, writeU64 } from './bytes';
-import { PROBE_T, RESV_MEM_SIZE, STATUS, TAIL_SIZE } from './layout';
+import { PROBE_T, PROP_HEAD_SIZE, RESV_MEM_SIZE, STATUS, TAIL_SIZE } from './layout';
 import type { Model } from './model';
 
 /** Readable: head, endpoint le32 @4, reserved[64] @8 (ignored). Writable: properties[probe_size], tail. */
@@ -20,7 +20,7 @@ export function probe(m: Model, r: Uint8Array, w: Uint8Array): number {
   for (const region of ep.regions) {
     if (at + RESV_MEM_SIZE > size) break;
     writeU16(w, at, PROBE_T.RESV_MEM);
-    writeU16(w, at + 2, RESV_MEM_SIZE - 4); // the length excludes the 4-byte header
+    writeU16(w, at + 2, RESV_MEM_SIZE - PROP_HEAD_SIZE); // the length excludes the header
     w[at + 4] = region.subtype;
     writeU64(w, at + 8, region.start);
     writeU64(w, at + 16, region.end);
