@@ -12,4 +12,5 @@ export default defineConfig({
   target: 'es2022',
   platform: 'neutral',
   sourcemap: false,
+  minifySyntax: true,
 });

@@ -9,7 +9,7 @@
 // Glossary (after Linux generic_pt): IOVA = input address; OA = output address; level 0 holds
 // 4 KiB leaves; a *table* is one 4 KiB page of 512 u64 entries; start/last are inclusive bounds.
 
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 // ---- Page geometry of engine-managed tables ----------------------------------------------------
 export const PAGE_SHIFT = 12;
@@ -181,8 +181,17 @@ export const CTRL_RAM_COUNT = 96;
  * pageAlloc hands out without zeroing them again (0 = empty; older images leave it 0).
  */
 export const CTRL_CLEAN_HEAD = 100;
+/** Entries of each slot's call cache (a power of two, 0 = none; see CALL_* below). */
+export const CTRL_CALL_ENTRIES = 104;
 /** Head of the list of freed buffer runs (assembly/pool.ts), 0 when empty. */
 export const CTRL_BUF_FREE = 108;
+/**
+ * Shootdown count: bumped (after the change) by every operation that may end a cached translation
+ * — a domain generation, a context, an IOTLB invalidation (assembly/shootdown.ts). A cache outside
+ * the core (src/dma/call-tlb.ts) keeps a result only while this word still reads as it did before
+ * the translation that produced it.
+ */
+export const CTRL_SHOOTDOWN = 112;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"
@@ -264,7 +273,7 @@ export const FMT_COUNT = 4;
 //   +32 result record (RES_SIZE) | +64 u32 fault count per reason (up to 16 reasons)
 //   | +128 table entries read by the extended walker u64 | +136 page-request ring tail (written by
 //   the slot's thread) | +140 head (written by the owner) | +144 requests lost to a full ring
-//   | page-request ring at +SLOT_PRQ | IOTLB at +SLOT_IOTLB
+//   | page-request ring at +SLOT_PRQ | IOTLB at +SLOT_IOTLB | call cache right after the IOTLB
 export const SLOT_EPOCH = 0;
 export const SLOT_HITS = 8;
 export const SLOT_MISSES = 16;
@@ -282,6 +291,25 @@ export const SLOT_PRQ_LOST = 144;
 export const SLOT_SUPER_DOMAINS = 152;
 export const SLOT_PRQ = 512;
 export const SLOT_IOTLB = 4096;
+
+// ---- Call cache entry, 32 bytes, CTRL_CALL_ENTRIES per slot (assembly/callcache.ts) ---------------
+// What the per-call path (src/dma/call-tlb.ts) answers without entering the core: per (rid, pasid,
+// 4 KiB page), the core's info word and output page, the access values (0..15) it answered that way,
+// and the shootdown count (CTRL_SHOOTDOWN) read before those translations. Direct mapped by
+// (page bits 0..31 ^ rid << 5); written by the core in the slot's own thread, read by its JS.
+//   +0 page number bits 0..31 | +4 key: rid | page number bits 32..46 << 16 | +8 pasid
+//   | +12 access set (bit a: access value a) | +16 info | +20 output page lo (bits 0..11 clear)
+//   | +24 output hi | +28 shootdown count
+export const CALL_ENTRY_SIZE = 32;
+export const CALL_ENTRIES_MAX = 256;
+export const CALL_VPN_LO = 0;
+export const CALL_KEY = 4;
+export const CALL_PASID = 8;
+export const CALL_ACCESSES = 12;
+export const CALL_INFO = 16;
+export const CALL_OUT_LO = 20;
+export const CALL_OUT_HI = 24;
+export const CALL_COUNT = 28;
 
 // ---- Page-request record, 32 bytes, PRQ_ENTRIES per slot ring (single producer, owner consumes) ----
 //   +0 rid | access << 16 | +4 pasid | +8 iova lo | +12 iova hi | +16 domain | +20 fault info

@@ -16,6 +16,7 @@ import { ctrl, devRoot, domainCount } from './env';
 import { pageAlloc, pageRetire, pageFreeNow, epochAdvance } from './pool';
 import { domainPtr, domainBumpGen } from './domain';
 import { poolPageReachable } from './reach';
+import { shootdown } from './shootdown';
 
 /**
  * The device entry of `rid`, or 0 if its bus page does not exist. Pages of the pool reached from
@@ -71,6 +72,7 @@ export function deviceRemove(rid: u32): i32 {
     epochAdvance();
   }
   atomic.add<u32>(ctrl, 1, CTRL_CTX_GEN);
+  shootdown();
   return STATUS_OK;
 }
 
@@ -78,6 +80,7 @@ export function deviceRemove(rid: u32): i32 {
 function contextChanged(old: u32): void {
   atomic.add<u32>(ctrl, 1, CTRL_CTX_GEN);
   if (old != 0) domainBumpGen(domainPtr(old));
+  shootdown();
 }
 
 /** Points the RID (no-PASID) context of `rid` at domain `dom` (0 = block DMA). */

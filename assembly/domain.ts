@@ -7,6 +7,7 @@ import { domains, domainCount } from './env';
 import { pageAlloc, pageRetire, epochAdvance } from './pool';
 import { unmapRange } from './pagetable';
 import { iotlbInvalidateScan } from './iotlb';
+import { shootdown } from './shootdown';
 
 // @ts-ignore: decorator
 @inline export function domainPtr(index: u32): usize {
@@ -27,6 +28,7 @@ export function domainBumpGen(d: usize): void {
   if (atomic.add<u32>(d, 1, DOM_GEN) == 0xffffffff) {
     iotlbInvalidateScan(<u32>((d - domains) / DOM_SIZE), 1, 0, 0, 0xffffffffffffffff);
   }
+  shootdown();
 }
 
 /** Makes `index` a live, empty domain with `levels` levels (3..5). */

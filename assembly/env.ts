@@ -6,7 +6,7 @@
 
 import {
   CTRL_DEV_ROOT, CTRL_DOMAINS, CTRL_DOMAIN_COUNT, CTRL_SLOTS, CTRL_SLOT_SIZE, CTRL_IOTLB_SETS,
-  SLOT_IOTLB, CTRL_SLOT_COUNT,
+  SLOT_IOTLB, CTRL_SLOT_COUNT, CTRL_CALL_ENTRIES, TLB_SET_SIZE,
 } from './abi';
 import { bindRam } from './ram';
 import { bindReach } from './reach';
@@ -24,6 +24,10 @@ export let iotlbSetMask: u32 = 0;
 export let slotsBase: usize = 0;
 export let slotCount: u32 = 0;
 export let slotSize: u32 = 0;
+/** This slot's call cache (right after its IOTLB) and its index mask (entries - 1; entries may be 0). */
+export let callCache: usize = 0;
+export let callCacheMask: u32 = 0;
+export let callCacheOn: bool = false;
 
 /** Binds this instance to the control block at `ctrlPtr` as translator slot `slotIndex`. */
 export function bind(ctrlPtr: usize, slotIndex: u32): void {
@@ -37,6 +41,10 @@ export function bind(ctrlPtr: usize, slotIndex: u32): void {
   slot = slotsBase + <usize>slotIndex * <usize>slotSize;
   iotlb = slot + SLOT_IOTLB;
   iotlbSetMask = load<u32>(ctrlPtr, CTRL_IOTLB_SETS) - 1;
+  callCache = iotlb + <usize>(iotlbSetMask + 1) * TLB_SET_SIZE;
+  const callEntries = load<u32>(ctrlPtr, CTRL_CALL_ENTRIES);
+  callCacheOn = callEntries != 0;
+  callCacheMask = callEntries - 1;
   bindRam(ctrlPtr);
   bindReach(ctrlPtr);
 }

@@ -104,5 +104,9 @@ export function abiHash(): u32 {
   // Images with a clean free list (or clean limbo records) must not reach an engine without one.
   h = (h ^ abi.CTRL_CLEAN_HEAD) * 16777619;
   h = (h ^ abi.LIMBO_CLEAN) * 16777619;
+  h = (h ^ abi.CTRL_SHOOTDOWN) * 16777619;
+  h = (h ^ abi.CTRL_CALL_ENTRIES) * 16777619;
+  h = (h ^ abi.CALL_ENTRY_SIZE) * 16777619;
+  h = (h ^ abi.CALL_COUNT) * 16777619;
   return h;
 }

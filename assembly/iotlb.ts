@@ -23,6 +23,7 @@ import {
 } from './abi';
 import { ctrl, slot, slotsBase, slotCount, slotSize, iotlb, iotlbSetMask } from './env';
 import { domainPtr } from './domain';
+import { shootdown } from './shootdown';
 
 /** Offset in a slot of the SLOT_SUPER_DOMAINS word holding domain `dom`'s superpage hint bit. */
 // @ts-ignore: decorator
@@ -120,6 +121,7 @@ export function iotlbInvalidateScan(dom: u32, anyPasid: u32, pasid: u32, first: 
     const base = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB;
     for (let i: u32 = 0; i < entries; i++) clearIf(base + <usize>i * TLB_ENTRY_SIZE, dom, anyPasid != 0, pasid, first, last);
   }
+  shootdown();
 }
 
 /**
@@ -137,6 +139,7 @@ export function iotlbInvalidatePages(dom: u32, rid: u32, pasid: u32, first: u64,
     }
     if (vpn == last) break; // last may be 2^52-1: never wrap
   }
+  shootdown();
 }
 
 /**
@@ -153,7 +156,10 @@ export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, fir
   const bit = superHintBit(dom);
   let any = false;
   for (let s: u32 = 0; s < slotCount && !any; s++) any = (atomic.load<u32>(slotsBase + <usize>s * <usize>slotSize + hint) & bit) != 0;
-  if (!any) return 0;
+  if (!any) {
+    shootdown();
+    return 0;
+  }
   const entries = (iotlbSetMask + 1) * 2;
   for (let s: u32 = 0; s < slotCount; s++) {
     const base = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB;
@@ -168,5 +174,6 @@ export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, fir
       atomic.cmpxchg<u32>(e + TLB_KEY_HI, key, 0);
     }
   }
+  shootdown();
   return 1;
 }

@@ -25,8 +25,9 @@ import {
   DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN, CTRL_EPOCH, CTRL_CTX_GEN, SLOT_EPOCH, SLOT_HITS,
   SLOT_MISSES, SLOT_FAULTS, SLOT_RESULT, SLOT_REASONS, TLB_ENTRY_SIZE, TLB_VPN_LO, TLB_KEY_HI,
   TLB_RID_SHIFT, TLB_VALID, TLB_PASID, TLB_DOMAIN, TLB_GEN, TLB_INFO, TLB_PHYS_LO, INFO_CAP_SHIFT,
-  DOM_FLAGS, DOM_EXT, DOM_DIRTY, PTE_D, CAP_WU, CAP_WS, DOM_INVSEQ,
+  DOM_FLAGS, DOM_EXT, DOM_DIRTY, PTE_D, CAP_WU, CAP_WS, DOM_INVSEQ, CTRL_SHOOTDOWN,
 } from './abi';
+import { callCacheFill } from './callcache';
 import { ctrl, slot, domains, domainCount } from './env';
 import { deviceEntry, pasidDomain } from './context';
 import { domainPtr } from './domain';
@@ -192,15 +193,21 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   atomic.store<u32>(slot, 0, SLOT_EPOCH);
 }
 
-/** Per-call translation; the output address is in this slot's result record. */
+/**
+ * Per-call translation; the output address is in this slot's result record. A success is also
+ * recorded in the slot's call cache (callcache.ts), which the caller's JS answers from next time.
+ */
 export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32): u32 {
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
-  const hitInfo = hit(rid, pasid, iova, access, out);
-  if (hitInfo != 0) return hitInfo;
-  enter(); // only the slow path reads table pages
-  const info = slowPath(rid, pasid, iova, access, out);
-  leave();
+  const count = atomic.load<u32>(ctrl, CTRL_SHOOTDOWN); // before the translation: see callcache.ts
+  let info = hit(rid, pasid, iova, access, out);
+  if (info == 0) {
+    enter(); // only the slow path reads table pages
+    info = slowPath(rid, pasid, iova, access, out);
+    leave();
+  }
+  if (info & INFO_OK) callCacheFill(rid, pasid, iova, access, info, load<u64>(out, RES_PHYS_LO), count);
   return info;
 }
 

@@ -299,8 +299,8 @@ export class Iommu {
     drainPageRequests(this.engine);
     const core = this.engine.core;
     const l = this.engine.layout;
-    // A reused slot starts with an empty IOTLB and zero counters (the stats of released slots are dropped).
-    core.u8.fill(0, l.slots + handle.slot * l.slotSize, l.slots + handle.slot * l.slotSize + abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE);
+    // A reused slot starts with empty caches and zero counters (the stats of released slots are dropped).
+    core.u8.fill(0, l.slots + handle.slot * l.slotSize, l.slots + handle.slot * l.slotSize + l.slotBytes);
     this.engine.bufferFree(handle.batch.requestPtr, batchPages(handle.batch.capacity));
     this.engine.slotsInUse.delete(handle.slot);
     this.engine.translatorRings.delete(handle.slot);

@@ -156,15 +156,14 @@ describe('walks that meet a domain being freed', () => {
       throw new Error('no live domain');
     })();
     const rootWord = (e.layout.domains + hwptDomain * abi.DOM_SIZE + abi.DOM_ROOT) >>> 2;
-    const genWord = (e.layout.domains + hwptDomain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2;
     const root = e.core.u32[rootWord]!;
     e.core.u32[rootWord] = 0;
-    e.core.u32[genWord] = e.core.u32[genWord]! + 1; // as domainFree does: no IOTLB hit on the old entries
+    testing.bumpDomainGeneration(iommu, hwptDomain); // as domainFree does: no cached hit on the old entries
     const t = iommu.translate(dev.rid, NO_PASID, 0x10_0000, Access.Read);
     expect(t.ok).toBe(false);
     expect(t.fault?.reason).toBe('not-attached');
     e.core.u32[rootWord] = root;
-    e.core.u32[genWord] = e.core.u32[genWord]! + 1;
+    testing.bumpDomainGeneration(iommu, hwptDomain);
     expect(iommu.translate(dev.rid, NO_PASID, 0x10_0000, Access.Read).ok).toBe(true);
     iommu.faults.drain();
     expect(testing.guardViolations(iommu)).toEqual([]);

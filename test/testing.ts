@@ -72,11 +72,10 @@ export function checkGuards(iommu: object): void {
   }
 }
 
-/** Byte ranges translations may write: the translator slots (headers, result records, IOTLBs). */
+/** Byte ranges translations may write: the translator slots (headers, result records, IOTLBs, call caches). */
 export function translatorRegions(iommu: object): { start: number; bytes: number }[] {
   const l = engineOf(iommu).layout;
-  const slotBytes = abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE;
-  return Array.from({ length: l.slotCount }, (_, i) => ({ start: l.slots + i * l.slotSize, bytes: slotBytes }));
+  return Array.from({ length: l.slotCount }, (_, i) => ({ start: l.slots + i * l.slotSize, bytes: l.slotBytes }));
 }
 
 /** Page-pool and domain accounting of the core. */
@@ -198,6 +197,17 @@ export function domainGeneration(iommu: object, domain: number, set?: number): n
   const at = (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2;
   if (set !== undefined) Atomics.store(e.core.u32, at, set >>> 0);
   return Atomics.load(e.core.u32, at);
+}
+
+/**
+ * Bumps domain `domain`'s generation and then the shootdown count, as assembly/domain.ts
+ * domainBumpGen does: for tests that change engine memory behind the API's back, so that no cached
+ * translation (IOTLB or call cache) answers for the old state.
+ */
+export function bumpDomainGeneration(iommu: object, domain: number): void {
+  const e = engineOf(iommu);
+  Atomics.add(e.core.u32, (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2, 1);
+  Atomics.add(e.core.u32, (e.layout.ctrl + abi.CTRL_SHOOTDOWN) >>> 2, 1);
 }
 
 /** Moves every translator slot's raised page requests into their fault queues now (as `read()` would). */

@@ -6,7 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import * as abi from '../assembly/abi';
 import { Access, Iommu, NO_PASID } from '../src/index';
-import { engineOf, fdView } from './testing';
+import { bumpDomainGeneration, engineOf, fdView } from './testing';
 
 const IOVA = 0x4000_0000; // 1 GiB: the page gets tables of its own below the root
 const PHYS = 0x1_2345_6000;
@@ -39,12 +39,6 @@ function tablePointerEntry(iommu: object, domain: number, level: number): number
   }
 }
 
-/** A new generation of `domain`, so that no IOTLB entry answers for its old tree. */
-function bumpGeneration(iommu: object, domain: number): void {
-  const e = engineOf(iommu);
-  Atomics.add(e.core.u32, (e.layout.domains + domain * abi.DOM_SIZE + abi.DOM_GEN) >>> 2, 1);
-}
-
 /** Garbage table addresses: past the memory's end, past 4 GiB (wraps to a pool page in 32 bits), the control block. */
 function garbage(iommu: object): bigint[] {
   const e = engineOf(iommu);
@@ -64,7 +58,7 @@ describe.each([true, false])('a walker never traps on a pointer it read (shared 
       const good = u64()[slot / 8]!;
       for (const addr of garbage(iommu)) {
         u64()[slot / 8] = (good & ~ADDR_MASK) | (addr & ADDR_MASK);
-        bumpGeneration(iommu, domain);
+        bumpDomainGeneration(iommu, domain);
         const t = iommu.translate(dev.rid, NO_PASID, IOVA + 8, Access.Read);
         expect(t.ok, `level ${level} -> ${addr.toString(16)}`).toBe(false);
         expect(t.fault?.reason).toBe('not-present');
@@ -72,7 +66,7 @@ describe.each([true, false])('a walker never traps on a pointer it read (shared 
         expect(batch.run(4)).toBe(4);
       }
       u64()[slot / 8] = good;
-      bumpGeneration(iommu, domain);
+      bumpDomainGeneration(iommu, domain);
       expect(iommu.translate(dev.rid, NO_PASID, IOVA + 8, Access.Read).phys).toBe(BigInt(PHYS + 8));
     }
     batch.release();
@@ -87,7 +81,7 @@ describe.each([true, false])('a walker never traps on a pointer it read (shared 
     for (const addr of garbage(iommu)) {
       if (addr >= 1n << 32n) continue; // the root holds 32-bit pointers
       e.core.u32[root] = Number(addr);
-      bumpGeneration(iommu, domain);
+      bumpDomainGeneration(iommu, domain);
       const t = iommu.translate(dev.rid, NO_PASID, IOVA, Access.Read);
       expect(t.ok).toBe(false);
       expect(['no-device', 'not-attached']).toContain(t.fault?.reason);
@@ -104,13 +98,13 @@ describe.each([true, false])('a walker never traps on a pointer it read (shared 
     expect(e.core.u32[at]).toBe(domain);
     for (const index of [e.layout.domainCount, 0xffff_ffff, 0x0400_0000]) {
       e.core.u32[at] = index;
-      bumpGeneration(iommu, domain);
+      bumpDomainGeneration(iommu, domain);
       const t = iommu.translate(dev.rid, NO_PASID, IOVA, Access.Read);
       expect(t.ok).toBe(false);
       expect(t.fault?.reason).toBe('not-attached');
     }
     e.core.u32[at] = domain;
-    bumpGeneration(iommu, domain);
+    bumpDomainGeneration(iommu, domain);
     expect(iommu.translate(dev.rid, NO_PASID, IOVA, Access.Read).phys).toBe(BigInt(PHYS));
     fd.close();
   });

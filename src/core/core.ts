@@ -70,7 +70,7 @@ export function expectedAbiHash(): number {
   let h = 2166136261;
   for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
     abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
-    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT, abi.CTRL_CLEAN_HEAD, abi.LIMBO_CLEAN]) {
+    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT, abi.CTRL_CLEAN_HEAD, abi.LIMBO_CLEAN, abi.CTRL_SHOOTDOWN, abi.CTRL_CALL_ENTRIES, abi.CALL_ENTRY_SIZE, abi.CALL_COUNT]) {
     h = Math.imul(h ^ v, 16777619) >>> 0;
   }
   return h;
@@ -86,6 +86,10 @@ export class Core {
   private u8view = new Uint8Array(0);
   /** This slot's result record as 4 u32 words (physLo, physHi, info, reserved). */
   result = new Uint32Array(0);
+  /** This slot's hit counter (u64 as lo, hi words). */
+  hits = new Uint32Array(0);
+  /** The control block's shootdown count (abi.ts CTRL_SHOOTDOWN), one word. */
+  shootdown = new Int32Array(0);
   /** Counts view rebuilds, so holders of derived views (batches) know when to rebuild theirs. */
   viewEpoch = 0;
 
@@ -125,6 +129,8 @@ export class Core {
     this.u8view = new Uint8Array(buffer);
     const slotBase = this.ctrlFrom(abi.CTRL_SLOTS) + this.slot * this.ctrlFrom(abi.CTRL_SLOT_SIZE);
     this.result = new Uint32Array(buffer, slotBase + abi.SLOT_RESULT, abi.RES_SIZE / 4);
+    this.hits = new Uint32Array(buffer, slotBase + abi.SLOT_HITS, 2);
+    this.shootdown = new Int32Array(buffer, this.ctrlBase + abi.CTRL_SHOOTDOWN, 1);
     this.viewEpoch++;
   }
 

@@ -52,6 +52,10 @@ export interface Layout {
   readonly slotCount: number;
   readonly slotSize: number;
   readonly iotlbSets: number;
+  /** Entries of each slot's call cache (abi.ts CALL_*, right after the slot's IOTLB). */
+  readonly callEntries: number;
+  /** Bytes of a slot that hold state: header, IOTLB and call cache (the guard follows). */
+  readonly slotBytes: number;
   /** The RAM window table (RAMWIN_* records) and its record count. */
   readonly ramTable: number;
   readonly ramCount: number;
@@ -85,8 +89,9 @@ export function computeLayout(o: LayoutOptions): Layout {
   const ramTable = after(limbo + LIMBO_CAP * 8);
   const domains = after(ramTable + abi.RAM_WINDOWS_MAX * abi.RAMWIN_SIZE);
   const slots = after(domains + o.maxDomains * abi.DOM_SIZE);
-  // Slot stride: the slot (header + IOTLB), then its own guard.
-  const slotBytes = abi.SLOT_IOTLB + iotlbSets * abi.TLB_SET_SIZE;
+  // Slot stride: the slot (header, IOTLB, call cache), then its own guard.
+  const callEntries = Math.min(o.iotlbEntries, abi.CALL_ENTRIES_MAX);
+  const slotBytes = abi.SLOT_IOTLB + iotlbSets * abi.TLB_SET_SIZE + callEntries * abi.CALL_ENTRY_SIZE;
   const slotSize = alignUp(slotBytes, abi.PAGE_SIZE) + GUARD;
   for (let i = 0; i < o.translators; i++) after(slots + i * slotSize + slotBytes);
   let poolBase = slots + o.translators * slotSize;
@@ -101,7 +106,7 @@ export function computeLayout(o: LayoutOptions): Layout {
   const poolLimit = o.region.bytes > 0 ? origin + o.region.bytes : Math.min(maximumPages * WASM_PAGE, 2 ** 32 - abi.PAGE_SIZE);
   return {
     origin, ctrl, devRoot, limbo, limboCap: LIMBO_CAP, ramTable, ramCount: o.ramCount, domains,
-    domainCount: o.maxDomains, slots, slotCount: o.translators, slotSize, iotlbSets, ram, poolBase,
+    domainCount: o.maxDomains, slots, slotCount: o.translators, slotSize, iotlbSets, callEntries, slotBytes, ram, poolBase,
     poolLimit, initialPages: Math.ceil((poolBase + 16 * abi.PAGE_SIZE) / WASM_PAGE), maximumPages, guards,
   };
 }
@@ -121,6 +126,7 @@ export function controlBlockWords(l: Layout): [offset: number, value: number][] 
     [abi.CTRL_SLOT_COUNT, l.slotCount],
     [abi.CTRL_SLOT_SIZE, l.slotSize],
     [abi.CTRL_IOTLB_SETS, l.iotlbSets],
+    [abi.CTRL_CALL_ENTRIES, l.callEntries],
     [abi.CTRL_POOL_BASE, l.poolBase],
     [abi.CTRL_POOL_TOP, l.poolBase],
     [abi.CTRL_POOL_LIMIT, l.poolLimit],

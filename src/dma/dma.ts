@@ -35,10 +35,11 @@ export interface DmaPort {
   readonly dmaScratch: TranslationOut;
   /** Guest RAM, where the copies go (src/core/ram-window.ts). */
   readonly guestRam: GuestRam;
-  /** The result words of the last `translateWords`: output (or fault) address lo, hi. */
-  resultWords(): Uint32Array;
+  /** The output (or fault) address words of the last `translateWords`, lo and hi, as int32. */
+  readonly outLo: number;
+  readonly outHi: number;
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
-  /** One request with u32 arguments: the info word; the address words are in `resultWords()`. */
+  /** One request with u32 arguments: the info word; the address words are in `outLo`/`outHi`. */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
 }
 
@@ -57,7 +58,7 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
  * Leaves whose output addresses follow each other (a buffer mapped page by page onto contiguous
  * RAM) are copied as one run, so a transfer costs one copy per contiguous run, not per page.
  * Every leaf is translated and checked to be RAM before the run holding it is copied; on a fault the runs
- * before it are copied, as `bytes` says. Translation goes straight to the core's result words (no
+ * before it are copied, as `bytes` says. Translation goes through the translator's words (no
  * decoding per leaf). Results are frozen.
  */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
@@ -89,19 +90,20 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
       const at = (iova as bigint) + BigInt(done);
       if (at < 0n) return bad(t, rid, pasid, at, access);
       if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
-      lo = Number(at & 0xffffffffn);
-      hi = Number(at >> 32n);
+      lo = Number(at & 0xffffffffn) | 0;
+      hi = Number(at >> 32n) | 0;
     } else {
+      // The address as int32 words (what the translator takes: no boxing of values from 2^31).
       const at = (iova as number) + done;
-      lo = at >>> 0;
-      hi = (at / TWO_32) >>> 0;
-      if (lo + hi * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
+      lo = at | 0;
+      hi = (at / TWO_32) | 0;
+      if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
     }
     const info = t.translateWords(rid, pasid, lo, hi, access);
     if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
-    const words = t.resultWords();
-    const physLo = words[0]!;
-    const phys = words[1]! * TWO_32 + physLo;
+    const physLo = t.outLo >>> 0;
+    const physHi = t.outHi >>> 0;
+    const phys = physHi * TWO_32 + physLo;
     const left = n - done;
     // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
     const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
@@ -109,11 +111,11 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     const chunk = left < room ? left : room;
     if (chunk === n) {
       // The whole transfer in one leaf (any transfer within a 4 KiB page): one copy, which checks.
-      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, words);
+      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, physLo, physHi);
       return complete(n);
     }
     // One window holds the leaf (the common case, one loop step), or adjoining windows do.
-    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, words));
+    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, physLo, physHi));
     if (runBytes !== 0 && phys === runAt + runBytes) {
       runBytes += chunk;
     } else {
@@ -133,9 +135,9 @@ function complete(n: number): DmaResult {
   return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
 }
 
-/** The fault of a leaf whose output (result words `words`) is not RAM, after `done` bytes. */
-function notRam(done: number, words: Uint32Array): DmaResult {
-  return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(words[1]!) << 32n) | BigInt(words[0]!) } };
+/** The fault of a leaf whose output (address words `lo`, `hi`) is not RAM, after `done` bytes. */
+function notRam(done: number, lo: number, hi: number): DmaResult {
+  return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(hi) << 32n) | BigInt(lo) } };
 }
 
 /** A malformed RID, PASID or address: the per-call path's bad-request fault, logged and counted. */

@@ -110,12 +110,14 @@ export interface Translation {
  * `physLo`/`physHi` are the exact 32-bit halves.
  *
  * It holds the core's three result words and decodes a field when it is read, so a translation
- * costs three stores whatever the caller reads (the per-call hot path writes nothing else).
+ * costs three stores whatever the caller reads (the per-call hot path writes nothing else). The
+ * words are kept as int32 (V8 stores those in the object; a uint32 above 2^31 would be boxed on
+ * every store) and read back unsigned.
  */
 export class TranslationOut {
   /** @internal The core's info word (assembly/abi.ts RES_INFO). */
   info = 0;
-  /** @internal The result record's address words: the output on success, the fault address on a fault. */
+  /** @internal The result record's address words (int32): the output on success, the fault address on a fault. */
   lo = 0;
   /** @internal */
   hi = 0;
@@ -126,15 +128,15 @@ export class TranslationOut {
   }
   /** Low 32 bits of the output address (0 on a fault). */
   get physLo(): number {
-    return this.info & abi.INFO_OK ? this.lo : 0;
+    return this.info & abi.INFO_OK ? this.lo >>> 0 : 0;
   }
   /** High 32 bits of the output address (0 on a fault). */
   get physHi(): number {
-    return this.info & abi.INFO_OK ? this.hi : 0;
+    return this.info & abi.INFO_OK ? this.hi >>> 0 : 0;
   }
   /** The output address as a number (exact below 2^53; 0 on a fault). */
   get phys(): number {
-    return this.info & abi.INFO_OK ? this.hi * 4294967296 + this.lo : 0;
+    return this.info & abi.INFO_OK ? (this.hi >>> 0) * 4294967296 + (this.lo >>> 0) : 0;
   }
   /** log2 of the leaf size (12, 21 or 30) when ok. */
   get sizeLg2(): number {
@@ -174,11 +176,11 @@ export class TranslationOut {
   }
   /** Low 32 bits of `Fault.addr`. */
   get faultAddrLo(): number {
-    return this.info & abi.INFO_OK ? 0 : this.lo;
+    return this.info & abi.INFO_OK ? 0 : this.lo >>> 0;
   }
   /** High 32 bits of `Fault.addr`. */
   get faultAddrHi(): number {
-    return this.info & abi.INFO_OK ? 0 : this.hi;
+    return this.info & abi.INFO_OK ? 0 : this.hi >>> 0;
   }
 }
 
@@ -193,9 +195,9 @@ export function faultCore(info: number): { reason: FaultReason; level: number; s
 
 /** Stores the core's info word and result address words in `out` (decoded when read). */
 export function decodeInto(out: TranslationOut, info: number, lo: number, hi: number): TranslationOut {
-  out.info = info;
-  out.lo = lo;
-  out.hi = hi;
+  out.info = info | 0;
+  out.lo = lo | 0;
+  out.hi = hi | 0;
   return out;
 }
 

@@ -9,6 +9,7 @@
  */
 import * as abi from '../../assembly/abi';
 import { Batch } from './batch';
+import { CallTlb } from './call-tlb';
 import { Core } from '../core/core';
 import { dmaCopy, type DmaResult } from './dma';
 import { FaultLog } from './fault-log';
@@ -81,6 +82,14 @@ export class Translator {
   /** @internal The per-leaf translation of dmaRead/dmaWrite. */
   readonly dmaScratch = new TranslationOut();
   private batchRing: Batch | undefined;
+  private readonly callTlb: CallTlb;
+  /** Scratch for a bigint IOVA's words: the same 8 bytes as u64 and as two int32 (little endian). */
+  private readonly iovaWords = new BigUint64Array(1);
+  private readonly iovaHalves = new Int32Array(this.iovaWords.buffer);
+  /** @internal The output (or fault) address words of the last `translateWords`, as int32 (`>>> 0` reads them unsigned). */
+  outLo = 0;
+  /** @internal */
+  outHi = 0;
 
   /** @internal */
   constructor(
@@ -89,7 +98,9 @@ export class Translator {
     private readonly ring: TranslatorHandle['batch'] | undefined,
     /** @internal Guest RAM, for software DMA. */
     readonly guestRam: GuestRam,
-  ) {}
+  ) {
+    this.callTlb = new CallTlb(core);
+  }
 
   /** Binds a worker to the engine described by `handle` (from `Iommu.translatorHandle()`). */
   static attach(handle: TranslatorHandle): Translator {
@@ -128,46 +139,73 @@ export class Translator {
    * `bad-request` fault.
    */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
-    // Small enough for TurboFan to inline into the caller's loop: checks, then one Wasm call.
-    if (isU32(rid) && isU32(pasid) && isU32(access)) {
-      if (typeof iova === 'number') {
-        const lo = iova >>> 0;
-        const hi = (iova / TWO_32) >>> 0;
-        if (lo + hi * TWO_32 === iova) return this.run(out, rid, pasid, lo, hi, access);
-      } else if (typeof iova === 'bigint' && BigInt.asUintN(64, iova) === iova) {
-        return this.run64(out, rid, pasid, iova, access);
-      }
+    // Kept small so TurboFan inlines it into the caller's loop (a call would also box a double
+    // IOVA): the IOVA's words, the checks a hit needs, then the call TLB; misses and everything
+    // else out of line. Number literals: a module constant would be loaded and checked per call.
+    let lo: number;
+    let hi: number;
+    if (typeof iova === 'number') {
+      lo = iova | 0;
+      hi = (iova / 4294967296) | 0;
+      if ((lo >>> 0) + (hi >>> 0) * 4294967296 !== iova) return this.otherInto(out, rid, pasid, iova, access);
+    } else {
+      if (typeof iova !== 'bigint') return this.otherInto(out, rid, pasid, iova, access);
+      // A bigint's words through a BigUint64Array (no BigInt arithmetic); reading it back equal
+      // means it was in [0, 2^64) (the store wraps anything else).
+      const words = this.iovaWords;
+      words[0] = iova;
+      if (words[0] !== iova) return this.otherInto(out, rid, pasid, iova, access);
+      lo = this.iovaHalves[0]!;
+      hi = this.iovaHalves[1]!;
+    }
+    if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
+    const e = this.callTlb.find(rid, pasid, lo, hi, access);
+    return e >= 0 ? this.callTlb.hitInto(out, e, lo) : this.coreInto(out, rid, pasid, lo, hi, access);
+  }
+
+  /**
+   * `translateInto` for what the fast path refused: an integral number IOVA from 2^53 (exact below
+   * 2^64: to the core), or a malformed request.
+   */
+  private otherInto(out: TranslationOut, rid: number, pasid: number, iova: unknown, access: number): TranslationOut {
+    if (isU32(rid) && isU32(pasid) && isU32(access) && typeof iova === 'number' && Number.isInteger(iova) && iova >= 0 && iova < TWO_64_NUMBER) {
+      return this.coreInto(out, rid, pasid, iova % TWO_32 | 0, (iova / TWO_32) | 0, access);
     }
     return this.bad(out, rid, pasid, iova, access);
   }
 
-  /** A u64 bigint IOVA goes to the core as it is (an i64 parameter): no BigInt arithmetic in JS. */
-  private run64(out: TranslationOut, rid: number, pasid: number, iova: bigint, access: number): TranslationOut {
-    const info = this.core.exports.translate64(rid, pasid, iova, access);
-    if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, Number(iova & 0xffffffffn), Number(iova >> 32n), access);
-    const r = this.resultWords();
-    return decodeInto(out, info, r[0]!, r[1]!);
-  }
-
-  /** One checked request through the core: a hit costs one Wasm call (see assembly/translate.ts). */
-  private run(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
-    const info = this.translateWords(rid, pasid, lo, hi, access);
-    const r = this.resultWords();
-    return decodeInto(out, info, r[0]!, r[1]!);
-  }
-
   /**
-   * @internal One request with checked u32 arguments through the core; returns the info word and
-   * leaves the output (or fault) address words in `resultWords()`. Logs a fault.
+   * @internal One request with checked u32 arguments (the IOVA as int32 words `lo`, `hi`): returns
+   * the info word and leaves the output (or fault) address words in `outLo`/`outHi`. A hit in the call TLB costs no Wasm call; the
+   * rest is `coreWords`, kept out of line so this inlines into the caller whole.
    */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
+    const tlb = this.callTlb;
+    const e = tlb.find(rid, pasid, lo, hi, access);
+    if (e < 0) return this.coreWords(rid, pasid, lo, hi, access);
+    this.outLo = tlb.hitLo(e, lo);
+    this.outHi = tlb.hitHi(e);
+    return tlb.hitInfo(e);
+  }
+
+  /** A call-TLB miss of `translateInto`: the core's answer, decoded into `out`. */
+  private coreInto(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
+    return decodeInto(out, this.coreWords(rid, pasid, lo, hi, access), this.outLo, this.outHi);
+  }
+
+  /** `translateWords` through the core (which records a success in the call cache). Logs a fault. */
+  private coreWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+    const r = this.resultWords();
+    if (r !== this.callTlb.boundTo) this.callTlb.rebind();
+    this.outLo = r[0]! | 0;
+    this.outHi = r[1]! | 0;
     if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, lo, hi, access);
     return info;
   }
 
-  /** @internal This slot's result record (output or fault address words, then info). */
-  resultWords(): Uint32Array {
+  /** This slot's result record (output or fault address words, then info). */
+  private resultWords(): Uint32Array {
     const r = this.core.result;
     // Detached: an emulator grew the unshared memory it lent the engine (views need re-creating).
     return r.length === 0 ? this.core.resync() : r;
@@ -217,7 +255,7 @@ export class Translator {
   }
 
   private log(info: number, rid: number, pasid: number, lo: number, hi: number, access: number): void {
-    this.faults.push({ rid, pasid, iova: (BigInt(hi) << 32n) | BigInt(lo), access, ...faultCore(info) });
+    this.faults.push({ rid, pasid, iova: (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0), access, ...faultCore(info) });
   }
 }
 

@@ -41,10 +41,10 @@ interface Span {
 function dropped(l: Layout): Span[] {
   const rel = (at: number): number => at - l.origin;
   const spans: Span[] = [{ start: rel(l.ctrl + abi.CTRL_FAIL_COUNTDOWN), end: rel(l.ctrl + abi.CTRL_FAIL_COUNTDOWN + 4) }];
-  const iotlbEnd = abi.SLOT_IOTLB + l.iotlbSets * abi.TLB_SET_SIZE;
+  // Caches (IOTLB, call cache) restore empty; so do the slots of workers, which do not survive.
   for (let s = 0; s < l.slotCount; s++) {
     const base = rel(l.slots + s * l.slotSize);
-    spans.push({ start: base + (s === 0 ? abi.SLOT_IOTLB : 0), end: base + iotlbEnd });
+    spans.push({ start: base + (s === 0 ? abi.SLOT_IOTLB : 0), end: base + l.slotBytes });
   }
   return spans;
 }
