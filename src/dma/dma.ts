@@ -62,6 +62,26 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
  * decoding per leaf). Results are frozen.
  */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  // The common case first, small enough to inline into an emulator's loop: a number IOVA and a
+  // transfer inside one 4 KiB page (one translation: any leaf holds the whole page). Literals, as
+  // in Translator.translateInto: a module constant would be loaded and checked per call.
+  if (typeof iova === 'number' && data instanceof Uint8Array && isU32(rid) && isU32(pasid)) {
+    const n = data.length;
+    const lo = iova | 0;
+    const hi = (iova / 4294967296) | 0;
+    if (n !== 0 && (lo & 4095) + n <= 4096 && (lo >>> 0) + (hi >>> 0) * 4294967296 === iova) {
+      const info = t.translateWords(rid, pasid, lo, hi, toRam ? Access.Write : Access.Read);
+      if (!(info & abi.INFO_OK)) return { bytes: 0, fault: faultCore(info) };
+      const phys = (t.outHi >>> 0) * 4294967296 + (t.outLo >>> 0);
+      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, t.outLo >>> 0, t.outHi >>> 0);
+      return complete(n);
+    }
+  }
+  return dmaSpan(t, rid, pasid, iova, data, toRam);
+}
+
+/** `dmaCopy` in general: any IOVA, any length, leaf by leaf. */
+function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
   // array) is a malformed request, reported as a value like every fault on this path.
   if (!(data instanceof Uint8Array)) return faulted(0, 'bad-request');
