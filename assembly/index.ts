@@ -7,7 +7,7 @@ import * as abi from './abi';
 export { bind as init } from './env';
 export { domainInit, domainFree } from './domain';
 export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
-export { translate, translate64, translateBatch } from './translate';
+export { translate, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim, scratchAlloc, scratchFree } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';

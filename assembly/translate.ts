@@ -211,11 +211,6 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
   return info;
 }
 
-/** `translate` with the IOVA as one u64 (a JS bigint, converted by the engine at the call). */
-export function translate64(rid: u32, pasid: u32, iova: u64, access: u32): u32 {
-  return translate(rid, pasid, <u32>iova, <u32>(iova >> 32), access);
-}
-
 /** Translates `n` request records at `req` into result records at `res`; returns the faults. */
 export function translateBatch(req: usize, res: usize, n: u32): u32 {
   let faults: u32 = 0;

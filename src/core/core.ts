@@ -27,7 +27,6 @@ export interface CoreExports {
   scratchAlloc(): number;
   scratchFree(page: number): void;
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
-  translate64(rid: number, pasid: number, iova: bigint, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;
   bufferFree(ptr: number, pages: number): number;

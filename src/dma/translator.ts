@@ -140,21 +140,22 @@ export class Translator {
    */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     // Kept small so TurboFan inlines it into the caller's loop (a call would also box a double
-    // IOVA): the IOVA's words, the checks a hit needs, then the call TLB; misses and everything
-    // else out of line. Number literals: a module constant would be loaded and checked per call.
+    // IOVA): the IOVA's words, the checks a hit needs, then the call cache; misses and malformed
+    // requests out of line. Every integral number below 2^64 splits exactly into the two words.
+    // Number literals: a module constant would be loaded and checked on every call.
     let lo: number;
     let hi: number;
     if (typeof iova === 'number') {
       lo = iova | 0;
       hi = (iova / 4294967296) | 0;
-      if ((lo >>> 0) + (hi >>> 0) * 4294967296 !== iova) return this.otherInto(out, rid, pasid, iova, access);
+      if ((lo >>> 0) + (hi >>> 0) * 4294967296 !== iova) return this.bad(out, rid, pasid, iova, access);
     } else {
-      if (typeof iova !== 'bigint') return this.otherInto(out, rid, pasid, iova, access);
+      if (typeof iova !== 'bigint') return this.bad(out, rid, pasid, iova, access);
       // A bigint's words through a BigUint64Array (no BigInt arithmetic); reading it back equal
       // means it was in [0, 2^64) (the store wraps anything else).
       const words = this.iovaWords;
       words[0] = iova;
-      if (words[0] !== iova) return this.otherInto(out, rid, pasid, iova, access);
+      if (words[0] !== iova) return this.bad(out, rid, pasid, iova, access);
       lo = this.iovaHalves[0]!;
       hi = this.iovaHalves[1]!;
     }
@@ -164,20 +165,9 @@ export class Translator {
   }
 
   /**
-   * `translateInto` for what the fast path refused: an integral number IOVA from 2^53 (exact below
-   * 2^64: to the core), or a malformed request.
-   */
-  private otherInto(out: TranslationOut, rid: number, pasid: number, iova: unknown, access: number): TranslationOut {
-    if (isU32(rid) && isU32(pasid) && isU32(access) && typeof iova === 'number' && Number.isInteger(iova) && iova >= 0 && iova < TWO_64_NUMBER) {
-      return this.coreInto(out, rid, pasid, iova % TWO_32 | 0, (iova / TWO_32) | 0, access);
-    }
-    return this.bad(out, rid, pasid, iova, access);
-  }
-
-  /**
    * @internal One request with checked u32 arguments (the IOVA as int32 words `lo`, `hi`): returns
-   * the info word and leaves the output (or fault) address words in `outLo`/`outHi`. A hit in the call TLB costs no Wasm call; the
-   * rest is `coreWords`, kept out of line so this inlines into the caller whole.
+   * the info word and leaves the output (or fault) address words in `outLo`/`outHi`. A hit in the
+   * call cache costs no Wasm call; a miss is `coreWords`, out of line.
    */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const tlb = this.callTlb;
@@ -188,7 +178,7 @@ export class Translator {
     return tlb.hitInfo(e);
   }
 
-  /** A call-TLB miss of `translateInto`: the core's answer, decoded into `out`. */
+  /** A call-cache miss of `translateInto`: the core's answer, decoded into `out`. */
   private coreInto(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
     return decodeInto(out, this.coreWords(rid, pasid, lo, hi, access), this.outLo, this.outHi);
   }
