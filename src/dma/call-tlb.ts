@@ -65,13 +65,12 @@ export class CallTlb {
 
   /**
    * The entry (a word index) answering request (rid, pasid, lo:hi, access) now, or -1; `lo`, `hi`
-   * are the IOVA's words (int32 or uint32). A hit is counted in this slot's hits, as the core
-   * counts its own.
+   * are the IOVA's words (int32 or uint32), `rid` an integer below 2^16 and `access` below 16 (the
+   * caller checks: other values would alias another request's key). A hit is counted in this
+   * slot's hits, as the core counts its own.
    */
   find(rid: number, pasid: number, lo: number, hi: number, access: number): number {
-    // A RID past 16 bits, unknown access bits or an IOVA from 2^59 have no key (the core refuses
-    // the first two and never records the third).
-    if (((rid >>> 16) | (access >>> 4) | (hi >>> 27)) !== 0) return -1;
+    if (hi >>> 27 !== 0) return -1; // an IOVA from 2^59: no key (the core never records one)
     const vpnLo = (lo >>> 12) | (hi << 20);
     const e = ((vpnLo ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2);
     const w = this.words;
@@ -85,13 +84,21 @@ export class CallTlb {
     return e;
   }
 
-  /** Stores hit `e` in `out` for the byte at IOVA low word `lo` (as `decodeInto` does). */
-  hitInto(out: TranslationOut, e: number, lo: number): TranslationOut {
+  /**
+   * `find` for `translateInto`, with the argument checks a hit needs (a number RID below 2^16, a
+   * u32 PASID, access bits below 16; anything else is left to the core path) and the hit stored in
+   * `out` (as `decodeInto` does). True on a hit.
+   */
+  hitInto(out: TranslationOut, rid: unknown, pasid: unknown, lo: number, hi: number, access: unknown): boolean {
+    if (typeof rid !== 'number' || typeof pasid !== 'number' || typeof access !== 'number' ||
+      (rid & 0xffff) !== rid || pasid >>> 0 !== pasid || (access & 15) !== access) return false;
+    const e = this.find(rid, pasid, lo, hi, access);
+    if (e < 0) return false;
     const w = this.words;
     out.info = w[e + (abi.CALL_INFO >>> 2)]!;
     out.lo = w[e + (abi.CALL_OUT_LO >>> 2)]! | (lo & (abi.PAGE_SIZE - 1));
     out.hi = w[e + (abi.CALL_OUT_HI >>> 2)]!;
-    return out;
+    return true;
   }
 
   /** The info word of hit `e`. */

@@ -140,28 +140,28 @@ export class Translator {
    */
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut {
     // Kept small so TurboFan inlines it into the caller's loop (a call would also box a double
-    // IOVA): the IOVA's words, the checks a hit needs, then the call cache; misses and malformed
-    // requests out of line. Every integral number below 2^64 splits exactly into the two words.
-    // Number literals: a module constant would be loaded and checked on every call.
-    let lo: number;
-    let hi: number;
+    // IOVA; V8 inlines a function only while it and what it inlined fit a bytecode budget): the
+    // IOVA's words, then the call cache, which checks the rest; misses and malformed requests out
+    // of line. Every integral number below 2^64 splits exactly into the two words. Number literals:
+    // a module constant would be loaded and checked on every call.
+    let lo = 0;
+    let hi = 0;
+    let exact = false;
     if (typeof iova === 'number') {
       lo = iova | 0;
       hi = (iova / 4294967296) | 0;
-      if ((lo >>> 0) + (hi >>> 0) * 4294967296 !== iova) return this.bad(out, rid, pasid, iova, access);
-    } else {
-      if (typeof iova !== 'bigint') return this.bad(out, rid, pasid, iova, access);
+      exact = (lo >>> 0) + (hi >>> 0) * 4294967296 === iova;
+    } else if (typeof iova === 'bigint') {
       // A bigint's words through a BigUint64Array (no BigInt arithmetic); reading it back equal
       // means it was in [0, 2^64) (the store wraps anything else).
       const words = this.iovaWords;
       words[0] = iova;
-      if (words[0] !== iova) return this.bad(out, rid, pasid, iova, access);
+      exact = words[0] === iova;
       lo = this.iovaHalves[0]!;
       hi = this.iovaHalves[1]!;
     }
-    if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, iova, access);
-    const e = this.callTlb.find(rid, pasid, lo, hi, access);
-    return e >= 0 ? this.callTlb.hitInto(out, e, lo) : this.coreInto(out, rid, pasid, lo, hi, access);
+    if (!exact) return this.bad(out, rid, pasid, iova, access);
+    return this.callTlb.hitInto(out, rid, pasid, lo, hi, access) ? out : this.coreInto(out, rid, pasid, lo, hi, access);
   }
 
   /**
@@ -171,16 +171,21 @@ export class Translator {
    */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const tlb = this.callTlb;
-    const e = tlb.find(rid, pasid, lo, hi, access);
+    const e = ((rid >>> 16) | (access >>> 4)) === 0 ? tlb.find(rid, pasid, lo, hi, access) : -1;
     if (e < 0) return this.coreWords(rid, pasid, lo, hi, access);
     this.outLo = tlb.hitLo(e, lo);
     this.outHi = tlb.hitHi(e);
     return tlb.hitInfo(e);
   }
 
-  /** A call-cache miss of `translateInto`: the core's answer, decoded into `out`. */
+  /** `translateInto` past the call cache: the core's answer decoded into `out`, or a malformed request's fault. */
   private coreInto(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
-    return decodeInto(out, this.coreWords(rid, pasid, lo, hi, access), this.outLo, this.outHi);
+    return isU32(rid) && isU32(pasid) && isU32(access) ? decodeInto(out, this.coreWords(rid, pasid, lo, hi, access), this.outLo, this.outHi) : this.badWords(out, rid, pasid, lo, hi, access);
+  }
+
+  /** `bad` for a request whose IOVA is already words. */
+  private badWords(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
+    return this.bad(out, rid, pasid, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0), access);
   }
 
   /** `translateWords` through the core (which records a success in the call cache). Logs a fault. */
