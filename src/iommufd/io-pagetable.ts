@@ -10,6 +10,7 @@
 import { caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
 import { orderByKeys } from '../base/sort.js';
+import { AreaStore } from './area-store.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -130,7 +131,7 @@ interface DomainEntry {
  */
 export class IoPagetable {
   /** Mapped areas, sorted by iova, disjoint. */
-  #areas: Area[] = [];
+  #areas = new AreaStore();
   /** Frozen copy of `#areas` handed out by the getter; dropped on every change. */
   #areasView: readonly Area[] | undefined = undefined;
   /** Reserved ranges as each owner gave them; ranges of different owners may overlap. */
@@ -160,7 +161,7 @@ export class IoPagetable {
 
   /** The areas, sorted by iova, never overlapping. A frozen snapshot: it does not change when the table does. */
   get areas(): readonly Area[] {
-    return (this.#areasView ??= Object.freeze(this.#areas.slice()));
+    return (this.#areasView ??= Object.freeze(this.#areas.toArray()));
   }
 
   /** The attached domains in the order they were added. A frozen snapshot. */
@@ -278,20 +279,27 @@ export class IoPagetable {
    *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
    */
   unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[], round: number) => boolean): bigint {
+    const areas = this.#areas;
     for (let round = 0; ; round++) {
-      const [first, end] = this.#unmapRange(op, iova, length);
-      if (first === end) return 0n;
-      const areas = this.#areas;
+      let at = this.#unmapRange(op, iova, length);
+      const count = this.#unmapCount;
+      if (count === 0) return 0n;
       // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
       // they may refuse by throwing, and nothing has changed yet.
-      if (beforeRemove !== undefined && !beforeRemove(areas.slice(first, end), round)) continue;
+      if (beforeRemove !== undefined) {
+        const list: Area[] = [];
+        for (let k = 0, p = at; k < count; k++, p = areas.next(p)) list.push(areas.at(p)!);
+        if (!beforeRemove(list, round)) continue;
+        at = areas.seek(list[0]!.iova, Number(list[0]!.iova)); // no position survives a call out
+      }
       let total = 0n;
-      for (let i = first; i < end; i++) {
-        const a = areas[i]!;
-        for (const d of this.#domains) d.sink.unmapArea(a);
+      const domains = this.#domains;
+      for (let k = 0, p = at; k < count; k++, p = areas.next(p)) {
+        const a = areas.at(p)!;
+        for (let j = 0; j < domains.length; j++) domains[j]!.sink.unmapArea(a);
         total += areaLength(a);
       }
-      areas.splice(first, end - first);
+      areas.remove(at, count);
       this.#areasView = undefined;
       return total;
     }
@@ -308,20 +316,20 @@ export class IoPagetable {
    */
   unmapMany(op: string, reqs: readonly { iova: bigint; length: bigint }[], failed: (i: number, e: IommuError) => void, removed: (i: number, bytes: bigint) => void): number {
     const areas = this.#areas;
-    const gone = new Uint8Array(areas.length);
+    const gone = new Set<Area>();
     const leaving: Area[] = [];
-    let lowest = areas.length;
     let applied = 0;
     for (let i = 0; i < reqs.length; i++) {
-      const range = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
-      if (range === undefined) continue;
+      const at = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
+      if (at === undefined) continue;
       let total = 0n;
-      for (let k = range[0]; k < range[1]; k++) {
-        if (gone[k]) continue;
-        gone[k] = 1;
-        leaving.push(areas[k]!);
-        total += areaLength(areas[k]!);
-        if (k < lowest) lowest = k;
+      for (let k = 0, p = at; k < this.#unmapCount; p = areas.next(p)) {
+        const a = areas.at(p)!;
+        if (gone.has(a)) continue;
+        k++;
+        gone.add(a);
+        leaving.push(a);
+        total += areaLength(a);
       }
       applied++;
       removed(i, total);
@@ -331,41 +339,41 @@ export class IoPagetable {
       if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
       else for (const a of leaving) d.sink.unmapArea(a);
     }
-    let kept = lowest;
-    for (let k = lowest; k < areas.length; k++) if (!gone[k]) areas[kept++] = areas[k]!;
-    areas.length = kept;
+    for (const a of leaving) areas.remove(areas.seek(a.iova, Number(a.iova)), 1);
     this.#areasView = undefined;
     return applied;
   }
 
+  /** Live areas the last {@link unmapRange} found (its second result). */
+  #unmapCount = 0;
+
   /**
-   * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are
-   * indices `[first, end)` of the table, less those flagged in `gone` (areas an earlier request
-   * of a batch removes). `first === end`: nothing to remove, and that is no error (`(0n, U64_MAX)`).
+   * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are the
+   * {@link unmapCount} areas from the returned position on, less those in `gone` (areas an earlier
+   * request of a batch removes). A count of 0: nothing to remove, and that is no error (`(0n, U64_MAX)`).
    * @throws IommuError as {@link unmap}
    */
-  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Uint8Array): [first: number, end: number] {
+  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Set<Area>): number {
     checkU64(op, 'iova', iova);
     checkU64(op, 'length', length);
     const all = iova === 0n && length === U64_MAX;
     const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
     const areas = this.#areas;
-    const first = firstEndingAtOrAfter(areas, iova);
-    let end = first;
+    const first = areas.seek(iova, Number(iova));
+    const end = areas.end;
     let live = 0;
-    for (; end < areas.length && areas[end]!.iova <= last; end++) {
-      if (gone?.[end]) continue;
-      const a = areas[end]!;
+    for (let p = first; p !== end; p = areas.next(p)) {
+      const a = areas.at(p)!;
+      if (a.iova > last) break;
+      if (gone?.has(a)) continue;
       if (a.iova < iova || a.last > last) {
         fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
       }
       live++;
     }
-    if (live === 0) {
-      if (all) return [first, first];
-      fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
-    }
-    return [first, end];
+    if (live === 0 && !all) fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
+    this.#unmapCount = live;
+    return first;
   }
 
   /**
@@ -516,14 +524,15 @@ export class IoPagetable {
     this.#checkReservable(op, outside);
     const before = this.#reservedByOwner.get(sink) ?? [];
     this.#setReserved(sink, [...before, ...outside]);
+    const areas = this.#areas.toArray();
     let filled = 0;
     try {
-      for (const a of this.#areas) {
+      for (const a of areas) {
         sink.mapArea(a);
         filled++;
       }
     } catch (e) {
-      for (let i = filled - 1; i >= 0; i--) sink.unmapArea(this.#areas[i]!);
+      for (let i = filled - 1; i >= 0; i--) sink.unmapArea(areas[i]!);
       this.#setReserved(sink, before);
       throw e;
     }
@@ -586,14 +595,14 @@ export class IoPagetable {
     const bad = (what: string): never => {
       throw new Error(`io-pagetable state: ${what}`);
     };
-    if (this.#areas.length > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
+    if (this.#areas.size > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
     const sortedDisjoint = (list: readonly { start: bigint; last: bigint }[], strict: boolean): boolean =>
       list.every((r, i) => r.start >= 0n && r.last <= U64_MAX && (strict ? r.start < r.last : r.start <= r.last) && (i === 0 || list[i - 1]!.last < r.start));
     const areas = s.areas.map((a) => makeArea(a.iova, a.last, a.phys, a.read, a.write));
     if (!sortedDisjoint(areas.map((a) => ({ start: a.iova, last: a.last })), false) || areas.some((a) => !a.read && !a.write)) bad('areas overlap or are out of order');
     if (!sortedDisjoint(s.allowed, true)) bad('allowed ranges overlap or are out of order');
     if (![...s.domains.map((d) => d.pageSize), ...s.alignments.map(([, a]) => a)].every(isPow2)) bad('an alignment is not a power of two');
-    this.#areas = areas;
+    this.#areas.load(areas);
     this.#areasView = undefined;
     this.setAllowed('restore', copyRanges(s.allowed));
     for (const d of s.domains) this.#domains.push({ sink: d.sink, pageSize: d.pageSize });
@@ -607,7 +616,7 @@ export class IoPagetable {
     const a = this.#alignment;
     if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
     for (const r of this.#reserved) {
-      if (hitIndex(this.#areas, r.start, r.last) >= 0 || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
+      if (this.#hitArea(r.start, r.last) !== undefined || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
     }
   }
 
@@ -620,17 +629,19 @@ export class IoPagetable {
   slices(iova: bigint, last: bigint): AreaSlice[] | undefined {
     if (iova > last) return undefined;
     const areas = this.#areas;
-    let i = firstEndingAtOrAfter(areas, iova);
-    if (i === areas.length || areas[i]!.iova > iova) return undefined;
+    let p = areas.seek(iova, Number(iova));
+    let a = areas.at(p);
+    if (a === undefined || a.iova > iova) return undefined;
     const out: AreaSlice[] = [];
     for (let start = iova; ; ) {
-      const a = areas[i]!;
       const end = a.last < last ? a.last : last;
       out.push({ area: a, start, last: end });
       if (end === last) return out;
-      i++;
-      if (i === areas.length || areas[i]!.iova !== a.last + 1n) return undefined;
-      start = areas[i]!.iova;
+      p = areas.next(p);
+      const b = areas.at(p);
+      if (b === undefined || b.iova !== a.last + 1n) return undefined;
+      a = b;
+      start = a.iova;
     }
   }
 
@@ -650,9 +661,8 @@ export class IoPagetable {
     const last = toLast(op, 'iova', iova, length);
     const r = hitIndex(this.#reserved, iova, last);
     if (r >= 0) fail('EINVAL', op, `expected an unreserved range, got [${hex(iova)}, ${hex(last)}] hitting reserved ${fmt(this.#reserved[r]!)}`);
-    const a = hitIndex(this.#areas, iova, last);
-    if (a >= 0) {
-      const hit = this.#areas[a]!;
+    const hit = this.#hitArea(iova, last);
+    if (hit !== undefined) {
       fail('EEXIST', op, `expected a free range, got [${hex(iova)}, ${hex(last)}] overlapping mapping [${hex(hit.iova)}, ${hex(hit.last)}]`);
     }
     return iova;
@@ -691,23 +701,22 @@ export class IoPagetable {
 
   /**
    * Lowest `x` in `[start, last]` with `x % step == offset` whose `[x, x+length-1]` fits in
-   * `[start, last]` and touches no reserved range and no area. One forward merge walk over both
-   * sorted lists: O(areas + reserved) in the worst case.
+   * `[start, last]` and touches no reserved range and no area. A forward walk over the reserved
+   * list and one search of the areas per step: O((areas + reserved) log areas) in the worst case.
    */
   #findFree(start: bigint, last: bigint, length: bigint, step: bigint, offset: bigint): bigint | undefined {
     const areas = this.#areas;
     const resv = this.#reserved;
-    let ai = firstEndingAtOrAfter(areas, start);
     let ri = firstEndingAtOrAfter(resv, start);
     let cursor = start;
     for (;;) {
       const cand = cursor + ((((offset - cursor) % step) + step) % step);
       const candLast = cand + length - 1n;
       if (candLast > last) return undefined;
-      while (ai < areas.length && areas[ai]!.last < cand) ai++;
+      const area = areas.at(areas.seek(cand, Number(cand)));
       while (ri < resv.length && resv[ri]!.last < cand) ri++;
       let used = -1n; // last address of the furthest-reaching range in the way, -1 if none
-      if (ai < areas.length && areas[ai]!.iova <= candLast) used = areas[ai]!.last;
+      if (area !== undefined && area.iova <= candLast) used = area.last;
       if (ri < resv.length && resv[ri]!.start <= candLast && resv[ri]!.last > used) used = resv[ri]!.last;
       if (used < 0n) return cand;
       // Every start in [cand, used] still overlaps that range, so resume just past it.
@@ -768,28 +777,25 @@ export class IoPagetable {
     return areas.map((a) => caught(() => this.#installInDomains([a])));
   }
 
-  /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`: one merge. */
+  /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`. */
   #insertSorted(sorted: readonly Area[]): void {
     if (sorted.length === 0) return;
     const areas = this.#areas;
-    const at = firstEndingAtOrAfter(areas, sorted[0]!.iova);
     this.#areasView = undefined;
-    if (sorted.length === 1) return void areas.splice(at, 0, sorted[0]!);
-    const tail = areas.splice(at); // everything from `at` on, merged back behind the new areas
-    let t = 0;
-    for (const a of sorted) {
-      while (t < tail.length && tail[t]!.iova < a.iova) areas.push(tail[t++]!);
-      areas.push(a);
-    }
-    while (t < tail.length) areas.push(tail[t++]!);
+    for (const a of sorted) areas.insert(areas.seek(a.iova, Number(a.iova)), a);
+  }
+
+  /** The lowest area intersecting `[start, last]`, if any. */
+  #hitArea(start: bigint, last: bigint): Area | undefined {
+    const a = this.#areas.at(this.#areas.seek(start, Number(start)));
+    return a !== undefined && a.iova <= last ? a : undefined;
   }
 
   /** iopt_reserve_iova()'s conflict rule: a new reserved range may not hit an area or an allowed range. */
   #checkReservable(op: string, ranges: readonly IoRange[]): void {
     for (const r of ranges) {
-      const a = hitIndex(this.#areas, r.start, r.last);
-      if (a >= 0) {
-        const hit = this.#areas[a]!;
+      const hit = this.#hitArea(r.start, r.last);
+      if (hit !== undefined) {
         fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every mapping, got [${hex(hit.iova)}, ${hex(hit.last)}]`);
       }
       const w = hitIndex(this.#allowed, r.start, r.last);
@@ -816,7 +822,7 @@ export class IoPagetable {
   #checkAlignmentGrowth(op: string, newAlignment: bigint): void {
     if (newAlignment > PAGE_SIZE) fail('EINVAL', op, `expected an IOVA alignment of at most ${hex(PAGE_SIZE)}, got ${hex(newAlignment)}`);
     if (newAlignment === this.#alignment) return;
-    for (const a of this.#areas) {
+    for (const a of this.areas) {
       if (a.iova % newAlignment !== 0n || areaLength(a) % newAlignment !== 0n || a.phys % newAlignment !== 0n) {
         fail('EADDRINUSE', op, `expected every mapping aligned to ${hex(newAlignment)}, got ${hex(areaLength(a))} bytes at ${hex(a.iova)} -> ${hex(a.phys)}`);
       }
@@ -888,11 +894,9 @@ function firstEndingAtOrAfter(arr: readonly { readonly last: bigint }[], addr: b
 }
 
 /** Index of the lowest element of a sorted, disjoint list intersecting `[start, last]`, or -1. */
-function hitIndex(arr: readonly (IoRange | Area)[], start: bigint, last: bigint): number {
+function hitIndex(arr: readonly IoRange[], start: bigint, last: bigint): number {
   const i = firstEndingAtOrAfter(arr, start);
-  if (i === arr.length) return -1;
-  const e = arr[i]!;
-  return ('iova' in e ? e.iova : e.start) <= last ? i : -1;
+  return i < arr.length && arr[i]!.start <= last ? i : -1;
 }
 
 /** Union of ranges sorted by start: sorted, disjoint, touching ranges merged; frozen. */
