@@ -4,7 +4,7 @@
  * where neighbouring areas round to the same double (the search's exact tie-break).
  */
 import { describe, expect, test } from 'vitest';
-import { AreaStore } from '../src/iommufd/area-store.js';
+import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
 import type { Area } from '../src/iommufd/io-pagetable.js';
 
 /** mulberry32: a seeded u32 generator. */
@@ -37,6 +37,15 @@ function walk(s: AreaStore, pos: number): Area[] {
 }
 
 describe('AreaStore', () => {
+  test('keyOf is Number() of the u64: exact below 2^53, monotonic above', () => {
+    const next = rng(3);
+    const values = [0n, 1n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 1n, (1n << 64n) - 1024n, (1n << 64n) - 1025n];
+    for (let i = 0; i < 2000; i++) values.push(((BigInt(next()) << 32n) | BigInt(next())) >> BigInt(next() % 64));
+    for (const v of values) expect(keyOf(v)).toBe(Number(v));
+    values.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (let i = 1; i < values.length; i++) expect(keyOf(values[i]!)).toBeGreaterThanOrEqual(keyOf(values[i - 1]!));
+  });
+
   // Slots of 1 byte near 2^64 share doubles (spacing 2048 there); slots of 4 KiB near 2^40 do not.
   for (const [name, base, slot] of [
     ['4 KiB areas below 2^53', 1n << 40n, 4096n],
@@ -53,7 +62,7 @@ describe('AreaStore', () => {
         if (next() % 3 !== 0 && !used.has(slotIndex)) {
           const a = area(base + BigInt(slotIndex) * slot, slot);
           const i = refSeek(ref, a.iova);
-          const pos = s.seek(a.iova, Number(a.iova));
+          const pos = s.seek(a.iova, keyOf(a.iova));
           expect(s.at(pos)).toBe(ref[i]);
           s.insert(pos, a);
           ref.splice(i, 0, a);
@@ -62,7 +71,7 @@ describe('AreaStore', () => {
           const i = next() % ref.length;
           const count = Math.min(1 + (next() % 70), ref.length - i);
           const a = ref[i]!;
-          const pos = s.seek(a.iova, Number(a.iova));
+          const pos = s.seek(a.iova, keyOf(a.iova));
           expect(s.at(pos)).toBe(a);
           s.remove(pos, count);
           for (const gone of ref.splice(i, count)) used.delete(Number((gone.iova - base) / slot));
@@ -73,7 +82,7 @@ describe('AreaStore', () => {
           // Seek from every kind of address: inside an area, in a hole, beyond the last.
           for (let k = 0; k < 20; k++) {
             const addr = base + BigInt(next() % 5100) * slot + (slot > 1n ? BigInt(next() % Number(slot)) : 0n);
-            expect(walk(s, s.seek(addr, Number(addr)))).toEqual(ref.slice(refSeek(ref, addr)));
+            expect(walk(s, s.seek(addr, keyOf(addr)))).toEqual(ref.slice(refSeek(ref, addr)));
           }
         }
       }

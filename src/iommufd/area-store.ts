@@ -3,9 +3,9 @@
  * of height two), searched on doubles, so that MAP and UNMAP cost O(log n + CHUNK) with no BigInt
  * compare in the search and no splice of the whole area list.
  *
- * Keys: each area is searched by `Number(area.last)`. `Number` of a u64 is monotonic (never
- * decreasing), so a double compare orders two areas exactly unless both round to the same double
- * (possible from 2^53 up); the search settles those ties with one exact compare.
+ * Keys: each area is searched by `keyOf(area.last)`, the u64 rounded to a double. Rounding is
+ * monotonic (never decreasing), so a double compare orders two areas exactly unless both round to
+ * the same double (possible from 2^53 up); the search settles those ties with one exact compare.
  *
  * Positions: `ci * CHUNK + k` names area `k` of chunk `ci`; {@link AreaStore.end} is past the last
  * area. A position is valid until the next insert or remove, as an array index would be.
@@ -13,15 +13,32 @@
  */
 import type { Area } from './io-pagetable';
 
-/** Most areas in one chunk; a full chunk splits in two halves. */
-const CHUNK = 64;
+/** One u64 word and its two u32 halves, to read a bigint's bits without BigInt arithmetic. */
+const word = new BigUint64Array(1);
+const halves = new Uint32Array(word.buffer);
+/** Index of the high half in `halves`: 1 on little-endian platforms. */
+const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
 
-/** A run of areas in IOVA order, with the search key of each. */
-interface Chunk {
-  /** Areas in IOVA order; `areas.length` is the count. */
-  areas: Area[];
-  /** `keys[k]` is `Number(areas[k].last)`; only the first `areas.length` are meaningful. */
-  keys: Float64Array;
+/**
+ * The search key of a u64: its value rounded to the nearest double (exact below 2^53). Computed
+ * from the two u32 halves, as `Number(x)` costs several times more in V8.
+ */
+export function keyOf(x: bigint): number {
+  word[0] = x;
+  return halves[HI]! * 4294967296 + halves[1 - HI]!;
+}
+
+/** Most areas in one chunk; a full chunk splits in two halves. */
+const CHUNK = 32;
+
+/** A run of areas in IOVA order, with the search key of each, in arrays of fixed capacity CHUNK. */
+class Chunk {
+  /** Areas in use: `areas[0..n)` and `keys[0..n)`. */
+  n = 0;
+  /** Areas in IOVA order; slots from `n` on are undefined (nothing kept alive). */
+  readonly areas: (Area | undefined)[] = new Array<Area | undefined>(CHUNK).fill(undefined);
+  /** `keys[k]` is `keyOf(areas[k].last)`. */
+  readonly keys = new Float64Array(CHUNK);
 }
 
 /**
@@ -31,6 +48,12 @@ interface Chunk {
 export class AreaStore {
   #chunks: Chunk[] = [];
   #size = 0;
+  #version = 0;
+
+  /** Changes on every insert, remove and load: a position taken at one version is valid at that version only. */
+  get version(): number {
+    return this.#version;
+  }
 
   /** The number of areas. */
   get size(): number {
@@ -45,7 +68,7 @@ export class AreaStore {
   /**
    * The position of the first area whose `last >= addr` (the first that can intersect anything
    * from `addr` up), or {@link end}.
-   * @param key `Number(addr)`
+   * @param key `keyOf(addr)`
    */
   seek(addr: bigint, key: number): number {
     const chunks = this.#chunks;
@@ -54,14 +77,14 @@ export class AreaStore {
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const c = chunks[mid]!;
-      if (c.keys[c.areas.length - 1]! < key) lo = mid + 1;
+      if (c.keys[c.n - 1]! < key) lo = mid + 1;
       else hi = mid;
     }
     if (lo === chunks.length) return lo * CHUNK;
     const c = chunks[lo]!;
     const keys = c.keys;
     let a = 0;
-    let b = c.areas.length - 1; // keys[b] >= key: the answer is in [a, b]
+    let b = c.n - 1; // keys[b] >= key: the answer is in [a, b]
     while (a < b) {
       const mid = (a + b) >>> 1;
       if (keys[mid]! < key) a = mid + 1;
@@ -85,8 +108,7 @@ export class AreaStore {
   /** The position after `pos` ({@link end} after the last area). */
   next(pos: number): number {
     const ci = (pos / CHUNK) | 0;
-    const k = (pos % CHUNK) + 1;
-    return k < this.#chunks[ci]!.areas.length ? pos + 1 : (ci + 1) * CHUNK;
+    return (pos % CHUNK) + 1 < this.#chunks[ci]!.n ? pos + 1 : (ci + 1) * CHUNK;
   }
 
   /**
@@ -98,32 +120,38 @@ export class AreaStore {
     let ci = (pos / CHUNK) | 0;
     let k = pos % CHUNK;
     // Past the end, or at the start of a chunk: append to the chunk before when it has room.
-    if (k === 0 && ci > 0 && chunks[ci - 1]!.areas.length < CHUNK) {
+    if (k === 0 && ci > 0 && chunks[ci - 1]!.n < CHUNK) {
       ci--;
-      k = chunks[ci]!.areas.length;
+      k = chunks[ci]!.n;
     }
-    if (ci === chunks.length) chunks.push({ areas: [], keys: new Float64Array(CHUNK) });
+    if (ci === chunks.length) chunks.push(new Chunk());
     let c = chunks[ci]!;
-    if (c.areas.length === CHUNK) {
+    if (c.n === CHUNK) {
       const half = CHUNK / 2;
-      const right: Chunk = { areas: c.areas.slice(half), keys: new Float64Array(CHUNK) };
-      right.keys.set(c.keys.subarray(half, CHUNK));
-      c.areas.length = half;
+      const right = new Chunk();
+      for (let j = half; j < CHUNK; j++) {
+        right.areas[j - half] = c.areas[j];
+        right.keys[j - half] = c.keys[j]!;
+        c.areas[j] = undefined;
+      }
+      right.n = CHUNK - half;
+      c.n = half;
       chunks.splice(ci + 1, 0, right);
       if (k > half) {
         c = right;
         k -= half;
       }
     }
-    const areas = c.areas;
-    const keys = c.keys;
-    for (let j = areas.length; j > k; j--) {
-      areas[j] = areas[j - 1]!;
+    const { areas, keys } = c;
+    for (let j = c.n; j > k; j--) {
+      areas[j] = areas[j - 1];
       keys[j] = keys[j - 1]!;
     }
     areas[k] = area;
-    keys[k] = Number(area.last);
+    keys[k] = keyOf(area.last);
+    c.n++;
     this.#size++;
+    this.#version++;
   }
 
   /** Removes the `count` areas from `pos` on (they must exist). */
@@ -133,17 +161,19 @@ export class AreaStore {
     let ci = first;
     let from = pos % CHUNK;
     this.#size -= count;
+    this.#version++;
     while (count > 0) {
-      const { areas, keys } = chunks[ci]!;
-      const n = areas.length;
+      const c = chunks[ci]!;
+      const { areas, keys, n } = c;
       const take = Math.min(count, n - from);
       for (let j = from + take; j < n; j++) {
-        areas[j - take] = areas[j]!;
+        areas[j - take] = areas[j];
         keys[j - take] = keys[j]!;
       }
-      areas.length = n - take;
+      for (let j = n - take; j < n; j++) areas[j] = undefined;
+      c.n = n - take;
       count -= take;
-      if (areas.length === 0) chunks.splice(ci, 1);
+      if (c.n === 0) chunks.splice(ci, 1);
       else ci++;
       from = 0;
     }
@@ -158,10 +188,10 @@ export class AreaStore {
     const chunks = this.#chunks;
     const left = chunks[ci];
     const right = chunks[ci + 1];
-    if (left === undefined || right === undefined || left.areas.length + right.areas.length > CHUNK / 2) return false;
-    for (let j = 0; j < right.areas.length; j++) {
-      left.keys[left.areas.length] = right.keys[j]!;
-      left.areas.push(right.areas[j]!);
+    if (left === undefined || right === undefined || left.n + right.n > CHUNK / 2) return false;
+    for (let j = 0; j < right.n; j++) {
+      left.areas[left.n] = right.areas[j];
+      left.keys[left.n++] = right.keys[j]!;
     }
     chunks.splice(ci + 1, 1);
     return true;
@@ -170,7 +200,7 @@ export class AreaStore {
   /** Every area in IOVA order, as a new array. */
   toArray(): Area[] {
     const out: Area[] = [];
-    for (const c of this.#chunks) for (const a of c.areas) out.push(a);
+    for (const c of this.#chunks) for (let k = 0; k < c.n; k++) out.push(c.areas[k]!);
     return out;
   }
 
@@ -178,6 +208,7 @@ export class AreaStore {
   load(sorted: readonly Area[]): void {
     this.#chunks = [];
     this.#size = 0;
+    this.#version++;
     for (const a of sorted) this.insert(this.end, a);
   }
 }

@@ -10,7 +10,7 @@
 import { caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
 import { orderByKeys } from '../base/sort.js';
-import { AreaStore } from './area-store.js';
+import { AreaStore, keyOf } from './area-store.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -40,8 +40,10 @@ export interface IoRange {
 }
 
 /**
- * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. Areas handed out are
- * frozen, so a sink or a caller may keep them as identity keys.
+ * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. The table never changes
+ * an area once made, so a sink or a caller may keep them as identity keys; those that
+ * {@link IoPagetable.areas} hands out are frozen (freezing each on creation would cost MAP more
+ * than the rest of its bookkeeping).
  */
 export interface Area {
   /** First IOVA of the area. */
@@ -106,6 +108,12 @@ export interface IoPagetableState {
   alignments: readonly (readonly [owner: object, alignment: bigint])[];
 }
 
+/**
+ * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP: their
+ * sums stay below 2^53, so doubles hold them exactly.
+ */
+const FAST_LIMIT = 2 ** 52;
+
 /** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
 export interface AreaSlice {
   area: Area;
@@ -153,6 +161,8 @@ export class IoPagetable {
   /** Alignment requirements of non-domain users (software-DMA accesses), by owner. */
   #extraAlignment = new Map<object, bigint>();
   #alignment = 1n;
+  /** `#alignment` as a number when it is at most PAGE_SIZE (always, outside a failing restore), else 0. */
+  #alignNum = 1;
 
   /** The IOVA alignment (`iova_alignment`): 1 on a fresh table, else the largest requirement of the domains and accesses. */
   get alignment(): bigint {
@@ -161,7 +171,7 @@ export class IoPagetable {
 
   /** The areas, sorted by iova, never overlapping. A frozen snapshot: it does not change when the table does. */
   get areas(): readonly Area[] {
-    return (this.#areasView ??= Object.freeze(this.#areas.toArray()));
+    return (this.#areasView ??= Object.freeze(this.#areas.toArray().map((a) => Object.freeze(a))));
   }
 
   /** The attached domains in the order they were added. A frozen snapshot. */
@@ -196,6 +206,38 @@ export class IoPagetable {
     const area = this.#checkMap(op, args);
     this.#install([area]);
     return area.iova;
+  }
+
+  /**
+   * {@link map} with a fixed IOVA, for a caller that has checked `iova`, `length` and `phys` are
+   * u64 (ioasMap): the same outcome. When all three are below FAST_LIMIT and every check passes --
+   * the common case -- the checks run on doubles with one search of the areas; anything else,
+   * every error included, goes through {@link map}.
+   */
+  mapFixed(op: string, iova: bigint, length: bigint, phys: bigint, read: boolean, write: boolean): bigint {
+    const iovaK = keyOf(iova);
+    const lengthK = keyOf(length);
+    const physK = keyOf(phys);
+    const align = this.#alignNum;
+    if (
+      (read || write) && lengthK !== 0 && iovaK < FAST_LIMIT && lengthK < FAST_LIMIT && physK < FAST_LIMIT &&
+      align !== 0 && iovaK % align === 0 && lengthK % align === 0 && physK % align === 0
+    ) {
+      const last = iova + length - 1n;
+      const store = this.#areas;
+      let pos = store.seek(iova, iovaK);
+      const hit = store.at(pos);
+      if ((hit === undefined || hit.iova > last) && hitIndex(this.#reserved, iova, last) < 0) {
+        const area: Area = { iova, last, phys, read, write };
+        const version = store.version;
+        this.#installInDomains(area);
+        if (store.version !== version) pos = store.seek(iova, iovaK); // a sink called back into the table
+        store.insert(pos, area);
+        this.#areasView = undefined;
+        return iova;
+      }
+    }
+    return this.map(op, { iova, length, phys, read, write });
   }
 
   /**
@@ -280,6 +322,21 @@ export class IoPagetable {
    */
   unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[], round: number) => boolean): bigint {
     const areas = this.#areas;
+    if (beforeRemove === undefined) {
+      // The common case: the range is exactly one area. Then every check below passes (the
+      // values are u64 as the area's are; the area is the only one inside), and the outcome is
+      // the same; anything else, errors included, takes the general path.
+      const iovaK = keyOf(iova);
+      const at = areas.seek(iova, iovaK);
+      const a = areas.at(at);
+      if (a !== undefined && a.iova === iova && a.last === iova + length - 1n) {
+        const domains = this.#domains;
+        for (let j = 0; j < domains.length; j++) domains[j]!.sink.unmapArea(a);
+        areas.remove(areas.at(at) === a ? at : areas.seek(iova, iovaK), 1);
+        this.#areasView = undefined;
+        return length;
+      }
+    }
     for (let round = 0; ; round++) {
       let at = this.#unmapRange(op, iova, length);
       const count = this.#unmapCount;
@@ -290,7 +347,7 @@ export class IoPagetable {
         const list: Area[] = [];
         for (let k = 0, p = at; k < count; k++, p = areas.next(p)) list.push(areas.at(p)!);
         if (!beforeRemove(list, round)) continue;
-        at = areas.seek(list[0]!.iova, Number(list[0]!.iova)); // no position survives a call out
+        at = areas.seek(list[0]!.iova, keyOf(list[0]!.iova)); // no position survives a call out
       }
       let total = 0n;
       const domains = this.#domains;
@@ -339,7 +396,7 @@ export class IoPagetable {
       if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
       else for (const a of leaving) d.sink.unmapArea(a);
     }
-    for (const a of leaving) areas.remove(areas.seek(a.iova, Number(a.iova)), 1);
+    for (const a of leaving) areas.remove(areas.seek(a.iova, keyOf(a.iova)), 1);
     this.#areasView = undefined;
     return applied;
   }
@@ -359,7 +416,7 @@ export class IoPagetable {
     const all = iova === 0n && length === U64_MAX;
     const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
     const areas = this.#areas;
-    const first = areas.seek(iova, Number(iova));
+    const first = areas.seek(iova, keyOf(iova));
     const end = areas.end;
     let live = 0;
     for (let p = first; p !== end; p = areas.next(p)) {
@@ -538,7 +595,7 @@ export class IoPagetable {
     }
     this.#domains.push({ sink, pageSize });
     this.#domainsView = undefined;
-    this.#alignment = newAlignment;
+    this.#setAlignment(newAlignment);
   }
 
   /**
@@ -552,7 +609,7 @@ export class IoPagetable {
     this.#domains.splice(i, 1);
     this.#domainsView = undefined;
     this.#setReserved(sink, []);
-    this.#alignment = this.#computeAlignment();
+    this.#setAlignment(this.#computeAlignment());
   }
 
   /**
@@ -569,12 +626,12 @@ export class IoPagetable {
     const newAlignment = max(alignment, this.#alignment);
     this.#checkAlignmentGrowth(op, newAlignment);
     this.#extraAlignment.set(owner, alignment);
-    this.#alignment = newAlignment;
+    this.#setAlignment(newAlignment);
   }
 
   /** Drop `owner`'s alignment requirement; the alignment is recomputed and may go down. No-op for an unknown owner. */
   removeAlignment(owner: object): void {
-    if (this.#extraAlignment.delete(owner)) this.#alignment = this.#computeAlignment();
+    if (this.#extraAlignment.delete(owner)) this.#setAlignment(this.#computeAlignment());
   }
 
   /** @internal Snapshot support: the whole state, by reference. */
@@ -612,7 +669,7 @@ export class IoPagetable {
       if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) bad('a reserved range is empty or beyond 2^64');
       this.#setReserved(owner, copyRanges(ranges));
     }
-    this.#alignment = this.#computeAlignment();
+    this.#setAlignment(this.#computeAlignment());
     const a = this.#alignment;
     if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
     for (const r of this.#reserved) {
@@ -629,7 +686,7 @@ export class IoPagetable {
   slices(iova: bigint, last: bigint): AreaSlice[] | undefined {
     if (iova > last) return undefined;
     const areas = this.#areas;
-    let p = areas.seek(iova, Number(iova));
+    let p = areas.seek(iova, keyOf(iova));
     let a = areas.at(p);
     if (a === undefined || a.iova > iova) return undefined;
     const out: AreaSlice[] = [];
@@ -713,7 +770,7 @@ export class IoPagetable {
       const cand = cursor + ((((offset - cursor) % step) + step) % step);
       const candLast = cand + length - 1n;
       if (candLast > last) return undefined;
-      const area = areas.at(areas.seek(cand, Number(cand)));
+      const area = areas.at(areas.seek(cand, keyOf(cand)));
       while (ri < resv.length && resv[ri]!.last < cand) ri++;
       let used = -1n; // last address of the furthest-reaching range in the way, -1 if none
       if (area !== undefined && area.iova <= candLast) used = area.last;
@@ -742,18 +799,21 @@ export class IoPagetable {
    * removed again, newest first, and the error is rethrown with the table unchanged.
    */
   #install(created: Area[]): void {
-    this.#installInDomains(created);
+    this.#installInDomains(created.length === 1 ? created[0]! : created);
     this.#insertSorted(created);
   }
 
-  /** The domain half of {@link install}: all of `created` in every domain, or nothing and a throw. */
-  #installInDomains(created: readonly Area[]): void {
+  /** The domain half of {@link install}: all of `created` (one area or a list) in every domain, or nothing and a throw. */
+  #installInDomains(created: Area | readonly Area[]): void {
     const domains = this.#domains;
     if (domains.length === 0) return;
-    if (domains.length === 1 && created.length === 1) return domains[0]!.sink.mapArea(created[0]!); // installs all or nothing
+    if (!Array.isArray(created)) {
+      if (domains.length === 1) return domains[0]!.sink.mapArea(created as Area); // installs all or nothing
+      created = [created as Area];
+    }
     const done: [DomainSink, Area][] = [];
     try {
-      for (const a of created) {
+      for (const a of created as readonly Area[]) {
         for (const d of domains) {
           d.sink.mapArea(a);
           done.push([d.sink, a]);
@@ -774,7 +834,7 @@ export class IoPagetable {
     const domains = this.#domains;
     const only = domains.length === 1 ? domains[0]!.sink : undefined;
     if (only?.mapAreas) return only.mapAreas(areas);
-    return areas.map((a) => caught(() => this.#installInDomains([a])));
+    return areas.map((a) => caught(() => this.#installInDomains(a)));
   }
 
   /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`. */
@@ -782,12 +842,12 @@ export class IoPagetable {
     if (sorted.length === 0) return;
     const areas = this.#areas;
     this.#areasView = undefined;
-    for (const a of sorted) areas.insert(areas.seek(a.iova, Number(a.iova)), a);
+    for (const a of sorted) areas.insert(areas.seek(a.iova, keyOf(a.iova)), a);
   }
 
   /** The lowest area intersecting `[start, last]`, if any. */
   #hitArea(start: bigint, last: bigint): Area | undefined {
-    const a = this.#areas.at(this.#areas.seek(start, Number(start)));
+    const a = this.#areas.at(this.#areas.seek(start, keyOf(start)));
     return a !== undefined && a.iova <= last ? a : undefined;
   }
 
@@ -827,6 +887,11 @@ export class IoPagetable {
         fail('EADDRINUSE', op, `expected every mapping aligned to ${hex(newAlignment)}, got ${hex(areaLength(a))} bytes at ${hex(a.iova)} -> ${hex(a.phys)}`);
       }
     }
+  }
+
+  #setAlignment(a: bigint): void {
+    this.#alignment = a;
+    this.#alignNum = a <= PAGE_SIZE ? Number(a) : 0;
   }
 
   /** iopt_calculate_iova_alignment(): the largest requirement of the domains and accesses, at least 1. */
@@ -874,8 +939,9 @@ function checkU64(op: string, what: string, v: bigint): void {
   if (v < 0n || v > U64_MAX) fail('EOVERFLOW', op, `expected ${what} within u64, got ${v}`);
 }
 
+/** A new area (frozen when {@link IoPagetable.areas} hands it out). */
 function makeArea(iova: bigint, last: bigint, phys: bigint, read: boolean, write: boolean): Area {
-  return Object.freeze({ iova, last, phys, read, write });
+  return { iova, last, phys, read, write };
 }
 
 /**
