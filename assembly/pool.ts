@@ -177,6 +177,12 @@ export function pageFreeNow(page: usize): void {
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
 }
 
+/** Gives back a zero page that no translator can reach (taken by pageAlloc, never published). */
+export function pageFreeClean(page: usize): void {
+  pushFree(page, CTRL_CLEAN_HEAD);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
+}
+
 /** Ends a control call that retired pages: later translator walks cannot see them. */
 export function epochAdvance(): void {
   atomic.add<u32>(ctrl, 1, CTRL_EPOCH);

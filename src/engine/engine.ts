@@ -153,8 +153,8 @@ export class Engine<Device = unknown, Fd = unknown> {
   /** Maps `length` bytes at `iova` to `phys` in an engine-managed domain. @throws ENOMEM, EINVAL. */
   map(op: string, domain: number, iova: bigint, phys: bigint, length: bigint, perm: number): void {
     const status = this.core.exports.map(domain, iova, phys, length, perm);
-    this.core.sync();
-    this.check(op, status, 'map');
+    this.core.syncAfterControl();
+    if (status !== abi.STATUS_OK) this.check(op, status, 'map');
   }
 
   /**
@@ -186,7 +186,7 @@ export class Engine<Device = unknown, Fd = unknown> {
   #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number) => void): boolean {
     const exports = this.core.exports;
     const page = exports.scratchAlloc();
-    this.core.sync();
+    this.core.syncAfterControl();
     if (page === 0) return false;
     const perPage = abi.PAGE_SIZE / abi.MAPREC_SIZE;
     try {
@@ -195,7 +195,7 @@ export class Engine<Device = unknown, Fd = unknown> {
         const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
         for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i);
         exports[run](domain, page, n);
-        this.core.sync();
+        this.core.syncAfterControl();
         const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);
         for (let i = 0; i < n; i++) status[from + i] = words[(i * abi.MAPREC_SIZE + abi.MAPREC_STATUS) / 4]!;
       }

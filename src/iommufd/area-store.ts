@@ -43,10 +43,12 @@ class Chunk {
 
 /**
  * Invariants: areas sorted by `iova`, disjoint (so `last` ascends across chunks too); no chunk is
- * empty; every chunk holds at most CHUNK areas.
+ * empty; every chunk holds at most CHUNK areas; `#tops` has one entry per chunk.
  */
 export class AreaStore {
   #chunks: Chunk[] = [];
+  /** `#tops[ci]` is the key of chunk ci's last area: the first level of the search, in one array. */
+  #tops: number[] = [];
   #size = 0;
   #version = 0;
 
@@ -72,12 +74,12 @@ export class AreaStore {
    */
   seek(addr: bigint, key: number): number {
     const chunks = this.#chunks;
+    const tops = this.#tops;
     let lo = 0;
-    let hi = chunks.length;
+    let hi = tops.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const c = chunks[mid]!;
-      if (c.keys[c.n - 1]! < key) lo = mid + 1;
+      if (tops[mid]! < key) lo = mid + 1;
       else hi = mid;
     }
     if (lo === chunks.length) return lo * CHUNK;
@@ -124,7 +126,11 @@ export class AreaStore {
       ci--;
       k = chunks[ci]!.n;
     }
-    if (ci === chunks.length) chunks.push(new Chunk());
+    const tops = this.#tops;
+    if (ci === chunks.length) {
+      chunks.push(new Chunk());
+      tops.push(0);
+    }
     let c = chunks[ci]!;
     if (c.n === CHUNK) {
       const half = CHUNK / 2;
@@ -137,9 +143,12 @@ export class AreaStore {
       right.n = CHUNK - half;
       c.n = half;
       chunks.splice(ci + 1, 0, right);
+      tops.splice(ci + 1, 0, right.keys[right.n - 1]!);
+      tops[ci] = c.keys[half - 1]!;
       if (k > half) {
         c = right;
         k -= half;
+        ci++;
       }
     }
     const { areas, keys } = c;
@@ -150,6 +159,7 @@ export class AreaStore {
     areas[k] = area;
     keys[k] = keyOf(area.last);
     c.n++;
+    tops[ci] = keys[c.n - 1]!;
     this.#size++;
     this.#version++;
   }
@@ -173,8 +183,13 @@ export class AreaStore {
       for (let j = n - take; j < n; j++) areas[j] = undefined;
       c.n = n - take;
       count -= take;
-      if (c.n === 0) chunks.splice(ci, 1);
-      else ci++;
+      if (c.n === 0) {
+        chunks.splice(ci, 1);
+        this.#tops.splice(ci, 1);
+      } else {
+        this.#tops[ci] = keys[c.n - 1]!;
+        ci++;
+      }
       from = 0;
     }
     if (!this.#merge(first)) this.#merge(first - 1);
@@ -194,6 +209,8 @@ export class AreaStore {
       left.keys[left.n++] = right.keys[j]!;
     }
     chunks.splice(ci + 1, 1);
+    this.#tops.splice(ci + 1, 1);
+    this.#tops[ci] = left.keys[left.n - 1]!;
     return true;
   }
 
@@ -207,6 +224,7 @@ export class AreaStore {
   /** Replaces the content with `sorted` (in IOVA order, disjoint). */
   load(sorted: readonly Area[]): void {
     this.#chunks = [];
+    this.#tops = [];
     this.#size = 0;
     this.#version++;
     for (const a of sorted) this.insert(this.end, a);

@@ -104,7 +104,7 @@ export class HwptPaging extends FdObject implements DomainSink {
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
     const fd = this.fd;
-    if (overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
+    if (fd.limits.pages !== Infinity && overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
       this.engine.unmap(this.domain, area.iova, area.last);
       throw pageLimitError('map');
     }
