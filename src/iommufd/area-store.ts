@@ -16,8 +16,10 @@ import type { Area } from './io-pagetable';
 /** One u64 word and its two u32 halves, to read a bigint's bits without BigInt arithmetic. */
 const word = new BigUint64Array(1);
 const halves = new Uint32Array(word.buffer);
-/** Index of the high half in `halves`: 1 on little-endian platforms. */
-const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
+/** Index of the high u32 half of a u64 in a Uint32Array over u64 words: 1 on little-endian platforms. */
+export const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
+/** Index of the low u32 half (see {@link HI}). */
+export const LO = 1 - HI;
 
 /**
  * The search key of a u64: its value rounded to the nearest double (exact below 2^53). Computed
@@ -25,7 +27,7 @@ const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
  */
 export function keyOf(x: bigint): number {
   word[0] = x;
-  return halves[HI]! * 4294967296 + halves[1 - HI]!;
+  return halves[HI]! * 4294967296 + halves[LO]!;
 }
 
 /** Most areas in one chunk; a full chunk splits in two halves. */
@@ -99,6 +101,37 @@ export class AreaStore {
       while (pos !== end && this.at(pos)!.last < addr) pos = this.next(pos);
     }
     return pos;
+  }
+
+  /**
+   * {@link seek} for an address below 2^53, given only as its key (exact there, so no tie-break is
+   * needed).
+   */
+  seekExact(key: number): number {
+    const tops = this.#tops;
+    let lo = 0;
+    let hi = tops.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (tops[mid]! < key) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === tops.length) return lo * CHUNK;
+    const c = this.#chunks[lo]!;
+    const keys = c.keys;
+    let a = 0;
+    let b = c.n - 1;
+    while (a < b) {
+      const mid = (a + b) >>> 1;
+      if (keys[mid]! < key) a = mid + 1;
+      else b = mid;
+    }
+    return lo * CHUNK + a;
+  }
+
+  /** The key of the last byte of the area at `pos` (not {@link end}). */
+  lastKeyAt(pos: number): number {
+    return this.#chunks[(pos / CHUNK) | 0]!.keys[pos % CHUNK]!;
   }
 
   /** The area at `pos`, or undefined at {@link end}. */

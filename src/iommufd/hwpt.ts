@@ -121,6 +121,7 @@ export class HwptPaging extends FdObject implements DomainSink {
       if (errors[k] !== undefined) continue;
       const a = sent[j]!;
       const st = status[j++]!;
+      if (done && st === abi.STATUS_OK) continue;
       // Not batched (a page limit, or no page for the records): the per-area path.
       errors[k] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
     }

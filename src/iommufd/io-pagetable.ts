@@ -7,10 +7,10 @@
  * @module
  */
 
-import { caught, fail, type IommuError } from '../base/errno.js';
+import { ERRNO, caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
 import { orderByKeys } from '../base/sort.js';
-import { AreaStore, keyOf } from './area-store.js';
+import { AreaStore, HI, LO, keyOf } from './area-store.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -113,6 +113,8 @@ export interface IoPagetableState {
  * sums stay below 2^53, so doubles hold them exactly.
  */
 const FAST_LIMIT = 2 ** 52;
+/** FAST_LIMIT as a limit on the high u32 half of a u64. */
+const FAST_LIMIT_HI = 2 ** 20;
 
 /** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
 export interface AreaSlice {
@@ -149,6 +151,8 @@ export class IoPagetable {
    * on each reserve/release (attach/detach time), so lookups are one binary search.
    */
   #reserved: readonly IoRange[] = [];
+  /** `#reserved` as keys (keyOf): start and last of range i at 2i and 2i+1. */
+  #reservedKeys = new Float64Array(0);
   /** The allowed list: sorted by start, disjoint. Empty means auto IOVA may use any hole. */
   #allowed: readonly IoRange[] = Object.freeze([]);
   /**
@@ -267,6 +271,125 @@ export class IoPagetable {
     for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(checked[order[k]!]!.area);
     this.#insertSorted(applied);
     return applied.length;
+  }
+
+  /**
+   * ioasMapBatch without a detour: entry i of `entries` is iova, length, phys (u64 words 3i..3i+2)
+   * with `perms[i]` (bit 0 read, bit 1 write; both when absent). Taken only when every entry passes
+   * every check of ioasMap on doubles -- values below FAST_LIMIT, perm bits known and not empty,
+   * aligned, touching no reserved range, no area and no other entry -- and then with the outcome of
+   * {@link mapMany}: the areas go to the domains in request order (one batch call), each applies
+   * or fails (ENOMEM) wholly, and `results[i]` gets 0 or the errno number.
+   * @returns the number of entries applied, or -1 when not taken (nothing done, `results` untouched)
+   */
+  mapBatchFast(entries: BigUint64Array, perms: Uint8Array | undefined, results: Int32Array, n: number): number {
+    const mask = this.#alignMask;
+    if (mask < 0 || n === 0) return -1;
+    const words = new Uint32Array(entries.buffer, entries.byteOffset, 6 * n);
+    const store = this.#areas;
+    const starts = new Float64Array(n);
+    const areas = new Array<Area>(n);
+    // Each checked entry goes into the table at once, so that the search for the next one also
+    // finds an overlap with it; an entry that fails a check undoes the ones before (whose
+    // contents then equal the table's before the call) and leaves the batch to mapMany.
+    for (let i = 0; i < n; i++) {
+      const p = perms === undefined ? 3 : perms[i]!;
+      const w = 6 * i;
+      const iovaHi = words[w + HI]!;
+      const lengthHi = words[w + 2 + HI]!;
+      let ok = p !== 0 && p <= 3 && iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && words[w + 4 + HI]! < FAST_LIMIT_HI;
+      ok &&= ((words[w + LO]! | words[w + 2 + LO]! | words[w + 4 + LO]!) & mask) === 0;
+      const start = iovaHi * 4294967296 + words[w + LO]!;
+      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
+      const last = start + length - 1;
+      ok &&= length !== 0 && !this.#reservedHit(start, last);
+      const pos = ok ? store.seekExact(start) : 0;
+      ok &&= pos === store.end || keyOf(store.at(pos)!.iova) > last;
+      if (!ok) {
+        for (let j = 0; j < i; j++) store.remove(store.seekExact(starts[j]!), 1);
+        return -1;
+      }
+      const iova = entries[3 * i]!;
+      const area = makeArea(iova, iova + entries[3 * i + 1]! - 1n, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
+      store.insert(pos, area);
+      areas[i] = area;
+      starts[i] = start;
+    }
+    this.#areasView = undefined;
+    const errors = this.#installEach(areas);
+    let applied = 0;
+    for (let i = 0; i < n; i++) {
+      const e = errors[i];
+      if (e === undefined) {
+        results[i] = 0;
+        applied++;
+      } else {
+        results[i] = ERRNO[e.errno];
+        store.remove(store.seekExact(starts[i]!), 1);
+      }
+    }
+    return applied;
+  }
+
+  /**
+   * ioasUnmapBatch without a detour (no access to notify): entry i of `entries` is iova, length
+   * (u64 words 2i, 2i+1). Taken only when every entry, below FAST_LIMIT, names exactly one area and
+   * no two name the same one; then every entry applies, as {@link unmapMany} would do it: the
+   * areas leave each domain in one call, `results[i]` gets 0 and `bytes[i]` (when given) the length.
+   * @returns the number of entries applied, or -1 when not taken (nothing done)
+   */
+  unmapBatchFast(entries: BigUint64Array, results: Int32Array, bytes: BigUint64Array | undefined, n: number): number {
+    if (n === 0) return -1;
+    const words = new Uint32Array(entries.buffer, entries.byteOffset, 4 * n);
+    const store = this.#areas;
+    const leaving = new Array<Area>(n);
+    // Each area found leaves the table at once, so that a second entry naming it finds nothing;
+    // an entry that is not exactly one area puts the ones before back and leaves the batch to
+    // unmapMany.
+    for (let i = 0; i < n; i++) {
+      const w = 4 * i;
+      const iovaHi = words[w + HI]!;
+      const lengthHi = words[w + 2 + HI]!;
+      const start = iovaHi * 4294967296 + words[w + LO]!;
+      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
+      let ok = iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && length !== 0;
+      const pos = ok ? store.seekExact(start) : 0;
+      ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
+      const a = ok ? store.at(pos)! : undefined;
+      if (a === undefined || keyOf(a.iova) !== start) {
+        for (let j = 0; j < i; j++) store.insert(store.seekExact(keyOf(leaving[j]!.iova)), leaving[j]!);
+        return -1;
+      }
+      store.remove(pos, 1);
+      leaving[i] = a;
+    }
+    this.#areasView = undefined;
+    for (const d of this.#domains) {
+      if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
+      else for (const a of leaving) d.sink.unmapArea(a);
+    }
+    const out = bytes === undefined ? undefined : new Uint32Array(bytes.buffer, bytes.byteOffset, 2 * n);
+    for (let i = 0; i < n; i++) {
+      results[i] = 0;
+      if (out !== undefined) {
+        out[2 * i] = words[4 * i + 2]!;
+        out[2 * i + 1] = words[4 * i + 3]!;
+      }
+    }
+    return n;
+  }
+
+  /** Whether `[start, last]` (keys below 2^53, so exact) touches a reserved range. */
+  #reservedHit(start: number, last: number): boolean {
+    const k = this.#reservedKeys;
+    let lo = 0;
+    let hi = k.length >>> 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (k[2 * mid + 1]! < start) lo = mid + 1;
+      else hi = mid;
+    }
+    return 2 * lo < k.length && k[2 * lo]! <= last;
   }
 
   /** {@link map} per request, in order (the reference semantics of {@link mapMany}). */
@@ -871,6 +994,7 @@ export class IoPagetable {
     const all: IoRange[] = [];
     for (const list of this.#reservedByOwner.values()) all.push(...list);
     this.#reserved = coalesce(all.sort(byStart));
+    this.#reservedKeys = Float64Array.from(this.#reserved.flatMap((r) => [keyOf(r.start), keyOf(r.last)]));
   }
 
   /**
