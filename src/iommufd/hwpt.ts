@@ -111,19 +111,24 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   mapAreas(areas: readonly Area[]): (IommuError | undefined)[] {
-    const errors: (IommuError | undefined)[] = areas.map(outputError);
-    const sent = areas.filter((_, k) => errors[k] === undefined);
-    const status = new Int32Array(sent.length);
-    const length = sent.map((a) => a.last - a.iova + 1n);
+    const n = areas.length;
+    const errors = new Array<IommuError | undefined>(n).fill(undefined);
+    const sent = new Int32Array(n); // indices of the areas the core gets
+    let m = 0;
+    for (let k = 0; k < n; k++) {
+      const e = outputError(areas[k]!);
+      if (e === undefined) sent[m++] = k;
+      else errors[k] = e;
+    }
+    const status = new Int32Array(m);
     // A page limit is checked after each area (mapArea): with one, the areas go one by one.
-    const done = !Number.isFinite(this.fd.limits.pages) && this.engine.mapBatch(this.domain, sent.length, sent.map((a) => a.iova), sent.map((a) => a.phys), length, sent.map(perm), status);
-    for (let k = 0, j = 0; k < areas.length; k++) {
-      if (errors[k] !== undefined) continue;
-      const a = sent[j]!;
-      const st = status[j++]!;
+    const done = this.fd.limits.pages === Infinity && this.engine.mapBatch(this.domain, areas, sent, m, status);
+    for (let j = 0; j < m; j++) {
+      const st = status[j]!;
       if (done && st === abi.STATUS_OK) continue;
+      const a = areas[sent[j]!]!;
       // Not batched (a page limit, or no page for the records): the per-area path.
-      errors[k] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+      errors[sent[j]!] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
     }
     return errors;
   }
@@ -135,7 +140,7 @@ export class HwptPaging extends FdObject implements DomainSink {
 
   unmapAreas(areas: readonly Area[]): void {
     const status = new Int32Array(areas.length);
-    if (!this.engine.unmapBatch(this.domain, areas.length, areas.map((a) => a.iova), areas.map((a) => a.last), status)) {
+    if (!this.engine.unmapBatch(this.domain, areas, status)) {
       for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
     }
     this.#endChildren();
