@@ -32,6 +32,8 @@ export function keyOf(x: bigint): number {
 
 /** Most areas in one chunk; a full chunk splits in two halves. */
 const CHUNK = 32;
+/** Most empty chunks an AreaStore keeps for reuse. */
+const SPARE = 16;
 
 /** A run of areas in IOVA order, with the search key of each, in arrays of fixed capacity CHUNK. */
 class Chunk {
@@ -53,6 +55,8 @@ export class AreaStore {
   #tops: number[] = [];
   #size = 0;
   #version = 0;
+  /** Empty chunks kept for reuse (at most SPARE): a new Float64Array costs more than a whole MAP. */
+  #spare: Chunk[] = [];
 
   /** Changes on every insert, remove and load: a position taken at one version is valid at that version only. */
   get version(): number {
@@ -161,13 +165,13 @@ export class AreaStore {
     }
     const tops = this.#tops;
     if (ci === chunks.length) {
-      chunks.push(new Chunk());
+      chunks.push(this.#newChunk());
       tops.push(0);
     }
     let c = chunks[ci]!;
     if (c.n === CHUNK) {
       const half = CHUNK / 2;
-      const right = new Chunk();
+      const right = this.#newChunk();
       for (let j = half; j < CHUNK; j++) {
         right.areas[j - half] = c.areas[j];
         right.keys[j - half] = c.keys[j]!;
@@ -219,6 +223,7 @@ export class AreaStore {
       if (c.n === 0) {
         chunks.splice(ci, 1);
         this.#tops.splice(ci, 1);
+        this.#retire(c);
       } else {
         this.#tops[ci] = keys[c.n - 1]!;
         ci++;
@@ -240,11 +245,24 @@ export class AreaStore {
     for (let j = 0; j < right.n; j++) {
       left.areas[left.n] = right.areas[j];
       left.keys[left.n++] = right.keys[j]!;
+      right.areas[j] = undefined;
     }
+    right.n = 0;
     chunks.splice(ci + 1, 1);
+    this.#retire(right);
     this.#tops.splice(ci + 1, 1);
     this.#tops[ci] = left.keys[left.n - 1]!;
     return true;
+  }
+
+  /** An empty chunk, reused when one is spare. */
+  #newChunk(): Chunk {
+    return this.#spare.pop() ?? new Chunk();
+  }
+
+  /** Keeps `c` (empty: n 0, every slot undefined) for reuse. */
+  #retire(c: Chunk): void {
+    if (this.#spare.length < SPARE) this.#spare.push(c);
   }
 
   /** Every area in IOVA order, as a new array. */

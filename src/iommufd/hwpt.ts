@@ -8,6 +8,7 @@ import * as abi from '../../assembly/abi';
 import { IommuError, caught } from '../base/errno';
 import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
+import { keyOf } from './area-store';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 import type { FdState } from './fd-state';
@@ -32,6 +33,12 @@ export interface HwptFlags {
 
 /** First output address engine page tables cannot hold. */
 const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
+
+/**
+ * Below this, `keyOf(phys) + keyOf(length)` proves `phys + length - 1 < OUTPUT_LIMIT`: keys are
+ * exact below 2^53 (so is their sum, below 2^52), and one of 2^53 or more alone reaches the bound.
+ */
+const SURELY_BELOW_OUTPUT_LIMIT = Number(OUTPUT_LIMIT) - 2 ** 14;
 
 /** PTE permission bits of an area. */
 function perm(area: Area): number {
@@ -98,9 +105,13 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   mapArea(area: Area): void {
-    const e = outputError(area);
-    if (e !== undefined) throw e;
-    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm(area));
+    const length = area.last - area.iova + 1n;
+    // Output addresses well inside the limit (on doubles) need no BigInt check.
+    if (keyOf(area.phys) + keyOf(length) >= SURELY_BELOW_OUTPUT_LIMIT) {
+      const e = outputError(area);
+      if (e !== undefined) throw e;
+    }
+    this.engine.map('map', this.domain, area.iova, area.phys, length, perm(area));
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
     const fd = this.fd;

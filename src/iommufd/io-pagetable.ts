@@ -225,15 +225,15 @@ export class IoPagetable {
     const mask = this.#alignMask;
     // `x | y` of integral doubles works on their low 32 bits, which hold every bit of the mask.
     if ((read || write) && lengthK !== 0 && iovaK < FAST_LIMIT && lengthK < FAST_LIMIT && physK < FAST_LIMIT && mask >= 0 && ((iovaK | lengthK | physK) & mask) === 0) {
-      const last = iova + length - 1n;
+      const lastK = iovaK + lengthK - 1;
       const store = this.#areas;
-      let pos = store.seek(iova, iovaK);
+      let pos = store.seekExact(iovaK);
       const hit = store.at(pos);
-      if ((hit === undefined || hit.iova > last) && hitIndex(this.#reserved, iova, last) < 0) {
-        const area: Area = { iova, last, phys, read, write };
+      if ((hit === undefined || keyOf(hit.iova) > lastK) && !this.#reservedHit(iovaK, lastK)) {
+        const area: Area = { iova, last: iova + length - 1n, phys, read, write };
         const version = store.version;
         this.#installInDomains(area);
-        if (store.version !== version) pos = store.seek(iova, iovaK); // a sink called back into the table
+        if (store.version !== version) pos = store.seekExact(iovaK); // a sink called back into the table
         store.insert(pos, area);
         this.#areasView = undefined;
         return iova;
