@@ -57,6 +57,19 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
     expect(f.iommu.translate(dev.rid, NO_PASID, b + 4n * P, Access.Write).ok).toBe(false);
   });
 
+  test('output addresses up to 2^52 - 1 map; one byte beyond is ERANGE (batch as per-call)', () => {
+    const f = ioasFixture(ONE_DEVICE);
+    const top = 1n << 52n;
+    const req = mapReq([
+      [APSTART, P, top - P], // ends at 2^52 - 1
+      [APSTART + 4n * P, 2n * P, top - P], // ends at 2^52 + P - 1
+      [APSTART + 8n * P, P, top - 2n * P],
+    ]);
+    expect(f.fd.ioasMapBatch(f.ioas, req)).toBe(2);
+    expect([...req.results]).toEqual([0, ERRNO.ERANGE, 0]);
+    expect(f.iommu.translate(f.devs[0]!.rid, NO_PASID, APSTART + P - 1n, Access.Read).phys).toBe(top - 1n);
+  });
+
   test('unmap entries: bytes per entry, ENOENT for holes and areas crossing the range', () => {
     const f = ioasFixture(ONE_DEVICE);
     const b = APSTART;

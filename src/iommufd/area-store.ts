@@ -153,8 +153,9 @@ export class AreaStore {
   /**
    * Inserts `area` at `pos` (the position {@link seek} gave for `area.iova`): the caller has checked
    * that it overlaps nothing, so it goes right before the area at `pos`.
+   * @param lastKey `keyOf(area.last)`, when the caller has it
    */
-  insert(pos: number, area: Area): void {
+  insert(pos: number, area: Area, lastKey = keyOf(area.last)): void {
     const chunks = this.#chunks;
     let ci = (pos / CHUNK) | 0;
     let k = pos % CHUNK;
@@ -194,7 +195,7 @@ export class AreaStore {
       keys[j] = keys[j - 1]!;
     }
     areas[k] = area;
-    keys[k] = keyOf(area.last);
+    keys[k] = lastKey;
     c.n++;
     tops[ci] = keys[c.n - 1]!;
     this.#size++;

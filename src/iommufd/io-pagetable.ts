@@ -62,9 +62,10 @@ export interface Area {
 export interface DomainSink {
   /**
    * Install one whole area.
+   * @param length the area's length (`last - iova + 1`), when the caller has it at hand
    * @throws IommuError `ENOMEM`; on throw it has installed nothing of that area.
    */
-  mapArea(area: Area): void;
+  mapArea(area: Area, length?: bigint): void;
   /** Remove one whole area previously installed. Never throws. */
   unmapArea(area: Area): void;
   /**
@@ -232,9 +233,11 @@ export class IoPagetable {
       if ((hit === undefined || keyOf(hit.iova) > lastK) && !this.#reservedHit(iovaK, lastK)) {
         const area: Area = { iova, last: iova + length - 1n, phys, read, write };
         const version = store.version;
-        this.#installInDomains(area);
+        const domains = this.#domains;
+        if (domains.length === 1) domains[0]!.sink.mapArea(area, length);
+        else this.#installInDomains(area);
         if (store.version !== version) pos = store.seekExact(iovaK); // a sink called back into the table
-        store.insert(pos, area);
+        store.insert(pos, area, lastK);
         this.#areasView = undefined;
         return iova;
       }
