@@ -35,27 +35,36 @@ const CHUNK = 32;
 /** Most empty chunks an AreaStore keeps for reuse. */
 const SPARE = 16;
 
-/** A run of areas in IOVA order, with the search key of each, in arrays of fixed capacity CHUNK. */
+/**
+ * A run of areas in IOVA order, as slot numbers in the store's `#slots` with the search key of
+ * each, in typed arrays of fixed capacity CHUNK (so shifting them needs no write barrier per
+ * element).
+ */
 class Chunk {
-  /** Areas in use: `areas[0..n)` and `keys[0..n)`. */
+  /** Areas in use: `ids[0..n)` and `keys[0..n)`. */
   n = 0;
-  /** Areas in IOVA order; slots from `n` on are undefined (nothing kept alive). */
-  readonly areas: (Area | undefined)[] = new Array<Area | undefined>(CHUNK).fill(undefined);
-  /** `keys[k]` is `keyOf(areas[k].last)`. */
+  /** Slot of each area, in IOVA order. */
+  readonly ids = new Int32Array(CHUNK);
+  /** `keys[k]` is `keyOf(last)` of area `ids[k]`. */
   readonly keys = new Float64Array(CHUNK);
 }
 
 /**
  * Invariants: areas sorted by `iova`, disjoint (so `last` ascends across chunks too); no chunk is
- * empty; every chunk holds at most CHUNK areas; `#tops` has one entry per chunk.
+ * empty; every chunk holds at most CHUNK areas; `#tops` has one entry per chunk; a slot is in
+ * exactly one chunk or on `#freeSlots` (then undefined).
  */
 export class AreaStore {
   #chunks: Chunk[] = [];
   /** `#tops[ci]` is the key of chunk ci's last area: the first level of the search, in one array. */
   #tops: number[] = [];
+  /** The areas, by slot; chunks hold slot numbers. */
+  #slots: (Area | undefined)[] = [];
+  /** Slots free for reuse. */
+  #freeSlots: number[] = [];
   #size = 0;
   #version = 0;
-  /** Empty chunks kept for reuse (at most SPARE): a new Float64Array costs more than a whole MAP. */
+  /** Empty chunks kept for reuse (at most SPARE): a new typed array costs more than a whole MAP. */
   #spare: Chunk[] = [];
 
   /** Changes on every insert, remove and load: a position taken at one version is valid at that version only. */
@@ -141,7 +150,7 @@ export class AreaStore {
   /** The area at `pos`, or undefined at {@link end}. */
   at(pos: number): Area | undefined {
     const c = this.#chunks[(pos / CHUNK) | 0];
-    return c === undefined ? undefined : c.areas[pos % CHUNK];
+    return c === undefined ? undefined : this.#slots[c.ids[pos % CHUNK]!];
   }
 
   /** The position after `pos` ({@link end} after the last area). */
@@ -174,9 +183,8 @@ export class AreaStore {
       const half = CHUNK / 2;
       const right = this.#newChunk();
       for (let j = half; j < CHUNK; j++) {
-        right.areas[j - half] = c.areas[j];
+        right.ids[j - half] = c.ids[j]!;
         right.keys[j - half] = c.keys[j]!;
-        c.areas[j] = undefined;
       }
       right.n = CHUNK - half;
       c.n = half;
@@ -189,15 +197,17 @@ export class AreaStore {
         ci++;
       }
     }
-    const { areas, keys } = c;
-    for (let j = c.n; j > k; j--) {
-      areas[j] = areas[j - 1];
+    const { ids, keys, n } = c;
+    for (let j = n; j > k; j--) {
+      ids[j] = ids[j - 1]!;
       keys[j] = keys[j - 1]!;
     }
-    areas[k] = area;
+    const slot = this.#freeSlots.pop() ?? this.#slots.length;
+    this.#slots[slot] = area;
+    ids[k] = slot;
     keys[k] = lastKey;
-    c.n++;
-    tops[ci] = keys[c.n - 1]!;
+    c.n = n + 1;
+    tops[ci] = keys[n]!;
     this.#size++;
     this.#version++;
   }
@@ -212,13 +222,13 @@ export class AreaStore {
     this.#version++;
     while (count > 0) {
       const c = chunks[ci]!;
-      const { areas, keys, n } = c;
+      const { ids, keys, n } = c;
       const take = Math.min(count, n - from);
+      for (let j = from; j < from + take; j++) this.#freeSlot(ids[j]!);
       for (let j = from + take; j < n; j++) {
-        areas[j - take] = areas[j];
+        ids[j - take] = ids[j]!;
         keys[j - take] = keys[j]!;
       }
-      for (let j = n - take; j < n; j++) areas[j] = undefined;
       c.n = n - take;
       count -= take;
       if (c.n === 0) {
@@ -244,10 +254,10 @@ export class AreaStore {
     const right = chunks[ci + 1];
     if (left === undefined || right === undefined || left.n + right.n > CHUNK / 2) return false;
     for (let j = 0; j < right.n; j++) {
-      left.areas[left.n] = right.areas[j];
-      left.keys[left.n++] = right.keys[j]!;
-      right.areas[j] = undefined;
+      left.ids[left.n + j] = right.ids[j]!;
+      left.keys[left.n + j] = right.keys[j]!;
     }
+    left.n += right.n;
     right.n = 0;
     chunks.splice(ci + 1, 1);
     this.#retire(right);
@@ -261,7 +271,13 @@ export class AreaStore {
     return this.#spare.pop() ?? new Chunk();
   }
 
-  /** Keeps `c` (empty: n 0, every slot undefined) for reuse. */
+  /** Frees slot `id` (its area leaves the store). */
+  #freeSlot(id: number): void {
+    this.#slots[id] = undefined;
+    this.#freeSlots.push(id);
+  }
+
+  /** Keeps `c` (empty) for reuse. */
   #retire(c: Chunk): void {
     if (this.#spare.length < SPARE) this.#spare.push(c);
   }
@@ -269,7 +285,7 @@ export class AreaStore {
   /** Every area in IOVA order, as a new array. */
   toArray(): Area[] {
     const out: Area[] = [];
-    for (const c of this.#chunks) for (let k = 0; k < c.n; k++) out.push(c.areas[k]!);
+    for (const c of this.#chunks) for (let k = 0; k < c.n; k++) out.push(this.#slots[c.ids[k]!]!);
     return out;
   }
 
@@ -277,6 +293,8 @@ export class AreaStore {
   load(sorted: readonly Area[]): void {
     this.#chunks = [];
     this.#tops = [];
+    this.#slots = [];
+    this.#freeSlots = [];
     this.#size = 0;
     this.#version++;
     for (const a of sorted) this.insert(this.end, a);
