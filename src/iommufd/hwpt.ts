@@ -165,6 +165,7 @@ export class HwptPaging extends FdObject implements DomainSink {
    * child walk that refills reads the new parent tables.
    */
   #endChildren(): void {
+    if (this.children.size === 0) return;
     for (const child of this.children) this.engine.invalidateDomain(child.domain);
   }
 
