@@ -140,7 +140,8 @@ function takeLimbo(): usize {
   if (head == load<u32>(ctrl, CTRL_LIMBO_TAIL)) return 0;
   const rec = <usize>load<u32>(ctrl, CTRL_LIMBO) + (<usize>(head & (load<u32>(ctrl, CTRL_LIMBO_CAP) - 1)) << 3);
   const epoch = load<u32>(rec, 4);
-  if (epoch >= limboSafe) {
+  // Recomputed when the record is not below the bound, or when the epoch counter wrapped below it.
+  if (epoch >= limboSafe || atomic.load<u32>(ctrl, CTRL_EPOCH) < limboSafe) {
     limboSafe = oldestActiveEpoch();
     if (epoch >= limboSafe) return 0;
   }
