@@ -8,10 +8,19 @@
 
 import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
-import { pageAlloc, pageRetire, epochAdvance } from './pool';
+import { pageAlloc, pageRetire, pageFreeClean, epochAdvance } from './pool';
 import { domainBumpGen } from './domain';
 
-/** Installs one leaf of `level` (or smaller if a table is already there); returns the level used, or -1. */
+/**
+ * Installs one leaf of `level` (or smaller if a table is already there); returns the level used,
+ * -1 (no page for a table) or -2 (a leaf in the way).
+ *
+ * Missing tables are built privately and published with one atomic store: each new page is linked
+ * into the one above it and gets its entry (the leaf at the bottom) with plain stores while no
+ * translator can reach it, then the top one is linked into the existing tree. The publishing
+ * store (sequentially consistent) orders the plain ones before it for any walk that loads it. A
+ * map that runs out of pages has published nothing and gives its new pages back at once.
+ */
 function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
   let table = <usize>load<u32>(d, DOM_ROOT);
   let at = load<u32>(d, DOM_LEVELS) - 1;
@@ -30,13 +39,12 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
       level--;
     }
     if (entryIsEmpty(e)) {
-      const page = pageAlloc();
-      if (page == 0) return -1;
-      store<u32>(d, load<u32>(d, DOM_PAGES) + 1, DOM_PAGES);
-      atomic.store<u64>(slot, makeTable(page));
+      const top = buildPath(iova, oa, at - 1, level, perm);
+      if (top == 0) return -1;
+      store<u32>(d, load<u32>(d, DOM_PAGES) + (at - level), DOM_PAGES);
+      atomic.store<u64>(slot, makeTable(top) + COUNT_ONE);
       if (parent != 0) atomic.store<u64>(parent, atomic.load<u64>(parent) + COUNT_ONE);
-      parent = slot;
-      table = page;
+      return <i32>level;
     } else if (entryIsLeaf(e, at)) {
       return -2; // the range is not empty: the TS layer never asks for this
     } else {
@@ -45,6 +53,35 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
     }
     at--;
   }
+}
+
+/**
+ * New, unpublished tables for levels `from` down to `level`, each holding one entry on the way to
+ * `iova` (a leaf at `level`), written with plain stores; returns the top page, or 0 when the pool
+ * ran out (the pages taken so far are cleared and given back: they were never reachable).
+ */
+function buildPath(iova: u64, oa: u64, from: u32, level: u32, perm: u32): usize {
+  const top = pageAlloc();
+  if (top == 0) return 0;
+  let table = top;
+  for (let at = from; at > level; at--) {
+    const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const child = pageAlloc();
+    if (child == 0) {
+      for (let t = top, l = from; t != 0; l--) {
+        const s = t + (<usize>(iova >> levelShift(l)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+        const next: usize = t == table ? <usize>0 : <usize>entryAddr(load<u64>(s));
+        store<u64>(s, 0);
+        pageFreeClean(t);
+        t = next;
+      }
+      return 0;
+    }
+    store<u64>(slot, makeTable(child) + COUNT_ONE);
+    table = child;
+  }
+  store<u64>(table + (<usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1)) * PTE_SIZE, makeLeaf(oa, perm, level));
+  return top;
 }
 
 /**

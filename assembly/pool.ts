@@ -124,29 +124,58 @@ function takeRun(pages: u32): usize {
   return 0;
 }
 
-/** A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. */
+/**
+ * Epochs below this were older than every active translator's when last computed: a limbo record
+ * stamped below it is reclaimable for good (walks that could reach its page were all running then,
+ * and only end). Per instance; only the owner thread allocates. 0: not computed yet.
+ */
+let limboSafe: u32 = 0;
+
+/**
+ * The oldest limbo page if it is reclaimable, zeroed (a clean one already is), taken straight from
+ * the ring without a stop on a free list; 0 if there is none.
+ */
+function takeLimbo(): usize {
+  const head = load<u32>(ctrl, CTRL_LIMBO_HEAD);
+  if (head == load<u32>(ctrl, CTRL_LIMBO_TAIL)) return 0;
+  const rec = <usize>load<u32>(ctrl, CTRL_LIMBO) + (<usize>(head & (load<u32>(ctrl, CTRL_LIMBO_CAP) - 1)) << 3);
+  const epoch = load<u32>(rec, 4);
+  // Recomputed when the record is not below the bound, or when the epoch counter wrapped below it.
+  if (epoch >= limboSafe || atomic.load<u32>(ctrl, CTRL_EPOCH) < limboSafe) {
+    limboSafe = oldestActiveEpoch();
+    if (epoch >= limboSafe) return 0;
+  }
+  const word = load<u32>(rec);
+  store<u32>(ctrl, head + 1, CTRL_LIMBO_HEAD);
+  const page = <usize>(word & ~LIMBO_CLEAN);
+  if ((word & LIMBO_CLEAN) == 0) memory.fill(page, 0, PAGE_SIZE);
+  return page;
+}
+
+/**
+ * A zeroed 4 KiB page, or 0 when the pool is exhausted (ENOMEM) or a failure is injected. Sources,
+ * cheapest first: the clean list, a reclaimable limbo page, the free list, a buffer run, the top.
+ */
 export function pageAlloc(): usize {
   if (injectFail()) return 0;
-  let clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
-  let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
-  if (clean == 0 && page == 0 && reclaim() != 0) {
-    clean = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
-    page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
-  }
-  if (clean != 0) {
-    popFree(clean, CTRL_CLEAN_HEAD);
-    store<u32>(clean, 0); // the link word: the rest of the page is zero already
-    store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
-    return clean;
-  }
+  let page = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
   if (page != 0) {
-    popFree(page, CTRL_FREE_HEAD);
+    popFree(page, CTRL_CLEAN_HEAD);
+    store<u32>(page, 0); // the link word: the rest of the page is zero already
   } else {
-    page = takeRun(1);
-    if (page == 0) page = takeFromTop(PAGE_SIZE);
-    if (page == 0) return 0;
+    page = takeLimbo();
+    if (page == 0) {
+      page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
+      if (page != 0) {
+        popFree(page, CTRL_FREE_HEAD);
+      } else {
+        page = takeRun(1);
+        if (page == 0) page = takeFromTop(PAGE_SIZE);
+        if (page == 0) return 0;
+      }
+      memory.fill(page, 0, PAGE_SIZE);
+    }
   }
-  memory.fill(page, 0, PAGE_SIZE);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
   return page;
 }
@@ -174,6 +203,12 @@ export function pageRetire(page: usize, clean: bool = false): void {
 /** Frees a page that no translator can reach (never published, or reclaimed). */
 export function pageFreeNow(page: usize): void {
   pushFree(page);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
+}
+
+/** Gives back a zero page that no translator can reach (taken by pageAlloc, never published). */
+export function pageFreeClean(page: usize): void {
+  pushFree(page, CTRL_CLEAN_HEAD);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) - 1, CTRL_PAGES_USED);
 }
 
@@ -251,12 +286,14 @@ function unlinkAfter(run: usize): void {
 
 /**
  * A page for the records of one control call (mapBatch/unmapBatch), returned by scratchFree before
- * the call ends, or 0. Only a page already on a free list: no reclaim, no buffer run, no growth and
- * no fault-injection step, so that the pool meets the batch's own steps as it would meet those of
+ * the call ends, or 0. Only a page on a free list, after a reclaim when both are empty (as the
+ * calls' first pageAlloc would do; not a fallible step): no buffer run, no growth and no
+ * fault-injection step, so that the pool meets the batch's own steps as it would meet those of
  * the same calls made one by one (the caller then makes them one by one). A dirty page first, so
  * clean ones stay for tables.
  */
 export function scratchAlloc(): usize {
+  if (load<u32>(ctrl, CTRL_FREE_HEAD) == 0 && load<u32>(ctrl, CTRL_CLEAN_HEAD) == 0) reclaim();
   let list: usize = CTRL_FREE_HEAD;
   let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
   if (page == 0) {

@@ -162,3 +162,33 @@ describe('fault injection (iommufd_fail_nth): every fallible step of every call 
     }
   });
 });
+
+describe('a map that needs new tables (built privately, published at once)', () => {
+  test('failing at each table page leaves the domain, the pool and translation as before; the map then succeeds', () => {
+    const iommu = Iommu.createSync({});
+    const dev = iommu.addDevice({ bdf: '00:05.0' });
+    const fd = iommu.open();
+    dev.bind(fd);
+    const ioas = fd.ioasAlloc();
+    dev.attach(ioas);
+    fd.ioasMap(ioas, { iova: 0x10_0000, length: K, phys: 0x9000 });
+    // 2^47 + 5 pages: a new level-2, level-1 and level-0 table under the root (4 levels).
+    const iova = (1n << 47n) + 5n * BigInt(K);
+    const before = testing.poolState(iommu);
+    for (let n = 1; n <= 3; n++) {
+      testing.setFailCountdown(iommu, n);
+      expect(() => fd.ioasMap(ioas, { iova, length: K, phys: 0x7000 })).toThrow(expect.objectContaining({ errno: 'ENOMEM' }));
+      testing.setFailCountdown(iommu, 0);
+      // The pool may have grown its top for the pages it handed out: they are free again.
+      expect({ ...testing.poolState(iommu), poolTop: 0, memoryBytes: 0 }).toEqual({ ...before, poolTop: 0, memoryBytes: 0 });
+      expect(iommu.translate(dev.rid, NO_PASID, iova, Access.Read).ok).toBe(false);
+    }
+    fd.ioasMap(ioas, { iova, length: K, phys: 0x7000 });
+    expect(testing.poolState(iommu).domainPages).toBe(before.domainPages + 3);
+    expect(iommu.translate(dev.rid, NO_PASID, iova + 8n, Access.Write).phys).toBe(0x7008n);
+    expect(iommu.translate(dev.rid, NO_PASID, 0x10_0008n, Access.Read).phys).toBe(0x9008n);
+    fd.ioasUnmap(ioas, iova, K);
+    expect(testing.poolState(iommu).domainPages).toBe(before.domainPages);
+    expect(testing.guardViolations(iommu)).toEqual([]);
+  });
+});

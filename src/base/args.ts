@@ -47,14 +47,18 @@ export function flag(op: string, name: string, value: unknown, dflt: boolean): b
   return fail('EINVAL', op, `${name}: expected a boolean, got ${describe(value)}`);
 }
 
+const isOwnEnumerable = Object.prototype.propertyIsEnumerable;
+
 /** An options object (or undefined → {}). Unknown keys are EOPNOTSUPP, like unknown ioctl flags. */
 export function options<K extends string>(op: string, value: unknown, known: readonly K[]): Partial<Record<K, unknown>> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return fail('EINVAL', op, `expected an options object, got ${describe(value)}`);
   }
-  for (const key of Object.keys(value)) {
-    if (!(known as readonly string[]).includes(key)) fail('EOPNOTSUPP', op, `unknown option '${key}' (known: ${known.join(', ')})`);
+  // Object.keys's keys (own, enumerable, strings) in its order: for-in lists them first, then
+  // inherited ones, which are skipped. No array allocated per call, as Object.keys would.
+  for (const key in value) {
+    if (!(known as readonly string[]).includes(key) && isOwnEnumerable.call(value, key)) fail('EOPNOTSUPP', op, `unknown option '${key}' (known: ${known.join(', ')})`);
   }
   return value as Partial<Record<K, unknown>>;
 }

@@ -122,15 +122,32 @@ export class Core {
    */
   sync(): void {
     const buffer = this.memory.buffer;
-    if (buffer.byteLength === this.byteLength) return;
-    this.byteLength = buffer.byteLength;
-    this.u32view = new Uint32Array(buffer);
-    this.u8view = new Uint8Array(buffer);
-    const slotBase = this.ctrlFrom(abi.CTRL_SLOTS) + this.slot * this.ctrlFrom(abi.CTRL_SLOT_SIZE);
-    this.result = new Uint32Array(buffer, slotBase + abi.SLOT_RESULT, abi.RES_SIZE / 4);
-    this.hits = new Uint32Array(buffer, slotBase + abi.SLOT_HITS, 2);
-    this.shootdown = new Int32Array(buffer, this.ctrlBase + abi.CTRL_SHOOTDOWN, 1);
-    this.viewEpoch++;
+    if (buffer.byteLength !== this.byteLength) {
+      this.byteLength = buffer.byteLength;
+      this.u32view = new Uint32Array(buffer);
+      this.u8view = new Uint8Array(buffer);
+      const slotBase = this.ctrlFrom(abi.CTRL_SLOTS) + this.slot * this.ctrlFrom(abi.CTRL_SLOT_SIZE);
+      this.result = new Uint32Array(buffer, slotBase + abi.SLOT_RESULT, abi.RES_SIZE / 4);
+      this.hits = new Uint32Array(buffer, slotBase + abi.SLOT_HITS, 2);
+      this.shootdown = new Int32Array(buffer, this.ctrlBase + abi.CTRL_SHOOTDOWN, 1);
+      this.viewEpoch++;
+    }
+    this.grown = this.u32view[(this.ctrlBase + abi.CTRL_PAGES_GROWN) >>> 2]!;
+  }
+
+  /** CTRL_PAGES_GROWN as of the last `sync`. */
+  private grown = -1;
+
+  /**
+   * `sync` after a control export of the owner, cheaply: the only growth such an export can make
+   * is the core's own, which assembly/pool.ts counts in CTRL_PAGES_GROWN, so the views are rebuilt
+   * only when that count moved. Reading `memory.buffer` costs about 100 ns per call on a shared
+   * memory in V8, more than a whole 4 KiB map. (Growth by someone else -- an emulator growing the
+   * memory it lent -- is not an export's doing; `resync` handles it. A view it detached reads
+   * undefined here, which also calls `sync`.)
+   */
+  syncAfterControl(): void {
+    if (this.u32view[(this.ctrlBase + abi.CTRL_PAGES_GROWN) >>> 2] !== this.grown) this.sync();
   }
 
   /**

@@ -30,6 +30,18 @@ export interface RaisedPageRequest {
   domain: number;
 }
 
+/** The MAPREC perm word of each perm value (R, W, X bits): BigInt(perm) costs ~60 ns a call in V8. */
+const PERM_WORDS: readonly bigint[] = Array.from({ length: 8 }, (_, p) => BigInt(p));
+
+/** A range of a map or unmap batch: `[iova, last]` to `phys` (iommufd's areas are these). */
+export interface BatchRange {
+  readonly iova: bigint;
+  readonly last: bigint;
+  readonly phys: bigint;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
 export class Engine<Device = unknown, Fd = unknown> {
   readonly pasids: PasidSpace;
   readonly devices = new Map<number, Device>();
@@ -153,29 +165,33 @@ export class Engine<Device = unknown, Fd = unknown> {
   /** Maps `length` bytes at `iova` to `phys` in an engine-managed domain. @throws ENOMEM, EINVAL. */
   map(op: string, domain: number, iova: bigint, phys: bigint, length: bigint, perm: number): void {
     const status = this.core.exports.map(domain, iova, phys, length, perm);
-    this.core.sync();
-    this.check(op, status, 'map');
+    this.core.syncAfterControl();
+    if (status !== abi.STATUS_OK) this.check(op, status, 'map');
   }
 
   /**
-   * `map` for many ranges with one Wasm call per page of MAPREC records: range i is mapped wholly
-   * or not at all, in order, and `status[i]` gets its core status (STATUS_OK, STATUS_ENOMEM, ...;
-   * see {@link check}). @returns false when there was no page for the records (nothing was done).
+   * `map` of `ranges[pick[i]]` for i in [0, count), with one Wasm call per page of MAPREC records:
+   * each is mapped wholly or not at all, in order, with PTE_R/PTE_W from its `read`/`write`, and
+   * `status[i]` gets its core status (STATUS_OK, STATUS_ENOMEM, ...; see {@link check}).
+   * @returns false when there was no page for the records (nothing was done)
    */
-  mapBatch(domain: number, count: number, iova: readonly bigint[], phys: readonly bigint[], length: readonly bigint[], perm: readonly number[], status: Int32Array): boolean {
+  mapBatch(domain: number, ranges: readonly BatchRange[], pick: Int32Array, count: number, status: Int32Array): boolean {
     return this.#batch(domain, count, status, 'mapBatch', (w, at, i) => {
-      w[at + abi.MAPREC_IOVA / 8] = iova[i]!;
-      w[at + abi.MAPREC_PHYS / 8] = phys[i]!;
-      w[at + abi.MAPREC_LENGTH / 8] = length[i]!;
-      w[at + abi.MAPREC_PERM / 8] = BigInt(perm[i]!); // little-endian: perm, then the status word the core writes
+      const r = ranges[pick[i]!]!;
+      w[at + abi.MAPREC_IOVA / 8] = r.iova;
+      w[at + abi.MAPREC_PHYS / 8] = r.phys;
+      w[at + abi.MAPREC_LENGTH / 8] = r.last - r.iova + 1n;
+      // Little-endian: perm, then the status word the core writes.
+      w[at + abi.MAPREC_PERM / 8] = PERM_WORDS[(r.read ? abi.PTE_R : 0) | (r.write ? abi.PTE_W : 0)]!;
     });
   }
 
-  /** `unmap` of `[iova[i], last[i]]` for many ranges, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
-  unmapBatch(domain: number, count: number, iova: readonly bigint[], last: readonly bigint[], status: Int32Array): boolean {
-    return this.#batch(domain, count, status, 'unmapBatch', (w, at, i) => {
-      w[at + abi.MAPREC_IOVA / 8] = iova[i]!;
-      w[at + abi.MAPREC_LAST / 8] = last[i]!;
+  /** `unmap` of `[ranges[i].iova, ranges[i].last]` for each range, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
+  unmapBatch(domain: number, ranges: readonly BatchRange[], status: Int32Array): boolean {
+    return this.#batch(domain, ranges.length, status, 'unmapBatch', (w, at, i) => {
+      const r = ranges[i]!;
+      w[at + abi.MAPREC_IOVA / 8] = r.iova;
+      w[at + abi.MAPREC_LAST / 8] = r.last;
     });
   }
 
@@ -186,7 +202,7 @@ export class Engine<Device = unknown, Fd = unknown> {
   #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number) => void): boolean {
     const exports = this.core.exports;
     const page = exports.scratchAlloc();
-    this.core.sync();
+    this.core.syncAfterControl();
     if (page === 0) return false;
     const perPage = abi.PAGE_SIZE / abi.MAPREC_SIZE;
     try {
@@ -195,7 +211,7 @@ export class Engine<Device = unknown, Fd = unknown> {
         const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
         for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i);
         exports[run](domain, page, n);
-        this.core.sync();
+        this.core.syncAfterControl();
         const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);
         for (let i = 0; i < n; i++) status[from + i] = words[(i * abi.MAPREC_SIZE + abi.MAPREC_STATUS) / 4]!;
       }

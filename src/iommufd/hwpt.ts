@@ -8,6 +8,7 @@ import * as abi from '../../assembly/abi';
 import { IommuError, caught } from '../base/errno';
 import type { Engine } from './fd-state';
 import type { Area, DomainSink } from './io-pagetable';
+import { keyOf } from './area-store';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 import type { FdState } from './fd-state';
@@ -32,6 +33,12 @@ export interface HwptFlags {
 
 /** First output address engine page tables cannot hold. */
 const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
+
+/**
+ * Below this, `keyOf(phys) + keyOf(length)` proves `phys + length - 1 < OUTPUT_LIMIT`: keys are
+ * exact below 2^53 (so is their sum, below 2^52), and one of 2^53 or more alone reaches the bound.
+ */
+const SURELY_BELOW_OUTPUT_LIMIT = Number(OUTPUT_LIMIT) - 2 ** 14;
 
 /** PTE permission bits of an area. */
 function perm(area: Area): number {
@@ -97,32 +104,44 @@ export class HwptPaging extends FdObject implements DomainSink {
     return hwpt;
   }
 
-  mapArea(area: Area): void {
-    const e = outputError(area);
-    if (e !== undefined) throw e;
-    this.engine.map('map', this.domain, area.iova, area.phys, area.last - area.iova + 1n, perm(area));
+  mapArea(area: Area, length = area.last - area.iova + 1n): void {
+    // Output addresses well inside the limit (on doubles) need no BigInt check.
+    if (keyOf(area.phys) + keyOf(length) >= SURELY_BELOW_OUTPUT_LIMIT) {
+      const e = outputError(area);
+      if (e !== undefined) throw e;
+    }
+    this.engine.map('map', this.domain, area.iova, area.phys, length, perm(area));
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
     const fd = this.fd;
-    if (overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
+    if (fd.limits.pages !== Infinity && overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
       this.engine.unmap(this.domain, area.iova, area.last);
       throw pageLimitError('map');
     }
   }
 
   mapAreas(areas: readonly Area[]): (IommuError | undefined)[] {
-    const errors: (IommuError | undefined)[] = areas.map(outputError);
-    const sent = areas.filter((_, k) => errors[k] === undefined);
-    const status = new Int32Array(sent.length);
-    const length = sent.map((a) => a.last - a.iova + 1n);
+    const n = areas.length;
+    const errors = new Array<IommuError | undefined>(n).fill(undefined);
+    const sent = new Int32Array(n); // indices of the areas the core gets
+    let m = 0;
+    for (let k = 0; k < n; k++) {
+      const a = areas[k]!;
+      // On doubles, each key within 2^11 of its u64 and each operation rounding by at most as
+      // much, the estimate is within 2^13 of `phys + last - iova`: below the bound, it passes.
+      const e = keyOf(a.phys) + keyOf(a.last) - keyOf(a.iova) < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(a);
+      if (e === undefined) sent[m++] = k;
+      else errors[k] = e;
+    }
+    const status = new Int32Array(m);
     // A page limit is checked after each area (mapArea): with one, the areas go one by one.
-    const done = !Number.isFinite(this.fd.limits.pages) && this.engine.mapBatch(this.domain, sent.length, sent.map((a) => a.iova), sent.map((a) => a.phys), length, sent.map(perm), status);
-    for (let k = 0, j = 0; k < areas.length; k++) {
-      if (errors[k] !== undefined) continue;
-      const a = sent[j]!;
-      const st = status[j++]!;
+    const done = this.fd.limits.pages === Infinity && this.engine.mapBatch(this.domain, areas, sent, m, status);
+    for (let j = 0; j < m; j++) {
+      const st = status[j]!;
+      if (done && st === abi.STATUS_OK) continue;
+      const a = areas[sent[j]!]!;
       // Not batched (a page limit, or no page for the records): the per-area path.
-      errors[k] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+      errors[sent[j]!] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
     }
     return errors;
   }
@@ -134,7 +153,7 @@ export class HwptPaging extends FdObject implements DomainSink {
 
   unmapAreas(areas: readonly Area[]): void {
     const status = new Int32Array(areas.length);
-    if (!this.engine.unmapBatch(this.domain, areas.length, areas.map((a) => a.iova), areas.map((a) => a.last), status)) {
+    if (!this.engine.unmapBatch(this.domain, areas, status)) {
       for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
     }
     this.#endChildren();
@@ -146,6 +165,7 @@ export class HwptPaging extends FdObject implements DomainSink {
    * child walk that refills reads the new parent tables.
    */
   #endChildren(): void {
+    if (this.children.size === 0) return;
     for (const child of this.children) this.engine.invalidateDomain(child.domain);
   }
 

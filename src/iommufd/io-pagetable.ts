@@ -7,9 +7,10 @@
  * @module
  */
 
-import { caught, fail, type IommuError } from '../base/errno.js';
+import { ERRNO, caught, fail, type IommuError } from '../base/errno.js';
 import { toLast, U64_MAX } from '../base/range.js';
 import { orderByKeys } from '../base/sort.js';
+import { AreaStore, HI, LO, keyOf } from './area-store.js';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
@@ -39,8 +40,10 @@ export interface IoRange {
 }
 
 /**
- * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. Areas handed out are
- * frozen, so a sink or a caller may keep them as identity keys.
+ * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. The table never changes
+ * an area once made, so a sink or a caller may keep them as identity keys; those that
+ * {@link IoPagetable.areas} hands out are frozen (freezing each on creation would cost MAP more
+ * than the rest of its bookkeeping).
  */
 export interface Area {
   /** First IOVA of the area. */
@@ -59,9 +62,10 @@ export interface Area {
 export interface DomainSink {
   /**
    * Install one whole area.
+   * @param length the area's length (`last - iova + 1`), when the caller has it at hand
    * @throws IommuError `ENOMEM`; on throw it has installed nothing of that area.
    */
-  mapArea(area: Area): void;
+  mapArea(area: Area, length?: bigint): void;
   /** Remove one whole area previously installed. Never throws. */
   unmapArea(area: Area): void;
   /**
@@ -105,6 +109,14 @@ export interface IoPagetableState {
   alignments: readonly (readonly [owner: object, alignment: bigint])[];
 }
 
+/**
+ * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP: their
+ * sums stay below 2^53, so doubles hold them exactly.
+ */
+const FAST_LIMIT = 2 ** 52;
+/** FAST_LIMIT as a limit on the high u32 half of a u64. */
+const FAST_LIMIT_HI = 2 ** 20;
+
 /** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
 export interface AreaSlice {
   area: Area;
@@ -130,7 +142,7 @@ interface DomainEntry {
  */
 export class IoPagetable {
   /** Mapped areas, sorted by iova, disjoint. */
-  #areas: Area[] = [];
+  #areas = new AreaStore();
   /** Frozen copy of `#areas` handed out by the getter; dropped on every change. */
   #areasView: readonly Area[] | undefined = undefined;
   /** Reserved ranges as each owner gave them; ranges of different owners may overlap. */
@@ -140,6 +152,8 @@ export class IoPagetable {
    * on each reserve/release (attach/detach time), so lookups are one binary search.
    */
   #reserved: readonly IoRange[] = [];
+  /** `#reserved` as keys (keyOf): start and last of range i at 2i and 2i+1. */
+  #reservedKeys = new Float64Array(0);
   /** The allowed list: sorted by start, disjoint. Empty means auto IOVA may use any hole. */
   #allowed: readonly IoRange[] = Object.freeze([]);
   /**
@@ -152,6 +166,8 @@ export class IoPagetable {
   /** Alignment requirements of non-domain users (software-DMA accesses), by owner. */
   #extraAlignment = new Map<object, bigint>();
   #alignment = 1n;
+  /** `#alignment - 1` as a number when the alignment is at most PAGE_SIZE (always, outside a failing restore), else -1. */
+  #alignMask = 0;
 
   /** The IOVA alignment (`iova_alignment`): 1 on a fresh table, else the largest requirement of the domains and accesses. */
   get alignment(): bigint {
@@ -160,7 +176,7 @@ export class IoPagetable {
 
   /** The areas, sorted by iova, never overlapping. A frozen snapshot: it does not change when the table does. */
   get areas(): readonly Area[] {
-    return (this.#areasView ??= Object.freeze(this.#areas.slice()));
+    return (this.#areasView ??= Object.freeze(this.#areas.toArray().map((a) => Object.freeze(a))));
   }
 
   /** The attached domains in the order they were added. A frozen snapshot. */
@@ -198,6 +214,38 @@ export class IoPagetable {
   }
 
   /**
+   * {@link map} with a fixed IOVA, for a caller that has checked `iova`, `length` and `phys` are
+   * u64 (ioasMap): the same outcome. When all three are below FAST_LIMIT and every check passes --
+   * the common case -- the checks run on doubles with one search of the areas; anything else,
+   * every error included, goes through {@link map}.
+   */
+  mapFixed(op: string, iova: bigint, length: bigint, phys: bigint, read: boolean, write: boolean): bigint {
+    const iovaK = keyOf(iova);
+    const lengthK = keyOf(length);
+    const physK = keyOf(phys);
+    const mask = this.#alignMask;
+    // `x | y` of integral doubles works on their low 32 bits, which hold every bit of the mask.
+    if ((read || write) && lengthK !== 0 && iovaK < FAST_LIMIT && lengthK < FAST_LIMIT && physK < FAST_LIMIT && mask >= 0 && ((iovaK | lengthK | physK) & mask) === 0) {
+      const lastK = iovaK + lengthK - 1;
+      const store = this.#areas;
+      let pos = store.seekExact(iovaK);
+      const hit = store.at(pos);
+      if ((hit === undefined || keyOf(hit.iova) > lastK) && !this.#reservedHit(iovaK, lastK)) {
+        const area: Area = { iova, last: iova + length - 1n, phys, read, write };
+        const version = store.version;
+        const domains = this.#domains;
+        if (domains.length === 1) domains[0]!.sink.mapArea(area, length);
+        else this.#installInDomains(area);
+        if (store.version !== version) pos = store.seekExact(iovaK); // a sink called back into the table
+        store.insert(pos, area, lastK);
+        this.#areasView = undefined;
+        return iova;
+      }
+    }
+    return this.map(op, { iova, length, phys, read, write });
+  }
+
+  /**
    * MAP for many fixed-IOVA requests, with the outcome of calling {@link map} for each in order:
    * each applies wholly or fails with the error `map` would have thrown and changes nothing, and a
    * request sees the areas of the earlier ones. Every request is checked first; the areas are then
@@ -226,6 +274,125 @@ export class IoPagetable {
     for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(checked[order[k]!]!.area);
     this.#insertSorted(applied);
     return applied.length;
+  }
+
+  /**
+   * ioasMapBatch without a detour: entry i of `entries` is iova, length, phys (u64 words 3i..3i+2)
+   * with `perms[i]` (bit 0 read, bit 1 write; both when absent). Taken only when every entry passes
+   * every check of ioasMap on doubles -- values below FAST_LIMIT, perm bits known and not empty,
+   * aligned, touching no reserved range, no area and no other entry -- and then with the outcome of
+   * {@link mapMany}: the areas go to the domains in request order (one batch call), each applies
+   * or fails (ENOMEM) wholly, and `results[i]` gets 0 or the errno number.
+   * @returns the number of entries applied, or -1 when not taken (nothing done, `results` untouched)
+   */
+  mapBatchFast(entries: BigUint64Array, perms: Uint8Array | undefined, results: Int32Array, n: number): number {
+    const mask = this.#alignMask;
+    if (mask < 0 || n === 0) return -1;
+    const words = new Uint32Array(entries.buffer, entries.byteOffset, 6 * n);
+    const store = this.#areas;
+    const starts = new Float64Array(n);
+    const areas = new Array<Area>(n);
+    // Each checked entry goes into the table at once, so that the search for the next one also
+    // finds an overlap with it; an entry that fails a check undoes the ones before (whose
+    // contents then equal the table's before the call) and leaves the batch to mapMany.
+    for (let i = 0; i < n; i++) {
+      const p = perms === undefined ? 3 : perms[i]!;
+      const w = 6 * i;
+      const iovaHi = words[w + HI]!;
+      const lengthHi = words[w + 2 + HI]!;
+      let ok = p !== 0 && p <= 3 && iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && words[w + 4 + HI]! < FAST_LIMIT_HI;
+      ok &&= ((words[w + LO]! | words[w + 2 + LO]! | words[w + 4 + LO]!) & mask) === 0;
+      const start = iovaHi * 4294967296 + words[w + LO]!;
+      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
+      const last = start + length - 1;
+      ok &&= length !== 0 && !this.#reservedHit(start, last);
+      const pos = ok ? store.seekExact(start) : 0;
+      ok &&= pos === store.end || keyOf(store.at(pos)!.iova) > last;
+      if (!ok) {
+        for (let j = 0; j < i; j++) store.remove(store.seekExact(starts[j]!), 1);
+        return -1;
+      }
+      const iova = entries[3 * i]!;
+      const area = makeArea(iova, iova + entries[3 * i + 1]! - 1n, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
+      store.insert(pos, area);
+      areas[i] = area;
+      starts[i] = start;
+    }
+    this.#areasView = undefined;
+    const errors = this.#installEach(areas);
+    let applied = 0;
+    for (let i = 0; i < n; i++) {
+      const e = errors[i];
+      if (e === undefined) {
+        results[i] = 0;
+        applied++;
+      } else {
+        results[i] = ERRNO[e.errno];
+        store.remove(store.seekExact(starts[i]!), 1);
+      }
+    }
+    return applied;
+  }
+
+  /**
+   * ioasUnmapBatch without a detour (no access to notify): entry i of `entries` is iova, length
+   * (u64 words 2i, 2i+1). Taken only when every entry, below FAST_LIMIT, names exactly one area and
+   * no two name the same one; then every entry applies, as {@link unmapMany} would do it: the
+   * areas leave each domain in one call, `results[i]` gets 0 and `bytes[i]` (when given) the length.
+   * @returns the number of entries applied, or -1 when not taken (nothing done)
+   */
+  unmapBatchFast(entries: BigUint64Array, results: Int32Array, bytes: BigUint64Array | undefined, n: number): number {
+    if (n === 0) return -1;
+    const words = new Uint32Array(entries.buffer, entries.byteOffset, 4 * n);
+    const store = this.#areas;
+    const leaving = new Array<Area>(n);
+    // Each area found leaves the table at once, so that a second entry naming it finds nothing;
+    // an entry that is not exactly one area puts the ones before back and leaves the batch to
+    // unmapMany.
+    for (let i = 0; i < n; i++) {
+      const w = 4 * i;
+      const iovaHi = words[w + HI]!;
+      const lengthHi = words[w + 2 + HI]!;
+      const start = iovaHi * 4294967296 + words[w + LO]!;
+      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
+      let ok = iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && length !== 0;
+      const pos = ok ? store.seekExact(start) : 0;
+      ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
+      const a = ok ? store.at(pos)! : undefined;
+      if (a === undefined || keyOf(a.iova) !== start) {
+        for (let j = 0; j < i; j++) store.insert(store.seekExact(keyOf(leaving[j]!.iova)), leaving[j]!);
+        return -1;
+      }
+      store.remove(pos, 1);
+      leaving[i] = a;
+    }
+    this.#areasView = undefined;
+    for (const d of this.#domains) {
+      if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
+      else for (const a of leaving) d.sink.unmapArea(a);
+    }
+    const out = bytes === undefined ? undefined : new Uint32Array(bytes.buffer, bytes.byteOffset, 2 * n);
+    for (let i = 0; i < n; i++) {
+      results[i] = 0;
+      if (out !== undefined) {
+        out[2 * i] = words[4 * i + 2]!;
+        out[2 * i + 1] = words[4 * i + 3]!;
+      }
+    }
+    return n;
+  }
+
+  /** Whether `[start, last]` (keys below 2^53, so exact) touches a reserved range. */
+  #reservedHit(start: number, last: number): boolean {
+    const k = this.#reservedKeys;
+    let lo = 0;
+    let hi = k.length >>> 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (k[2 * mid + 1]! < start) lo = mid + 1;
+      else hi = mid;
+    }
+    return 2 * lo < k.length && k[2 * lo]! <= last;
   }
 
   /** {@link map} per request, in order (the reference semantics of {@link mapMany}). */
@@ -278,20 +445,42 @@ export class IoPagetable {
    *   `iova + length - 1` wraps; `ENOENT` no area intersects the range, or one is only partly inside.
    */
   unmap(op: string, iova: bigint, length: bigint, beforeRemove?: (areas: readonly Area[], round: number) => boolean): bigint {
+    const areas = this.#areas;
+    if (beforeRemove === undefined) {
+      // The common case: the range is exactly one area. Then every check below passes (the
+      // values are u64 as the area's are; the area is the only one inside), and the outcome is
+      // the same; anything else, errors included, takes the general path.
+      const iovaK = keyOf(iova);
+      const at = areas.seek(iova, iovaK);
+      const a = areas.at(at);
+      if (a !== undefined && a.iova === iova && a.last === iova + length - 1n) {
+        const domains = this.#domains;
+        for (let j = 0; j < domains.length; j++) domains[j]!.sink.unmapArea(a);
+        areas.remove(areas.at(at) === a ? at : areas.seek(iova, iovaK), 1);
+        this.#areasView = undefined;
+        return length;
+      }
+    }
     for (let round = 0; ; round++) {
-      const [first, end] = this.#unmapRange(op, iova, length);
-      if (first === end) return 0n;
-      const areas = this.#areas;
+      let at = this.#unmapRange(op, iova, length);
+      const count = this.#unmapCount;
+      if (count === 0) return 0n;
       // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
       // they may refuse by throwing, and nothing has changed yet.
-      if (beforeRemove !== undefined && !beforeRemove(areas.slice(first, end), round)) continue;
+      if (beforeRemove !== undefined) {
+        const list: Area[] = [];
+        for (let k = 0, p = at; k < count; k++, p = areas.next(p)) list.push(areas.at(p)!);
+        if (!beforeRemove(list, round)) continue;
+        at = areas.seek(list[0]!.iova, keyOf(list[0]!.iova)); // no position survives a call out
+      }
       let total = 0n;
-      for (let i = first; i < end; i++) {
-        const a = areas[i]!;
-        for (const d of this.#domains) d.sink.unmapArea(a);
+      const domains = this.#domains;
+      for (let k = 0, p = at; k < count; k++, p = areas.next(p)) {
+        const a = areas.at(p)!;
+        for (let j = 0; j < domains.length; j++) domains[j]!.sink.unmapArea(a);
         total += areaLength(a);
       }
-      areas.splice(first, end - first);
+      areas.remove(at, count);
       this.#areasView = undefined;
       return total;
     }
@@ -308,20 +497,20 @@ export class IoPagetable {
    */
   unmapMany(op: string, reqs: readonly { iova: bigint; length: bigint }[], failed: (i: number, e: IommuError) => void, removed: (i: number, bytes: bigint) => void): number {
     const areas = this.#areas;
-    const gone = new Uint8Array(areas.length);
+    const gone = new Set<Area>();
     const leaving: Area[] = [];
-    let lowest = areas.length;
     let applied = 0;
     for (let i = 0; i < reqs.length; i++) {
-      const range = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
-      if (range === undefined) continue;
+      const at = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
+      if (at === undefined) continue;
       let total = 0n;
-      for (let k = range[0]; k < range[1]; k++) {
-        if (gone[k]) continue;
-        gone[k] = 1;
-        leaving.push(areas[k]!);
-        total += areaLength(areas[k]!);
-        if (k < lowest) lowest = k;
+      for (let k = 0, p = at; k < this.#unmapCount; p = areas.next(p)) {
+        const a = areas.at(p)!;
+        if (gone.has(a)) continue;
+        k++;
+        gone.add(a);
+        leaving.push(a);
+        total += areaLength(a);
       }
       applied++;
       removed(i, total);
@@ -331,41 +520,41 @@ export class IoPagetable {
       if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
       else for (const a of leaving) d.sink.unmapArea(a);
     }
-    let kept = lowest;
-    for (let k = lowest; k < areas.length; k++) if (!gone[k]) areas[kept++] = areas[k]!;
-    areas.length = kept;
+    for (const a of leaving) areas.remove(areas.seek(a.iova, keyOf(a.iova)), 1);
     this.#areasView = undefined;
     return applied;
   }
 
+  /** Live areas the last {@link unmapRange} found (its second result). */
+  #unmapCount = 0;
+
   /**
-   * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are
-   * indices `[first, end)` of the table, less those flagged in `gone` (areas an earlier request
-   * of a batch removes). `first === end`: nothing to remove, and that is no error (`(0n, U64_MAX)`).
+   * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are the
+   * {@link unmapCount} areas from the returned position on, less those in `gone` (areas an earlier
+   * request of a batch removes). A count of 0: nothing to remove, and that is no error (`(0n, U64_MAX)`).
    * @throws IommuError as {@link unmap}
    */
-  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Uint8Array): [first: number, end: number] {
+  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Set<Area>): number {
     checkU64(op, 'iova', iova);
     checkU64(op, 'length', length);
     const all = iova === 0n && length === U64_MAX;
     const last = all ? U64_MAX : toLast(op, 'iova', iova, length);
     const areas = this.#areas;
-    const first = firstEndingAtOrAfter(areas, iova);
-    let end = first;
+    const first = areas.seek(iova, keyOf(iova));
+    const end = areas.end;
     let live = 0;
-    for (; end < areas.length && areas[end]!.iova <= last; end++) {
-      if (gone?.[end]) continue;
-      const a = areas[end]!;
+    for (let p = first; p !== end; p = areas.next(p)) {
+      const a = areas.at(p)!;
+      if (a.iova > last) break;
+      if (gone?.has(a)) continue;
       if (a.iova < iova || a.last > last) {
         fail('ENOENT', op, `expected areas fully inside [${hex(iova)}, ${hex(last)}], got area [${hex(a.iova)}, ${hex(a.last)}] crossing its edge`);
       }
       live++;
     }
-    if (live === 0) {
-      if (all) return [first, first];
-      fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
-    }
-    return [first, end];
+    if (live === 0 && !all) fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
+    this.#unmapCount = live;
+    return first;
   }
 
   /**
@@ -516,20 +705,21 @@ export class IoPagetable {
     this.#checkReservable(op, outside);
     const before = this.#reservedByOwner.get(sink) ?? [];
     this.#setReserved(sink, [...before, ...outside]);
+    const areas = this.#areas.toArray();
     let filled = 0;
     try {
-      for (const a of this.#areas) {
+      for (const a of areas) {
         sink.mapArea(a);
         filled++;
       }
     } catch (e) {
-      for (let i = filled - 1; i >= 0; i--) sink.unmapArea(this.#areas[i]!);
+      for (let i = filled - 1; i >= 0; i--) sink.unmapArea(areas[i]!);
       this.#setReserved(sink, before);
       throw e;
     }
     this.#domains.push({ sink, pageSize });
     this.#domainsView = undefined;
-    this.#alignment = newAlignment;
+    this.#setAlignment(newAlignment);
   }
 
   /**
@@ -543,7 +733,7 @@ export class IoPagetable {
     this.#domains.splice(i, 1);
     this.#domainsView = undefined;
     this.#setReserved(sink, []);
-    this.#alignment = this.#computeAlignment();
+    this.#setAlignment(this.#computeAlignment());
   }
 
   /**
@@ -560,12 +750,12 @@ export class IoPagetable {
     const newAlignment = max(alignment, this.#alignment);
     this.#checkAlignmentGrowth(op, newAlignment);
     this.#extraAlignment.set(owner, alignment);
-    this.#alignment = newAlignment;
+    this.#setAlignment(newAlignment);
   }
 
   /** Drop `owner`'s alignment requirement; the alignment is recomputed and may go down. No-op for an unknown owner. */
   removeAlignment(owner: object): void {
-    if (this.#extraAlignment.delete(owner)) this.#alignment = this.#computeAlignment();
+    if (this.#extraAlignment.delete(owner)) this.#setAlignment(this.#computeAlignment());
   }
 
   /** @internal Snapshot support: the whole state, by reference. */
@@ -586,14 +776,14 @@ export class IoPagetable {
     const bad = (what: string): never => {
       throw new Error(`io-pagetable state: ${what}`);
     };
-    if (this.#areas.length > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
+    if (this.#areas.size > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
     const sortedDisjoint = (list: readonly { start: bigint; last: bigint }[], strict: boolean): boolean =>
       list.every((r, i) => r.start >= 0n && r.last <= U64_MAX && (strict ? r.start < r.last : r.start <= r.last) && (i === 0 || list[i - 1]!.last < r.start));
     const areas = s.areas.map((a) => makeArea(a.iova, a.last, a.phys, a.read, a.write));
     if (!sortedDisjoint(areas.map((a) => ({ start: a.iova, last: a.last })), false) || areas.some((a) => !a.read && !a.write)) bad('areas overlap or are out of order');
     if (!sortedDisjoint(s.allowed, true)) bad('allowed ranges overlap or are out of order');
     if (![...s.domains.map((d) => d.pageSize), ...s.alignments.map(([, a]) => a)].every(isPow2)) bad('an alignment is not a power of two');
-    this.#areas = areas;
+    this.#areas.load(areas);
     this.#areasView = undefined;
     this.setAllowed('restore', copyRanges(s.allowed));
     for (const d of s.domains) this.#domains.push({ sink: d.sink, pageSize: d.pageSize });
@@ -603,11 +793,11 @@ export class IoPagetable {
       if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) bad('a reserved range is empty or beyond 2^64');
       this.#setReserved(owner, copyRanges(ranges));
     }
-    this.#alignment = this.#computeAlignment();
+    this.#setAlignment(this.#computeAlignment());
     const a = this.#alignment;
     if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
     for (const r of this.#reserved) {
-      if (hitIndex(this.#areas, r.start, r.last) >= 0 || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
+      if (this.#hitArea(r.start, r.last) !== undefined || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
     }
   }
 
@@ -620,17 +810,19 @@ export class IoPagetable {
   slices(iova: bigint, last: bigint): AreaSlice[] | undefined {
     if (iova > last) return undefined;
     const areas = this.#areas;
-    let i = firstEndingAtOrAfter(areas, iova);
-    if (i === areas.length || areas[i]!.iova > iova) return undefined;
+    let p = areas.seek(iova, keyOf(iova));
+    let a = areas.at(p);
+    if (a === undefined || a.iova > iova) return undefined;
     const out: AreaSlice[] = [];
     for (let start = iova; ; ) {
-      const a = areas[i]!;
       const end = a.last < last ? a.last : last;
       out.push({ area: a, start, last: end });
       if (end === last) return out;
-      i++;
-      if (i === areas.length || areas[i]!.iova !== a.last + 1n) return undefined;
-      start = areas[i]!.iova;
+      p = areas.next(p);
+      const b = areas.at(p);
+      if (b === undefined || b.iova !== a.last + 1n) return undefined;
+      a = b;
+      start = a.iova;
     }
   }
 
@@ -650,9 +842,8 @@ export class IoPagetable {
     const last = toLast(op, 'iova', iova, length);
     const r = hitIndex(this.#reserved, iova, last);
     if (r >= 0) fail('EINVAL', op, `expected an unreserved range, got [${hex(iova)}, ${hex(last)}] hitting reserved ${fmt(this.#reserved[r]!)}`);
-    const a = hitIndex(this.#areas, iova, last);
-    if (a >= 0) {
-      const hit = this.#areas[a]!;
+    const hit = this.#hitArea(iova, last);
+    if (hit !== undefined) {
       fail('EEXIST', op, `expected a free range, got [${hex(iova)}, ${hex(last)}] overlapping mapping [${hex(hit.iova)}, ${hex(hit.last)}]`);
     }
     return iova;
@@ -691,23 +882,22 @@ export class IoPagetable {
 
   /**
    * Lowest `x` in `[start, last]` with `x % step == offset` whose `[x, x+length-1]` fits in
-   * `[start, last]` and touches no reserved range and no area. One forward merge walk over both
-   * sorted lists: O(areas + reserved) in the worst case.
+   * `[start, last]` and touches no reserved range and no area. A forward walk over the reserved
+   * list and one search of the areas per step: O((areas + reserved) log areas) in the worst case.
    */
   #findFree(start: bigint, last: bigint, length: bigint, step: bigint, offset: bigint): bigint | undefined {
     const areas = this.#areas;
     const resv = this.#reserved;
-    let ai = firstEndingAtOrAfter(areas, start);
     let ri = firstEndingAtOrAfter(resv, start);
     let cursor = start;
     for (;;) {
       const cand = cursor + ((((offset - cursor) % step) + step) % step);
       const candLast = cand + length - 1n;
       if (candLast > last) return undefined;
-      while (ai < areas.length && areas[ai]!.last < cand) ai++;
+      const area = areas.at(areas.seek(cand, keyOf(cand)));
       while (ri < resv.length && resv[ri]!.last < cand) ri++;
       let used = -1n; // last address of the furthest-reaching range in the way, -1 if none
-      if (ai < areas.length && areas[ai]!.iova <= candLast) used = areas[ai]!.last;
+      if (area !== undefined && area.iova <= candLast) used = area.last;
       if (ri < resv.length && resv[ri]!.start <= candLast && resv[ri]!.last > used) used = resv[ri]!.last;
       if (used < 0n) return cand;
       // Every start in [cand, used] still overlaps that range, so resume just past it.
@@ -733,18 +923,21 @@ export class IoPagetable {
    * removed again, newest first, and the error is rethrown with the table unchanged.
    */
   #install(created: Area[]): void {
-    this.#installInDomains(created);
+    this.#installInDomains(created.length === 1 ? created[0]! : created);
     this.#insertSorted(created);
   }
 
-  /** The domain half of {@link install}: all of `created` in every domain, or nothing and a throw. */
-  #installInDomains(created: readonly Area[]): void {
+  /** The domain half of {@link install}: all of `created` (one area or a list) in every domain, or nothing and a throw. */
+  #installInDomains(created: Area | readonly Area[]): void {
     const domains = this.#domains;
     if (domains.length === 0) return;
-    if (domains.length === 1 && created.length === 1) return domains[0]!.sink.mapArea(created[0]!); // installs all or nothing
+    if (!Array.isArray(created)) {
+      if (domains.length === 1) return domains[0]!.sink.mapArea(created as Area); // installs all or nothing
+      created = [created as Area];
+    }
     const done: [DomainSink, Area][] = [];
     try {
-      for (const a of created) {
+      for (const a of created as readonly Area[]) {
         for (const d of domains) {
           d.sink.mapArea(a);
           done.push([d.sink, a]);
@@ -765,31 +958,28 @@ export class IoPagetable {
     const domains = this.#domains;
     const only = domains.length === 1 ? domains[0]!.sink : undefined;
     if (only?.mapAreas) return only.mapAreas(areas);
-    return areas.map((a) => caught(() => this.#installInDomains([a])));
+    return areas.map((a) => caught(() => this.#installInDomains(a)));
   }
 
-  /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`: one merge. */
+  /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`. */
   #insertSorted(sorted: readonly Area[]): void {
     if (sorted.length === 0) return;
     const areas = this.#areas;
-    const at = firstEndingAtOrAfter(areas, sorted[0]!.iova);
     this.#areasView = undefined;
-    if (sorted.length === 1) return void areas.splice(at, 0, sorted[0]!);
-    const tail = areas.splice(at); // everything from `at` on, merged back behind the new areas
-    let t = 0;
-    for (const a of sorted) {
-      while (t < tail.length && tail[t]!.iova < a.iova) areas.push(tail[t++]!);
-      areas.push(a);
-    }
-    while (t < tail.length) areas.push(tail[t++]!);
+    for (const a of sorted) areas.insert(areas.seek(a.iova, keyOf(a.iova)), a);
+  }
+
+  /** The lowest area intersecting `[start, last]`, if any. */
+  #hitArea(start: bigint, last: bigint): Area | undefined {
+    const a = this.#areas.at(this.#areas.seek(start, keyOf(start)));
+    return a !== undefined && a.iova <= last ? a : undefined;
   }
 
   /** iopt_reserve_iova()'s conflict rule: a new reserved range may not hit an area or an allowed range. */
   #checkReservable(op: string, ranges: readonly IoRange[]): void {
     for (const r of ranges) {
-      const a = hitIndex(this.#areas, r.start, r.last);
-      if (a >= 0) {
-        const hit = this.#areas[a]!;
+      const hit = this.#hitArea(r.start, r.last);
+      if (hit !== undefined) {
         fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every mapping, got [${hex(hit.iova)}, ${hex(hit.last)}]`);
       }
       const w = hitIndex(this.#allowed, r.start, r.last);
@@ -807,6 +997,7 @@ export class IoPagetable {
     const all: IoRange[] = [];
     for (const list of this.#reservedByOwner.values()) all.push(...list);
     this.#reserved = coalesce(all.sort(byStart));
+    this.#reservedKeys = Float64Array.from(this.#reserved.flatMap((r) => [keyOf(r.start), keyOf(r.last)]));
   }
 
   /**
@@ -816,11 +1007,16 @@ export class IoPagetable {
   #checkAlignmentGrowth(op: string, newAlignment: bigint): void {
     if (newAlignment > PAGE_SIZE) fail('EINVAL', op, `expected an IOVA alignment of at most ${hex(PAGE_SIZE)}, got ${hex(newAlignment)}`);
     if (newAlignment === this.#alignment) return;
-    for (const a of this.#areas) {
+    for (const a of this.areas) {
       if (a.iova % newAlignment !== 0n || areaLength(a) % newAlignment !== 0n || a.phys % newAlignment !== 0n) {
         fail('EADDRINUSE', op, `expected every mapping aligned to ${hex(newAlignment)}, got ${hex(areaLength(a))} bytes at ${hex(a.iova)} -> ${hex(a.phys)}`);
       }
     }
+  }
+
+  #setAlignment(a: bigint): void {
+    this.#alignment = a;
+    this.#alignMask = a <= PAGE_SIZE ? Number(a) - 1 : -1;
   }
 
   /** iopt_calculate_iova_alignment(): the largest requirement of the domains and accesses, at least 1. */
@@ -868,8 +1064,9 @@ function checkU64(op: string, what: string, v: bigint): void {
   if (v < 0n || v > U64_MAX) fail('EOVERFLOW', op, `expected ${what} within u64, got ${v}`);
 }
 
+/** A new area (frozen when {@link IoPagetable.areas} hands it out). */
 function makeArea(iova: bigint, last: bigint, phys: bigint, read: boolean, write: boolean): Area {
-  return Object.freeze({ iova, last, phys, read, write });
+  return { iova, last, phys, read, write };
 }
 
 /**
@@ -888,11 +1085,9 @@ function firstEndingAtOrAfter(arr: readonly { readonly last: bigint }[], addr: b
 }
 
 /** Index of the lowest element of a sorted, disjoint list intersecting `[start, last]`, or -1. */
-function hitIndex(arr: readonly (IoRange | Area)[], start: bigint, last: bigint): number {
+function hitIndex(arr: readonly IoRange[], start: bigint, last: bigint): number {
   const i = firstEndingAtOrAfter(arr, start);
-  if (i === arr.length) return -1;
-  const e = arr[i]!;
-  return ('iova' in e ? e.iova : e.start) <= last ? i : -1;
+  return i < arr.length && arr[i]!.start <= last ? i : -1;
 }
 
 /** Union of ranges sorted by start: sorted, disjoint, touching ranges merged; frozen. */

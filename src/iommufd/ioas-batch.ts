@@ -73,6 +73,8 @@ export function ioasMapBatch(table: ObjectTable, ioasId: number, batch: MapBatch
   const op = 'ioasMapBatch';
   const n = checkShape(op, table, ioasId, batch, 3, ['perms', Uint8Array]);
   const { entries, perms, results } = batch;
+  const fast = table.get<Ioas>(op, ioasId, 'ioas').iopt.mapBatchFast(entries, perms, results, n);
+  if (fast >= 0) return fast;
   // ioasMap's own checks (an unknown flag first, as iommufd's unknown IOAS_MAP flags), then the
   // io-pagetable's for the rest, all at once.
   const reqs: MapRequest[] = [];
@@ -97,6 +99,8 @@ export function ioasUnmapBatch(table: ObjectTable, ioasId: number, batch: UnmapB
   const { entries, results, bytes } = batch;
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
   if (ioas.accesses.size !== 0) return unmapEach(table, ioasId, batch, n); // pins may refuse an entry
+  const fast = ioas.iopt.unmapBatchFast(entries, results, bytes, n);
+  if (fast >= 0) return fast;
   const reqs: { iova: bigint; length: bigint }[] = [];
   const index: number[] = [];
   for (let i = 0; i < n; i++) {
