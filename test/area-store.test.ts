@@ -6,18 +6,7 @@
 import { describe, expect, test } from 'vitest';
 import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
 import type { Area } from '../src/iommufd/io-pagetable.js';
-
-/** mulberry32: a seeded u32 generator. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+import { Rng } from './reference-walk';
 
 function area(iova: bigint, length: bigint): Area {
   return Object.freeze({ iova, last: iova + length - 1n, phys: iova, read: true, write: true });
@@ -38,7 +27,8 @@ function walk(s: AreaStore, pos: number): Area[] {
 
 describe('AreaStore', () => {
   test('keyOf is Number() of the u64: exact below 2^53, monotonic above', () => {
-    const next = rng(3);
+    const r3 = new Rng(3);
+    const next = () => r3.u32();
     const values = [0n, 1n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 64n) - 1n, (1n << 64n) - 1024n, (1n << 64n) - 1025n];
     for (let i = 0; i < 2000; i++) values.push(((BigInt(next()) << 32n) | BigInt(next())) >> BigInt(next() % 64));
     for (const v of values) expect(keyOf(v)).toBe(Number(v));
@@ -53,7 +43,8 @@ describe('AreaStore', () => {
     ['16-byte areas across 2^53', (1n << 53n) - 40_000n, 16n],
   ] as const) {
     test(`random inserts and removes match a sorted array: ${name}`, () => {
-      const next = rng(7);
+      const r7 = new Rng(7);
+      const next = () => r7.u32();
       const s = new AreaStore();
       let ref: Area[] = [];
       const used = new Set<number>();

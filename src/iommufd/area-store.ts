@@ -88,28 +88,9 @@ export class AreaStore {
    * @param key `keyOf(addr)`
    */
   seek(addr: bigint, key: number): number {
-    const chunks = this.#chunks;
-    const tops = this.#tops;
-    let lo = 0;
-    let hi = tops.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (tops[mid]! < key) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo === chunks.length) return lo * CHUNK;
-    const c = chunks[lo]!;
-    const keys = c.keys;
-    let a = 0;
-    let b = c.n - 1; // keys[b] >= key: the answer is in [a, b]
-    while (a < b) {
-      const mid = (a + b) >>> 1;
-      if (keys[mid]! < key) a = mid + 1;
-      else b = mid;
-    }
-    let pos = lo * CHUNK + a;
+    let pos = this.seekExact(key);
     // Equal doubles may hide smaller u64 values (from 2^53 up): step over those exactly.
-    if (keys[a] === key) {
+    if (pos !== this.end && this.lastKeyAt(pos) === key) {
       const end = this.end;
       while (pos !== end && this.at(pos)!.last < addr) pos = this.next(pos);
     }
