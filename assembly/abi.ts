@@ -295,8 +295,10 @@ export const SLOT_IOTLB = 4096;
 // ---- Call cache entry, 32 bytes, CTRL_CALL_ENTRIES per slot (assembly/callcache.ts) ---------------
 // What the per-call path (src/dma/call-tlb.ts) answers without entering the core: per (rid, pasid,
 // 4 KiB page), the core's info word and output page, the access values (0..15) it answered that way,
-// and the shootdown count (CTRL_SHOOTDOWN) read before those translations. Direct mapped by
-// (page bits 0..31 ^ rid << 5); written by the core in the slot's own thread, read by its JS.
+// and the shootdown count (CTRL_SHOOTDOWN) read before those translations. Direct mapped: entry
+// (v ^ (v >> 8) * 17 ^ rid << 5) & (entries - 1), v = page number bits 0..31 (the pages of an
+// aligned 1 MiB block never collide, nor do small buffers 1 MiB apart); written by the core in the
+// slot's own thread, read by its JS.
 //   +0 page number bits 0..31 | +4 key: rid | page number bits 32..46 << 16 | +8 pasid
 //   | +12 access set (bit a: access value a) | +16 info | +20 output page lo (bits 0..11 clear)
 //   | +24 output hi | +28 shootdown count

@@ -25,7 +25,7 @@ export function callCacheFill(rid: u32, pasid: u32, iova: u64, access: u32, info
   const key = rid | (<u32>(vpn >> 32) << 16);
   const page = <u32>out & ~<u32>0xfff;
   const outHi = <u32>(out >> 32);
-  const e = callCache + <usize>((vpnLo ^ (rid << 5)) & callCacheMask) * CALL_ENTRY_SIZE;
+  const e = callCache + <usize>((vpnLo ^ ((vpnLo >> 8) * 17) ^ (rid << 5)) & callCacheMask) * CALL_ENTRY_SIZE;
   const same = load<u32>(e, CALL_VPN_LO) == vpnLo && load<u32>(e, CALL_KEY) == key && load<u32>(e, CALL_PASID) == pasid &&
     load<u32>(e, CALL_INFO) == info && load<u32>(e, CALL_OUT_LO) == page && load<u32>(e, CALL_OUT_HI) == outHi &&
     load<u32>(e, CALL_COUNT) == count;

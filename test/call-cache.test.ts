@@ -70,6 +70,20 @@ describe('call cache hits', () => {
     expect(r.calls()).toBe(2);
   });
 
+  test('pages of buffers at power-of-two strides do not evict each other', () => {
+    const r = rig();
+    const iova = (b: number, p: number): number => 2 ** 37 + b * 2 ** 20 + p * P; // 8 buffers of 16 pages, 1 MiB apart
+    for (let b = 0; b < 8; b++) r.fd.ioasMap(r.ioas, { iova: iova(b, 0), length: 16 * P, phys: RAM });
+    const out = new TranslationOut();
+    const all = (): void => {
+      for (let b = 0; b < 8; b++) for (let p = 0; p < 16; p++) r.iommu.translateInto(out, r.dev.rid, NO_PASID, iova(b, p), Access.Read);
+    };
+    all();
+    const calls = r.calls();
+    all();
+    expect(r.calls()).toBe(calls);
+  });
+
   test('bigint IOVAs share the entries of number IOVAs; DMA uses them too', () => {
     const r = rig();
     const out = new TranslationOut();

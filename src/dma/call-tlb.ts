@@ -72,7 +72,7 @@ export class CallTlb {
   find(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     if (hi >>> 27 !== 0) return -1; // an IOVA from 2^59: no key (the core never records one)
     const vpnLo = (lo >>> 12) | (hi << 20);
-    const e = ((vpnLo ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2);
+    const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2); // abi.ts CALL_*: the index
     const w = this.words;
     if (w[e + (abi.CALL_VPN_LO >>> 2)] !== vpnLo || w[e + (abi.CALL_KEY >>> 2)] !== (rid | ((hi >>> 12) << 16)) ||
       w[e + (abi.CALL_PASID >>> 2)] !== (pasid | 0) || ((w[e + (abi.CALL_ACCESSES >>> 2)]! >>> access) & 1) === 0 ||
