@@ -156,10 +156,7 @@ export function iotlbInvalidateLeafScan(dom: u32, anyPasid: u32, pasid: u32, fir
   const bit = superHintBit(dom);
   let any = false;
   for (let s: u32 = 0; s < slotCount && !any; s++) any = (atomic.load<u32>(slotsBase + <usize>s * <usize>slotSize + hint) & bit) != 0;
-  if (!any) {
-    shootdown();
-    return 0;
-  }
+  if (!any) return 0; // the caller invalidates page-exact next, which bumps the shootdown count
   const entries = (iotlbSetMask + 1) * 2;
   for (let s: u32 = 0; s < slotCount; s++) {
     const base = slotsBase + <usize>s * <usize>slotSize + SLOT_IOTLB;
