@@ -231,7 +231,7 @@ export class IoPagetable {
       let pos = store.seekExact(iovaK);
       const hit = store.at(pos);
       if ((hit === undefined || keyOf(hit.iova) > lastK) && !this.#reservedHit(iovaK, lastK)) {
-        const area: Area = { iova, last: iova + length - 1n, phys, read, write };
+        const area = makeArea(iova, iova + length - 1n, phys, read, write);
         const version = store.version;
         const domains = this.#domains;
         if (domains.length === 1) domains[0]!.sink.mapArea(area, length);
@@ -462,8 +462,7 @@ export class IoPagetable {
       }
     }
     for (let round = 0; ; round++) {
-      let at = this.#unmapRange(op, iova, length);
-      const count = this.#unmapCount;
+      let [at, count] = this.#unmapRange(op, iova, length);
       if (count === 0) return 0n;
       // Users of the areas (software-DMA pins) are told now, when the call is known to succeed;
       // they may refuse by throwing, and nothing has changed yet.
@@ -501,10 +500,11 @@ export class IoPagetable {
     const leaving: Area[] = [];
     let applied = 0;
     for (let i = 0; i < reqs.length; i++) {
-      const at = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
-      if (at === undefined) continue;
+      const range = recordFailure(i, failed, () => this.#unmapRange(op, reqs[i]!.iova, reqs[i]!.length, gone));
+      if (range === undefined) continue;
+      const [at, count] = range;
       let total = 0n;
-      for (let k = 0, p = at; k < this.#unmapCount; p = areas.next(p)) {
+      for (let k = 0, p = at; k < count; p = areas.next(p)) {
         const a = areas.at(p)!;
         if (gone.has(a)) continue;
         k++;
@@ -525,16 +525,13 @@ export class IoPagetable {
     return applied;
   }
 
-  /** Live areas the last {@link unmapRange} found (its second result). */
-  #unmapCount = 0;
-
   /**
    * The checks of UNMAP (§3.4), changing nothing: the areas of `[iova, iova+length-1]` are the
-   * {@link unmapCount} areas from the returned position on, less those in `gone` (areas an earlier
-   * request of a batch removes). A count of 0: nothing to remove, and that is no error (`(0n, U64_MAX)`).
+   * `count` areas from position `at` on, less those in `gone` (areas an earlier request of a batch
+   * removes). A count of 0: nothing to remove, and that is no error (`(0n, U64_MAX)`).
    * @throws IommuError as {@link unmap}
    */
-  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Set<Area>): number {
+  #unmapRange(op: string, iova: bigint, length: bigint, gone?: Set<Area>): [at: number, count: number] {
     checkU64(op, 'iova', iova);
     checkU64(op, 'length', length);
     const all = iova === 0n && length === U64_MAX;
@@ -553,8 +550,7 @@ export class IoPagetable {
       live++;
     }
     if (live === 0 && !all) fail('ENOENT', op, `expected a mapping in [${hex(iova)}, ${hex(last)}], got none`);
-    this.#unmapCount = live;
-    return first;
+    return [first, live];
   }
 
   /**
