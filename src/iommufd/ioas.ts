@@ -85,9 +85,7 @@ export function ioasMap(table: ObjectTable, ioasId: number, args: MapArgs): bigi
   const length = u64(op, 'length', o.length);
   const phys = u64(op, 'phys', o.phys);
   if ((iova ?? 0n) >= U64_MAX || length >= U64_MAX) fail('EOVERFLOW', op, 'iova and length must be below 2^64-1');
-  const read = flag(op, 'read', o.read, true);
-  const write = flag(op, 'write', o.write, true);
-  if (!read && !write) fail('EINVAL', op, 'expected read or write permission, got neither');
+  const { read, write } = perms(op, o.read, o.write);
   const ioas = table.get<Ioas>(op, ioasId, 'ioas');
   return iova === undefined ? ioas.iopt.map(op, { iova, length, phys, read, write }) : ioas.iopt.mapFixed(op, iova, length, phys, read, write);
 }
