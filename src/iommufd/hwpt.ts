@@ -40,6 +40,15 @@ const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
  */
 const SURELY_BELOW_OUTPUT_LIMIT = Number(OUTPUT_LIMIT) - 2 ** 14;
 
+/**
+ * `outputError` of an area whose length's key is `lengthKey`, skipping the BigInt arithmetic when
+ * the keys alone prove the outputs in range (each key within 2^11 of its u64, the sum rounding by
+ * at most as much: well below the bound, the exact check would pass).
+ */
+function outputErrorOf(area: Area, lengthKey: number): IommuError | undefined {
+  return keyOf(area.phys) + lengthKey < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(area);
+}
+
 /** PTE permission bits of an area. */
 function perm(area: Area): number {
   return (area.read ? abi.PTE_R : 0) | (area.write ? abi.PTE_W : 0);
@@ -105,11 +114,8 @@ export class HwptPaging extends FdObject implements DomainSink {
   }
 
   mapArea(area: Area, length = area.last - area.iova + 1n): void {
-    // Output addresses well inside the limit (on doubles) need no BigInt check.
-    if (keyOf(area.phys) + keyOf(length) >= SURELY_BELOW_OUTPUT_LIMIT) {
-      const e = outputError(area);
-      if (e !== undefined) throw e;
-    }
+    const e = outputErrorOf(area, keyOf(length));
+    if (e !== undefined) throw e;
     this.engine.map('map', this.domain, area.iova, area.phys, length, perm(area));
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
@@ -127,9 +133,7 @@ export class HwptPaging extends FdObject implements DomainSink {
     let m = 0;
     for (let k = 0; k < n; k++) {
       const a = areas[k]!;
-      // On doubles, each key within 2^11 of its u64 and each operation rounding by at most as
-      // much, the estimate is within 2^13 of `phys + last - iova`: below the bound, it passes.
-      const e = keyOf(a.phys) + keyOf(a.last) - keyOf(a.iova) < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(a);
+      const e = outputErrorOf(a, keyOf(a.last) - keyOf(a.iova));
       if (e === undefined) sent[m++] = k;
       else errors[k] = e;
     }
