@@ -15,23 +15,27 @@ import { callCache, callCacheMask, callCacheOn } from './env';
 /**
  * Records that request (rid, pasid, iova, access) translated to `info` with output address `out`,
  * by translations that started after the shootdown count read `count`. An entry for the same page
- * with the same answer and count gains the access value; anything else is replaced.
+ * with the same answer and count gains the access value; anything else is replaced. Returns the
+ * entry's index in 32-bit words from the cache's start (how JS addresses it), or -1 when the
+ * request has no key (nothing recorded).
  */
-export function callCacheFill(rid: u32, pasid: u32, iova: u64, access: u32, info: u32, out: u64, count: u32): void {
+export function callCacheFill(rid: u32, pasid: u32, iova: u64, access: u32, info: u32, out: u64, count: u32): i32 {
   // The key holds 16 RID bits and 15 bits of page number above 32; the access set 16 values.
-  if (!callCacheOn || (rid >> 16) != 0 || (access >> 4) != 0 || (iova >> 59) != 0) return;
+  if (!callCacheOn || (rid >> 16) != 0 || (access >> 4) != 0 || (iova >> 59) != 0) return -1;
   const vpn = iova >> PAGE_SHIFT;
   const vpnLo = <u32>vpn;
   const key = rid | (<u32>(vpn >> 32) << 16);
   const page = <u32>out & ~<u32>0xfff;
   const outHi = <u32>(out >> 32);
-  const e = callCache + <usize>((vpnLo ^ ((vpnLo >> 8) * 17) ^ (rid << 5)) & callCacheMask) * CALL_ENTRY_SIZE;
+  const index = (vpnLo ^ ((vpnLo >> 8) * 17) ^ (rid << 5)) & callCacheMask;
+  const e = callCache + <usize>index * CALL_ENTRY_SIZE;
+  const words = <i32>(index * (CALL_ENTRY_SIZE >> 2));
   const same = load<u32>(e, CALL_VPN_LO) == vpnLo && load<u32>(e, CALL_KEY) == key && load<u32>(e, CALL_PASID) == pasid &&
     load<u32>(e, CALL_INFO) == info && load<u32>(e, CALL_OUT_LO) == page && load<u32>(e, CALL_OUT_HI) == outHi &&
     load<u32>(e, CALL_COUNT) == count;
   if (same) {
     store<u32>(e, load<u32>(e, CALL_ACCESSES) | (<u32>1 << access), CALL_ACCESSES);
-    return;
+    return words;
   }
   store<u32>(e, vpnLo, CALL_VPN_LO);
   store<u32>(e, key, CALL_KEY);
@@ -41,4 +45,5 @@ export function callCacheFill(rid: u32, pasid: u32, iova: u64, access: u32, info
   store<u32>(e, page, CALL_OUT_LO);
   store<u32>(e, outHi, CALL_OUT_HI);
   store<u32>(e, count, CALL_COUNT);
+  return words;
 }

@@ -194,10 +194,13 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
 }
 
 /**
- * Per-call translation; the output address is in this slot's result record. A success is also
- * recorded in the slot's call cache (callcache.ts), which the caller's JS answers from next time.
+ * Per-call translation; the answer (info, output or fault address) is in this slot's result
+ * record. A success is also recorded in the slot's call cache (callcache.ts), which the caller's
+ * JS answers from next time; the return value is that entry (its index in 32-bit words, so JS
+ * reads this answer where it reads a hit), or -1 when nothing was recorded (a fault, or a request
+ * the cache has no key for).
  */
-export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32): u32 {
+export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32): i32 {
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
   const count = atomic.load<u32>(ctrl, CTRL_SHOOTDOWN); // before the translation: see callcache.ts
@@ -207,8 +210,7 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
     info = slowPath(rid, pasid, iova, access, out);
     leave();
   }
-  if (info & INFO_OK) callCacheFill(rid, pasid, iova, access, info, load<u64>(out, RES_PHYS_LO), count);
-  return info;
+  return info & INFO_OK ? callCacheFill(rid, pasid, iova, access, info, load<u64>(out, RES_PHYS_LO), count) : -1;
 }
 
 /** Translates `n` request records at `req` into result records at `res`; returns the faults. */

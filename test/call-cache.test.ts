@@ -70,6 +70,19 @@ describe('call cache hits', () => {
     expect(r.calls()).toBe(2);
   });
 
+  test('the hit counter carries into its high word', () => {
+    const r = rig();
+    r.tr(0);
+    const hits = (r.iommu as unknown as { local: { core: { hits: Uint32Array } } }).local.core.hits;
+    hits[0] = 0xffffffff;
+    hits[1] = 0;
+    r.tr(0);
+    expect(r.calls()).toBe(1);
+    expect(r.iommu.stats().hits).toBe(2 ** 32);
+    r.tr(0);
+    expect(r.iommu.stats().hits).toBe(2 ** 32 + 1);
+  });
+
   test('pages of buffers at power-of-two strides do not evict each other', () => {
     const r = rig();
     const iova = (b: number, p: number): number => 2 ** 37 + b * 2 ** 20 + p * P; // 8 buffers of 16 pages, 1 MiB apart
@@ -126,6 +139,22 @@ describe('call cache hits', () => {
     expect(out.ok).toBe(false);
     r.iommu.translateInto(out, r.dev.rid, NO_PASID, BigInt(IOVA) + (1n << 64n), Access.Read);
     expect(out.ok).toBe(false);
+  });
+
+  test('IOVAs from 2^59 (no key) never match the entry of the page whose key bits they share', () => {
+    const r = rig();
+    r.tr(0);
+    const out = new TranslationOut();
+    // Page number bits above 32 beyond the key's 15 wrap to the cached page's key and index.
+    for (const iova of [BigInt(IOVA) + (1n << 60n), BigInt(IOVA) + (1n << 63n), BigInt(IOVA) + (1n << 59n)]) {
+      const calls = r.calls();
+      r.iommu.translateInto(out, r.dev.rid, NO_PASID, iova, Access.Read);
+      expect(out.ok, iova.toString(16)).toBe(false);
+      r.iommu.translateInto(out, r.dev.rid, NO_PASID, Number(iova), Access.Read);
+      expect(out.ok, iova.toString(16)).toBe(false);
+      expect(r.iommu.dmaRead(r.dev.rid, NO_PASID, iova, new Uint8Array(8)).fault?.reason).toBeDefined();
+      expect(r.calls()).toBe(calls + 3);
+    }
   });
 });
 

@@ -26,6 +26,7 @@ export interface CoreExports {
   unmapBatch(domain: number, recs: number, count: number): number;
   scratchAlloc(): number;
   scratchFree(page: number): void;
+  /** The call-cache entry (word index) holding the answer, or -1: the answer is only in the result record. */
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;

@@ -21,9 +21,12 @@
  * an atomic operation or a message, and either orders its later plain loads after the bump; V8
  * does not move a load across such a call.
  *
- * Speed notes (V8): `find` and `hitInto` inline into the caller's loop, so their bytecode counts
- * against V8's inlining budget there; the miss path is one Wasm call with nothing to inline. The
- * ABI constants below fold into literals when bundled (tsup and the bench build use minifySyntax).
+ * A miss asks the core, which returns the entry it recorded (assembly/translate.ts `translate`):
+ * hit and miss then read the answer alike, from the entry.
+ *
+ * Speed notes (V8): `into` and what it calls inline into the caller's loop, so their bytecode
+ * counts against V8's inlining budget there (`into` says more); the ABI constants below fold into
+ * literals when bundled (tsup and the bench build use minifySyntax).
  * @module
  */
 import * as abi from '../../assembly/abi';
@@ -66,39 +69,60 @@ export class CallTlb {
   /**
    * The entry (a word index) answering request (rid, pasid, lo:hi, access) now, or -1; `lo`, `hi`
    * are the IOVA's words (int32 or uint32), `rid` an integer below 2^16 and `access` below 16 (the
-   * caller checks: other values would alias another request's key). A hit is counted in this
-   * slot's hits, as the core counts its own.
+   * caller checks: other values would alias another request's key). The key's page number above
+   * 32 bits is computed unwrapped: from 2^59 it reaches 2^31, which no stored (int32) key equals,
+   * as the core records no IOVA from 2^59. A hit is counted in this slot's hits, as the core
+   * counts its own.
    */
   find(rid: number, pasid: number, lo: number, hi: number, access: number): number {
-    if (hi >>> 27 !== 0) return -1; // an IOVA from 2^59: no key (the core never records one)
     const vpnLo = (lo >>> 12) | (hi << 20);
     const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2); // abi.ts CALL_*: the index
     const w = this.words;
-    if (w[e + (abi.CALL_VPN_LO >>> 2)] !== vpnLo || w[e + (abi.CALL_KEY >>> 2)] !== (rid | ((hi >>> 12) << 16)) ||
+    if (w[e + (abi.CALL_VPN_LO >>> 2)] !== vpnLo || w[e + (abi.CALL_KEY >>> 2)] !== (hi >>> 12) * 65536 + rid ||
       w[e + (abi.CALL_PASID >>> 2)] !== (pasid | 0) || ((w[e + (abi.CALL_ACCESSES >>> 2)]! >>> access) & 1) === 0 ||
       w[e + (abi.CALL_COUNT >>> 2)] !== this.shootdown[0]) return -1;
     const hits = this.hits;
-    const n = hits[0]! + 1;
-    hits[0] = n; // stores n mod 2^32
-    if (n > 0xffffffff) hits[1] = hits[1]! + 1;
+    if ((hits[0] = (hits[0]! + 1) | 0) === 0) hits[1]!++; // the low word wrapped: carry
     return e;
   }
 
   /**
-   * `find` for `translateInto`, with the argument checks a hit needs (a number RID below 2^16, a
-   * u32 PASID, access bits below 16; anything else is left to the core path) and the hit stored in
-   * `out` (as `decodeInto` does). True on a hit.
+   * The entry answering request (rid, pasid, lo:hi, access), which must be one the cache takes (as
+   * for `find`): a hit, or else the core's answer, which it recorded. -1 when the core recorded
+   * nothing (a fault; the answer is in the slot's result record) or the views need rebinding.
    */
-  hitInto(out: TranslationOut, rid: unknown, pasid: unknown, lo: number, hi: number, access: unknown): boolean {
-    if (typeof rid !== 'number' || typeof pasid !== 'number' || typeof access !== 'number' ||
-      (rid & 0xffff) !== rid || pasid >>> 0 !== pasid || (access & 15) !== access) return false;
+  lookup(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const e = this.find(rid, pasid, lo, hi, access);
-    if (e < 0) return false;
+    return e >= 0 ? e : this.ask(rid, pasid, lo, hi, access);
+  }
+
+  /** The core's translation of a request (any u32 arguments) as `lookup` returns it. */
+  ask(rid: number, pasid: number, lo: number, hi: number, access: number): number {
+    const e = this.core.exports.translate(rid, pasid, lo, hi, access);
+    // A view of an unshared memory that grew is detached: the entry is there, but not in `words`.
+    return this.words.length !== 0 ? e : -1;
+  }
+
+  /**
+   * `lookup` for `translateInto`, with the answer stored in `out` (as `decodeInto` does): 1 when
+   * answered, 0 when the answer is in the result record, -1 when the arguments are not ones the
+   * cache takes (a number RID below 2^16, a u32 PASID, access bits below 16): such a request is
+   * left to the checks of the general path, untouched.
+   *
+   * Hit and miss share this code, so the hit path that V8 inlines into a caller's loop holds the
+   * miss path as well: nothing else is left for V8 to inline (which it otherwise would where
+   * misses had been frequent, past its inlining budget for the caller, which then calls instead).
+   */
+  into(out: TranslationOut, rid: unknown, pasid: unknown, lo: number, hi: number, access: unknown): number {
+    if (typeof rid !== 'number' || typeof pasid !== 'number' || typeof access !== 'number' ||
+      (rid & 0xffff) !== rid || pasid >>> 0 !== pasid || (access & 15) !== access) return -1;
+    let e = this.find(rid, pasid, lo, hi, access); // `lookup`, spelled out: one call less to inline
+    if (e < 0 && (e = this.ask(rid, pasid, lo, hi, access)) < 0) return 0;
     const w = this.words;
     out.info = w[e + (abi.CALL_INFO >>> 2)]!;
     out.lo = w[e + (abi.CALL_OUT_LO >>> 2)]! | (lo & (abi.PAGE_SIZE - 1));
     out.hi = w[e + (abi.CALL_OUT_HI >>> 2)]!;
-    return true;
+    return 1;
   }
 
   /** The info word of hit `e`. */

@@ -161,38 +161,46 @@ export class Translator {
       hi = this.iovaHalves[1]!;
     }
     if (!exact) return this.bad(out, rid, pasid, iova, access);
-    return this.callTlb.hitInto(out, rid, pasid, lo, hi, access) ? out : this.coreInto(out, rid, pasid, lo, hi, access);
+    const answered = this.callTlb.into(out, rid, pasid, lo, hi, access);
+    return answered > 0 ? out : this.restInto(out, answered, rid, pasid, lo, hi, access);
   }
 
   /**
    * @internal One request with checked u32 arguments (the IOVA as int32 words `lo`, `hi`): returns
-   * the info word and leaves the output (or fault) address words in `outLo`/`outHi`. A hit in the
-   * call cache costs no Wasm call; a miss is `coreWords`, out of line.
+   * the info word and leaves the output (or fault) address words in `outLo`/`outHi`. Answered from
+   * the call cache: a hit, or the entry the core just recorded; else from the result record.
    */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const tlb = this.callTlb;
-    const e = ((rid >>> 16) | (access >>> 4)) === 0 ? tlb.find(rid, pasid, lo, hi, access) : -1;
-    if (e < 0) return this.coreWords(rid, pasid, lo, hi, access);
+    const e = ((rid >>> 16) | (access >>> 4)) === 0 ? tlb.lookup(rid, pasid, lo, hi, access) : tlb.ask(rid, pasid, lo, hi, access);
+    if (e < 0) return this.result(rid, pasid, lo, hi, access);
     this.outLo = tlb.hitLo(e, lo);
     this.outHi = tlb.hitHi(e);
     return tlb.hitInfo(e);
   }
 
-  /** `translateInto` past the call cache: the core's answer decoded into `out`, or a malformed request's fault. */
-  private coreInto(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
-    return isU32(rid) && isU32(pasid) && isU32(access) ? decodeInto(out, this.coreWords(rid, pasid, lo, hi, access), this.outLo, this.outHi) : this.badWords(out, rid, pasid, lo, hi, access);
+  /**
+   * `translateInto` past what `CallTlb.into` answered (`answered` is its value): the answer the core
+   * left in the result record, or for arguments the call cache does not take, their checks and
+   * then the core's answer (which it records nothing of), or a malformed request's fault.
+   */
+  private restInto(out: TranslationOut, answered: number, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
+    if (answered < 0) {
+      if (!isU32(rid) || !isU32(pasid) || !isU32(access)) return this.bad(out, rid, pasid, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0), access);
+      this.core.exports.translate(rid, pasid, lo, hi, access);
+    }
+    return decodeInto(out, this.result(rid, pasid, lo, hi, access), this.outLo, this.outHi);
   }
 
-  /** `bad` for a request whose IOVA is already words. */
-  private badWords(out: TranslationOut, rid: number, pasid: number, lo: number, hi: number, access: number): TranslationOut {
-    return this.bad(out, rid, pasid, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0), access);
-  }
-
-  /** `translateWords` through the core (which records a success in the call cache). Logs a fault. */
-  private coreWords(rid: number, pasid: number, lo: number, hi: number, access: number): number {
-    const info = this.core.exports.translate(rid, pasid, lo, hi, access);
+  /**
+   * The answer the core left in this slot's result record (a fault, or one it did not record in
+   * the call cache), as `translateWords` returns it; logs a fault. Rebinds the call cache's views
+   * when the memory's growth replaced them.
+   */
+  private result(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const r = this.resultWords();
     if (r !== this.callTlb.boundTo) this.callTlb.rebind();
+    const info = r[abi.RES_INFO >>> 2]! | 0;
     this.outLo = r[0]! | 0;
     this.outHi = r[1]! | 0;
     if (!(info & abi.INFO_OK)) this.log(info, rid, pasid, lo, hi, access);
