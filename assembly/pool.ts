@@ -132,21 +132,35 @@ function takeRun(pages: u32): usize {
 let limboSafe: u32 = 0;
 
 /**
- * The oldest limbo page if it is reclaimable, zeroed (a clean one already is), taken straight from
- * the ring without a stop on a free list; 0 if there is none.
+ * A reclaimable limbo page, zeroed (a clean one already is), taken straight from the ring without a
+ * stop on a free list; 0 if there is none. The newest record first: its page is the one unmapped
+ * last, still warm in the caches and the TLB (an unmap retires tables bottom up and a map builds
+ * them top down, so a map after an unmap gets the same pages back in the same roles). Records
+ * are stamped in non-decreasing epoch order from head to tail, so the newest is reclaimable only
+ * when every record is; otherwise the oldest may still be, as reclaim() would find it.
  */
 function takeLimbo(): usize {
   const head = load<u32>(ctrl, CTRL_LIMBO_HEAD);
-  if (head == load<u32>(ctrl, CTRL_LIMBO_TAIL)) return 0;
-  const rec = <usize>load<u32>(ctrl, CTRL_LIMBO) + (<usize>(head & (load<u32>(ctrl, CTRL_LIMBO_CAP) - 1)) << 3);
-  const epoch = load<u32>(rec, 4);
-  // Recomputed when the record is not below the bound, or when the epoch counter wrapped below it.
-  if (epoch >= limboSafe || atomic.load<u32>(ctrl, CTRL_EPOCH) < limboSafe) {
+  const tail = load<u32>(ctrl, CTRL_LIMBO_TAIL);
+  if (head == tail) return 0;
+  const ring = <usize>load<u32>(ctrl, CTRL_LIMBO);
+  const mask = load<u32>(ctrl, CTRL_LIMBO_CAP) - 1;
+  const newest = ring + (<usize>((tail - 1) & mask) << 3);
+  const oldest = ring + (<usize>(head & mask) << 3);
+  // The bound is recomputed when the oldest record is not below it (so neither is), or when the
+  // epoch counter wrapped below it.
+  if (load<u32>(oldest, 4) >= limboSafe || atomic.load<u32>(ctrl, CTRL_EPOCH) < limboSafe) {
     limboSafe = oldestActiveEpoch();
-    if (epoch >= limboSafe) return 0;
+    if (load<u32>(oldest, 4) >= limboSafe) return 0;
   }
-  const word = load<u32>(rec);
-  store<u32>(ctrl, head + 1, CTRL_LIMBO_HEAD);
+  let word: u32;
+  if (load<u32>(newest, 4) < limboSafe) {
+    word = load<u32>(newest);
+    store<u32>(ctrl, tail - 1, CTRL_LIMBO_TAIL);
+  } else {
+    word = load<u32>(oldest);
+    store<u32>(ctrl, head + 1, CTRL_LIMBO_HEAD);
+  }
   const page = <usize>(word & ~LIMBO_CLEAN);
   if ((word & LIMBO_CLEAN) == 0) memory.fill(page, 0, PAGE_SIZE);
   return page;

@@ -402,6 +402,11 @@ describe('output addresses', () => {
       expectErrno('ERANGE', () => fd.ioasMap(ioas, { iova: 8n * GiB, length: 2n * PAGE, phys }));
       rig.check(dev.rid, NO_PASID, 8n * GiB + 0x10n, READ, `after the refused map to ${hex(phys)}`);
     }
+    // Output addresses far below the limit at the start, carried beyond it by the length.
+    for (const [phys, length] of [[LIMIT - (2n << 20n), 4n << 20n], [LIMIT - GiB, 2n * GiB]] as const) {
+      expectErrno('ERANGE', () => fd.ioasMap(ioas, { iova: 8n * GiB, length, phys }));
+      rig.check(dev.rid, NO_PASID, 8n * GiB + length - 0x10n, READ, `after the refused map of ${hex(length)} bytes to ${hex(phys)}`);
+    }
     // An IOAS that took such a mapping before it had a HWPT: attaching it is ERANGE and changes nothing.
     const early = fd.ioasAlloc();
     fd.ioasMap(early, { iova: 0, length: PAGE, phys: 1n << 60n });

@@ -41,12 +41,12 @@ const OUTPUT_LIMIT = 1n << BigInt(abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS);
 const SURELY_BELOW_OUTPUT_LIMIT = Number(OUTPUT_LIMIT) - 2 ** 14;
 
 /**
- * `outputError` of an area whose length's key is `lengthKey`, skipping the BigInt arithmetic when
- * the keys alone prove the outputs in range (each key within 2^11 of its u64, the sum rounding by
- * at most as much: well below the bound, the exact check would pass).
+ * `outputError` of an area whose `keyOf(phys) + keyOf(length)` is `outputKey`, skipping the BigInt
+ * arithmetic when the keys alone prove the outputs in range (each key within 2^11 of its u64, the
+ * sum rounding by at most as much: well below the bound, the exact check would pass).
  */
-function outputErrorOf(area: Area, lengthKey: number): IommuError | undefined {
-  return keyOf(area.phys) + lengthKey < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(area);
+function outputErrorOf(area: Area, outputKey: number): IommuError | undefined {
+  return outputKey < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(area);
 }
 
 /** PTE permission bits of an area. */
@@ -113,8 +113,8 @@ export class HwptPaging extends FdObject implements DomainSink {
     return hwpt;
   }
 
-  mapArea(area: Area, length = area.last - area.iova + 1n): void {
-    const e = outputErrorOf(area, keyOf(length));
+  mapArea(area: Area, length = area.last - area.iova + 1n, outputKey = keyOf(area.phys) + keyOf(length)): void {
+    const e = outputErrorOf(area, outputKey);
     if (e !== undefined) throw e;
     this.engine.map('map', this.domain, area.iova, area.phys, length, perm(area));
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
@@ -133,7 +133,7 @@ export class HwptPaging extends FdObject implements DomainSink {
     let m = 0;
     for (let k = 0; k < n; k++) {
       const a = areas[k]!;
-      const e = outputErrorOf(a, keyOf(a.last) - keyOf(a.iova));
+      const e = outputErrorOf(a, keyOf(a.phys) + keyOf(a.last) - keyOf(a.iova));
       if (e === undefined) sent[m++] = k;
       else errors[k] = e;
     }

@@ -63,9 +63,10 @@ export interface DomainSink {
   /**
    * Install one whole area.
    * @param length the area's length (`last - iova + 1`), when the caller has it at hand
+   * @param outputKey `keyOf(phys) + keyOf(length)` (area-store.ts), when the caller has it at hand
    * @throws IommuError `ENOMEM`; on throw it has installed nothing of that area.
    */
-  mapArea(area: Area, length?: bigint): void;
+  mapArea(area: Area, length?: bigint, outputKey?: number): void;
   /** Remove one whole area previously installed. Never throws. */
   unmapArea(area: Area): void;
   /**
@@ -227,14 +228,15 @@ export class IoPagetable {
     // `x | y` of integral doubles works on their low 32 bits, which hold every bit of the mask.
     if ((read || write) && lengthK !== 0 && iovaK < FAST_LIMIT && lengthK < FAST_LIMIT && physK < FAST_LIMIT && mask >= 0 && ((iovaK | lengthK | physK) & mask) === 0) {
       const lastK = iovaK + lengthK - 1;
+      const last = iova + length - 1n;
       const store = this.#areas;
       let pos = store.seekExact(iovaK);
-      const hit = store.at(pos);
-      if ((hit === undefined || keyOf(hit.iova) > lastK) && !this.#reservedHit(iovaK, lastK)) {
-        const area = makeArea(iova, iova + length - 1n, phys, read, write);
+      const hit = store.at(pos); // the first area ending at or after iova
+      if ((hit === undefined || hit.iova > last) && !this.#reservedHit(iovaK, lastK)) {
+        const area = makeArea(iova, last, phys, read, write);
         const version = store.version;
         const domains = this.#domains;
-        if (domains.length === 1) domains[0]!.sink.mapArea(area, length);
+        if (domains.length === 1) domains[0]!.sink.mapArea(area, length, physK + lengthK);
         else this.#installInDomains(area);
         if (store.version !== version) pos = store.seekExact(iovaK); // a sink called back into the table
         store.insert(pos, area, lastK);
@@ -451,9 +453,12 @@ export class IoPagetable {
       // values are u64 as the area's are; the area is the only one inside), and the outcome is
       // the same; anything else, errors included, takes the general path.
       const iovaK = keyOf(iova);
+      const lengthK = keyOf(length);
       const at = areas.seek(iova, iovaK);
       const a = areas.at(at);
-      if (a !== undefined && a.iova === iova && a.last === iova + length - 1n) {
+      // Below FAST_LIMIT the keys are exact and so is their sum: the area's last key equals it only
+      // when its last is exactly `iova + length - 1` (a last from 2^53 up has a key from 2^53 up).
+      if (a !== undefined && a.iova === iova && (iovaK < FAST_LIMIT && lengthK < FAST_LIMIT ? areas.lastKeyAt(at) === iovaK + lengthK - 1 : a.last === iova + length - 1n)) {
         const domains = this.#domains;
         for (let j = 0; j < domains.length; j++) domains[j]!.sink.unmapArea(a);
         areas.remove(areas.at(at) === a ? at : areas.seek(iova, iovaK), 1);
