@@ -13,7 +13,7 @@ import { GuestRam } from './vectors/guest-tables';
 const NOT_COMMANDS: Record<string, readonly string[]> = {
   Iommu: ['translate', 'translateInto', 'dmaRead', 'dmaWrite', 'stats', 'ramWindows', 'device', 'devices'],
   IommuFd: ['objects', 'pasids'],
-  DeviceFd: ['attachments', 'pageResponses', 'pushPageResponse', 'exportState', 'importState', 'unbindFrom'],
+  DeviceFd: ['attachments', 'attachedHwpts', 'pageResponses', 'pushPageResponse', 'exportState', 'importState', 'unbindFrom'],
   IoasAccess: ['pinned', 'restorePins', 'release', 'details'],
   FaultQueueFd: [],
 };

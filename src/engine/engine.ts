@@ -231,14 +231,14 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.core.exports.domainInvalidateAll(domain);
   }
 
-  /** Drops the IOTLB entries of pages `[first, last]` cached for (rid, pasid) under `domain`. */
-  invalidatePages(domain: number, rid: number, pasid: number, first: bigint, last: bigint): void {
-    this.core.exports.iotlbInvalidatePages(domain, rid, pasid, first, last);
+  /** Drops the IOTLB entries of pages `[first, last]` (page numbers) cached for (rid, pasid) under `domain`. */
+  invalidatePages(domain: number, rid: number, pasid: number, first: number, last: number): void {
+    this.core.exports.iotlbInvalidatePages(domain, rid, pasid, BigInt(first), BigInt(last));
   }
 
   /** Scans every IOTLB for entries of `domain` in pages `[first, last]` (of `pasid`, or any). */
-  invalidateScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): void {
-    this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last);
+  invalidateScan(domain: number, pasid: number | undefined, first: number, last: number): void {
+    this.core.exports.iotlbInvalidateScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, BigInt(first), BigInt(last));
   }
 
   /**
@@ -246,8 +246,8 @@ export class Engine<Device = unknown, Fd = unknown> {
    * @returns false when no translator cached a superpage for `domain`: nothing was done, and
    * page-exact invalidation is enough.
    */
-  invalidateLeafScan(domain: number, pasid: number | undefined, first: bigint, last: bigint): boolean {
-    return this.core.exports.iotlbInvalidateLeafScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, first, last) !== 0;
+  invalidateLeafScan(domain: number, pasid: number | undefined, first: number, last: number): boolean {
+    return this.core.exports.iotlbInvalidateLeafScan(domain, pasid === undefined ? 1 : 0, pasid ?? 0, BigInt(first), BigInt(last)) !== 0;
   }
 
   /** Enables or disables page requests for faults in `domain`. */

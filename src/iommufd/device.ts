@@ -144,6 +144,14 @@ export class DeviceFd {
     return new Map([...this.attached].map(([p, h]) => [p, h.id]));
   }
 
+  /**
+   * @internal The attachments by reference (pasid -> HWPT), for the FD's per-call walks
+   * (invalidation, fault routing) that `attachments()`'s fresh copy would make allocate. Read-only.
+   */
+  attachedHwpts(): ReadonlyMap<number, AnyHwpt> {
+    return this.attached;
+  }
+
   /** @internal Snapshot support: the private state, by reference. */
   exportState(): DeviceState {
     return { caps: this.caps, binding: this.binding, attached: this.attached, responses: this.responses, reservedIn: this.reservedIn };

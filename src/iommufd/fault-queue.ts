@@ -212,7 +212,7 @@ export class FaultQueue extends FdObject {
 
   /** @internal True when `dev` is bound to this queue's FD with `pasid` attached to `hwpt`. */
   accepts(dev: DeviceFd, pasid: number, hwpt: FaultingHwpt): boolean {
-    return this.state.devices.has(dev) && dev.attachments().get(pasid) === hwpt.id;
+    return this.state.devices.has(dev) && dev.attachedHwpts().get(pasid)?.id === hwpt.id;
   }
 
   /** @internal Queues a request unless the same one is queued or unanswered. */

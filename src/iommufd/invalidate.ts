@@ -61,34 +61,49 @@ export class InvalidateError extends IommuError {
   }
 }
 
-const ENTRY_KEYS = ['pasid', 'iova', 'length', 'leaf'] as const;
-const LAST_PAGE = (1n << 52n) - 1n;
+const isOwnEnumerable = Object.prototype.propertyIsEnumerable;
+/** The last 4 KiB page of the 64-bit space: page numbers (< 2^52) are exact as numbers. */
+const LAST_PAGE = 2 ** 52 - 1;
 /** Probing costs (pairs × pages × slots × 2) loads; past this many pages per pair, scan instead. */
-const PROBE_PAGES = 64n;
+const PROBE_PAGES = 64;
 
+/** A checked entry: pages `first..last` (numbers, exact below 2^52) of `pasid` (undefined = any). */
 interface Range {
   pasid: number | undefined;
-  first: bigint;
-  last: bigint;
+  first: number;
+  last: number;
   all: boolean;
   leaf: boolean;
 }
 
+/**
+ * Checks entry `i` (each field read once) in this order: object, unknown field (EOPNOTSUPP), pasid,
+ * iova/length pairing, leaf, then iova, length and their sum as `u64`/`toLast` check them.
+ */
 function parseEntry(op: string, entry: unknown, i: number): Range {
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('EINVAL', op, `entries[${i}]: expected an object, got ${describe(entry)}`);
-  for (const k of Object.keys(entry)) {
-    if (!(ENTRY_KEYS as readonly string[]).includes(k)) fail('EOPNOTSUPP', op, `entries[${i}]: unknown field '${k}'`);
+  // Object.keys's keys in its order (for-in lists own keys first, then inherited ones, which are
+  // skipped), without the array Object.keys allocates per call.
+  for (const k in entry) {
+    if (k !== 'pasid' && k !== 'iova' && k !== 'length' && k !== 'leaf' && isOwnEnumerable.call(entry, k)) fail('EOPNOTSUPP', op, `entries[${i}]: unknown field '${k}'`);
   }
   const e = entry as InvalidateEntry;
-  const pasid = e.pasid === undefined ? undefined : int(op, `entries[${i}].pasid`, e.pasid, 0, 2 ** abi.PASID_BITS - 1);
-  if ((e.iova === undefined) !== (e.length === undefined)) fail('EINVAL', op, `entries[${i}]: iova and length go together`);
-  if (e.leaf !== undefined && typeof e.leaf !== 'boolean') fail('EINVAL', op, `entries[${i}].leaf: expected a boolean, got ${describe(e.leaf)}`);
-  if (e.leaf && e.iova === undefined) fail('EINVAL', op, `entries[${i}]: leaf needs iova and length`);
-  if (e.iova === undefined) return { pasid, first: 0n, last: LAST_PAGE, all: true, leaf: false };
-  const iova = u64(op, `entries[${i}].iova`, e.iova);
-  const length = u64(op, `entries[${i}].length`, e.length);
-  const last = toLast(op, `entries[${i}].iova`, iova, length);
-  return { pasid, first: iova >> 12n, last: last >> 12n, all: false, leaf: e.leaf === true };
+  const pasidIn = e.pasid, iova = e.iova, length = e.length, leaf = e.leaf;
+  const pasid = pasidIn === undefined ? undefined : int(op, `entries[${i}].pasid`, pasidIn, 0, 2 ** abi.PASID_BITS - 1);
+  if ((iova === undefined) !== (length === undefined)) fail('EINVAL', op, `entries[${i}]: iova and length go together`);
+  if (leaf !== undefined && typeof leaf !== 'boolean') fail('EINVAL', op, `entries[${i}].leaf: expected a boolean, got ${describe(leaf)}`);
+  if (leaf && iova === undefined) fail('EINVAL', op, `entries[${i}]: leaf needs iova and length`);
+  if (iova === undefined) return { pasid, first: 0, last: LAST_PAGE, all: true, leaf: false };
+  // Numbers whose range ends below 2^53: exact as doubles and valid (u64 and toLast accept every
+  // such pair), so the pages are computed without BigInts. `length <= MAX_SAFE_INTEGER - iova` is
+  // exact where `iova + length` could round; then `iova + length - 1` is exact too.
+  if (typeof iova === 'number' && typeof length === 'number' && Number.isSafeInteger(iova) && Number.isSafeInteger(length) &&
+    iova >= 0 && length > 0 && length <= Number.MAX_SAFE_INTEGER - iova) {
+    return { pasid, first: Math.floor(iova / 4096), last: Math.floor((iova + length - 1) / 4096), all: false, leaf: leaf === true };
+  }
+  const start = u64(op, `entries[${i}].iova`, iova);
+  const last = toLast(op, `entries[${i}].iova`, start, u64(op, `entries[${i}].length`, length));
+  return { pasid, first: Number(start >> 12n), last: Number(last >> 12n), all: false, leaf: leaf === true };
 }
 
 /**
@@ -102,19 +117,19 @@ export function hwptInvalidate(state: FdState, op: string, hwptId: number, entri
   if (hwpt instanceof HwptPaging) fail('EINVAL', op, `HWPT ${hwptId} is engine-managed (hwpt-paging): its caches follow ioasUnmap`);
   if (!(hwpt instanceof HwptUser)) fail('EINVAL', op, `object ${hwptId} is a ${hwpt.type}, expected a user-managed HWPT`);
   if (!Array.isArray(entries)) fail('EINVAL', op, `entries: expected an array, got ${describe(entries)}`);
+  const list = entries as unknown[];
   let handled = 0;
-  for (const entry of entries as unknown[]) {
+  for (; handled < list.length; handled++) {
     let r: Range;
     try {
-      r = parseEntry(op, entry, handled);
+      r = parseEntry(op, list[handled], handled);
     } catch (e) {
       if (e instanceof IommuError) throw new InvalidateError(e.errno, op, e.message.slice(e.message.indexOf('(') + 1, -1), handled);
       throw e;
     }
     apply(state, hwpt, r);
     // What the children cached went through this table (when it is a parent).
-    for (const child of hwpt.children) state.engine.invalidateDomain(child.domain);
-    handled++;
+    if (hwpt.children.size !== 0) for (const child of hwpt.children) state.engine.invalidateDomain(child.domain);
   }
   return handled;
 }
@@ -126,20 +141,26 @@ function apply(state: FdState, hwpt: HwptUser, r: Range): void {
     engine.invalidateDomain(dom);
     return;
   }
-  // The (rid, pasid) pairs attached to this HWPT: only they can have entries under its domain.
-  const pairs: [number, number][] = [];
-  for (const dev of state.devices) {
-    for (const [pasid, h] of dev.attachments()) {
-      if (h === hwpt.id && (r.pasid === undefined || r.pasid === pasid)) pairs.push([dev.rid, pasid]);
+  if (r.leaf && engine.invalidateLeafScan(dom, r.pasid, r.first, r.last)) return; // a superpage was cached: the scan compared leaf ranges
+  // Probe when the (rid, pasid) pairs attached to this HWPT -- only they can have entries under
+  // its domain -- times the pages are few. Entries of pairs detached earlier are dead already
+  // (detach ends the domain's generation).
+  if (!r.all && pairCount(state, hwpt.id, r.pasid) * (r.last - r.first + 1) <= PROBE_PAGES) {
+    for (const dev of state.devices) {
+      for (const [pasid, h] of dev.attachedHwpts()) {
+        if (h.id === hwpt.id && (r.pasid === undefined || r.pasid === pasid)) engine.invalidatePages(dom, dev.rid, pasid, r.first, r.last);
+      }
     }
-  }
-  const pages = r.last - r.first + 1n;
-  if (r.leaf && engine.invalidateLeafScan(dom, r.pasid, r.first, r.last)) {
-    // A superpage was cached (from any of its pages): the scan compared leaf ranges. Else exact pages.
-  } else if (!r.all && BigInt(pairs.length) * pages <= PROBE_PAGES) {
-    // Entries of pairs detached earlier are dead already (detach ends the domain's generation).
-    for (const [rid, pasid] of pairs) engine.invalidatePages(dom, rid, pasid, r.first, r.last);
   } else {
     engine.invalidateScan(dom, r.pasid, r.first, r.last);
   }
+}
+
+/** How many (rid, pasid) pairs of `state`'s devices are attached to HWPT `hwptId` (of `pasid`, or any). */
+function pairCount(state: FdState, hwptId: number, pasid: number | undefined): number {
+  let n = 0;
+  for (const dev of state.devices) {
+    for (const [p, h] of dev.attachedHwpts()) if (h.id === hwptId && (pasid === undefined || pasid === p)) n++;
+  }
+  return n;
 }

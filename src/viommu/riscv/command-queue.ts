@@ -51,7 +51,8 @@ export class CommandQueue {
     const cq = this.regs.cq;
     for (let n = 0; n < MAX_COMMANDS_PER_RUN; n++) {
       if (!cq.on || (cq.csr & CQ_ERRORS & ~CSR_FENCE_W_IP) !== 0 || cq.head === cq.tail) return;
-      const at = this.mem.offsetOf(cq.entryAddress(cq.head), 16);
+      const addr = cq.entryAddressNumber(cq.head); // NaN: only the bigint address is exact
+      const at = Number.isNaN(addr) ? this.mem.offsetOf(cq.entryAddress(cq.head), 16) : this.mem.offsetOfNumber(addr, 16);
       const outcome = at < 0 ? Outcome.MemoryFault : this.fetchAndExecute(at);
       if (outcome !== Outcome.Done) {
         cq.csr |= outcome === Outcome.Illegal ? CSR_CMD_ILL : CSR_MF;

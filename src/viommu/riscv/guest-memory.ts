@@ -11,6 +11,9 @@ import type { Iommu } from '../../api';
 interface Window {
   base: bigint;
   end: bigint;
+  /** `base` and `end` as numbers when `end` ≤ 2^53 (exact), else NaN (`offsetOfNumber` skips it). */
+  baseNumber: number;
+  endNumber: number;
   u8: Uint8Array;
   view: DataView;
 }
@@ -20,10 +23,13 @@ export class GuestMemory {
   /** The window the last `offsetOf` found (the offset it returned is into this window). */
   private current: Window | undefined;
   private readonly pasEnd: bigint;
+  /** 2^PAS as a number (exact: a power of two). */
+  private readonly pasEndNumber: number;
 
   /** @param pasBits physical address width (`capabilities.PAS`). */
   constructor(private readonly iommu: Iommu, pasBits: number) {
     this.pasEnd = 1n << BigInt(pasBits);
+    this.pasEndNumber = 2 ** pasBits;
     this.refresh();
   }
 
@@ -34,7 +40,7 @@ export class GuestMemory {
   offsetOf(addr: bigint, bytes: number): number {
     const end = addr + BigInt(bytes);
     if (end > this.pasEnd) return -1;
-    if (this.windows.some((w) => w.u8.byteLength === 0 && w.end > w.base)) this.refresh();
+    if (this.detached()) this.refresh();
     for (const w of this.windows) {
       if (addr >= w.base && end <= w.end) {
         this.current = w;
@@ -42,6 +48,22 @@ export class GuestMemory {
       }
     }
     return -1;
+  }
+
+  /**
+   * `offsetOf` for an address given as a number (a safe integer), without BigInts when a window
+   * below 2^53 holds all of it; anything else takes `offsetOf`'s exact path, so the result is the same.
+   */
+  offsetOfNumber(addr: number, bytes: number): number {
+    if (this.detached()) this.refresh();
+    const end = addr + bytes;
+    for (const w of this.windows) {
+      if (addr >= w.baseNumber && end <= w.endNumber && end <= this.pasEndNumber) {
+        this.current = w;
+        return addr - w.baseNumber;
+      }
+    }
+    return this.offsetOf(BigInt(addr), bytes);
   }
 
   /** The bytes of the window the last successful `offsetOf` found. */
@@ -81,9 +103,20 @@ export class GuestMemory {
    * memory grows: then they are made again. Shared memory and emulator-owned buffers never detach.
    */
   private refresh(): void {
-    this.windows = this.iommu.ramWindows().map(({ base, bytes }) => ({
-      base, end: base + BigInt(bytes.byteLength), u8: bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-    }));
+    this.windows = this.iommu.ramWindows().map(({ base, bytes }) => {
+      const end = base + BigInt(bytes.byteLength);
+      const exact = end <= 1n << 53n;
+      return {
+        base, end, baseNumber: exact ? Number(base) : NaN, endNumber: exact ? Number(end) : NaN,
+        u8: bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      };
+    });
     this.current = undefined;
+  }
+
+  /** True when a window's view was detached by memory growth (its bytes are gone, not empty). */
+  private detached(): boolean {
+    for (const w of this.windows) if (w.u8.byteLength === 0 && w.end > w.base) return true;
+    return false;
   }
 }

@@ -42,6 +42,18 @@ export class QueueRegisters {
     return (this.ppn << 12n) | (BigInt(i) * BigInt(this.entryBytes));
   }
 
+  /**
+   * `entryAddress(i)` as a number, or NaN when that could differ: the per-command path's
+   * BigInt-free address. A number only for a queue aligned to its size (the specification's rule,
+   * where OR and sum agree) that ends below 2^53 (exact), and `i` inside it.
+   */
+  entryAddressNumber(i: number): number {
+    return i < this.entries ? this.baseNumber + i * this.entryBytes : NaN;
+  }
+
+  /** The base address as a number when `entryAddressNumber` may use it (set by `writeBase`), else NaN. */
+  private baseNumber = 0;
+
   /** Masks an index written by software to the queue's size. */
   index(value: number): number {
     return this.log2szm1 >= 31 ? value >>> 0 : (value >>> 0) % this.entries;
@@ -56,6 +68,9 @@ export class QueueRegisters {
     this.log2szm1 = Number(bits(value, 4, 0));
     this.entries = 2 ** (this.log2szm1 + 1);
     this.ppn = bits(value, 53, 10) & this.ppnMask;
+    const base = Number(this.ppn) * 4096; // exact: a power-of-two multiple of an integer below 2^44
+    const size = this.entries * this.entryBytes;
+    this.baseNumber = base % size === 0 && base + size <= 2 ** 53 ? base : NaN;
     return true;
   }
 
