@@ -22,7 +22,7 @@ export { Access, NO_PASID, FAULT_REASONS, TranslationOut, type Translation, type
 export { FaultLog, type FaultRecord, type FaultListener } from './dma/fault-log';
 export type { MapArgs, CopyArgs } from './iommufd/ioas';
 export { MAP_READ, MAP_WRITE, type MapBatch, type UnmapBatch } from './iommufd/ioas-batch';
-export type { IoRange } from './iommufd/io-pagetable';
+export type { IoRange } from './iommufd/io-range';
 export type { HwptUserArgs, UserTable } from './iommufd/hwpt-user';
 export { FaultQueueFd, type PageRequest, type PageResponse, type PageResponseArgs } from './iommufd/fault-queue';
 export { InvalidateError, type InvalidateEntry } from './iommufd/invalidate';

@@ -11,7 +11,7 @@ import { computeLayout, type Layout } from './core/layout';
 import { placeWindows, resolveRam, type RamWindowOptions } from './core/ram-options';
 import type { RamWindowSpec } from './core/ram-window';
 import type { DeviceCaps } from './iommufd/device';
-import type { IoRange } from './iommufd/io-pagetable';
+import type { IoRange } from './iommufd/io-range';
 
 /** Options of `Iommu.create` (every one optional; README "API" lists the defaults). */
 export interface IommuOptions {

@@ -13,7 +13,8 @@ import { id, options, u64 } from '../base/args';
 import { toLast } from '../base/range';
 import type { Engine, FdState } from './fd-state';
 import { fail } from '../base/errno';
-import type { Area, IoRange } from './io-pagetable';
+import type { Area } from './area';
+import type { IoRange } from './io-range';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 

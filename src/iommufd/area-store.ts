@@ -11,7 +11,7 @@
  * area. A position is valid until the next insert or remove, as an array index would be.
  * @module
  */
-import type { Area } from './io-pagetable';
+import type { Area } from './area';
 
 /** One u64 word and its two u32 halves, to read a bigint's bits without BigInt arithmetic. */
 const word = new BigUint64Array(1);
@@ -29,6 +29,15 @@ export function keyOf(x: bigint): number {
   word[0] = x;
   return halves[HI]! * 4294967296 + halves[LO]!;
 }
+
+/**
+ * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP
+ * (io-pagetable.ts, batch-fast-path.ts): their keys are exact and so are sums of two of them
+ * (below 2^53), so doubles hold them exactly.
+ */
+export const FAST_LIMIT = 2 ** 52;
+/** FAST_LIMIT as a limit on the high u32 half of a u64 (read through {@link HI}). */
+export const FAST_LIMIT_HI = 2 ** 20;
 
 /** Most areas in one chunk; a full chunk splits in two halves. */
 const CHUNK = 32;

@@ -7,7 +7,8 @@
 import * as abi from '../../assembly/abi';
 import { IommuError, caught } from '../base/errno';
 import type { Engine } from './fd-state';
-import type { Area, DomainSink } from './io-pagetable';
+import type { Area } from './area';
+import type { DomainSink } from './domain-sink';
 import { keyOf } from './area-store';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';

@@ -4,132 +4,34 @@
  * This is our `io_pagetable.c`: an interval data structure with no knowledge of object IDs,
  * FDs or commands. `ioas.ts` checks command fields, looks objects up and calls in here.
  * Check orders and errnos follow iommufd (Linux drivers/iommu/iommufd/io_pagetable.c and ioas.c); a failed call changes nothing.
+ *
+ * This file holds the IoPagetable class: its state and every method that changes it, with the
+ * single-call fast paths (`mapFixed`, the one-area case of `unmap`) inline, because they read and
+ * write several private fields at once. The pieces that need no private state live beside it:
+ * area.ts (the area record), io-range.ts (ranges and sorted-range helpers), domain-sink.ts (the
+ * domain contract and all-or-nothing install), reserved-ranges.ts, iova-alignment.ts,
+ * iova-alloc.ts (automatic IOVA), many-requests.ts (planning of mapMany/unmapMany),
+ * batch-fast-path.ts (the checks of the batch fast paths), io-pagetable-state.ts (snapshots).
  * @module
  */
 
-import { ERRNO, caught, fail, type IommuError } from '../base/errno.js';
-import { toLast, U64_MAX } from '../base/range.js';
-import { orderByKeys } from '../base/sort.js';
-import { AreaStore, HI, LO, keyOf } from './area-store.js';
+import { fail, type IommuError } from '../base/errno';
+import { toLast, U64_MAX } from '../base/range';
+import { areaLength, makeArea, type Area, type AreaSlice } from './area';
+import { AreaStore, FAST_LIMIT, keyOf } from './area-store';
+import { fillUnmapResults, insertMapBatch, settleMapBatch, takeUnmapBatch } from './batch-fast-path';
+import { installEach, installInDomains, removeFromDomains, type DomainEntry, type DomainInfo, type DomainSink } from './domain-sink';
+import { badState, checkedStateAreas, type IoPagetableState } from './io-pagetable-state';
+import { byStart, checkU64, coalesce, copyRanges, fmtRange, hex, hitIndex, maxU64, type IoRange } from './io-range';
+import { allocIova } from './iova-alloc';
+import { PAGE_SIZE, alignMaskOf, checkAlignmentGrowth, checkBacking, checkLength, computeAlignment, isAlignedArea, isPow2 } from './iova-alignment';
+import { anyOverlap, byIova, recordFailure, type MapRequest } from './many-requests';
+import { holesOf, outsideAperture, reservedKeysHit, reservedKeysOf, reservedUnion } from './reserved-ranges';
 
 /** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
 export { U64_MAX };
-
-/**
- * The CPU page size of the model (the kernel's `PAGE_SIZE`). The IOVA alignment never exceeds
- * it, auto IOVA keeps the page offset of `phys` modulo it, and auto IOVA leaves one such page
- * free at both ends of the space.
- */
-const PAGE_SIZE = 4096n;
-
-/**
- * Cap on the alignment automatic IOVA allocation asks for: 1 GiB, our largest leaf. The kernel
- * caps at `PAGE_SIZE` or the THP size; we pick the largest leaf so big maps can use 1 GiB leaves.
- */
-const MAX_AUTO_ALIGNMENT = 1n << 30n;
-
-/** The kernel's `ULONG_MAX / 2` (C integer division): auto IOVA rejects lengths from here on. */
-const AUTO_LENGTH_LIMIT = U64_MAX / 2n;
-
-/** An inclusive range `[start, last]` of u64 addresses; `start <= last`. */
-export interface IoRange {
-  /** The first address of the range. */
-  start: bigint;
-  /** The last address of the range (inclusive). */
-  last: bigint;
-}
-
-/**
- * One mapping: IOVA `[iova, last]` translates to `phys + (addr - iova)`. The table never changes
- * an area once made, so a sink or a caller may keep them as identity keys; those that
- * {@link IoPagetable.areas} hands out are frozen (freezing each on creation would cost MAP more
- * than the rest of its bookkeeping).
- */
-export interface Area {
-  /** First IOVA of the area. */
-  readonly iova: bigint;
-  /** Last IOVA of the area (inclusive). */
-  readonly last: bigint;
-  /** Output address of the byte at `iova`. */
-  readonly phys: bigint;
-  /** The device may read memory through this area. */
-  readonly read: boolean;
-  /** The device may write memory through this area. */
-  readonly write: boolean;
-}
-
-/** A device domain kept in sync with the areas (a HWPT's page table in the Wasm core). */
-export interface DomainSink {
-  /**
-   * Install one whole area.
-   * @param length the area's length (`last - iova + 1`), when the caller has it at hand
-   * @param outputKey `keyOf(phys) + keyOf(length)` (area-store.ts), when the caller has it at hand
-   * @throws IommuError `ENOMEM`; on throw it has installed nothing of that area.
-   */
-  mapArea(area: Area, length?: bigint, outputKey?: number): void;
-  /** Remove one whole area previously installed. Never throws. */
-  unmapArea(area: Area): void;
-  /**
-   * Optional: `mapArea` for each area in order, each wholly or not at all, as one call.
-   * @returns per area, undefined (installed) or the error `mapArea` would have thrown
-   */
-  mapAreas?(areas: readonly Area[]): (IommuError | undefined)[];
-  /** Optional: `unmapArea` for each area, in order, as one call. */
-  unmapAreas?(areas: readonly Area[]): void;
-}
-
-/** One MAP request of {@link IoPagetable.mapMany}: a fixed IOVA. */
-export interface MapRequest {
-  iova: bigint;
-  length: bigint;
-  phys: bigint;
-  read: boolean;
-  write: boolean;
-}
-
-/** What the pagetable needs to know about a domain when it is added. */
-export interface DomainInfo {
-  /** Smallest page size of the domain: a power of two, e.g. `4096n`. */
-  pageSize: bigint;
-  /** IOVAs the domain can translate; everything outside is reserved while it is attached. */
-  aperture: IoRange;
-}
-
-/**
- * @internal The whole state of a table, by reference (snapshots, src/snapshot/): owners and sinks
- * are the caller's objects; everything else is plain data.
- */
-export interface IoPagetableState {
-  areas: readonly Area[];
-  allowed: readonly IoRange[];
-  /** Attached domains in the order they were added, with the page size each contributes. */
-  domains: readonly { readonly sink: DomainSink; readonly pageSize: bigint }[];
-  /** Reserved ranges by owner, as each owner gave them. */
-  reserved: readonly (readonly [owner: object, ranges: readonly IoRange[]])[];
-  /** Alignment requirements of non-domain users, by owner. */
-  alignments: readonly (readonly [owner: object, alignment: bigint])[];
-}
-
-/**
- * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP: their
- * sums stay below 2^53, so doubles hold them exactly.
- */
-const FAST_LIMIT = 2 ** 52;
-/** FAST_LIMIT as a limit on the high u32 half of a u64. */
-const FAST_LIMIT_HI = 2 ** 20;
-
-/** One piece of a contiguous run of areas, cut to the requested range (see {@link IoPagetable.slices}). */
-export interface AreaSlice {
-  area: Area;
-  start: bigint;
-  last: bigint;
-}
-
-/** One attached domain and the page size it contributes to the alignment. */
-interface DomainEntry {
-  readonly sink: DomainSink;
-  readonly pageSize: bigint;
-}
+// The types of the table's interface, defined in their own files, for the callers of the table.
+export type { Area, AreaSlice, DomainInfo, DomainSink, IoPagetableState, IoRange, MapRequest };
 
 /**
  * The page table of one IOAS. Not thread-safe: only the owner thread calls it.
@@ -232,12 +134,12 @@ export class IoPagetable {
       const store = this.#areas;
       let pos = store.seekExact(iovaK);
       const hit = store.at(pos); // the first area ending at or after iova
-      if ((hit === undefined || hit.iova > last) && !this.#reservedHit(iovaK, lastK)) {
+      if ((hit === undefined || hit.iova > last) && !reservedKeysHit(this.#reservedKeys, iovaK, lastK)) {
         const area = makeArea(iova, last, phys, read, write);
         const version = store.version;
         const domains = this.#domains;
         if (domains.length === 1) domains[0]!.sink.mapArea(area, length, physK + lengthK);
-        else this.#installInDomains(area);
+        else installInDomains(domains, area);
         if (store.version !== version) pos = store.seekExact(iovaK); // a sink called back into the table
         store.insert(pos, area, lastK);
         this.#areasView = undefined;
@@ -262,18 +164,17 @@ export class IoPagetable {
       const area = recordFailure(i, (j, e) => refused.push([j, e]), () => this.#checkMap(op, reqs[i]!));
       if (area !== undefined) checked.push({ i, area });
     }
-    const order = byIova(checked.map((c) => c.area));
+    const areas = checked.map((c) => c.area);
+    const order = byIova(areas);
     // Requests that overlap each other: whether a later one fails depends on whether the earlier
     // one is installed, so they go one by one, as the calls would. Otherwise no check above
     // depends on another request: each saw the table it would have seen.
-    for (let k = 1; k < order.length; k++) {
-      if (checked[order[k]!]!.area.iova <= checked[order[k - 1]!]!.area.last) return this.#mapEach(op, reqs, failed);
-    }
+    if (anyOverlap(areas, order)) return this.#mapEach(op, reqs, failed);
     for (const [i, e] of refused) failed(i, e);
-    const errors = this.#installEach(checked.map((c) => c.area));
+    const errors = installEach(this.#domains, areas);
     for (let k = 0; k < checked.length; k++) if (errors[k] !== undefined) failed(checked[k]!.i, errors[k]!);
     const applied: Area[] = [];
-    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(checked[order[k]!]!.area);
+    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(areas[order[k]!]!);
     this.#insertSorted(applied);
     return applied.length;
   }
@@ -297,43 +198,9 @@ export class IoPagetable {
     // Each checked entry goes into the table at once, so that the search for the next one also
     // finds an overlap with it; an entry that fails a check undoes the ones before (whose
     // contents then equal the table's before the call) and leaves the batch to mapMany.
-    for (let i = 0; i < n; i++) {
-      const p = perms === undefined ? 3 : perms[i]!;
-      const w = 6 * i;
-      const iovaHi = words[w + HI]!;
-      const lengthHi = words[w + 2 + HI]!;
-      let ok = p !== 0 && p <= 3 && iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && words[w + 4 + HI]! < FAST_LIMIT_HI;
-      ok &&= ((words[w + LO]! | words[w + 2 + LO]! | words[w + 4 + LO]!) & mask) === 0;
-      const start = iovaHi * 4294967296 + words[w + LO]!;
-      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
-      const last = start + length - 1;
-      ok &&= length !== 0 && !this.#reservedHit(start, last);
-      const pos = ok ? store.seekExact(start) : 0;
-      ok &&= pos === store.end || keyOf(store.at(pos)!.iova) > last;
-      if (!ok) {
-        for (let j = 0; j < i; j++) store.remove(store.seekExact(starts[j]!), 1);
-        return -1;
-      }
-      const iova = entries[3 * i]!;
-      const area = makeArea(iova, iova + entries[3 * i + 1]! - 1n, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
-      store.insert(pos, area);
-      areas[i] = area;
-      starts[i] = start;
-    }
+    if (!insertMapBatch(store, mask, this.#reservedKeys, entries, words, perms, n, areas, starts)) return -1;
     this.#areasView = undefined;
-    const errors = this.#installEach(areas);
-    let applied = 0;
-    for (let i = 0; i < n; i++) {
-      const e = errors[i];
-      if (e === undefined) {
-        results[i] = 0;
-        applied++;
-      } else {
-        results[i] = ERRNO[e.errno];
-        store.remove(store.seekExact(starts[i]!), 1);
-      }
-    }
-    return applied;
+    return settleMapBatch(store, installEach(this.#domains, areas), starts, results, n);
   }
 
   /**
@@ -346,55 +213,15 @@ export class IoPagetable {
   unmapBatchFast(entries: BigUint64Array, results: Int32Array, bytes: BigUint64Array | undefined, n: number): number {
     if (n === 0) return -1;
     const words = new Uint32Array(entries.buffer, entries.byteOffset, 4 * n);
-    const store = this.#areas;
     const leaving = new Array<Area>(n);
     // Each area found leaves the table at once, so that a second entry naming it finds nothing;
     // an entry that is not exactly one area puts the ones before back and leaves the batch to
     // unmapMany.
-    for (let i = 0; i < n; i++) {
-      const w = 4 * i;
-      const iovaHi = words[w + HI]!;
-      const lengthHi = words[w + 2 + HI]!;
-      const start = iovaHi * 4294967296 + words[w + LO]!;
-      const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
-      let ok = iovaHi < FAST_LIMIT_HI && lengthHi < FAST_LIMIT_HI && length !== 0;
-      const pos = ok ? store.seekExact(start) : 0;
-      ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
-      const a = ok ? store.at(pos)! : undefined;
-      if (a === undefined || keyOf(a.iova) !== start) {
-        for (let j = 0; j < i; j++) store.insert(store.seekExact(keyOf(leaving[j]!.iova)), leaving[j]!);
-        return -1;
-      }
-      store.remove(pos, 1);
-      leaving[i] = a;
-    }
+    if (!takeUnmapBatch(this.#areas, words, n, leaving)) return -1;
     this.#areasView = undefined;
-    for (const d of this.#domains) {
-      if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
-      else for (const a of leaving) d.sink.unmapArea(a);
-    }
-    const out = bytes === undefined ? undefined : new Uint32Array(bytes.buffer, bytes.byteOffset, 2 * n);
-    for (let i = 0; i < n; i++) {
-      results[i] = 0;
-      if (out !== undefined) {
-        out[2 * i] = words[4 * i + 2]!;
-        out[2 * i + 1] = words[4 * i + 3]!;
-      }
-    }
+    removeFromDomains(this.#domains, leaving);
+    fillUnmapResults(words, results, bytes, n);
     return n;
-  }
-
-  /** Whether `[start, last]` (keys below 2^53, so exact) touches a reserved range. */
-  #reservedHit(start: number, last: number): boolean {
-    const k = this.#reservedKeys;
-    let lo = 0;
-    let hi = k.length >>> 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (k[2 * mid + 1]! < start) lo = mid + 1;
-      else hi = mid;
-    }
-    return 2 * lo < k.length && k[2 * lo]! <= last;
   }
 
   /** {@link map} per request, in order (the reference semantics of {@link mapMany}). */
@@ -416,10 +243,10 @@ export class IoPagetable {
     if (args.iova !== undefined) checkU64(op, 'iova', args.iova);
     // §3.2 step 5 (building the pages object): the backing range itself must be a u64 range.
     toLast(op, 'phys', phys, length);
-    this.#checkLength(op, length);
+    checkLength(op, this.#alignment, length);
     const iova = args.iova === undefined ? this.#allocIova(op, phys, length) : this.#checkFixedIova(op, args.iova, length);
     const area = makeArea(iova, toLast(op, 'iova', iova, length), phys, read, write);
-    this.#checkBacking(op, area);
+    checkBacking(op, this.#alignment, area);
     return area;
   }
 
@@ -521,10 +348,7 @@ export class IoPagetable {
       removed(i, total);
     }
     if (leaving.length === 0) return applied;
-    for (const d of this.#domains) {
-      if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
-      else for (const a of leaving) d.sink.unmapArea(a);
-    }
+    removeFromDomains(this.#domains, leaving);
     for (const a of leaving) areas.remove(areas.seek(a.iova, keyOf(a.iova)), 1);
     this.#areasView = undefined;
     return applied;
@@ -593,7 +417,7 @@ export class IoPagetable {
     if (parts === undefined) {
       fail('ENOENT', op, `expected [${hex(srcIova)}, ${hex(srcLast)}] covered by contiguous mappings in the source, got a hole`);
     }
-    this.#checkLength(op, length);
+    checkLength(op, this.#alignment, length);
     const first = parts[0]!;
     const firstPhys = first.area.phys + (first.start - first.area.iova);
     const iova = dst.iova === undefined ? this.#allocIova(op, firstPhys, length) : this.#checkFixedIova(op, dst.iova, length);
@@ -606,7 +430,7 @@ export class IoPagetable {
       }
       const sliceLength = s.last - s.start + 1n;
       const area = makeArea(at, toLast(op, 'iova', at, sliceLength), s.area.phys + (s.start - s.area.iova), dst.read, dst.write);
-      this.#checkBacking(op, area);
+      checkBacking(op, this.#alignment, area);
       created.push(area);
       at += sliceLength;
     }
@@ -620,14 +444,7 @@ export class IoPagetable {
    * @returns fresh objects the caller may keep
    */
   iovaRanges(): { ranges: IoRange[]; alignment: bigint } {
-    const ranges: IoRange[] = [];
-    let cursor = 0n; // first address not yet accounted for; U64_MAX + 1 once the top is reserved
-    for (const r of this.#reserved) {
-      if (r.start > cursor) ranges.push({ start: cursor, last: r.start - 1n });
-      cursor = r.last + 1n;
-    }
-    if (cursor <= U64_MAX) ranges.push({ start: cursor, last: U64_MAX });
-    return { ranges, alignment: this.#alignment };
+    return { ranges: holesOf(this.#reserved), alignment: this.#alignment };
   }
 
   /**
@@ -650,7 +467,7 @@ export class IoPagetable {
     }
     for (const r of sorted) {
       const hit = hitIndex(this.#reserved, r.start, r.last);
-      if (hit >= 0) fail('EADDRINUSE', op, `expected allowed ranges outside reserved ones, got [${hex(r.start)}, ${hex(r.last)}] hitting ${fmt(this.#reserved[hit]!)}`);
+      if (hit >= 0) fail('EADDRINUSE', op, `expected allowed ranges outside reserved ones, got [${hex(r.start)}, ${hex(r.last)}] hitting ${fmtRange(this.#reserved[hit]!)}`);
     }
     this.#allowed = Object.freeze(sorted.map((r) => Object.freeze(r)));
     this.#allowedSpans = coalesce(sorted);
@@ -696,13 +513,11 @@ export class IoPagetable {
     const { pageSize, aperture } = info;
     if (!isPow2(pageSize)) fail('EINVAL', op, `expected a power-of-two page size, got ${hex(pageSize)}`);
     if (aperture.start < 0n || aperture.last > U64_MAX || aperture.start > aperture.last) {
-      fail('EINVAL', op, `expected an aperture [start <= last] within u64, got ${fmt(aperture)}`);
+      fail('EINVAL', op, `expected an aperture [start <= last] within u64, got ${fmtRange(aperture)}`);
     }
-    const newAlignment = max(pageSize, this.#alignment);
+    const newAlignment = maxU64(pageSize, this.#alignment);
     this.#checkAlignmentGrowth(op, newAlignment);
-    const outside: IoRange[] = [];
-    if (aperture.start !== 0n) outside.push({ start: 0n, last: aperture.start - 1n });
-    if (aperture.last !== U64_MAX) outside.push({ start: aperture.last + 1n, last: U64_MAX });
+    const outside = outsideAperture(aperture);
     this.#checkReservable(op, outside);
     const before = this.#reservedByOwner.get(sink) ?? [];
     this.#setReserved(sink, [...before, ...outside]);
@@ -748,7 +563,7 @@ export class IoPagetable {
   addAlignment(op: string, owner: object, alignment: bigint): void {
     if (this.#extraAlignment.has(owner)) fail('EEXIST', op, 'expected an owner without an alignment, got one that has one');
     if (!isPow2(alignment)) fail('EINVAL', op, `expected a power-of-two alignment, got ${hex(alignment)}`);
-    const newAlignment = max(alignment, this.#alignment);
+    const newAlignment = maxU64(alignment, this.#alignment);
     this.#checkAlignmentGrowth(op, newAlignment);
     this.#extraAlignment.set(owner, alignment);
     this.#setAlignment(newAlignment);
@@ -774,16 +589,8 @@ export class IoPagetable {
    * @throws Error when the table is not new or `s` breaks an invariant of the class.
    */
   importState(s: IoPagetableState): void {
-    const bad = (what: string): never => {
-      throw new Error(`io-pagetable state: ${what}`);
-    };
-    if (this.#areas.size > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) bad('the table is not new');
-    const sortedDisjoint = (list: readonly { start: bigint; last: bigint }[], strict: boolean): boolean =>
-      list.every((r, i) => r.start >= 0n && r.last <= U64_MAX && (strict ? r.start < r.last : r.start <= r.last) && (i === 0 || list[i - 1]!.last < r.start));
-    const areas = s.areas.map((a) => makeArea(a.iova, a.last, a.phys, a.read, a.write));
-    if (!sortedDisjoint(areas.map((a) => ({ start: a.iova, last: a.last })), false) || areas.some((a) => !a.read && !a.write)) bad('areas overlap or are out of order');
-    if (!sortedDisjoint(s.allowed, true)) bad('allowed ranges overlap or are out of order');
-    if (![...s.domains.map((d) => d.pageSize), ...s.alignments.map(([, a]) => a)].every(isPow2)) bad('an alignment is not a power of two');
+    if (this.#areas.size > 0 || this.#domains.length > 0 || this.#reservedByOwner.size > 0 || this.#extraAlignment.size > 0) badState('the table is not new');
+    const areas = checkedStateAreas(s);
     this.#areas.load(areas);
     this.#areasView = undefined;
     this.setAllowed('restore', copyRanges(s.allowed));
@@ -791,14 +598,14 @@ export class IoPagetable {
     this.#domainsView = undefined;
     for (const [owner, a] of s.alignments) this.#extraAlignment.set(owner, a);
     for (const [owner, ranges] of s.reserved) {
-      if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) bad('a reserved range is empty or beyond 2^64');
+      if (ranges.some((r) => r.start > r.last || r.last > U64_MAX)) badState('a reserved range is empty or beyond 2^64');
       this.#setReserved(owner, copyRanges(ranges));
     }
     this.#setAlignment(this.#computeAlignment());
     const a = this.#alignment;
-    if (a > PAGE_SIZE || areas.some((x) => x.iova % a !== 0n || areaLength(x) % a !== 0n || x.phys % a !== 0n)) bad('areas break the IOVA alignment');
+    if (a > PAGE_SIZE || areas.some((x) => !isAlignedArea(x, a))) badState('areas break the IOVA alignment');
     for (const r of this.#reserved) {
-      if (this.#hitArea(r.start, r.last) !== undefined || hitIndex(this.#allowed, r.start, r.last) >= 0) bad('a reserved range hits an area or an allowed range');
+      if (this.#hitArea(r.start, r.last) !== undefined || hitIndex(this.#allowed, r.start, r.last) >= 0) badState('a reserved range hits an area or an allowed range');
     }
   }
 
@@ -827,14 +634,6 @@ export class IoPagetable {
     }
   }
 
-  /** §3.2 step 6: the length must be non-zero and a multiple of the alignment. */
-  #checkLength(op: string, length: bigint): void {
-    if (length === 0n) fail('EINVAL', op, 'expected a non-zero length, got 0');
-    if (length % this.#alignment !== 0n) {
-      fail('EINVAL', op, `expected a length multiple of the IOVA alignment ${hex(this.#alignment)}, got ${hex(length)}`);
-    }
-  }
-
   /** iopt_check_iova(): a fixed IOVA must be aligned, fit u64, avoid reserved ranges and areas. */
   #checkFixedIova(op: string, iova: bigint, length: bigint): bigint {
     if (iova % this.#alignment !== 0n) {
@@ -842,7 +641,7 @@ export class IoPagetable {
     }
     const last = toLast(op, 'iova', iova, length);
     const r = hitIndex(this.#reserved, iova, last);
-    if (r >= 0) fail('EINVAL', op, `expected an unreserved range, got [${hex(iova)}, ${hex(last)}] hitting reserved ${fmt(this.#reserved[r]!)}`);
+    if (r >= 0) fail('EINVAL', op, `expected an unreserved range, got [${hex(iova)}, ${hex(last)}] hitting reserved ${fmtRange(this.#reserved[r]!)}`);
     const hit = this.#hitArea(iova, last);
     if (hit !== undefined) {
       fail('EEXIST', op, `expected a free range, got [${hex(iova)}, ${hex(last)}] overlapping mapping [${hex(hit.iova)}, ${hex(hit.last)}]`);
@@ -850,72 +649,9 @@ export class IoPagetable {
     return iova;
   }
 
-  /**
-   * iopt_alloc_iova() (§3.3): first fit, lowest address first, in `[PAGE_SIZE, U64_MAX -
-   * PAGE_SIZE]` (so 0 is never returned), inside allowed ranges when there are any.
-   * @param phys the backing address whose alignment and page offset the IOVA should keep
-   */
+  /** iopt_alloc_iova() (§3.3) on this table: see iova-alloc.ts. */
   #allocIova(op: string, phys: bigint, length: bigint): bigint {
-    if (length >= AUTO_LENGTH_LIMIT) fail('EOVERFLOW', op, `expected an automatic-IOVA length below ${hex(AUTO_LENGTH_LIMIT)}, got ${hex(length)}`);
-    // Keeping the backing address's alignment lets the domains use large leaves.
-    let align = roundupPow2(length);
-    if (phys !== 0n) align = min(align, phys & -phys);
-    align = min(align, MAX_AUTO_ALIGNMENT);
-    if (align < this.#alignment) {
-      fail('EINVAL', op, `expected a mapping that allows the IOVA alignment ${hex(this.#alignment)}, got length ${hex(length)} at ${hex(phys)} (alignment ${hex(align)})`);
-    }
-    // Below a page, the IOVA keeps phys's offset in its page. That offset is a multiple of
-    // `align` (align <= lowest set bit of phys), so stepping by pages from it keeps `align`.
-    // From a page up, phys's offset is 0 and stepping by `align` is enough.
-    const step = align > PAGE_SIZE ? align : PAGE_SIZE;
-    const offset = phys % PAGE_SIZE;
-    const window: IoRange = { start: PAGE_SIZE, last: U64_MAX - PAGE_SIZE };
-    const spans = this.#allowedSpans.length === 0 ? [window] : this.#allowedSpans;
-    for (const s of spans) {
-      const start = max(s.start, window.start);
-      const last = min(s.last, window.last);
-      if (start > last) continue;
-      const iova = this.#findFree(start, last, length, step, offset);
-      if (iova !== undefined) return iova;
-    }
-    fail('ENOSPC', op, `expected a free IOVA range of ${hex(length)} bytes (alignment ${hex(align)}), got none`);
-  }
-
-  /**
-   * Lowest `x` in `[start, last]` with `x % step == offset` whose `[x, x+length-1]` fits in
-   * `[start, last]` and touches no reserved range and no area. A forward walk over the reserved
-   * list and one search of the areas per step: O((areas + reserved) log areas) in the worst case.
-   */
-  #findFree(start: bigint, last: bigint, length: bigint, step: bigint, offset: bigint): bigint | undefined {
-    const areas = this.#areas;
-    const resv = this.#reserved;
-    let ri = firstEndingAtOrAfter(resv, start);
-    let cursor = start;
-    for (;;) {
-      const cand = cursor + ((((offset - cursor) % step) + step) % step);
-      const candLast = cand + length - 1n;
-      if (candLast > last) return undefined;
-      const area = areas.at(areas.seek(cand, keyOf(cand)));
-      while (ri < resv.length && resv[ri]!.last < cand) ri++;
-      let used = -1n; // last address of the furthest-reaching range in the way, -1 if none
-      if (area !== undefined && area.iova <= candLast) used = area.last;
-      if (ri < resv.length && resv[ri]!.start <= candLast && resv[ri]!.last > used) used = resv[ri]!.last;
-      if (used < 0n) return cand;
-      // Every start in [cand, used] still overlaps that range, so resume just past it.
-      cursor = used + 1n;
-    }
-  }
-
-  /**
-   * iopt_insert_area()'s offset check: the backing address must keep the alignment too. The
-   * kernel checks only that; we also check iova and length because a COPY slice cut from a table
-   * with a smaller alignment could otherwise break the "every area aligned" invariant.
-   */
-  #checkBacking(op: string, area: Area): void {
-    const a = this.#alignment;
-    if (area.phys % a !== 0n || areaLength(area) % a !== 0n || area.iova % a !== 0n) {
-      fail('EINVAL', op, `expected iova, length and phys multiples of the IOVA alignment ${hex(a)}, got ${hex(areaLength(area))} bytes at ${hex(area.iova)} -> ${hex(area.phys)}`);
-    }
+    return allocIova(op, this.#areas, this.#reserved, this.#allowedSpans, this.#alignment, phys, length);
   }
 
   /**
@@ -924,42 +660,8 @@ export class IoPagetable {
    * removed again, newest first, and the error is rethrown with the table unchanged.
    */
   #install(created: Area[]): void {
-    this.#installInDomains(created.length === 1 ? created[0]! : created);
+    installInDomains(this.#domains, created.length === 1 ? created[0]! : created);
     this.#insertSorted(created);
-  }
-
-  /** The domain half of {@link install}: all of `created` (one area or a list) in every domain, or nothing and a throw. */
-  #installInDomains(created: Area | readonly Area[]): void {
-    const domains = this.#domains;
-    if (domains.length === 0) return;
-    if (!Array.isArray(created)) {
-      if (domains.length === 1) return domains[0]!.sink.mapArea(created as Area); // installs all or nothing
-      created = [created as Area];
-    }
-    const done: [DomainSink, Area][] = [];
-    try {
-      for (const a of created as readonly Area[]) {
-        for (const d of domains) {
-          d.sink.mapArea(a);
-          done.push([d.sink, a]);
-        }
-      }
-    } catch (e) {
-      for (let i = done.length - 1; i >= 0; i--) done[i]![0].unmapArea(done[i]![1]);
-      throw e;
-    }
-  }
-
-  /**
-   * Each area of `areas` (disjoint, free in the table) in every domain, each wholly or not at all,
-   * in order. With one domain that takes batches, that is one call.
-   * @returns per area, undefined (installed) or the error that kept it out
-   */
-  #installEach(areas: readonly Area[]): (IommuError | undefined)[] {
-    const domains = this.#domains;
-    const only = domains.length === 1 ? domains[0]!.sink : undefined;
-    if (only?.mapAreas) return only.mapAreas(areas);
-    return areas.map((a) => caught(() => this.#installInDomains(a)));
   }
 
   /** Publish `sorted` (disjoint, in IOVA order, free in the table) in `#areas`. */
@@ -981,10 +683,10 @@ export class IoPagetable {
     for (const r of ranges) {
       const hit = this.#hitArea(r.start, r.last);
       if (hit !== undefined) {
-        fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every mapping, got [${hex(hit.iova)}, ${hex(hit.last)}]`);
+        fail('EADDRINUSE', op, `expected reserved ${fmtRange(r)} to miss every mapping, got [${hex(hit.iova)}, ${hex(hit.last)}]`);
       }
       const w = hitIndex(this.#allowed, r.start, r.last);
-      if (w >= 0) fail('EADDRINUSE', op, `expected reserved ${fmt(r)} to miss every allowed range, got ${fmt(this.#allowed[w]!)}`);
+      if (w >= 0) fail('EADDRINUSE', op, `expected reserved ${fmtRange(r)} to miss every allowed range, got ${fmtRange(this.#allowed[w]!)}`);
     }
   }
 
@@ -995,147 +697,22 @@ export class IoPagetable {
     } else {
       this.#reservedByOwner.set(owner, ranges);
     }
-    const all: IoRange[] = [];
-    for (const list of this.#reservedByOwner.values()) all.push(...list);
-    this.#reserved = coalesce(all.sort(byStart));
-    this.#reservedKeys = Float64Array.from(this.#reserved.flatMap((r) => [keyOf(r.start), keyOf(r.last)]));
+    this.#reserved = reservedUnion(this.#reservedByOwner);
+    this.#reservedKeys = reservedKeysOf(this.#reserved);
   }
 
-  /**
-   * iopt_check_iova_alignment(): raising the alignment needs every area's iova, length and phys
-   * to be multiples of the new value; above the page size no domain could take every area.
-   */
+  /** iopt_check_iova_alignment() on this table: see iova-alignment.ts. */
   #checkAlignmentGrowth(op: string, newAlignment: bigint): void {
-    if (newAlignment > PAGE_SIZE) fail('EINVAL', op, `expected an IOVA alignment of at most ${hex(PAGE_SIZE)}, got ${hex(newAlignment)}`);
-    if (newAlignment === this.#alignment) return;
-    for (const a of this.areas) {
-      if (a.iova % newAlignment !== 0n || areaLength(a) % newAlignment !== 0n || a.phys % newAlignment !== 0n) {
-        fail('EADDRINUSE', op, `expected every mapping aligned to ${hex(newAlignment)}, got ${hex(areaLength(a))} bytes at ${hex(a.iova)} -> ${hex(a.phys)}`);
-      }
-    }
+    checkAlignmentGrowth(op, () => this.areas, this.#alignment, newAlignment);
   }
 
   #setAlignment(a: bigint): void {
     this.#alignment = a;
-    this.#alignMask = a <= PAGE_SIZE ? Number(a) - 1 : -1;
+    this.#alignMask = alignMaskOf(a);
   }
 
   /** iopt_calculate_iova_alignment(): the largest requirement of the domains and accesses, at least 1. */
   #computeAlignment(): bigint {
-    let a = 1n;
-    for (const d of this.#domains) a = max(a, d.pageSize);
-    for (const x of this.#extraAlignment.values()) a = max(a, x);
-    return a;
+    return computeAlignment(this.#domains, this.#extraAlignment.values());
   }
-}
-
-/**
- * Runs `step`; an IommuError it throws goes to `failed(i, e)` and gives undefined, anything else
- * propagates.
- */
-function recordFailure<T>(i: number, failed: (i: number, e: IommuError) => void, step: () => T): T | undefined {
-  let value: T | undefined;
-  const e = caught(() => void (value = step()));
-  if (e !== undefined) failed(i, e);
-  return value;
-}
-
-/**
- * Indices of `areas` in IOVA order. Sorted on doubles (`Number` of a u64 is monotonic, so only
- * equal doubles need the exact compare), and not at all when already in order.
- */
-function byIova(areas: readonly Area[]): ArrayLike<number> {
-  let sorted = true;
-  for (let k = 1; k < areas.length && sorted; k++) sorted = areas[k - 1]!.iova <= areas[k]!.iova;
-  if (sorted) return areas.map((_, k) => k);
-  return orderByKeys(Float64Array.from(areas, (a) => Number(a.iova)), (a, b) => compare(areas[a]!.iova, areas[b]!.iova));
-}
-
-function compare(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** Length of an area; the inverse of `toLast` (src/base/range.ts). */
-function areaLength(a: Area): bigint {
-  return a.last - a.iova + 1n;
-}
-
-/** Values reach us already checked by the command layer; this guards direct callers. */
-function checkU64(op: string, what: string, v: bigint): void {
-  if (v < 0n || v > U64_MAX) fail('EOVERFLOW', op, `expected ${what} within u64, got ${v}`);
-}
-
-/** A new area (frozen when {@link IoPagetable.areas} hands it out). */
-function makeArea(iova: bigint, last: bigint, phys: bigint, read: boolean, write: boolean): Area {
-  return { iova, last, phys, read, write };
-}
-
-/**
- * Index of the first element whose `last >= addr`, in an array sorted and disjoint (so `last`
- * ascends); `arr.length` if none. The first element that can intersect anything from `addr` up.
- */
-function firstEndingAtOrAfter(arr: readonly { readonly last: bigint }[], addr: bigint): number {
-  let lo = 0;
-  let hi = arr.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (arr[mid]!.last < addr) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Index of the lowest element of a sorted, disjoint list intersecting `[start, last]`, or -1. */
-function hitIndex(arr: readonly IoRange[], start: bigint, last: bigint): number {
-  const i = firstEndingAtOrAfter(arr, start);
-  return i < arr.length && arr[i]!.start <= last ? i : -1;
-}
-
-/** Union of ranges sorted by start: sorted, disjoint, touching ranges merged; frozen. */
-function coalesce(sorted: readonly IoRange[]): readonly IoRange[] {
-  const out: IoRange[] = [];
-  for (const r of sorted) {
-    const top = out[out.length - 1];
-    if (top !== undefined && r.start <= top.last + 1n) {
-      if (r.last > top.last) top.last = r.last;
-    } else {
-      out.push({ start: r.start, last: r.last });
-    }
-  }
-  return Object.freeze(out.map((r) => Object.freeze(r)));
-}
-
-function copyRanges(ranges: readonly IoRange[]): IoRange[] {
-  return ranges.map((r) => ({ start: r.start, last: r.last }));
-}
-
-function byStart(a: IoRange, b: IoRange): number {
-  return compare(a.start, b.start);
-}
-
-function isPow2(x: bigint): boolean {
-  return x > 0n && (x & (x - 1n)) === 0n;
-}
-
-/** Smallest power of two >= `x` (`x >= 1`). */
-function roundupPow2(x: bigint): bigint {
-  let p = 1n;
-  while (p < x) p <<= 1n;
-  return p;
-}
-
-function min(a: bigint, b: bigint): bigint {
-  return a < b ? a : b;
-}
-
-function max(a: bigint, b: bigint): bigint {
-  return a > b ? a : b;
-}
-
-function hex(v: bigint): string {
-  return `0x${v.toString(16)}`;
-}
-
-function fmt(r: IoRange): string {
-  return `[${hex(r.start)}, ${hex(r.last)}]`;
 }

@@ -15,7 +15,7 @@ import { describe } from '../base/args';
 import { ERRNO, caught, fail } from '../base/errno';
 import { U64_MAX } from '../base/range';
 import { ioasUnmap, type Ioas } from './ioas';
-import type { MapRequest } from './io-pagetable';
+import type { MapRequest } from './many-requests';
 import type { ObjectTable } from './object-table';
 
 /** Requests of `IommuFd.ioasMapBatch`. */

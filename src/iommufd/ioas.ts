@@ -9,7 +9,9 @@ import { fail } from '../base/errno';
 import { IoasAccess } from './access';
 import type { HwptPaging } from './hwpt';
 import { toLast } from '../base/range';
-import { IoPagetable, type Area, type IoRange } from './io-pagetable';
+import type { Area } from './area';
+import { IoPagetable } from './io-pagetable';
+import type { IoRange } from './io-range';
 import { FdObject, type ObjectTable } from './object-table';
 
 export class Ioas extends FdObject {

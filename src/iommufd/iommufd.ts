@@ -15,7 +15,7 @@ import type { FdLimits, ResolvedLimits } from './fd-limits';
 import { hwptAlloc, type HwptAllocArgs } from './hwpt-alloc';
 import type { HwptUserArgs } from './hwpt-user';
 import { hwptInvalidate, type InvalidateEntry } from './invalidate';
-import type { IoRange } from './io-pagetable';
+import type { IoRange } from './io-range';
 import type { ObjType } from './object-table';
 import { ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap, type CopyArgs, type MapArgs } from './ioas';
 import { ioasMapBatch, ioasUnmapBatch, type MapBatch, type UnmapBatch } from './ioas-batch';
