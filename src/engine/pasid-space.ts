@@ -8,6 +8,8 @@ import { fail } from '../base/errno';
 
 export class PasidSpace {
   private readonly owners = new Map<number, object>();
+  /** PASIDs held per owner (per-FD limits check it on every allocation: counting `owners` would make n allocations O(n^2)). */
+  private readonly held = new Map<object, number>();
   /** Attachments per PASID, so that a PASID in use cannot be freed. */
   private readonly uses = new Map<number, number>();
   /** Lowest PASID that may be free. */
@@ -27,6 +29,11 @@ export class PasidSpace {
     return [...this.owners].filter(([, o]) => o === owner).map(([p]) => p).sort((a, b) => a - b);
   }
 
+  /** How many PASIDs `owner` holds. */
+  countOf(owner: object): number {
+    return this.held.get(owner) ?? 0;
+  }
+
   owner(pasid: number): object | undefined {
     return this.owners.get(pasid);
   }
@@ -36,15 +43,20 @@ export class PasidSpace {
     if (pasid !== undefined) {
       if (pasid < 1 || pasid >= this.limit) fail('EINVAL', op, `pasid: expected 1..${this.limit - 1}, got ${pasid}`);
       if (this.owners.has(pasid)) fail('EEXIST', op, `PASID ${pasid} is already allocated`);
-      this.owners.set(pasid, owner);
+      this.take(pasid, owner);
       return pasid;
     }
     let p = this.hint;
     while (p < this.limit && this.owners.has(p)) p++;
     if (p >= this.limit) fail('ENOSPC', op, `all ${this.limit - 1} PASIDs are allocated`);
-    this.owners.set(p, owner);
+    this.take(p, owner);
     this.hint = p + 1;
     return p;
+  }
+
+  private take(pasid: number, owner: object): void {
+    this.owners.set(pasid, owner);
+    this.held.set(owner, this.countOf(owner) + 1);
   }
 
   /** Frees a PASID owned by `owner`. @throws ENOENT not owned by it, EBUSY attached. */
@@ -52,6 +64,7 @@ export class PasidSpace {
     if (this.owners.get(pasid) !== owner) fail('ENOENT', op, `PASID ${pasid} is not allocated by this FD`);
     if ((this.uses.get(pasid) ?? 0) > 0) fail('EBUSY', op, `PASID ${pasid} is attached to a device`);
     this.owners.delete(pasid);
+    this.held.set(owner, this.countOf(owner) - 1);
     if (pasid < this.hint) this.hint = pasid;
   }
 
@@ -62,6 +75,7 @@ export class PasidSpace {
       this.owners.delete(pasid);
       if (pasid < this.hint) this.hint = pasid;
     }
+    this.held.delete(owner);
   }
 
   /** @internal Snapshot support (src/snapshot/): where the search for a free PASID starts. */

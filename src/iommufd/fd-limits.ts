@@ -48,9 +48,10 @@ export function checkPasidLimit(op: string, l: ResolvedLimits, held: number): vo
   if (held >= l.pasids) fail('ENOSPC', op, `this FD already owns ${held} PASIDs, its limit (limits.pasids)`);
 }
 
-/** @throws ENOSPC when `held` HWPTs already reach the limit. */
-export function checkDomainLimit(op: string, l: ResolvedLimits, held: number): void {
-  if (held >= l.domains) fail('ENOSPC', op, `this FD already holds ${held} HWPTs, its limit (limits.domains)`);
+/** @throws ENOSPC when the `held()` HWPTs already reach the limit. */
+export function checkDomainLimit(op: string, l: ResolvedLimits, held: () => number): void {
+  // Counted only under a limit: the count visits every object of the FD.
+  if (Number.isFinite(l.domains) && held() >= l.domains) fail('ENOSPC', op, `this FD already holds ${held()} HWPTs, its limit (limits.domains)`);
 }
 
 /** True when `used` table pages exceed the limit (the caller undoes what it allocated, then fails ENOMEM). */

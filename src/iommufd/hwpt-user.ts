@@ -207,7 +207,7 @@ export function hwptAllocUser(state: FdState, op: string, o: Partial<Record<stri
 
   const flags = (hwAD ? abi.DOM_HWAD : 0) | (sum ? abi.DOM_SUM : 0) | (svpbmt && riscv ? abi.DOM_SVPBMT : 0)
     | (svnapot && riscv ? abi.DOM_SVNAPOT : 0) | (svrsw && riscv ? abi.DOM_SVRSW60T59B : 0);
-  checkDomainLimit(op, state.limits, state.domainsHeld());
+  checkDomainLimit(op, state.limits, () => state.domainsHeld());
   const format = t.format as string;
   const nestUnder = parent;
   return state.table.create(op, () => {

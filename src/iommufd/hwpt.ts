@@ -95,7 +95,7 @@ export class HwptPaging extends FdObject implements DomainSink {
    */
   static create(op: string, fd: FdState, ioas: Ioas, flags: HwptFlags): HwptPaging {
     const engine = fd.engine;
-    checkDomainLimit(op, fd.limits, fd.domainsHeld());
+    checkDomainLimit(op, fd.limits, () => fd.domainsHeld());
     const domain = engine.domainCreate(op);
     const hwpt = new HwptPaging(engine, ioas, domain, flags, fd);
     try {

@@ -12,7 +12,7 @@ import { checkPasidLimit } from './fd-limits';
 export function pasidAlloc(state: FdState, op: string, opts: unknown): number {
   const o = options(op, opts, ['pasid'] as const);
   const want = o.pasid === undefined ? undefined : int(op, 'pasid', o.pasid, 1, state.engine.pasids.limit - 1);
-  checkPasidLimit(op, state.limits, state.engine.pasids.ownedBy(state).length);
+  checkPasidLimit(op, state.limits, state.engine.pasids.countOf(state));
   if (state.engine.failPoint()) fail('ENOMEM', op, 'PASID allocation failed (injected)');
   return state.engine.pasids.alloc(op, state, want);
 }
