@@ -200,7 +200,11 @@ export class IoPagetable {
     // contents then equal the table's before the call) and leaves the batch to mapMany.
     if (!insertMapBatch(store, mask, this.#reservedKeys, entries, words, perms, n, areas, starts)) return -1;
     this.#areasView = undefined;
-    return settleMapBatch(store, installEach(this.#domains, areas), starts, results, n);
+    const applied = settleMapBatch(store, installEach(this.#domains, areas), starts, results, n);
+    // Again once the table is final: a domain that read `areas` while they were installed would
+    // have left a view holding entries that failed and were taken out again.
+    this.#areasView = undefined;
+    return applied;
   }
 
   /**
