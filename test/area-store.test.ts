@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
-import type { Area } from '../src/iommufd/io-pagetable.js';
+import type { Area } from '../src/iommufd/area';
 import { Rng } from './reference-walk';
 
 function area(iova: bigint, length: bigint): Area {

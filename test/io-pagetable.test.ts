@@ -5,7 +5,11 @@
  */
 import { describe, test, expect } from 'vitest';
 import { IommuError, type Errno } from '../src/base/errno.js';
-import { IoPagetable, U64_MAX, type Area, type DomainSink, type IoRange } from '../src/iommufd/io-pagetable.js';
+import { U64_MAX } from '../src/base/range';
+import type { Area } from '../src/iommufd/area';
+import type { DomainSink } from '../src/iommufd/domain-sink';
+import { IoPagetable } from '../src/iommufd/io-pagetable';
+import type { IoRange } from '../src/iommufd/io-range';
 
 const P = 4096n;
 const MP = P / 2n; // the selftest's MOCK_PAGE_SIZE, used where a scenario copies MP bytes

@@ -11,7 +11,7 @@ import { engineBehind, fdState, type Engine } from '../src/iommufd/fd-state';
 import type { ObjType } from '../src/iommufd/object-table';
 import type { HwptPaging } from '../src/iommufd/hwpt';
 import type { Ioas } from '../src/iommufd/ioas';
-import type { IoRange } from '../src/iommufd/io-pagetable';
+import type { IoRange } from '../src/iommufd/io-range';
 import { GUARD_POISON } from '../src/core/layout';
 import { drainPageRequests as drainRings } from '../src/iommufd/fault-queue';
 

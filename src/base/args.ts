@@ -55,12 +55,19 @@ export function options<K extends string>(op: string, value: unknown, known: rea
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return fail('EINVAL', op, `expected an options object, got ${describe(value)}`);
   }
-  // Object.keys's keys (own, enumerable, strings) in its order: for-in lists them first, then
-  // inherited ones, which are skipped. No array allocated per call, as Object.keys would.
-  for (const key in value) {
-    if (!isKnown(known, key) && isOwnEnumerable.call(value, key)) fail('EOPNOTSUPP', op, `unknown option '${key}' (known: ${known.join(', ')})`);
-  }
+  const key = unknownKey(value, known);
+  if (key !== undefined) fail('EOPNOTSUPP', op, `unknown option '${key}' (known: ${known.join(', ')})`);
   return value as Partial<Record<K, unknown>>;
+}
+
+/**
+ * The first key of `value` that is not in `known`, or undefined. Keys as Object.keys has them
+ * (own, enumerable, strings) and in its order: for-in lists them first, then inherited ones,
+ * which are skipped. No array allocated per call, as Object.keys would.
+ */
+export function unknownKey(value: object, known: readonly string[]): string | undefined {
+  for (const key in value) if (!isKnown(known, key) && isOwnEnumerable.call(value, key)) return key;
+  return undefined;
 }
 
 /** `known.includes(key)`, as a loop the compiler inlines (a per-key builtin call costs more on the MAP path). */

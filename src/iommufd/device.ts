@@ -17,7 +17,7 @@ import { fdState, type FdState } from './fd-state';
 import { HwptPaging } from './hwpt';
 import { HwptUser } from './hwpt-user';
 import type { PageResponse } from './fault-queue';
-import type { IoRange } from './io-pagetable';
+import type { IoRange } from './io-range';
 import type { IommuFd } from './iommufd';
 import { Ioas } from './ioas';
 import { FdObject } from './object-table';

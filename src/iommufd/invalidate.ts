@@ -23,7 +23,7 @@
  * @module
  */
 import * as abi from '../../assembly/abi';
-import { int, u64, describe } from '../base/args';
+import { int, u64, describe, unknownKey } from '../base/args';
 import { toLast } from '../base/range';
 import { fail, IommuError, type Errno } from '../base/errno';
 import type { FdState } from './fd-state';
@@ -61,7 +61,7 @@ export class InvalidateError extends IommuError {
   }
 }
 
-const isOwnEnumerable = Object.prototype.propertyIsEnumerable;
+const ENTRY_KEYS = ['pasid', 'iova', 'length', 'leaf'];
 /** The last 4 KiB page of the 64-bit space: page numbers (< 2^52) are exact as numbers. */
 const LAST_PAGE = 2 ** 52 - 1;
 /** Probing costs (pairs × pages × slots × 2) loads; past this many pages per pair, scan instead. */
@@ -82,11 +82,8 @@ interface Range {
  */
 function parseEntry(op: string, entry: unknown, i: number): Range {
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('EINVAL', op, `entries[${i}]: expected an object, got ${describe(entry)}`);
-  // Object.keys's keys in its order (for-in lists own keys first, then inherited ones, which are
-  // skipped), without the array Object.keys allocates per call.
-  for (const k in entry) {
-    if (k !== 'pasid' && k !== 'iova' && k !== 'length' && k !== 'leaf' && isOwnEnumerable.call(entry, k)) fail('EOPNOTSUPP', op, `entries[${i}]: unknown field '${k}'`);
-  }
+  const unknown = unknownKey(entry, ENTRY_KEYS);
+  if (unknown !== undefined) fail('EOPNOTSUPP', op, `entries[${i}]: unknown field '${unknown}'`);
   const e = entry as InvalidateEntry;
   const pasidIn = e.pasid, iova = e.iova, length = e.length, leaf = e.leaf;
   const pasid = pasidIn === undefined ? undefined : int(op, `entries[${i}].pasid`, pasidIn, 0, 2 ** abi.PASID_BITS - 1);

@@ -28,11 +28,6 @@ import { PAGE_SIZE, alignMaskOf, checkAlignmentGrowth, checkBacking, checkLength
 import { anyOverlap, byIova, recordFailure, type MapRequest } from './many-requests';
 import { holesOf, outsideAperture, reservedKeysHit, reservedKeysOf, reservedUnion } from './reserved-ranges';
 
-/** Largest u64 value, 2^64-1: the last byte of the IOVA space. */
-export { U64_MAX };
-// The types of the table's interface, defined in their own files, for the callers of the table.
-export type { Area, AreaSlice, DomainInfo, DomainSink, IoPagetableState, IoRange, MapRequest };
-
 /**
  * The page table of one IOAS. Not thread-safe: only the owner thread calls it.
  *
