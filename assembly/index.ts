@@ -1,13 +1,13 @@
 // Entry of the Wasm core: the exports the TS layer binds in src/core/core.ts, and nothing else.
-// Control exports (map, unmap, contexts, domains, pool) are for the owner thread only; translate
-// and translateBatch are safe from any thread bound to its own slot.
+// Control exports (map, unmap, contexts, domains, pool) are for the owner thread only; translate,
+// translateRun and translateBatch are safe from any thread bound to its own slot.
 
 import * as abi from './abi';
 
 export { bind as init } from './env';
 export { domainInit, domainFree } from './domain';
 export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
-export { translate, translateBatch } from './translate';
+export { translate, translateRun, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim, scratchAlloc, scratchFree } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';

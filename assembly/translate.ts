@@ -18,7 +18,7 @@
 
 import {
   PAGE_SHIFT, RID_BITS, PASID_BITS, ACCESS_MASK, ACCESS_WRITE, NO_PASID, RES_SIZE, RES_PHYS_LO,
-  RES_INFO, INFO_OK, INFO_PERM_SHIFT, INFO_SIZE_SHIFT, INFO_REASON_SHIFT, INFO_LEVEL_SHIFT,
+  RES_INFO, INFO_OK, INFO_PERM_SHIFT, INFO_SIZE_SHIFT, INFO_SIZE_MASK, INFO_REASON_SHIFT, INFO_LEVEL_SHIFT,
   REQ_SIZE, REQ_RID_ACCESS, REQ_ACCESS_SHIFT, REQ_PASID, REQ_IOVA_LO, REQ_IOVA_HI,
   FAULT_BAD_REQUEST, FAULT_NO_DEVICE, FAULT_NOT_ATTACHED, FAULT_PASID_INVALID, FAULT_BEYOND_WIDTH,
   FAULT_NOT_PRESENT, FAULT_PERMISSION, DEV_FLAGS, DEV_PRESENT, DEV_RID_DOMAIN, DEV_PASID_BITS,
@@ -211,6 +211,46 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
     leave();
   }
   return info & INFO_OK ? callCacheFill(rid, pasid, iova, access, info, load<u64>(out, RES_PHYS_LO), count) : -1;
+}
+
+/**
+ * Per-call translation of a span: the leaf holding `iova` as `translate` answers it (into this
+ * slot's result record, not the call cache), then the leaves after it while each is an IOTLB hit
+ * whose output continues the run. Returns how many of the `length` bytes from `iova` that run
+ * covers (at least the rest of the first leaf, capped at `length`), or 0 when the first leaf
+ * faulted (its fault is in the result record).
+ *
+ * Why: a transfer spanning many pages (a 64 KiB DMA, 16 leaves) costs one call here instead of one
+ * per leaf. A later leaf that misses, lacks the rights (a clean page's first write under dirty
+ * tracking) or leaves the run ends it, untranslated and uncounted: the caller starts its next
+ * call there, where that leaf is the first and takes the full path (walk, fill, fault). Each leaf
+ * the run took is counted as a hit, as one `translate` per leaf would count it.
+ */
+export function translateRun(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32, length: u32): u32 {
+  const out = slot + SLOT_RESULT;
+  const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
+  let info = hit(rid, pasid, iova, access, out);
+  if (info == 0) {
+    enter();
+    info = slowPath(rid, pasid, iova, access, out);
+    leave();
+  }
+  if (!(info & INFO_OK)) return 0;
+  const first = load<u64>(out, RES_PHYS_LO);
+  const need = neededCaps(access);
+  const leafMask = (<u64>1 << ((info >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK)) - 1;
+  let run = (leafMask & ~iova) + 1; // the rest of the first leaf
+  while (run < <u64>length) {
+    const next = iova + run;
+    if (next < iova) break; // past 2^64
+    const leaf = lookup(rid, pasid, next, need, out);
+    if (leaf == 0 || load<u64>(out, RES_PHYS_LO) != first + run) break;
+    bump(SLOT_HITS);
+    run += ((<u64>1 << ((leaf >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK)) - 1 & ~next) + 1;
+  }
+  store<u64>(out, first, RES_PHYS_LO); // the first leaf's answer, which lookups above overwrote
+  store<u32>(out, info, RES_INFO);
+  return run < <u64>length ? <u32>run : length;
 }
 
 /** Translates `n` request records at `req` into result records at `res`; returns the faults. */

@@ -10,12 +10,19 @@ const RAM = 0x8000_0000;
 const IOVA = 0x4000_0000;
 const P = 4096;
 
-/** Counts calls of the core's per-call `translate` export made by `iommu`'s own translator. */
+/**
+ * Counts calls of the core's per-call exports made by `iommu`'s own translator: `translate`, and
+ * `translateRun` (a DMA over more than one page asks the core through it).
+ */
 function spyOnCore(iommu: Iommu): { calls: () => number } {
   const core = (iommu as unknown as { local: { core: { exports: Record<string, unknown> } } }).local.core;
-  const real = core.exports.translate as (...a: number[]) => number;
+  const count = (real: (...a: number[]) => number) => (...a: number[]): number => (calls++, real(...a));
   let calls = 0;
-  core.exports = { ...core.exports, translate: (...a: number[]) => (calls++, real(...a)) };
+  core.exports = {
+    ...core.exports,
+    translate: count(core.exports.translate as (...a: number[]) => number),
+    translateRun: count(core.exports.translateRun as (...a: number[]) => number),
+  };
   return { calls: () => calls };
 }
 

@@ -28,6 +28,8 @@ export interface CoreExports {
   scratchFree(page: number): void;
   /** The call-cache entry (word index) holding the answer, or -1: the answer is only in the result record. */
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
+  /** Bytes of the run of leaves from the IOVA with contiguous output (≤ length), or 0: the first leaf faulted. */
+  translateRun(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number, length: number): number;
   translateBatch(req: number, res: number, n: number): number;
   bufferAlloc(pages: number): number;
   bufferFree(ptr: number, pages: number): number;

@@ -41,11 +41,17 @@ export interface DmaPort {
   translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
   /** One request with u32 arguments: the info word; the address words are in `outLo`/`outHi`. */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
+  /** `translateWords` over `length` bytes: also sets `runBytes`, the bytes whose output continues the first leaf's. */
+  translateRun(rid: number, pasid: number, lo: number, hi: number, access: number, length: number): number;
+  /** The run of the last `translateRun`. */
+  readonly runBytes: number;
 }
 
 const TWO_64 = 1n << 64n;
 const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 const TWO_32 = 4294967296;
+/** The most bytes one `translateRun` is asked for (its length is a u32). */
+const RUN_MAX = 2 ** 30;
 const DONE: DmaResult = Object.freeze({ bytes: 0 });
 /** The last whole-transfer result handed out: transfers of one size share one frozen object. */
 let whole: DmaResult = DONE;
@@ -56,10 +62,10 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
  * Copies between `data` and the RAM behind `[iova, iova + data.length)`; `toRam` is a write.
  *
  * Leaves whose output addresses follow each other (a buffer mapped page by page onto contiguous
- * RAM) are copied as one run, so a transfer costs one copy per contiguous run, not per page.
- * Every leaf is translated and checked to be RAM before the run holding it is copied; on a fault the runs
- * before it are copied, as `bytes` says. Translation goes through the translator's words (no
- * decoding per leaf). Results are frozen.
+ * RAM) are translated by one core call (assembly/translate.ts `translateRun`) and copied as one
+ * run, so a transfer costs a call and a copy per contiguous run, not per page. Every leaf is
+ * translated and checked to be RAM before the run holding it is copied; on a fault the runs before
+ * it are copied, as `bytes` says. Results are frozen.
  */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   // The common case first, small enough to inline into an emulator's loop: a number IOVA and a
@@ -80,7 +86,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
   return dmaSpan(t, rid, pasid, iova, data, toRam);
 }
 
-/** `dmaCopy` in general: any IOVA, any length, leaf by leaf. */
+/** `dmaCopy` in general: any IOVA, any length, run by run (`DmaPort.translateRun`). */
 function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
   // array) is a malformed request, reported as a value like every fault on this path.
@@ -119,23 +125,24 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
       hi = (at / TWO_32) | 0;
       if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
     }
-    const info = t.translateWords(rid, pasid, lo, hi, access);
+    const left = n - done;
+    const info = t.translateRun(rid, pasid, lo, hi, access, left < RUN_MAX ? left : RUN_MAX);
     if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
     const physLo = t.outLo >>> 0;
     const physHi = t.outHi >>> 0;
     const phys = physHi * TWO_32 + physLo;
-    const left = n - done;
-    // Fast path: the rest fits in this leaf (always true for a transfer within one 4 KiB page).
-    const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
-    const room = sizeLg2 === 12 ? 4096 - (physLo & 4095) : 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
-    const chunk = left < room ? left : room;
-    if (chunk === n) {
-      // The whole transfer in one leaf (any transfer within a 4 KiB page): one copy, which checks.
-      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, physLo, physHi);
-      return complete(n);
+    let chunk = t.runBytes;
+    // The whole transfer in one run (a buffer mapped onto contiguous RAM): one copy, which checks
+    // and copies nothing when the run is not all RAM (then the leaves decide, below).
+    if (chunk === n && (toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return complete(n);
+    // One window holds the run (the common case), or adjoining windows do. When not, the run's
+    // first leaf decides alone, as it would leaf by leaf: the next step starts at the leaf after it.
+    if (!isRam(t, phys, chunk)) {
+      const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
+      const room = 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
+      if (room < chunk) chunk = room;
+      if (!isRam(t, phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, physLo, physHi));
     }
-    // One window holds the leaf (the common case, one loop step), or adjoining windows do.
-    if (t.guestRam.find(phys, chunk) < 0 && !t.guestRam.covers(phys, chunk)) return stopped(t, data, toRam, runAt, runFrom, runBytes, notRam(done, physLo, physHi));
     if (runBytes !== 0 && phys === runAt + runBytes) {
       runBytes += chunk;
     } else {
@@ -148,6 +155,11 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
   }
   copyRun(t, data, toRam, runAt, runFrom, runBytes);
   return complete(n);
+}
+
+/** True when guest-physical [phys, phys + bytes) is all RAM. */
+function isRam(t: DmaPort, phys: number, bytes: number): boolean {
+  return t.guestRam.find(phys, bytes) >= 0 || t.guestRam.covers(phys, bytes);
 }
 
 /** The frozen result of a whole transfer of `n` bytes (transfers of one size share it). */

@@ -90,6 +90,8 @@ export class Translator {
   outLo = 0;
   /** @internal */
   outHi = 0;
+  /** @internal The bytes of the last `translateRun`'s run. */
+  runBytes = 0;
 
   /** @internal */
   constructor(
@@ -177,6 +179,17 @@ export class Translator {
     this.outLo = tlb.hitLo(e, lo);
     this.outHi = tlb.hitHi(e);
     return tlb.hitInfo(e);
+  }
+
+  /**
+   * @internal One request with u32 arguments over a span of `length` bytes (1 to 2^32 - 1): the
+   * first leaf's info word, its output (or fault) address words in `outLo`/`outHi`, and in
+   * `runBytes` how many bytes from the IOVA continue that output contiguously through IOTLB hits
+   * (0 on a fault). One core call for the span (assembly/translate.ts `translateRun`).
+   */
+  translateRun(rid: number, pasid: number, lo: number, hi: number, access: number, length: number): number {
+    this.runBytes = this.core.exports.translateRun(rid, pasid, lo, hi, access, length) >>> 0;
+    return this.result(rid, pasid, lo, hi, access);
   }
 
   /**
