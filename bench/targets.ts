@@ -68,7 +68,8 @@ function judge(t: Omit<TargetResult, 'status'>): TargetResult {
 export function formatTargets(targets: TargetResult[]): string {
   const rows = [['target', 'measured', 'wanted', 'result']];
   for (const t of targets) {
-    const wanted = t.min !== undefined ? `≥ ${t.min}` : `≤ ${t.max}`;
+    // A wanted ratio derived from another measurement (copy-4k) is NaN when that was not run.
+    const wanted = t.min !== undefined ? (Number.isNaN(t.min) ? '—' : `≥ ${t.min}`) : `≤ ${t.max}`;
     rows.push([t.target, t.value === undefined ? '—' : t.value.toFixed(2), wanted, t.status.toUpperCase()]);
   }
   return formatTable(rows);
