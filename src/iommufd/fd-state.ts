@@ -8,10 +8,10 @@ import type { Engine as EngineOf } from '../engine/engine';
 import { fail } from '../base/errno';
 import { closeFaultFds } from './fault-queue';
 import { NO_LIMITS, type ResolvedLimits } from './fd-limits';
-import { ObjectTable } from './object-table';
+import { ObjectTable, type ObjType } from './object-table';
 
 /** Object types that hold a domain slot; 'hwpt-paging' ones also hold table pages (`tablePages`). */
-const HWPT_TYPES: ReadonlySet<string> = new Set(['hwpt-paging', 'hwpt-nested', 'hwpt-user']);
+const HWPT_TYPES: readonly ObjType[] = ['hwpt-paging', 'hwpt-nested', 'hwpt-user'];
 
 /** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
 export type Engine = EngineOf<DeviceFd, FdState>;
@@ -48,13 +48,15 @@ export class FdState {
 
   /** HWPTs (domain slots) this FD holds. */
   domainsHeld(): number {
-    return this.table.objects().filter((o) => HWPT_TYPES.has(o.type)).length;
+    let n = 0;
+    for (const type of HWPT_TYPES) n += this.table.ofType(type).size;
+    return n;
   }
 
-  /** Table pages of this FD's engine-managed HWPTs, roots included. */
+  /** Table pages of this FD's engine-managed HWPTs, roots included (checked on every map under a page limit). */
   tablePagesHeld(): number {
     let n = 0;
-    for (const o of this.table.objects()) if (o.type === 'hwpt-paging') n += (o as unknown as { tablePages: number }).tablePages;
+    for (const o of this.table.ofType('hwpt-paging')) n += (o as unknown as { tablePages: number }).tablePages;
     return n;
   }
 

@@ -32,9 +32,12 @@ export abstract class FdObject {
 }
 
 const RESERVED = null;
+const NONE: ReadonlySet<FdObject> = new Set();
 
 export class ObjectTable {
   private readonly slots = new Map<number, FdObject | typeof RESERVED>();
+  /** The published objects of each type, kept with `slots`: counting a type costs no scan. */
+  private readonly byType = new Map<ObjType, Set<FdObject>>();
   /** Freed IDs below `next`, kept sorted so the lowest is reused first (as xa_alloc does). */
   private readonly freed: number[] = [];
   private next = 1;
@@ -79,6 +82,9 @@ export class ObjectTable {
   publish<T extends FdObject>(id: number, obj: T): T {
     obj.id = id;
     this.slots.set(id, obj);
+    let ofType = this.byType.get(obj.type);
+    if (!ofType) this.byType.set(obj.type, (ofType = new Set()));
+    ofType.add(obj);
     return obj;
   }
 
@@ -112,6 +118,7 @@ export class ObjectTable {
   /** Removes and releases `obj` (its users are already gone). */
   remove(obj: FdObject): void {
     this.slots.delete(obj.id);
+    this.byType.get(obj.type)?.delete(obj);
     this.free(obj.id);
     obj.release();
   }
@@ -145,6 +152,11 @@ export class ObjectTable {
   }
 
   /** Published objects, in ID order. */
+  /** The published objects of `type`, in no particular order (live: do not change the table while iterating). */
+  ofType(type: ObjType): ReadonlySet<FdObject> {
+    return this.byType.get(type) ?? NONE;
+  }
+
   objects(): FdObject[] {
     return [...this.slots.entries()].sort((a, b) => a[0] - b[0]).map(([, o]) => o).filter((o): o is FdObject => o !== RESERVED);
   }
