@@ -136,7 +136,8 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
     // and copies nothing when the run is not all RAM (then the leaves decide, below).
     if (chunk === n && (toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return complete(n);
     // One window holds the run (the common case), or adjoining windows do. When not, the run's
-    // first leaf decides alone, as it would leaf by leaf: the next step starts at the leaf after it.
+    // first leaf decides alone, as it would leaf by leaf: the next step starts at the leaf after it
+    // (translating, and counting as hits, the rest of this run again: only at the edge of RAM).
     if (!isRam(t, phys, chunk)) {
       const sizeLg2 = (info >>> abi.INFO_SIZE_SHIFT) & abi.INFO_SIZE_MASK;
       const room = 2 ** sizeLg2 - (phys % 2 ** sizeLg2);
