@@ -1,6 +1,6 @@
 // A worker translator for test/percall-concurrency.test.ts: the per-call paths only —
-// translateInto with number and bigint IOVAs, and multi-page dmaRead (one copy per contiguous run)
-// — over pages the owner keeps moving. Every result must be at least as new as the version whose
+// translateInto with number and bigint IOVAs, two-page dmaRead, and ('dma-run') a dmaRead of the
+// whole block (one core call per contiguous run of leaves) — over pages the owner keeps moving. Every result must be at least as new as the version whose
 // control calls had returned when the request began (floors[page]); faults are allowed (a page is
 // unmapped for a moment while it moves). Runs until the owner sets the stop flag; reports counts.
 import { parentPort, workerData } from 'node:worker_threads';
@@ -8,11 +8,13 @@ import { Translator, TranslationOut, Access } from '../../dist/index.js';
 
 const { handle, control, floors, rid, pages, base, physBase, mode } = workerData;
 const ctl = new Int32Array(control); // [0] stop, [2] ready count
-const floor = new Int32Array(floors);
+const floor = new Int32Array(floors); // per page; 'dma-run': [0] for the whole block
 const t = Translator.attach(handle);
 const out = new TranslationOut();
 const buf = new Uint8Array(2 * 4096);
 const view = new DataView(buf.buffer);
+const block = new Uint8Array(pages * 4096);
+const blockView = new DataView(block.buffer);
 const ram = new DataView(t.ram.buffer, t.ram.byteOffset, t.ram.byteLength);
 let checked = 0;
 let ok = 0;
@@ -28,7 +30,17 @@ Atomics.add(ctl, 2, 1);
 let i = 0;
 while (Atomics.load(ctl, 0) === 0) {
   const page = i++ % pages;
-  if (mode === 'dma') {
+  if (mode === 'dma-run') {
+    // The whole block in one transfer: a run of `pages` leaves when the IOTLB holds them all.
+    const f = Atomics.load(floor, 0);
+    const r = t.dmaRead(rid, 0, base, block);
+    checked++;
+    if (r.bytes === block.length) ok++;
+    for (let j = 0; j < Math.floor(r.bytes / 4096); j++) {
+      const v = blockView.getUint32(j * 4096, true);
+      if (v < f) violation({ page: j, floor: f, version: v, bytes: r.bytes });
+    }
+  } else if (mode === 'dma') {
     // Two pages in one transfer: the page's own version stamp and its neighbour's.
     const next = (page + 1) % pages;
     if (next === 0) continue; // the pages are contiguous in IOVA only up to the last
