@@ -151,12 +151,12 @@ export class ObjectTable {
     this.next = next;
   }
 
-  /** Published objects, in ID order. */
   /** The published objects of `type`, in no particular order (live: do not change the table while iterating). */
   ofType(type: ObjType): ReadonlySet<FdObject> {
     return this.byType.get(type) ?? NONE;
   }
 
+  /** Published objects, in ID order. */
   objects(): FdObject[] {
     return [...this.slots.entries()].sort((a, b) => a[0] - b[0]).map(([, o]) => o).filter((o): o is FdObject => o !== RESERVED);
   }
