@@ -103,12 +103,21 @@ describe('per-FD limits', () => {
     fd.ioasMap(ioas, { iova: 1n << 30n, length: P, phys: RAM });
   });
 
-  test('limits survive a snapshot', () => {
-    const { iommu } = rig();
-    iommu.open({ limits: { pasids: 1, pages: 100 } });
+  test('limits survive a snapshot, and count what the restored FD holds', () => {
+    const { iommu, device } = rig();
+    const fd = iommu.open({ limits: { pasids: 1, domains: 1, pages: 100 } });
+    const ioas = fd.ioasAlloc();
+    const { devId } = device(fd);
+    fd.hwptAlloc({ devId, ptId: ioas });
     const { fds } = Iommu.restore(iommu.snapshot());
-    expect(fds[0]!.limits).toEqual({ pasids: 1, domains: Infinity, pages: 100 });
-    fds[0]!.pasidAlloc();
-    expect(errnoOf(() => fds[0]!.pasidAlloc())).toBe('ENOSPC');
+    const restored = fds[0]!;
+    expect(restored.limits).toEqual({ pasids: 1, domains: 1, pages: 100 });
+    restored.pasidAlloc();
+    expect(errnoOf(() => restored.pasidAlloc())).toBe('ENOSPC');
+    // The restored HWPT counts against the domain limit, and the limit frees with it.
+    const hwpt = restored.objects().find((o) => o.type === 'hwpt-paging')!.id;
+    expect(errnoOf(() => restored.hwptAlloc({ devId, ptId: ioas }))).toBe('ENOSPC');
+    restored.destroy(hwpt);
+    expect(restored.hwptAlloc({ devId, ptId: ioas })).toBeGreaterThan(0);
   });
 });
