@@ -101,7 +101,18 @@ export class Gen {
     return v > U64_MAX ? U64_MAX : v;
   }
 
+  /**
+   * A backing address aligned to `align`: 40 % of the time at, in or around a guest RAM window (a
+   * few pages before or past it too, so mappings straddle its edges), so that DMA moves bytes;
+   * else anywhere below 2^36 (almost never RAM: not-ram faults).
+   */
   private phys(align: bigint = K): bigint {
+    const ram = this.m.cfg.ram ?? [];
+    if (ram.length > 0 && this.rng.chance(0.4)) {
+      const w = this.rng.pick(ram);
+      const p = w.base - 4n * K + this.rng.bits(40) % (BigInt(w.bytes) + 8n * K);
+      return (p / align) * align;
+    }
     return (this.rng.bits(36) / align) * align;
   }
 
@@ -124,7 +135,7 @@ export class Gen {
     // A share of control calls runs with one of its first fallible steps failing (harness: ENOMEM,
     // no change). Not unmaps (onUnmap callbacks may make calls that take the failure and ignore it),
     // pins (nothing to fail) or snapshots (the restore allocates a whole engine).
-    const noInject = ['translate', 'inspect', 'unmap', 'pin', 'unpin', 'snapshot'];
+    const noInject = ['translate', 'dma', 'inspect', 'unmap', 'pin', 'unpin', 'snapshot'];
     if (!noInject.includes(op.k) && this.rng.chance(this.opts.inject ?? 0.04)) op.failAt = this.rng.range(1, 6);
     return op;
   }
@@ -155,6 +166,8 @@ export class Gen {
       detach: 3,
       inspect: 2.5,
       translate: 22,
+      // DMA mostly while some attachment maps guest RAM (then it moves bytes).
+      dma: m.devices.some((d) => [...d.att.values()].some((h) => h.ioas.areas.some((a) => this.inRam(a)))) ? 14 : 4,
       accessCreate: 1.2,
       pin: 3,
       unpin: 1.2,
@@ -173,7 +186,7 @@ export class Gen {
     if (open === 0 && m.fds.length === 0) return { k: 'open' };
     const kind = this.rng.weighted(w);
     const fd = this.anyFd();
-    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'bind', 'snapshot', 'handle', 'release', 'responses'].includes(kind);
+    const needsFd = !['open', 'addDevice', 'unbind', 'attach', 'detach', 'translate', 'dma', 'bind', 'snapshot', 'handle', 'release', 'responses'].includes(kind);
     if (needsFd && fd === undefined) return { k: 'open' };
     switch (kind) {
       case 'open':
@@ -214,6 +227,8 @@ export class Gen {
         return { k: 'inspect', fd: fd! };
       case 'translate':
         return this.translate();
+      case 'dma':
+        return this.dma();
       case 'accessCreate':
         return { k: 'accessCreate', fd: fd!, ioas: this.ioasId(fd!), react: this.rng.pick<React | undefined>([undefined, 'unpin', 'unpin', 'unpin-map', 'unpin-unmap', 'unpin-copy', 'none']) };
       case 'pin':
@@ -565,6 +580,116 @@ export class Gen {
     const reqs: Req[] = [];
     for (let i = 0; i < n; i++) reqs.push(this.req());
     return { k: 'translate', via, reqs };
+  }
+
+  /**
+   * A DMA op. Requester as for translations (mostly attached devices and PASIDs, sometimes bad
+   * ones, 4 % not even u32). The IOVA mostly in an area of that attachment (preferring areas
+   * backed by RAM): where its output is RAM, just before where a RAM window starts or ends in its
+   * output (across adjoining windows, out of RAM), anywhere in it at odd offsets, just before its
+   * end (the transfer runs on into whatever follows), just before a 2 MiB boundary (across leaves,
+   * 2 MiB ones too), or before its start; else near 2^53, 2^64, the input width, a hot window, or random. Lengths from 1 byte to
+   * 64 KiB. Number IOVAs half the time when exact, and a few that are no address.
+   */
+  dma(): Op {
+    const rng = this.rng;
+    const m = this.m;
+    const via = m.slots.size > 0 && rng.chance(0.3) ? 'worker' : 'call';
+    const write = rng.chance(0.5);
+    const len = rng.chance(0.01) ? 0 : this.dmaLength();
+    let rid: number;
+    let pasid: number;
+    let iova: bigint;
+    const recent = this.recentDma.length > 0 && rng.chance(0.2) ? rng.pick(this.recentDma) : undefined;
+    if (recent) [rid, pasid, iova] = recent;
+    else {
+      // Mostly an attachment whose IOAS maps guest RAM somewhere, so that bytes move.
+      const backed = m.devices.flatMap((d) => [...d.att].filter(([, h]) => h.ioas.areas.some((a) => this.inRam(a))).map(([p]) => [d.rid, p] as const));
+      [rid, pasid] = backed.length > 0 && rng.chance(0.7) ? rng.pick(backed) : this.freshReq();
+      const h = m.devices.find((d) => d.rid === rid)?.att.get(pasid);
+      iova = this.dmaIova(h?.ioas.areas ?? [], len);
+      if (this.recentDma.length < 32) this.recentDma.push([rid, pasid, iova]);
+      else this.recentDma[rng.int(32)] = [rid, pasid, iova];
+    }
+    if (rng.chance(0.04)) {
+      if (rng.chance(0.5)) rid = rng.pick([-1, 2 ** 32, 1.5, 2 ** 16]);
+      else pasid = rng.pick([-1, 2 ** 32, 0.5]);
+    }
+    let arg: bigint | number = iova;
+    if (rng.chance(0.5) && BigInt(Number(iova)) === iova) arg = Number(iova);
+    if (rng.chance(0.02)) arg = rng.pick([-4096, 4096.5, 2 ** 64, -1n, 1n << 64n, (1n << 64n) + 4096n]);
+    return { k: 'dma', via, write, rid, pasid, iova: arg, length: len, seed: rng.int(2 ** 31) };
+  }
+
+  /** Recent DMA requesters and IOVAs, used again later (by then maybe unmapped, remapped, detached). */
+  private readonly recentDma: [number, number, bigint][] = [];
+
+  /** 1 B to 64 KiB: within a page, a few pages, whole pages. */
+  private dmaLength(): number {
+    const rng = this.rng;
+    const c = rng.int(10);
+    if (c < 2) return rng.range(1, 16);
+    if (c < 5) return rng.range(1, 4096);
+    if (c < 9) return rng.range(4097, 65536);
+    return rng.range(1, 16) * 4096;
+  }
+
+  /** Does some of the area's output lie in guest RAM? */
+  private inRam(a: Area): boolean {
+    return (this.m.cfg.ram ?? []).some((w) => a.phys <= w.base + BigInt(w.bytes) - 1n && w.base <= a.phys + (a.last - a.iova));
+  }
+
+  private dmaIova(areas: Area[], length: number): bigint {
+    const rng = this.rng;
+    const ram = this.m.cfg.ram ?? [];
+    let iova: bigint;
+    if (areas.length > 0 && rng.chance(0.85)) {
+      const backed = areas.filter((a) => this.inRam(a));
+      // Large areas (2 MiB and 1 GiB leaves) backed by RAM are rare: picked first when there are some.
+      const large = backed.filter((x) => x.last - x.iova >= M2);
+      const a = large.length > 0 && rng.chance(0.4) ? rng.pick(large) : backed.length > 0 && rng.chance(0.8) ? rng.pick(backed) : rng.pick(areas);
+      const size = a.last - a.iova + 1n;
+      const n = BigInt(length);
+      switch (rng.weighted({ ram: 30, edge: 15, any: 10, odd: 10, end: 15, m2: 15, before: 5 })) {
+        case 'edge': { // across where a RAM window starts or ends inside the area's output
+          const edges = ram.flatMap((w) => [w.base, w.base + BigInt(w.bytes)]).filter((e) => e > a.phys && e < a.phys + size);
+          const e = edges.length > 0 ? rng.pick(edges) : a.phys + size / 2n;
+          iova = a.iova + (e - a.phys) - BigInt(rng.range(1, Math.max(1, Math.min(length, 8192))));
+          break;
+        }
+        case 'ram': { // where the area's output is RAM (when it is)
+          const hits = ram.flatMap((w) => {
+            const lo = a.phys > w.base ? a.phys : w.base;
+            const hi = a.phys + size < w.base + BigInt(w.bytes) ? a.phys + size : w.base + BigInt(w.bytes);
+            return lo < hi ? [{ lo, hi }] : [];
+          });
+          const r = hits.length > 0 ? rng.pick(hits) : { lo: a.phys, hi: a.phys + size };
+          iova = a.iova + (r.lo - a.phys) + rng.bits(40) % (r.hi - r.lo);
+          break;
+        }
+        case 'any': // anywhere, any offset
+          iova = a.iova + rng.bits(40) % size;
+          break;
+        case 'odd': // a page of the first 64, at an odd offset
+          iova = a.iova + (BigInt(rng.int(64)) * K) % size + BigInt(rng.int(4096));
+          break;
+        case 'end': // ends past the area
+          iova = a.last + 1n - (n > 1n ? BigInt(rng.range(1, Math.min(length, 8192))) : 1n);
+          break;
+        case 'm2': { // across a 2 MiB boundary inside (or at the end of) the area
+          const b = ((a.iova + rng.bits(40) % size) / M2 + 1n) * M2;
+          iova = b - BigInt(rng.range(1, Math.max(1, Math.min(length, 8192))));
+          break;
+        }
+        default: // starts before the area
+          iova = a.iova - BigInt(rng.range(1, 64));
+      }
+    } else {
+      const aw = BigInt(this.m.cfg.addressWidth);
+      const before = (top: bigint): bigint => top - BigInt(rng.range(1, 3 * 4096));
+      iova = rng.pick([before(1n << 53n), before(1n << 64n), before(1n << aw), this.hotIova(true), rng.bits(64), 0n]);
+    }
+    return iova < 0n ? 0n : iova > U64_MAX ? U64_MAX : iova;
   }
 
   /** Recent requests, re-asked later: a stale IOTLB entry or context shows up as a divergence. */

@@ -12,8 +12,8 @@
 import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle, FaultQueueFd } from '../../src/index';
 import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
-import { MAccess, MFault, MHwpt, MIoas, Model, sortResponses, U64_MAX, type Area, type ModelConfig } from './model';
-import { applicable, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
+import { MAccess, MFault, MHwpt, MIoas, Model, ramPattern, sortResponses, U64_MAX, type Area, type ModelConfig, type RamWindow } from './model';
+import { applicable, dmaData, dmaOutcome, DMA_SENTINEL, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
 /** What the harness needs from the engine package (src/index plus test/testing). */
@@ -35,6 +35,31 @@ export interface EngineConfig extends ModelConfig {
 
 const TWO_53 = 2n ** 53n;
 
+/**
+ * The fuzzed engines' guest RAM (epochConfig): windows in buffers the harness owns, so the engine's
+ * memory and page accounting are the same as without RAM. The first two adjoin at 0x3f_0000,
+ * inside the 2 MiB leaf that ends at 4 MiB (one leaf's bytes lie in both) and 64 KiB before the
+ * 2 MiB boundary that the second spans (a transfer there crosses leaves inside one window); the
+ * third, after a gap, starts at 1 GiB (the start of a 1 GiB leaf). Engine tables live in the
+ * engine's memory, never here: only software DMA writes these bytes.
+ */
+export const FUZZ_RAM: readonly RamWindow[] = [
+  { base: 0x3c_0000n, bytes: 192 << 10 },
+  { base: 0x3f_0000n, bytes: 320 << 10 },
+  { base: 0x4000_0000n, bytes: 192 << 10 },
+];
+
+/** Buffers for RAM windows `ram` (shared ones for a shared engine: workers must reach them), each filled with `fill(phys)`. */
+function ramBuffers(ram: readonly RamWindow[], shared: boolean, fill: (phys: number) => number): { base: bigint; buffer: ArrayBuffer | SharedArrayBuffer; bytes: Uint8Array }[] {
+  return ram.map((w) => {
+    const buffer = shared ? new SharedArrayBuffer(w.bytes) : new ArrayBuffer(w.bytes);
+    const bytes = new Uint8Array(buffer);
+    const base = Number(w.base);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = fill(base + i);
+    return { base: w.base, buffer, bytes };
+  });
+}
+
 /** The engine side of a run: the Iommu, its FDs and devices by creation index. */
 export class EngineSide {
   /** Replaced, with the FDs, devices and accesses, by a `snapshot` op's restore. */
@@ -52,11 +77,15 @@ export class EngineSide {
   private readonly out: TranslationOut;
   /** Pages taken by buffers (the batch ring), outside the page tables. */
   readonly bufferPages: number;
+  /** Guest RAM (cfg.ram): this engine's windows, in buffers the harness owns (a restore gets new ones). */
+  ram: { base: bigint; buffer: ArrayBuffer | SharedArrayBuffer; bytes: Uint8Array }[];
 
   constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 3) {
+    this.ram = ramBuffers(cfg.ram ?? [], cfg.shared, ramPattern);
     this.iommu = api.Iommu.createSync({
       addressWidth: cfg.addressWidth, pasidBits: cfg.pasidBits, iotlbEntries: cfg.iotlbEntries,
       shared: cfg.shared, maxMemoryBytes: cfg.maxMemoryBytes, maxDomains: cfg.maxDomains, translators,
+      ...(this.ram.length > 0 ? { ram: this.ram.map((w) => ({ base: w.base, bytes: w.bytes.length, buffer: w.buffer })) } : {}),
     });
     const before = api.testing.poolState(this.iommu).pagesUsed;
     this.batch = this.iommu.batch(16);
@@ -117,7 +146,7 @@ export class EngineSide {
     this.stale.clear();
     const t = Object.create(EngineSide.prototype) as EngineSide;
     Object.assign(t, {
-      api: this.api, iommu: this.iommu, fds: this.fds, devs: this.devs, bufferPages: this.bufferPages,
+      api: this.api, iommu: this.iommu, fds: this.fds, devs: this.devs, bufferPages: this.bufferPages, ram: this.ram,
       accesses: new Map([...this.accesses].map(([k, a]) => [k, { ...a }])), workers: new Map(), faultFds: new Map(this.faultFds),
       stale: new Map(), out: new this.api.TranslationOut(),
     });
@@ -128,7 +157,10 @@ export class EngineSide {
   /** `snapshot` op: the engine, its FDs, devices and accesses become their restored copies. */
   private restore(): void {
     const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
+    // New buffers full of garbage: the restore must bring back every byte of the saved RAM.
+    const ram = ramBuffers(this.ram.map((w) => ({ base: w.base, bytes: w.bytes.length })), this.iommu.shared, () => 0x5a);
     const r = this.api.Iommu.restore(this.iommu.snapshot(), {
+      ...(ram.length > 0 ? { ram: ram.map((w) => ({ base: w.base, buffer: w.buffer })) } : {}),
       onUnmap: (j, id) => {
         const key = `${open[j]}:${id}`;
         return this.accesses.get(key)?.react === undefined ? undefined : (iova, length) => this.onUnmap(open[j]!, key, iova, length);
@@ -149,6 +181,7 @@ export class EngineSide {
     this.devs = this.devs.map((d) => r.devices.get(d.bdf)!);
     this.fds = fds as IommuFd[];
     this.iommu = r.iommu;
+    this.ram = ram;
     this.batch = r.iommu.batch(16);
     this.workers.clear();
     this.stale.clear();
@@ -223,6 +256,11 @@ export class EngineSide {
         this.api.testing.drainPageRequests(this.iommu);
         return out;
       }
+      case 'dma': {
+        const out = this.dma(op);
+        this.api.testing.drainPageRequests(this.iommu);
+        return out;
+      }
       case 'accessCreate': {
         const fd = op.fd;
         let key = '';
@@ -268,6 +306,44 @@ export class EngineSide {
       case 'dirtyBitmap':
         return [...this.fds[op.fd]!.hwptGetDirtyBitmap(op.hwpt, { iova: op.iova, length: op.length, pageSize: op.pageSize, noClear: op.noClear })];
     }
+  }
+
+  /**
+   * A DMA op through the owner or the lowest live worker translator, in dmaOutcome's shape: the
+   * fault log (that translator's) holds exactly the records the call added.
+   */
+  private dma(op: Extract<Op, { k: 'dma' }>): unknown {
+    let t: Pick<Translator, 'dmaRead' | 'dmaWrite' | 'faults'> = this.iommu;
+    if (op.via === 'worker') {
+      const w = this.workers.get(Math.min(...this.workers.keys()));
+      if (!w) return 'no-worker';
+      t = w.t;
+    }
+    t.faults.drain();
+    const buf = new Uint8Array(op.length);
+    if (op.write) dmaData(buf, op.seed);
+    else buf.fill(DMA_SENTINEL);
+    const r = op.write ? t.dmaWrite(op.rid, op.pasid, op.iova, buf) : t.dmaRead(op.rid, op.pasid, op.iova, buf);
+    return dmaOutcome(r.bytes, r.fault, op.write ? undefined : buf, t.faults.drain());
+  }
+
+  /**
+   * Where this engine's guest RAM differs from the model's: in the ranges given (each widened by
+   * 64 bytes), or everywhere.
+   */
+  ramDiff(m: Model, ranges?: { phys: bigint; n: number }[]): string | undefined {
+    for (let i = 0; i < m.ram.length; i++) {
+      const want = m.ram[i]!.bytes;
+      const got = this.ram[i]!.bytes;
+      const base = m.ram[i]!.base;
+      const spans = ranges ? ranges.map((r) => [Number(r.phys - base) - 64, Number(r.phys - base) + r.n + 64] as const) : [[0, want.length] as const];
+      for (const [from, to] of spans) {
+        for (let at = Math.max(0, from); at < Math.min(to, want.length); at++) {
+          if (got[at] !== want[at]) return `guest RAM at 0x${(base + BigInt(at)).toString(16)}: engine 0x${got[at]!.toString(16)}, model 0x${want[at]!.toString(16)}`;
+        }
+      }
+    }
+    return undefined;
   }
 
   /** Translations, normalised to the model's shape; also checks the fault log and batch counts. */
@@ -431,7 +507,7 @@ export function deepCheck(m: Model, e: EngineSide): string | undefined {
   if (pool.pasidLeafPages !== leaves.size) return `PASID leaf pages ${pool.pasidLeafPages}, model ${leaves.size}`;
   const accounted = pool.busPages + pool.pasidDirPages + pool.pasidLeafPages + pool.domainPages + e.bufferPages + e.ringPages();
   if (pool.pagesUsed !== accounted) return `pages used ${pool.pagesUsed}, accounted ${accounted} (${show(pool)})`;
-  return undefined;
+  return e.ramDiff(m);
 }
 
 /** One run's state: model, engine and how many FDs/devices exist (for replays). */
@@ -548,6 +624,11 @@ export class Pair {
     if (withModel) Pair.tally?.(op, mo);
     const guards = side.api.testing.guardViolations(side.iommu);
     if (guards.length > 0) return { index, op, what: `guard overwritten: ${show(guards)}` };
+    // A DMA write: the bytes it wrote, and their neighbours, equal the model's.
+    if (op.k === 'dma' && op.write) {
+      const d = side.ramDiff(this.model, this.model.lastDma);
+      if (d) return { index, op, what: `after the DMA write: ${d}` };
+    }
     if (deep) {
       const d = deepCheck(this.model, side);
       if (d) return { index, op, what: `state: ${d}` };
@@ -567,6 +648,7 @@ export function epochConfig(seed: number): EngineConfig {
     shared: rng.chance(0.5),
     maxMemoryBytes: 64 * 2 ** 20,
     workerSlots: 2,
+    ram: FUZZ_RAM,
   };
 }
 
@@ -672,7 +754,8 @@ export function minimiseEpoch(api: EngineApi, r: EpochResult, budgetMs: number):
 
 /**
  * What ddmin cannot do with index-named FDs and devices: drop an `open` or `addDevice` and renumber
- * the ops after it (ops on the dropped FD or device go too), and drop requests of a translate op.
+ * the ops after it (ops on the dropped FD or device go too), drop requests of a translate op, and
+ * make a DMA op shorter (halving its length) or run it through the owner instead of a worker.
  */
 export function shrink(ops: Op[], fails: (ops: Op[]) => boolean, budgetMs: number): Op[] {
   const end = Date.now() + budgetMs;
@@ -707,6 +790,26 @@ export function shrink(ops: Op[], fails: (ops: Op[]) => boolean, budgetMs: numbe
             cur = c;
             progress = true;
           }
+        }
+        continue;
+      } else if (op.k === 'dma') {
+        // Drop it, else a shorter transfer (halved while it still fails), else through the owner.
+        const without = [...cur.slice(0, i), ...cur.slice(i + 1)];
+        if (fails(without)) {
+          cur = without;
+          progress = true;
+          continue;
+        }
+        let shorter = op;
+        while (shorter.length > 1 && Date.now() < end) {
+          const half = { ...shorter, length: Math.ceil(shorter.length / 2) };
+          if (!fails([...cur.slice(0, i), half, ...cur.slice(i + 1)])) break;
+          shorter = half;
+        }
+        if (shorter.via === 'worker' && fails([...cur.slice(0, i), { ...shorter, via: 'call' }, ...cur.slice(i + 1)])) shorter = { ...shorter, via: 'call' };
+        if (shorter !== op) {
+          cur = [...cur.slice(0, i), shorter, ...cur.slice(i + 1)];
+          progress = true;
         }
         continue;
       } else {

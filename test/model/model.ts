@@ -167,6 +167,48 @@ export interface ModelConfig {
   shared?: boolean;
   /** Worker translator slots (option translators - 1; the harness uses 2). */
   workerSlots?: number;
+  /** Guest RAM windows (disjoint, page aligned, ending below 2^53), for software DMA. */
+  ram?: readonly RamWindow[];
+}
+
+/** One guest RAM window: guest-physical [base, base + bytes). */
+export interface RamWindow {
+  base: bigint;
+  bytes: number;
+}
+
+/**
+ * The byte every guest RAM window holds at guest-physical `phys` when the engine is created (the
+ * harness fills its buffers the same way), so that reads see something other than zeros at once.
+ */
+export function ramPattern(phys: number): number {
+  return (Math.imul(phys ^ (phys >>> 12), 0x9e3779b1) >>> 24) & 0xff;
+}
+
+/** A DMA fault as the model predicts it (`phys` only for not-ram). */
+export interface MDmaFault {
+  reason: string;
+  level: number;
+  stage: number;
+  phys?: bigint;
+}
+
+/** A fault-log record as the model predicts it: request fields only for translation faults. */
+export interface MLogRecord {
+  reason: string;
+  level: number;
+  stage: number;
+  rid?: number;
+  pasid?: number;
+  iova?: bigint;
+  access?: number;
+}
+
+/** What a dmaRead/dmaWrite does: bytes done, the fault that stopped it, the fault-log records it adds. */
+export interface MDma {
+  bytes: number;
+  fault?: MDmaFault;
+  log: MLogRecord[];
 }
 
 const BDF = /^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([01][0-9a-f])\.([0-7])$/i;
@@ -206,8 +248,19 @@ export class Model {
   readonly pasidUses = new Map<number, number>();
   /** Worker translator slots handed out (1..workerSlots). */
   readonly slots = new Set<number>();
+  /** Guest RAM: the bytes of each window of `cfg.ram`, sorted by base. */
+  readonly ram: { base: bigint; bytes: Uint8Array }[];
+  /** Guest-physical ranges the last `dma` copied, in order (the harness compares them with the engine's RAM). */
+  lastDma: { phys: bigint; n: number }[] = [];
 
-  constructor(readonly cfg: ModelConfig) {}
+  constructor(readonly cfg: ModelConfig) {
+    this.ram = [...(cfg.ram ?? [])].sort((a, b) => (a.base < b.base ? -1 : 1)).map((w) => {
+      const bytes = new Uint8Array(w.bytes);
+      const base = Number(w.base);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = ramPattern(base + i);
+      return { base: w.base, bytes };
+    });
+  }
 
   /** translatorHandle: the lowest free worker slot. */
   handle(): number {
@@ -971,6 +1024,88 @@ export class Model {
       if (start >= area.iova && start + size - 1n <= area.last) return l;
     }
     return 0;
+  }
+
+  // ---- software DMA --------------------------------------------------------------------------
+
+  /** True when guest-physical [phys, phys + n) is all RAM (adjoining windows count as one range). */
+  ramCovers(phys: bigint, n: number): boolean {
+    let at = phys;
+    const end = phys + BigInt(n);
+    for (const w of this.ram) {
+      const wEnd = w.base + BigInt(w.bytes.length);
+      if (w.base <= at && at < wEnd) at = wEnd;
+      if (at >= end) return true;
+    }
+    return at >= end;
+  }
+
+  /** Copies between `data[from, from + n)` and guest-physical [phys, phys + n) (which is RAM). */
+  private ramCopy(phys: bigint, data: Uint8Array, from: number, n: number, toRam: boolean): void {
+    while (n > 0) {
+      const w = this.ram.find((x) => x.base <= phys && phys < x.base + BigInt(x.bytes.length))!;
+      const at = Number(phys - w.base);
+      const k = Math.min(n, w.bytes.length - at);
+      if (toRam) w.bytes.set(data.subarray(from, from + k), at);
+      else data.set(w.bytes.subarray(at, at + k), from);
+      phys += BigInt(k);
+      from += k;
+      n -= k;
+    }
+  }
+
+  /**
+   * dmaRead (`write` false: RAM into `data`) or dmaWrite (`data` into RAM) of `data.length` bytes
+   * at `iova`. The span is walked leaf by leaf with `translate` (access Read or Write: faults raise
+   * page requests and written leaves get dirty exactly as translations do); it stops before the
+   * first leaf that faults, or whose part of the span does not lie wholly in guest RAM (`not-ram`
+   * with that leaf's output address). Bytes before it are copied. Faults of the translations are
+   * logged (`log`), as per-call translation faults are, and so are malformed requests (a RID or
+   * PASID that is not a u32, a negative or fractional IOVA). Not logged, as the engine does it:
+   * `not-ram`, and an address that reaches 2^64 (a bad-request with the bytes done before it).
+   * A zero-length transfer does nothing, whatever its arguments.
+   */
+  dma(rid: number, pasid: number, iova: bigint | number, data: Uint8Array, write: boolean): MDma {
+    this.lastDma = [];
+    const n = data.length;
+    if (n === 0) return { bytes: 0, log: [] };
+    const u32 = (v: number): boolean => Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+    const bad: MDma = { bytes: 0, fault: { reason: 'bad-request', level: 0, stage: 0 }, log: [{ reason: 'bad-request', level: 0, stage: 0 }] };
+    if (typeof iova === 'number' && !(Number.isInteger(iova) && iova >= 0)) return bad;
+    const addr = BigInt(iova);
+    if (!u32(rid) || !u32(pasid) || addr < 0n) return bad;
+    const access = write ? 2 : 1;
+    let done = 0;
+    let fault: MDmaFault | undefined;
+    const log: MLogRecord[] = [];
+    while (done < n) {
+      const at = addr + BigInt(done);
+      if (at > U64_MAX) {
+        fault = { reason: 'bad-request', level: 0, stage: 0 };
+        break;
+      }
+      const t = this.translate(rid, pasid, at, access);
+      if (!t.ok) {
+        fault = { reason: t.reason, level: t.level, stage: 0 };
+        log.push(t.reason === 'bad-request' ? { ...fault } : { ...fault, rid, pasid, iova: at, access });
+        break;
+      }
+      const size = 1n << BigInt(t.sizeLg2);
+      const room = size - (at % size);
+      const chunk = BigInt(n - done) < room ? n - done : Number(room);
+      if (!this.ramCovers(t.phys, chunk)) {
+        fault = { reason: 'not-ram', level: 0, stage: 0, phys: t.phys };
+        break;
+      }
+      this.lastDma.push({ phys: t.phys, n: chunk });
+      done += chunk;
+    }
+    let from = 0;
+    for (const c of this.lastDma) {
+      this.ramCopy(c.phys, data, from, c.n, write);
+      from += c.n;
+    }
+    return { bytes: done, ...(fault ? { fault } : {}), log };
   }
 }
 

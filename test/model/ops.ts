@@ -7,7 +7,7 @@
  * naming an FD or device that does not exist in a replay is skipped on both sides.
  * @module
  */
-import { Model, ModelError, type MTranslation, type Range } from './model';
+import { Model, ModelError, type MDmaFault, type MLogRecord, type MTranslation, type Range } from './model';
 
 /** How a translate op asks: the owner per call, allocation-free or batched, or a worker translator (in-thread) per call. */
 export type TranslateVia = 'call' | 'into' | 'batch' | 'worker';
@@ -43,6 +43,12 @@ type OpBody =
   | { k: 'detach'; dev: number; pasid?: number }
   | { k: 'inspect'; fd: number }
   | { k: 'translate'; via: TranslateVia; reqs: Req[] }
+  /**
+   * Software DMA: `iommu.dmaRead`/`dmaWrite` ('call') or the lowest worker translator's ('worker')
+   * of `length` bytes at `iova` (a number IOVA is passed as a number). A write's bytes are
+   * `dmaData(seed)`; a read's destination starts as DMA_SENTINEL bytes.
+   */
+  | { k: 'dma'; via: 'call' | 'worker'; write: boolean; rid: number; pasid: number; iova: bigint | number; length: number; seed: number }
   /** A software-DMA access on an IOAS; with `react`, a pinning one whose onUnmap does that (see React). */
   | { k: 'accessCreate'; fd: number; ioas: number; react?: React }
   | { k: 'pin'; fd: number; access: number; iova: bigint; length: bigint }
@@ -71,6 +77,42 @@ export type Req = [rid: number, pasid: number, iova: bigint, access: number];
 
 /** The outcome of an op: a value or an errno. */
 export type Outcome = { v: unknown } | { e: string };
+
+/** What a read's destination holds before the transfer (bytes not read must keep it). */
+export const DMA_SENTINEL = 0xa5;
+
+/** The bytes a DMA write op writes: a xorshift stream from `seed`. */
+export function dmaData(out: Uint8Array, seed: number): Uint8Array {
+  let x = (seed | 0) || 0x2545f491;
+  for (let i = 0; i < out.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** FNV-1a of `bytes`, as hex (a read's whole destination, compared between engine and model). */
+export function checksum(bytes: Uint8Array): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, '0');
+}
+
+/**
+ * A DMA op's outcome in the shape both sides produce: bytes done, the fault (reason, level, stage,
+ * and the output address of a not-ram fault), a read's destination checksum (with its length)
+ * and the fault-log records the call added (request fields only for translation faults).
+ */
+export function dmaOutcome(bytes: number, fault: MDmaFault | undefined, dst: Uint8Array | undefined, log: MLogRecord[]): unknown {
+  return {
+    bytes,
+    fault: fault && { reason: fault.reason, level: fault.level, stage: fault.stage, ...(fault.reason === 'not-ram' ? { phys: fault.phys } : {}) },
+    read: dst && `${dst.length}:${checksum(dst)}`,
+    log: log.map((f) => (f.reason === 'bad-request' ? { reason: f.reason, level: f.level, stage: f.stage } : { reason: f.reason, level: f.level, stage: f.stage, rid: f.rid, pasid: f.pasid, iova: f.iova, access: f.access })),
+  };
+}
 
 /** A canonical string for comparisons and reports (bigints as 0x…n). */
 export function show(x: unknown): string {
@@ -158,6 +200,14 @@ function modelValue(m: Model, op: Op): unknown {
     case 'translate':
       if (op.via === 'worker' && m.slots.size === 0) return 'no-worker';
       return op.reqs.map(([rid, pasid, iova, access]) => modelTranslation(m.translate(rid, pasid, iova, access)));
+    case 'dma': {
+      if (op.via === 'worker' && m.slots.size === 0) return 'no-worker';
+      const data = new Uint8Array(op.length);
+      if (op.write) dmaData(data, op.seed);
+      else data.fill(DMA_SENTINEL);
+      const r = m.dma(op.rid, op.pasid, op.iova, data, op.write);
+      return dmaOutcome(r.bytes, r.fault, op.write ? undefined : data, r.log);
+    }
     case 'handle':
       return m.handle();
     case 'release':
