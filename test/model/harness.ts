@@ -12,7 +12,7 @@
 import type { DeviceFd, Iommu, IommuFd, Translation, TranslationOut, Batch, IoasAccess, RestoreOptions, Restored, Translator, TranslatorHandle, FaultQueueFd } from '../../src/index';
 import type * as Testing from '../testing';
 import { Gen, type GenOptions } from './gen';
-import { MAccess, MFault, MHwpt, MIoas, Model, ramPattern, sortResponses, U64_MAX, type Area, type ModelConfig, type RamWindow } from './model';
+import { MAccess, MFault, MHwpt, MIoas, Model, ramImage, sortResponses, U64_MAX, type Area, type ModelConfig, type RamWindow } from './model';
 import { applicable, dmaData, dmaOutcome, DMA_SENTINEL, REACT_PHYS, runModel, show, type Op, type Outcome, type React, type Req } from './ops';
 import { Rng } from './rng';
 
@@ -49,13 +49,13 @@ export const FUZZ_RAM: readonly RamWindow[] = [
   { base: 0x4000_0000n, bytes: 192 << 10 },
 ];
 
-/** Buffers for RAM windows `ram` (shared ones for a shared engine: workers must reach them), each filled with `fill(phys)`. */
-function ramBuffers(ram: readonly RamWindow[], shared: boolean, fill: (phys: number) => number): { base: bigint; buffer: ArrayBuffer | SharedArrayBuffer; bytes: Uint8Array }[] {
+/** Buffers for RAM windows `ram` (shared ones for a shared engine: workers must reach them), holding `ramImage` or, with `garbage`, that byte. */
+function ramBuffers(ram: readonly RamWindow[], shared: boolean, garbage?: number): { base: bigint; buffer: ArrayBuffer | SharedArrayBuffer; bytes: Uint8Array }[] {
   return ram.map((w) => {
     const buffer = shared ? new SharedArrayBuffer(w.bytes) : new ArrayBuffer(w.bytes);
     const bytes = new Uint8Array(buffer);
-    const base = Number(w.base);
-    for (let i = 0; i < bytes.length; i++) bytes[i] = fill(base + i);
+    if (garbage === undefined) bytes.set(ramImage(w));
+    else bytes.fill(garbage);
     return { base: w.base, buffer, bytes };
   });
 }
@@ -81,7 +81,7 @@ export class EngineSide {
   ram: { base: bigint; buffer: ArrayBuffer | SharedArrayBuffer; bytes: Uint8Array }[];
 
   constructor(readonly api: EngineApi, cfg: EngineConfig, translators = 3) {
-    this.ram = ramBuffers(cfg.ram ?? [], cfg.shared, ramPattern);
+    this.ram = ramBuffers(cfg.ram ?? [], cfg.shared);
     this.iommu = api.Iommu.createSync({
       addressWidth: cfg.addressWidth, pasidBits: cfg.pasidBits, iotlbEntries: cfg.iotlbEntries,
       shared: cfg.shared, maxMemoryBytes: cfg.maxMemoryBytes, maxDomains: cfg.maxDomains, translators,
@@ -158,7 +158,7 @@ export class EngineSide {
   private restore(): void {
     const open = this.fds.flatMap((f, i) => (f.closed ? [] : [i]));
     // New buffers full of garbage: the restore must bring back every byte of the saved RAM.
-    const ram = ramBuffers(this.ram.map((w) => ({ base: w.base, bytes: w.bytes.length })), this.iommu.shared, () => 0x5a);
+    const ram = ramBuffers(this.ram.map((w) => ({ base: w.base, bytes: w.bytes.length })), this.iommu.shared, 0x5a);
     const r = this.api.Iommu.restore(this.iommu.snapshot(), {
       ...(ram.length > 0 ? { ram: ram.map((w) => ({ base: w.base, buffer: w.buffer })) } : {}),
       onUnmap: (j, id) => {
@@ -336,12 +336,8 @@ export class EngineSide {
       const want = m.ram[i]!.bytes;
       const got = this.ram[i]!.bytes;
       const base = m.ram[i]!.base;
-      const spans = ranges ? ranges.map((r) => [Number(r.phys - base) - 64, Number(r.phys - base) + r.n + 64] as const) : [[0, want.length] as const];
-      for (const [from, to] of spans) {
-        for (let at = Math.max(0, from); at < Math.min(to, want.length); at++) {
-          if (got[at] !== want[at]) return `guest RAM at 0x${(base + BigInt(at)).toString(16)}: engine 0x${got[at]!.toString(16)}, model 0x${want[at]!.toString(16)}`;
-        }
-      }
+      const at = ranges ? firstDiffIn(got, want, ranges.map((r): [number, number] => [Number(r.phys - base), r.n])) : firstDiff(got, want);
+      if (at >= 0) return `guest RAM at 0x${(base + BigInt(at)).toString(16)}: engine 0x${got[at]!.toString(16)}, model 0x${want[at]!.toString(16)}`;
     }
     return undefined;
   }
@@ -424,6 +420,27 @@ export class EngineSide {
     }
     return out;
   }
+}
+
+/** The first index where two equally long byte arrays (whole buffers, multiples of 4 bytes long) differ, or -1. */
+function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  const a32 = new Int32Array(a.buffer, a.byteOffset, a.length >>> 2);
+  const b32 = new Int32Array(b.buffer, b.byteOffset, b.length >>> 2);
+  for (let i = 0; i < a32.length; i++) {
+    if (a32[i] !== b32[i]) {
+      for (let j = i * 4; ; j++) if (a[j] !== b[j]) return j;
+    }
+  }
+  return -1;
+}
+
+/** The first index where `a` and `b` differ in one of the spans [from, from + n), each widened by 64 bytes (clipped to the arrays), or -1. */
+function firstDiffIn(a: Uint8Array, b: Uint8Array, spans: [from: number, n: number][]): number {
+  for (const [from, n] of spans) {
+    const end = Math.min(from + n + 64, a.length);
+    for (let at = Math.max(0, from - 64); at < end; at++) if (a[at] !== b[at]) return at;
+  }
+  return -1;
 }
 
 /** A disagreement between engine and model (or a broken invariant). */

@@ -185,6 +185,21 @@ export function ramPattern(phys: number): number {
   return (Math.imul(phys ^ (phys >>> 12), 0x9e3779b1) >>> 24) & 0xff;
 }
 
+const images = new Map<string, Uint8Array>();
+
+/** Window `w` as it starts (`ramPattern`), computed once per window: copy it, do not change it. */
+export function ramImage(w: RamWindow): Uint8Array {
+  const key = `${w.base}:${w.bytes}`;
+  let image = images.get(key);
+  if (!image) {
+    image = new Uint8Array(w.bytes);
+    const base = Number(w.base);
+    for (let i = 0; i < image.length; i++) image[i] = ramPattern(base + i);
+    images.set(key, image);
+  }
+  return image;
+}
+
 /** A DMA fault as the model predicts it (`phys` only for not-ram). */
 export interface MDmaFault {
   reason: string;
@@ -254,12 +269,7 @@ export class Model {
   lastDma: { phys: bigint; n: number }[] = [];
 
   constructor(readonly cfg: ModelConfig) {
-    this.ram = [...(cfg.ram ?? [])].sort((a, b) => (a.base < b.base ? -1 : 1)).map((w) => {
-      const bytes = new Uint8Array(w.bytes);
-      const base = Number(w.base);
-      for (let i = 0; i < bytes.length; i++) bytes[i] = ramPattern(base + i);
-      return { base: w.base, bytes };
-    });
+    this.ram = [...(cfg.ram ?? [])].sort((a, b) => (a.base < b.base ? -1 : 1)).map((w) => ({ base: w.base, bytes: ramImage(w).slice() }));
   }
 
   /** translatorHandle: the lowest free worker slot. */
