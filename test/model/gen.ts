@@ -596,20 +596,23 @@ export class Gen {
     const m = this.m;
     const via = m.slots.size > 0 && rng.chance(0.3) ? 'worker' : 'call';
     const write = rng.chance(0.5);
-    const len = rng.chance(0.01) ? 0 : this.dmaLength();
+    let len = rng.chance(0.01) ? 0 : this.dmaLength();
     let rid: number;
     let pasid: number;
     let iova: bigint;
-    const recent = this.recentDma.length > 0 && rng.chance(0.2) ? rng.pick(this.recentDma) : undefined;
-    if (recent) [rid, pasid, iova] = recent;
-    else {
+    // A recent transfer again, often the same span: its leaves are IOTLB hits now (one run).
+    const recent = this.recentDma.length > 0 && rng.chance(0.3) ? rng.pick(this.recentDma) : undefined;
+    if (recent) {
+      [rid, pasid, iova] = recent;
+      if (rng.chance(0.5)) len = recent[3];
+    } else {
       // Mostly an attachment whose IOAS maps guest RAM somewhere, so that bytes move.
       const backed = m.devices.flatMap((d) => [...d.att].filter(([, h]) => h.ioas.areas.some((a) => this.inRam(a))).map(([p]) => [d.rid, p] as const));
       [rid, pasid] = backed.length > 0 && rng.chance(0.7) ? rng.pick(backed) : this.freshReq();
       const h = m.devices.find((d) => d.rid === rid)?.att.get(pasid);
       iova = this.dmaIova(h?.ioas.areas ?? [], len);
-      if (this.recentDma.length < 32) this.recentDma.push([rid, pasid, iova]);
-      else this.recentDma[rng.int(32)] = [rid, pasid, iova];
+      if (this.recentDma.length < 32) this.recentDma.push([rid, pasid, iova, len]);
+      else this.recentDma[rng.int(32)] = [rid, pasid, iova, len];
     }
     if (rng.chance(0.04)) {
       if (rng.chance(0.5)) rid = rng.pick([-1, 2 ** 32, 1.5, 2 ** 16]);
@@ -621,8 +624,8 @@ export class Gen {
     return { k: 'dma', via, write, rid, pasid, iova: arg, length: len, seed: rng.int(2 ** 31) };
   }
 
-  /** Recent DMA requesters and IOVAs, used again later (by then maybe unmapped, remapped, detached). */
-  private readonly recentDma: [number, number, bigint][] = [];
+  /** Recent DMA requesters, IOVAs and lengths, used again later (by then maybe unmapped, remapped, detached). */
+  private readonly recentDma: [rid: number, pasid: number, iova: bigint, length: number][] = [];
 
   /** 1 B to 64 KiB: within a page, a few pages, whole pages. */
   private dmaLength(): number {
