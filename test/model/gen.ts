@@ -102,13 +102,13 @@ export class Gen {
   }
 
   /**
-   * A backing address aligned to `align`: 40 % of the time at, in or around a guest RAM window (a
+   * A backing address aligned to `align`: `inRam` of the time at, in or around a guest RAM window (a
    * few pages before or past it too, so mappings straddle its edges), so that DMA moves bytes;
    * else anywhere below 2^36 (almost never RAM: not-ram faults).
    */
-  private phys(align: bigint = K): bigint {
+  private phys(align: bigint = K, inRam = 0.4): bigint {
     const ram = this.m.cfg.ram ?? [];
-    if (ram.length > 0 && this.rng.chance(0.4)) {
+    if (ram.length > 0 && this.rng.chance(inRam)) {
       const w = this.rng.pick(ram);
       const p = w.base - 4n * K + this.rng.bits(40) % (BigInt(w.bytes) + 8n * K);
       return (p / align) * align;
@@ -381,7 +381,8 @@ export class Gen {
       case 'medium': // 2 MiB leaves: IOVA and phys 2 MiB aligned
         iova = (this.hotIova() / M2) * M2 + BigInt(rng.int(4)) * M2;
         length = BigInt(rng.range(1, 3)) * M2 + (rng.chance(0.3) ? this.pages(3) : 0n);
-        phys = this.phys(M2) + (rng.chance(0.15) ? K : 0n);
+        // Mostly RAM: 2 MiB leaves backed by it are otherwise rare in DMA.
+        phys = this.phys(M2, 0.7) + (rng.chance(0.15) ? K : 0n);
         break;
       case 'huge': // 1 GiB leaves
         iova = BigInt(rng.range(1, 4)) * G1 + (rng.chance(0.2) ? M2 : 0n);

@@ -265,8 +265,8 @@ export class Model {
   readonly slots = new Set<number>();
   /** Guest RAM: the bytes of each window of `cfg.ram`, sorted by base. */
   readonly ram: { base: bigint; bytes: Uint8Array }[];
-  /** Guest-physical ranges the last `dma` copied, in order (the harness compares them with the engine's RAM). */
-  lastDma: { phys: bigint; n: number }[] = [];
+  /** Guest-physical ranges the last `dma` copied, one per leaf, in order (the harness compares them with the engine's RAM). */
+  lastDma: { phys: bigint; n: number; sizeLg2: number }[] = [];
 
   constructor(readonly cfg: ModelConfig) {
     this.ram = [...(cfg.ram ?? [])].sort((a, b) => (a.base < b.base ? -1 : 1)).map((w) => ({ base: w.base, bytes: ramImage(w).slice() }));
@@ -1107,7 +1107,7 @@ export class Model {
         fault = { reason: 'not-ram', level: 0, stage: 0, phys: t.phys };
         break;
       }
-      this.lastDma.push({ phys: t.phys, n: chunk });
+      this.lastDma.push({ phys: t.phys, n: chunk, sizeLg2: t.sizeLg2 });
       done += chunk;
     }
     let from = 0;
