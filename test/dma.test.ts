@@ -71,3 +71,47 @@ describe.each(RAM_MODES)('RAM in %s', (mode) => {
     expect(Buffer.compare(ram.subarray(0, 8 * M2 - P), before.subarray(0, 8 * M2 - P))).toBe(0);
   });
 });
+
+describe('DMA faults are values: frozen, and every bad request logged and counted', () => {
+  test('each malformed transfer is one bad-request record in the fault log and one in the counters', () => {
+    const { iommu, dev, fd, ioas } = rig('engine');
+    fd.ioasMap(ioas, { iova: 0x10_0000, length: P, phys: RAM_BASE });
+    iommu.faults.drain();
+    const cases: [string, () => unknown][] = [
+      ['a buffer that is not a Uint8Array', () => iommu.dmaRead(dev.rid, NO_PASID, 0x10_0000, [1, 2] as never)],
+      ['an address that is not a number', () => iommu.dmaWrite(dev.rid, NO_PASID, Symbol('x') as never, new Uint8Array(4))],
+      ['a bigint address of 2^64', () => iommu.dmaRead(dev.rid, NO_PASID, 1n << 64n, new Uint8Array(4))],
+      ['the number 2^64', () => iommu.dmaRead(dev.rid, NO_PASID, 2 ** 64, new Uint8Array(4))],
+      ['a negative bigint', () => iommu.dmaRead(dev.rid, NO_PASID, -1n, new Uint8Array(4))],
+      ['a fractional number', () => iommu.dmaWrite(dev.rid, NO_PASID, 0x10_0000 + 0.5, new Uint8Array(4))],
+      ['a RID that is not a u32', () => iommu.dmaRead(-1, NO_PASID, 0x10_0000, new Uint8Array(4))],
+      ['a PASID that is not a u32', () => iommu.dmaRead(dev.rid, 1.5, 0x10_0000, new Uint8Array(P + 1))],
+    ];
+    for (const [what, dma] of cases) {
+      const before = iommu.stats().faultsByReason['bad-request'] ?? 0;
+      expect(dma(), what).toMatchObject({ bytes: 0, fault: { reason: 'bad-request' } });
+      expect(iommu.faults.drain().map((f) => f.reason), what).toEqual(['bad-request']);
+      expect(iommu.stats().faultsByReason['bad-request'], what).toBe(before + 1);
+    }
+    // A record names the request where it is one: the RID refused here, at the page it asked for.
+    iommu.dmaRead(0x1_0000_0000, NO_PASID, 0x10_0000, new Uint8Array(P + 1));
+    expect(iommu.faults.drain()).toMatchObject([{ reason: 'bad-request', iova: 0x10_0000n }]);
+  });
+
+  test('results are frozen, with or without a fault, and so are their faults', () => {
+    const { iommu, dev, fd, ioas } = rig('engine');
+    fd.ioasMap(ioas, { iova: 0x10_0000, length: 2 * P, phys: RAM_BASE + 8 * M2 - P }); // second page past RAM
+    const results = [
+      iommu.dmaWrite(dev.rid, NO_PASID, 0x10_0000, new Uint8Array(8)), // within a page
+      iommu.dmaWrite(dev.rid, NO_PASID, 0x10_0000 + P - 4, new Uint8Array(8)), // not-ram after 4 bytes
+      iommu.dmaRead(dev.rid, NO_PASID, 0x20_0000, new Uint8Array(8)), // not present, within a page
+      iommu.dmaRead(dev.rid, NO_PASID, 0x20_0000 - 4, new Uint8Array(P)), // not present, a span of two pages
+      iommu.dmaRead(dev.rid, NO_PASID, -1n, new Uint8Array(8)), // bad request
+    ];
+    expect(results.map((r) => r.fault?.reason)).toEqual([undefined, 'not-ram', 'not-present', 'not-present', 'bad-request']);
+    for (const r of results) {
+      expect(Object.isFrozen(r)).toBe(true);
+      if (r.fault) expect(Object.isFrozen(r.fault)).toBe(true);
+    }
+  });
+});

@@ -7,7 +7,7 @@
  */
 import * as abi from '../../assembly/abi';
 import type { GuestRam } from '../core/ram-window';
-import { Access, faultCore, type Fault, type TranslationOut } from './translation';
+import { Access, faultCore, type Fault } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
 export interface DmaResult {
@@ -31,14 +31,13 @@ export interface DmaResult {
  * below translator.ts (which calls `dmaCopy`), so the two do not import each other.
  */
 export interface DmaPort {
-  /** Scratch result for the per-call path's bad-request faults (the translator's own). */
-  readonly dmaScratch: TranslationOut;
   /** Guest RAM, where the copies go (src/core/ram-window.ts). */
   readonly guestRam: GuestRam;
   /** The output (or fault) address words of the last `translateWords`, lo and hi, as int32. */
   readonly outLo: number;
   readonly outHi: number;
-  translateInto(out: TranslationOut, rid: number, pasid: number, iova: number | bigint, access: Access): TranslationOut;
+  /** Logs and counts a malformed request (refused before the core) as a bad-request fault, as the per-call path does. */
+  refuse(rid: unknown, pasid: unknown, iova: unknown, access: unknown): void;
   /** One request with u32 arguments: the info word; the address words are in `outLo`/`outHi`. */
   translateWords(rid: number, pasid: number, lo: number, hi: number, access: number): number;
   /** `translateWords` over `length` bytes: also sets `runBytes`, the bytes whose output continues the first leaf's. */
@@ -77,7 +76,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
     const hi = (iova / 4294967296) | 0;
     if (n !== 0 && (lo & 4095) + n <= 4096 && (lo >>> 0) + (hi >>> 0) * 4294967296 === iova) {
       const info = t.translateWords(rid, pasid, lo, hi, toRam ? Access.Write : Access.Read);
-      if (!(info & abi.INFO_OK)) return { bytes: 0, fault: faultCore(info) };
+      if (!(info & abi.INFO_OK)) return failed(0, faultCore(info));
       const phys = (t.outHi >>> 0) * 4294967296 + (t.outLo >>> 0);
       if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, t.outLo >>> 0, t.outHi >>> 0);
       return complete(n);
@@ -90,19 +89,19 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
 function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
   // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
   // array) is a malformed request, reported as a value like every fault on this path.
-  if (!(data instanceof Uint8Array)) return faulted(0, 'bad-request');
+  if (!(data instanceof Uint8Array)) return refused(t, 0, rid, pasid, iova, toRam);
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
   // throws) must not reach the arithmetic below, which would throw.
-  if (typeof iova !== 'number' && typeof iova !== 'bigint') return faulted(0, 'bad-request');
+  if (typeof iova !== 'number' && typeof iova !== 'bigint') return refused(t, 0, rid, pasid, iova, toRam);
   const access = toRam ? Access.Write : Access.Read;
   // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses; bigint ones that
   // end below it run on numbers (exact there), with no BigInt arithmetic per leaf.
   if (typeof iova === 'bigint' && iova >= 0n && iova + BigInt(n) <= MAX_SAFE_BIG) iova = Number(iova);
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
-  if (!isU32(rid) || !isU32(pasid)) return bad(t, rid, pasid, iova, access);
+  if (!isU32(rid) || !isU32(pasid)) return refused(t, 0, rid, pasid, iova, toRam);
   let done = 0;
   /** The pending run: `runBytes` bytes at guest-physical `runAt`, from `runFrom` in `data`. */
   let runAt = 0;
@@ -114,8 +113,8 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
     if (wide) {
       // Bigint addresses wrap-check once per leaf.
       const at = (iova as bigint) + BigInt(done);
-      if (at < 0n) return bad(t, rid, pasid, at, access);
-      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, faulted(done, 'bad-request'));
+      if (at < 0n) return refused(t, 0, rid, pasid, at, toRam);
+      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, refused(t, done, rid, pasid, at, toRam));
       lo = Number(at & 0xffffffffn) | 0;
       hi = Number(at >> 32n) | 0;
     } else {
@@ -123,11 +122,11 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
       const at = (iova as number) + done;
       lo = at | 0;
       hi = (at / TWO_32) | 0;
-      if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return bad(t, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
+      if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return refused(t, 0, rid, pasid, at, toRam); // a fraction or a negative (only the first leaf can be)
     }
     const left = n - done;
     const info = t.translateRun(rid, pasid, lo, hi, access, left < RUN_MAX ? left : RUN_MAX);
-    if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, { bytes: done, fault: faultCore(info) });
+    if (!(info & abi.INFO_OK)) return stopped(t, data, toRam, runAt, runFrom, runBytes, failed(done, faultCore(info)));
     const physLo = t.outLo >>> 0;
     const physHi = t.outHi >>> 0;
     const phys = physHi * TWO_32 + physLo;
@@ -170,12 +169,22 @@ function complete(n: number): DmaResult {
 
 /** The fault of a leaf whose output (address words `lo`, `hi`) is not RAM, after `done` bytes. */
 function notRam(done: number, lo: number, hi: number): DmaResult {
-  return { bytes: done, fault: { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(hi) << 32n) | BigInt(lo) } };
+  return failed(done, { reason: 'not-ram', level: 0, stage: 0, phys: (BigInt(hi) << 32n) | BigInt(lo) });
 }
 
-/** A malformed RID, PASID or address: the per-call path's bad-request fault, logged and counted. */
-function bad(t: DmaPort, rid: number, pasid: number, at: number | bigint, access: number): DmaResult {
-  return { bytes: 0, fault: faultCore(t.translateInto(t.dmaScratch, rid, pasid, at, access).info) };
+/**
+ * A malformed buffer, address (negative, fractional, not a number, or reaching 2^64 after `done`
+ * bytes) or requester: logged and counted by the translator as the per-call path does, reported
+ * after `done` bytes. A number address is logged as the bigint it names when it names one.
+ */
+function refused(t: DmaPort, done: number, rid: unknown, pasid: unknown, at: unknown, toRam: boolean): DmaResult {
+  t.refuse(rid, pasid, typeof at === 'number' && Number.isSafeInteger(at) && at >= 0 ? BigInt(at) : at, toRam ? Access.Write : Access.Read);
+  return failed(done, { reason: 'bad-request', level: 0, stage: 0 });
+}
+
+/** A transfer that ended in `fault` after `done` bytes; frozen, as every result is. */
+function failed(done: number, fault: NonNullable<DmaResult['fault']>): DmaResult {
+  return Object.freeze({ bytes: done, fault: Object.freeze(fault) });
 }
 
 /** Copies `bytes` between guest-physical `at` (checked to be RAM) and `data` from `from` (nothing when 0). */
@@ -191,6 +200,3 @@ function stopped(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from:
   return result;
 }
 
-function faulted(bytes: number, reason: 'bad-request'): DmaResult {
-  return { bytes, fault: { reason, level: 0, stage: 0 } };
-}

@@ -79,8 +79,6 @@ export class Translator {
   /** Faults of this thread's per-call translations. */
   readonly faults = new FaultLog();
   private readonly scratch = new TranslationOut();
-  /** @internal The per-leaf translation of dmaRead/dmaWrite. */
-  readonly dmaScratch = new TranslationOut();
   private batchRing: Batch | undefined;
   private readonly callTlb: CallTlb;
   /** Scratch for a bigint IOVA's words: the same 8 bytes as u64 and as two int32 (little endian). */
@@ -244,6 +242,11 @@ export class Translator {
   /** This thread's counters. */
   stats(): TranslatorStats {
     return readSlotStats(this.core, [this.core.slot]);
+  }
+
+  /** @internal A malformed DMA request, refused before the core: logged and counted as `bad` does. */
+  refuse(rid: unknown, pasid: unknown, iova: unknown, access: unknown): void {
+    this.bad(this.scratch, rid, pasid, iova, access);
   }
 
   private bad(out: TranslationOut, rid: unknown, pasid: unknown, iova: unknown, access: unknown): TranslationOut {

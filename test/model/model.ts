@@ -1090,8 +1090,9 @@ export class Model {
     const log: MLogRecord[] = [];
     while (done < n) {
       const at = addr + BigInt(done);
-      if (at > U64_MAX) {
+      if (at > U64_MAX) { // no address: refused before the core, and logged as any bad request
         fault = { reason: 'bad-request', level: 0, stage: 0 };
+        log.push({ ...fault });
         break;
       }
       const t = this.translate(rid, pasid, at, access);
