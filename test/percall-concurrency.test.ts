@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
+import type { Iommu } from '../src/index';
 import type { WorkerReport } from './workers/report';
 
 const dist = new URL('../dist/index.js', import.meta.url);
@@ -22,16 +23,40 @@ interface Report extends WorkerReport {
   stats: { hits: number };
 }
 
+/** An engine with RAM_PAGES of guest RAM and one device attached to an IOAS; `ram` views that RAM. */
+async function rig() {
+  const { Iommu } = (await import(dist.href)) as typeof import('../src/index');
+  const iommu = Iommu.createSync({ ram: { base: RAM, bytes: RAM_PAGES * 4096 } });
+  const dev = iommu.addDevice({ bdf: '00:06.0' });
+  const fd = iommu.open();
+  const ioas = fd.ioasAlloc();
+  dev.bind(fd);
+  dev.attach(ioas);
+  const ram = new DataView(iommu.ram.buffer, iommu.ram.byteOffset, iommu.ram.byteLength);
+  return { iommu, dev, fd, ioas, ram };
+}
+
+/**
+ * Starts one worker translator per mode (test/workers/percall-worker.mjs) over `floor` and waits
+ * until all run; each reports when the owner sets ctl[0].
+ */
+async function race(iommu: Iommu, rid: number, floor: Int32Array, modes: string[]): Promise<{ ctl: Int32Array; reports: Promise<Report>[] }> {
+  const control = new SharedArrayBuffer(16);
+  const ctl = new Int32Array(control);
+  const reports = modes.map((mode) => new Promise<Report>((resolve, reject) => {
+    const w = new Worker(workerUrl, {
+      workerData: { handle: iommu.translatorHandle(), control, floors: floor.buffer, rid, pages: PAGES, base: BASE, physBase: RAM, mode },
+    });
+    w.once('message', resolve);
+    w.once('error', reject);
+  }));
+  while (Atomics.load(ctl, 2) < modes.length) await new Promise((r) => setTimeout(r, 5));
+  return { ctl, reports };
+}
+
 describe.skipIf(!existsSync(dist))('per-call translation and DMA racing unmaps', () => {
   test('no result older than the last returned unmap, for number and bigint IOVAs and multi-page DMA', async () => {
-    const { Iommu } = (await import(dist.href)) as typeof import('../src/index');
-    const iommu = Iommu.createSync({ ram: { base: RAM, bytes: RAM_PAGES * 4096 } });
-    const dev = iommu.addDevice({ bdf: '00:06.0' });
-    const fd = iommu.open();
-    const ioas = fd.ioasAlloc();
-    dev.bind(fd);
-    dev.attach(ioas);
-    const ram = new DataView(iommu.ram.buffer, iommu.ram.byteOffset, iommu.ram.byteLength);
+    const { iommu, dev, fd, ioas, ram } = await rig();
     // Version v of a page lives in RAM page v % RAM_PAGES, stamped with v. The RAM pages are
     // reused every RAM_PAGES versions, which only hides staleness older than that (never invents it).
     const physOf = (v: number): number => RAM + (v % RAM_PAGES) * 4096;
@@ -41,20 +66,10 @@ describe.skipIf(!existsSync(dist))('per-call translation and DMA racing unmaps',
       stamp(i + 1);
       fd.ioasMap(ioas, { iova: BASE + i * 4096, length: 4096, phys: physOf(i + 1) });
     }
-    const control = new SharedArrayBuffer(16);
-    const ctl = new Int32Array(control);
-    const floors = new SharedArrayBuffer(PAGES * 4);
-    const floor = new Int32Array(floors);
+    const floor = new Int32Array(new SharedArrayBuffer(PAGES * 4));
     floor.forEach((_, i) => (floor[i] = i + 1));
     const modes = ['number', 'bigint', 'dma'];
-    const reports = modes.map((mode) => new Promise<Report>((resolve, reject) => {
-      const w = new Worker(workerUrl, {
-        workerData: { handle: iommu.translatorHandle(), control, floors, rid: dev.rid, pages: PAGES, base: BASE, physBase: RAM, mode },
-      });
-      w.once('message', resolve);
-      w.once('error', reject);
-    }));
-    while (Atomics.load(ctl, 2) < modes.length) await new Promise((r) => setTimeout(r, 5));
+    const { ctl, reports } = await race(iommu, dev.rid, floor, modes);
 
     let version = PAGES;
     let moved = 0;
@@ -89,14 +104,7 @@ describe.skipIf(!existsSync(dist))('per-call translation and DMA racing unmaps',
     // on RAM page 0; pages 1-15 move between RAM pages 1-15 (even versions: contiguous with page 0)
     // and a block elsewhere (odd versions), all at once. So in an odd version a stale entry of an
     // even one would continue the run from a fresh page 0 -- onto RAM stamped with an older version.
-    const { Iommu } = (await import(dist.href)) as typeof import('../src/index');
-    const iommu = Iommu.createSync({ ram: { base: RAM, bytes: RAM_PAGES * 4096 } });
-    const dev = iommu.addDevice({ bdf: '00:06.0' });
-    const fd = iommu.open();
-    const ioas = fd.ioasAlloc();
-    dev.bind(fd);
-    dev.attach(ioas);
-    const ram = new DataView(iommu.ram.buffer, iommu.ram.byteOffset, iommu.ram.byteLength);
+    const { iommu, dev, fd, ioas, ram } = await rig();
     const BLOCKS = RAM_PAGES / PAGES;
     /** RAM page of page j (1-15) in version v: RAM page j (right after page 0) or in block 1 + v % (BLOCKS - 1). */
     const ramPage = (v: number, j: number): number => (v % 2 === 0 ? j : (1 + (v % (BLOCKS - 1))) * PAGES + j);
@@ -107,20 +115,9 @@ describe.skipIf(!existsSync(dist))('per-call translation and DMA racing unmaps',
     ram.setUint32(0, 0x7fffffff, true); // page 0 never moves: newer than any floor
     fd.ioasMap(ioas, { iova: BASE, length: 4096, phys: RAM });
     place(2);
-    const control = new SharedArrayBuffer(16);
-    const ctl = new Int32Array(control);
-    const floors = new SharedArrayBuffer(4);
-    const floor = new Int32Array(floors);
+    const floor = new Int32Array(new SharedArrayBuffer(4));
     floor[0] = 2;
-    const workers = 2;
-    const reports = Array.from({ length: workers }, () => new Promise<Report>((resolve, reject) => {
-      const w = new Worker(workerUrl, {
-        workerData: { handle: iommu.translatorHandle(), control, floors, rid: dev.rid, pages: PAGES, base: BASE, physBase: RAM, mode: 'dma-run' },
-      });
-      w.once('message', resolve);
-      w.once('error', reject);
-    }));
-    while (Atomics.load(ctl, 2) < workers) await new Promise((r) => setTimeout(r, 5));
+    const { ctl, reports } = await race(iommu, dev.rid, floor, ['dma-run', 'dma-run']);
 
     let version = 2;
     const end = performance.now() + RACE_MS;
