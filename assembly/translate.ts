@@ -193,6 +193,18 @@ function slowPath(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32
   atomic.store<u32>(slot, 0, SLOT_EPOCH);
 }
 
+/** One per-call request: a hit, or else the slow path (the only one reading table pages). */
+// @ts-ignore: decorator
+@inline function answer(rid: u32, pasid: u32, iova: u64, access: u32, out: usize): u32 {
+  let info = hit(rid, pasid, iova, access, out);
+  if (info == 0) {
+    enter();
+    info = slowPath(rid, pasid, iova, access, out);
+    leave();
+  }
+  return info;
+}
+
 /**
  * Per-call translation; the answer (info, output or fault address) is in this slot's result
  * record. A success is also recorded in the slot's call cache (callcache.ts), which the caller's
@@ -204,12 +216,7 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
   const count = atomic.load<u32>(ctrl, CTRL_SHOOTDOWN); // before the translation: see callcache.ts
-  let info = hit(rid, pasid, iova, access, out);
-  if (info == 0) {
-    enter(); // only the slow path reads table pages
-    info = slowPath(rid, pasid, iova, access, out);
-    leave();
-  }
+  const info = answer(rid, pasid, iova, access, out);
   return info & INFO_OK ? callCacheFill(rid, pasid, iova, access, info, load<u64>(out, RES_PHYS_LO), count) : -1;
 }
 
@@ -229,12 +236,7 @@ export function translate(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access
 export function translateRun(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, access: u32, length: u32): u32 {
   const out = slot + SLOT_RESULT;
   const iova = (<u64>iovaHi << 32) | <u64>iovaLo;
-  let info = hit(rid, pasid, iova, access, out);
-  if (info == 0) {
-    enter();
-    info = slowPath(rid, pasid, iova, access, out);
-    leave();
-  }
+  const info = answer(rid, pasid, iova, access, out);
   if (!(info & INFO_OK)) return 0;
   const first = load<u64>(out, RES_PHYS_LO);
   const need = neededCaps(access);
@@ -248,8 +250,7 @@ export function translateRun(rid: u32, pasid: u32, iovaLo: u32, iovaHi: u32, acc
     bump(SLOT_HITS);
     run += ((<u64>1 << ((leaf >> INFO_SIZE_SHIFT) & INFO_SIZE_MASK)) - 1 & ~next) + 1;
   }
-  store<u64>(out, first, RES_PHYS_LO); // the first leaf's answer, which lookups above overwrote
-  store<u32>(out, info, RES_INFO);
+  store<u64>(out, first, RES_PHYS_LO); // the first leaf's address, which lookups above overwrote
   return run < <u64>length ? <u32>run : length;
 }
 

@@ -78,7 +78,7 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
       const info = t.translateWords(rid, pasid, lo, hi, toRam ? Access.Write : Access.Read);
       if (!(info & abi.INFO_OK)) return failed(0, faultCore(info));
       const phys = (t.outHi >>> 0) * 4294967296 + (t.outLo >>> 0);
-      if (!(toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return notRam(0, t.outLo >>> 0, t.outHi >>> 0);
+      if (!copyRun(t, data, toRam, phys, 0, n)) return notRam(0, t.outLo >>> 0, t.outHi >>> 0);
       return complete(n);
     }
   }
@@ -87,21 +87,21 @@ export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | b
 
 /** `dmaCopy` in general: any IOVA, any length, run by run (`DmaPort.translateRun`). */
 function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  const access = toRam ? Access.Write : Access.Read;
   // Only bytes are a buffer: anything else (null, an array, a string, a DataView, a wider typed
   // array) is a malformed request, reported as a value like every fault on this path.
-  if (!(data instanceof Uint8Array)) return refused(t, 0, rid, pasid, iova, toRam);
+  if (!(data instanceof Uint8Array)) return refused(t, 0, rid, pasid, iova, access);
   const n = data.length;
   if (n === 0) return DONE;
   // Only numbers and bigints are addresses; anything else (a symbol, an object whose valueOf
   // throws) must not reach the arithmetic below, which would throw.
-  if (typeof iova !== 'number' && typeof iova !== 'bigint') return refused(t, 0, rid, pasid, iova, toRam);
-  const access = toRam ? Access.Write : Access.Read;
+  if (typeof iova !== 'number' && typeof iova !== 'bigint') return refused(t, 0, rid, pasid, iova, access);
   // Past 2^53 number arithmetic rounds: such transfers run on bigint addresses; bigint ones that
   // end below it run on numbers (exact there), with no BigInt arithmetic per leaf.
   if (typeof iova === 'bigint' && iova >= 0n && iova + BigInt(n) <= MAX_SAFE_BIG) iova = Number(iova);
   const wide = typeof iova === 'bigint' || (Number.isInteger(iova) && iova + n > Number.MAX_SAFE_INTEGER);
   if (wide && typeof iova === 'number') iova = BigInt(iova);
-  if (!isU32(rid) || !isU32(pasid)) return refused(t, 0, rid, pasid, iova, toRam);
+  if (!isU32(rid) || !isU32(pasid)) return refused(t, 0, rid, pasid, iova, access);
   let done = 0;
   /** The pending run: `runBytes` bytes at guest-physical `runAt`, from `runFrom` in `data`. */
   let runAt = 0;
@@ -113,8 +113,8 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
     if (wide) {
       // Bigint addresses wrap-check once per leaf.
       const at = (iova as bigint) + BigInt(done);
-      if (at < 0n) return refused(t, 0, rid, pasid, at, toRam);
-      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, refused(t, done, rid, pasid, at, toRam));
+      if (at < 0n) return refused(t, 0, rid, pasid, at, access);
+      if (at >= TWO_64) return stopped(t, data, toRam, runAt, runFrom, runBytes, refused(t, done, rid, pasid, at, access));
       lo = Number(at & 0xffffffffn) | 0;
       hi = Number(at >> 32n) | 0;
     } else {
@@ -122,7 +122,7 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
       const at = (iova as number) + done;
       lo = at | 0;
       hi = (at / TWO_32) | 0;
-      if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return refused(t, 0, rid, pasid, at, toRam); // a fraction or a negative (only the first leaf can be)
+      if ((lo >>> 0) + (hi >>> 0) * TWO_32 !== at) return refused(t, 0, rid, pasid, at, access); // a fraction or a negative (only the first leaf can be)
     }
     const left = n - done;
     const info = t.translateRun(rid, pasid, lo, hi, access, left < RUN_MAX ? left : RUN_MAX);
@@ -133,7 +133,7 @@ function dmaSpan(t: DmaPort, rid: number, pasid: number, iova: number | bigint, 
     let chunk = t.runBytes;
     // The whole transfer in one run (a buffer mapped onto contiguous RAM): one copy, which checks
     // and copies nothing when the run is not all RAM (then the leaves decide, below).
-    if (chunk === n && (toRam ? t.guestRam.write(phys, data, 0, n) : t.guestRam.read(phys, data, 0, n))) return complete(n);
+    if (chunk === n && copyRun(t, data, toRam, phys, 0, n)) return complete(n);
     // One window holds the run (the common case), or adjoining windows do. When not, the run's
     // first leaf decides alone, as it would leaf by leaf: the next step starts at the leaf after it
     // (translating, and counting as hits, the rest of this run again: only at the edge of RAM).
@@ -177,8 +177,8 @@ function notRam(done: number, lo: number, hi: number): DmaResult {
  * bytes) or requester: logged and counted by the translator as the per-call path does, reported
  * after `done` bytes. A number address is logged as the bigint it names when it names one.
  */
-function refused(t: DmaPort, done: number, rid: unknown, pasid: unknown, at: unknown, toRam: boolean): DmaResult {
-  t.refuse(rid, pasid, typeof at === 'number' && Number.isSafeInteger(at) && at >= 0 ? BigInt(at) : at, toRam ? Access.Write : Access.Read);
+function refused(t: DmaPort, done: number, rid: unknown, pasid: unknown, at: unknown, access: Access): DmaResult {
+  t.refuse(rid, pasid, typeof at === 'number' && Number.isSafeInteger(at) && at >= 0 ? BigInt(at) : at, access);
   return failed(done, { reason: 'bad-request', level: 0, stage: 0 });
 }
 
@@ -187,11 +187,13 @@ function failed(done: number, fault: NonNullable<DmaResult['fault']>): DmaResult
   return Object.freeze({ bytes: done, fault: Object.freeze(fault) });
 }
 
-/** Copies `bytes` between guest-physical `at` (checked to be RAM) and `data` from `from` (nothing when 0). */
-function copyRun(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): void {
-  if (bytes === 0) return;
-  if (toRam) t.guestRam.write(at, data, from, bytes);
-  else t.guestRam.read(at, data, from, bytes);
+/**
+ * Copies `bytes` between guest-physical `at` and `data` from `from` (nothing when 0); false, with
+ * nothing copied, when the range is not all RAM.
+ */
+function copyRun(t: DmaPort, data: Uint8Array, toRam: boolean, at: number, from: number, bytes: number): boolean {
+  if (bytes === 0) return true;
+  return toRam ? t.guestRam.write(at, data, from, bytes) : t.guestRam.read(at, data, from, bytes);
 }
 
 /** Copies the pending run (what was translated before a fault), then reports the fault. */
