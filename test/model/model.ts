@@ -1071,8 +1071,8 @@ export class Model {
    * first leaf that faults, or whose part of the span does not lie wholly in guest RAM (`not-ram`
    * with that leaf's output address). Bytes before it are copied. Faults of the translations are
    * logged (`log`), as per-call translation faults are, and so are malformed requests (a RID or
-   * PASID that is not a u32, a negative or fractional IOVA). Not logged, as the engine does it:
-   * `not-ram`, and an address that reaches 2^64 (a bad-request with the bytes done before it).
+   * PASID that is not a u32, a negative or fractional IOVA, an address that reaches 2^64 after the
+   * bytes done before it). Not logged, as the engine does it: `not-ram` (the translation succeeded).
    * A zero-length transfer does nothing, whatever its arguments.
    */
   dma(rid: number, pasid: number, iova: bigint | number, data: Uint8Array, write: boolean): MDma {
