@@ -228,6 +228,7 @@ export const PASID_DIR_COUNT_MASK = 2047;
 //   +0 root table | +4 levels (3..5) | +8 generation (IOTLB validity) | +12 flags | +16 table pages
 //   | +20 format | +24 parent domain (stage 2; 0 = none) | +28 invalidation sequence
 //   | +32 user table root lo | +36 hi (guest-physical, or a GPA when nested) | +40 output address bits
+//   | +44 spare table pages (engine tables: emptied by a partial unmap, kept linked for reuse)
 export const DOM_SIZE = 64;
 export const DOM_ROOT = 0;
 export const DOM_LEVELS = 4;
@@ -241,6 +242,12 @@ export const DOM_INVSEQ = 28;
 export const DOM_UROOT_LO = 32;
 export const DOM_UROOT_HI = 36;
 export const DOM_PABITS = 40;
+/**
+ * Spare tables of an engine domain: pages that a partial unmap emptied, kept linked (their entry
+ * counts 0 live entries, so translators see nothing there) for the next map nearby to reuse, as
+ * Linux's VT-d and io-pgtable keep them. Not in DOM_PAGES (the live tables). assembly/pagetable.ts.
+ */
+export const DOM_SPARE = 44;
 /** The miss path takes the extended walker (user-managed table, or page requests enabled). */
 export const DOM_EXT = 2;
 /** Hardware A/D updating for this domain's table. */

@@ -2,7 +2,7 @@
 // 0 in a device or PASID context means "blocked". The TS layer picks indices; a freed index keeps
 // its generation, so IOTLB entries filled under an earlier life of the index can never hit again.
 
-import { DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN, DOM_FLAGS, DOM_LIVE, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL } from './abi';
+import { DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_GEN, DOM_FLAGS, DOM_LIVE, DOM_PAGES, DOM_SPARE, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL } from './abi';
 import { domains, domainCount } from './env';
 import { pageAlloc, pageRetire, epochAdvance } from './pool';
 import { unmapRange } from './pagetable';
@@ -41,11 +41,12 @@ export function domainInit(index: u32, levels: u32): i32 {
   store<u32>(d, <u32>root, DOM_ROOT);
   store<u32>(d, levels, DOM_LEVELS);
   store<u32>(d, 1, DOM_PAGES);
+  store<u32>(d, 0, DOM_SPARE);
   store<u32>(d, DOM_LIVE, DOM_FLAGS);
   return STATUS_OK;
 }
 
-/** Tears down a live domain that no context points at any more: every table page is retired. */
+/** Tears down a live domain that no context points at any more: every table page, spare ones too, is retired. */
 export function domainFree(index: u32): i32 {
   if (index == 0 || index >= domainCount) return STATUS_EINVAL;
   const d = domainPtr(index);

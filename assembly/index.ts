@@ -12,6 +12,8 @@ export { bufferAlloc, bufferFree, reclaim, scratchAlloc, scratchFree } from './p
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';
+import { sweepDomain } from './spare';
+import { epochAdvance } from './pool';
 import { domainPtr, domainBumpGen } from './domain';
 import { domainCount } from './env';
 
@@ -55,6 +57,19 @@ export function unmapBatch(dom: u32, recs: usize, count: u32): u32 {
     if (status != abi.STATUS_OK) failed++;
   }
   return failed;
+}
+
+/**
+ * Releases every spare table of engine domain `dom` (assembly/spare.ts: tables a partial unmap
+ * emptied, kept for reuse); returns the pages released, or a negative errno.
+ */
+export function domainSweep(dom: u32): i32 {
+  if (dom == 0 || dom >= domainCount) return abi.STATUS_EINVAL;
+  const d = domainPtr(dom);
+  if ((load<u32>(d, abi.DOM_FLAGS) & (abi.DOM_LIVE | abi.DOM_USER)) != abi.DOM_LIVE) return abi.STATUS_EINVAL;
+  const released = sweepDomain(d);
+  if (released != 0) epochAdvance();
+  return <i32>released;
 }
 
 /** Turns dirty tracking of engine domain `dom` on (clearing every D bit first) or off. */

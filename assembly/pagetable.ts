@@ -3,13 +3,15 @@
 // Map picks, for each step, the largest leaf (1 GiB, 2 MiB, 4 KiB) that the IOVA and output
 // alignment and the remaining length allow. Entries are published with atomic stores after the
 // page they point to is fully written, so a concurrent walk sees either the old or the new tree.
-// Unmap clears leaves wholly inside the range, retires tables that become empty (never the root),
-// and bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
+// Unmap clears leaves wholly inside the range, retires the tables it covers wholly (never the
+// root), keeps the ones it only empties as spare tables for later maps (assembly/spare.ts), and
+// bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
-import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
+import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
-import { pageAlloc, pageRetire, pageFreeClean, epochAdvance } from './pool';
+import { pageAlloc, pageRetire, pageFreeClean, epochAdvance, awaitReaders, failureInjected } from './pool';
 import { domainBumpGen } from './domain';
+import { countNewEntry, releaseSpareAt, sweepAllDomains, boundSpares } from './spare';
 
 /**
  * Installs one leaf of `level` (or smaller if a table is already there); returns the level used,
@@ -19,19 +21,27 @@ import { domainBumpGen } from './domain';
  * into the one above it and gets its entry (the leaf at the bottom) with plain stores while no
  * translator can reach it, then the top one is linked into the existing tree. The publishing
  * store (sequentially consistent) orders the plain ones before it for any walk that loads it. A
- * map that runs out of pages has published nothing and gives its new pages back at once.
+ * map that runs out of pages has published nothing and gives its new pages back at once. Spare
+ * tables on the way are used as they are and come alive with the new entry (spare.ts countNewEntry).
  */
 function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
   let table = <usize>load<u32>(d, DOM_ROOT);
   let at = load<u32>(d, DOM_LEVELS) - 1;
   let parent: usize = 0; // the entry pointing at `table` (0 for the root), holding its count
+  let spareTop: usize = 0; // the highest entry on the way pointing at a spare table, if any
+  let spareLevel: u32 = 0;
+  let aboveSpare: usize = 0; // the entry pointing at the table that holds spareTop
   while (true) {
     const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
-    const e = atomic.load<u64>(slot);
+    let e = atomic.load<u64>(slot);
     if (at == level) {
+      if (!entryIsEmpty(e) && !entryIsLeaf(e, at) && childCount(e) == 0) {
+        releaseSpareAt(d, slot, at); // the leaf goes where a spare table was
+        e = 0;
+      }
       if (entryIsEmpty(e)) {
         atomic.store<u64>(slot, makeLeaf(oa, perm, level));
-        if (parent != 0) atomic.store<u64>(parent, atomic.load<u64>(parent) + COUNT_ONE);
+        countNewEntry(d, parent, spareTop, spareLevel, aboveSpare, iova);
         return <i32>level;
       }
       // Occupied by a table holding smaller leaves: fall back to the next smaller leaf.
@@ -43,11 +53,16 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
       if (top == 0) return -1;
       store<u32>(d, load<u32>(d, DOM_PAGES) + (at - level), DOM_PAGES);
       atomic.store<u64>(slot, makeTable(top) + COUNT_ONE);
-      if (parent != 0) atomic.store<u64>(parent, atomic.load<u64>(parent) + COUNT_ONE);
+      countNewEntry(d, parent, spareTop, spareLevel, aboveSpare, iova);
       return <i32>level;
     } else if (entryIsLeaf(e, at)) {
       return -2; // the range is not empty: the TS layer never asks for this
     } else {
+      if (spareTop == 0 && childCount(e) == 0) {
+        spareTop = slot;
+        spareLevel = at;
+        aboveSpare = parent;
+      }
       parent = slot;
       table = <usize>entryAddr(e);
     }
@@ -102,10 +117,17 @@ export function mapRange(d: usize, iova: u64, oa: u64, length: u64, perm: u32): 
       if (((va | pa) & (size - 1)) == 0 && left >= size) break;
       level--;
     }
-    const used = installLeaf(d, va, pa, level, perm);
+    let used = installLeaf(d, va, pa, level, perm);
+    // Out of pages: release every spare table, wait until no walk can still be in one, try again
+    // (not after an injected failure, which stands for the pool running out for good).
+    if (used == -1 && !failureInjected() && sweepAllDomains() != 0) {
+      epochAdvance();
+      awaitReaders();
+      used = installLeaf(d, va, pa, level, perm);
+    }
     if (used == -1) {
-      // Out of pages, possibly after linking new (still empty) tables on the way to the leaf: the
-      // unmap covers the failed leaf's range too, so it retires those tables as well.
+      // Out of pages: the leaves this call installed go again (the range also covers the failed
+      // leaf's), and with them the tables it built or revived become spare again or are retired.
       unmapRange(d, iova, va + (<u64>1 << levelShift(level)) - 1);
       return STATUS_ENOMEM;
     }
@@ -131,7 +153,11 @@ export function mapRange(d: usize, iova: u64, oa: u64, length: u64, perm: u32): 
   return index < <u64>(TABLE_ENTRIES - 1) ? <u32>index : TABLE_ENTRIES - 1;
 }
 
-/** Clears leaves inside [start, last] below `table` (covering from `base` at `level`); returns entries removed. */
+/**
+ * Clears leaves inside [start, last] below `table` (covering from `base` at `level`); returns how
+ * many of its live entries stopped being live (the caller's count drops by as much). A table the
+ * range covers wholly is retired, spare or not; one it only empties becomes spare.
+ */
 function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, last: u64): u32 {
   const shift = levelShift(level);
   const first = firstIndex(base, start, shift);
@@ -150,16 +176,27 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
       continue;
     }
     const child = <usize>entryAddr(e);
-    const gone = unmapLevel(d, child, level - 1, lo, start, last);
-    // An empty table (count 0: left by a map that ran out of pages) is retired like an emptied one.
-    if (gone == 0 && childCount(e) != 0) continue;
-    if (childCount(e) == gone) {
+    const count = childCount(e);
+    if (lo >= start && hi <= last) {
+      unmapLevel(d, child, level - 1, lo, start, last); // clears every entry below
       atomic.store<u64>(slot, 0);
       pageRetire(child, true); // every entry was just cleared: the page is zero
+      if (count != 0) {
+        store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
+        removed++;
+      } else {
+        store<u32>(d, load<u32>(d, DOM_SPARE) - 1, DOM_SPARE);
+      }
+      continue;
+    }
+    if (count == 0) continue; // a spare table: nothing is mapped below it
+    const gone = unmapLevel(d, child, level - 1, lo, start, last);
+    if (gone == 0) continue;
+    atomic.store<u64>(slot, e - <u64>gone * COUNT_ONE);
+    if (gone == count) {
       store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
+      store<u32>(d, load<u32>(d, DOM_SPARE) + 1, DOM_SPARE);
       removed++;
-    } else {
-      atomic.store<u64>(slot, e - <u64>gone * COUNT_ONE);
     }
   }
   return removed;
@@ -178,6 +215,7 @@ export function unmapRange(d: usize, start: u64, last: u64): void {
   const top = lastInDomain(levels, last);
   if (start > top) return;
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
+  boundSpares(d);
   domainBumpGen(d); // after the entries are gone, so refills see the new tree
   epochAdvance();
 }

@@ -22,18 +22,29 @@ import {
   CTRL_LIMBO, CTRL_LIMBO_CAP, CTRL_LIMBO_HEAD, CTRL_LIMBO_TAIL, CTRL_FAIL_COUNTDOWN,
   CTRL_FREE_COUNT, CTRL_PAGES_GROWN, CTRL_CLEAN_HEAD, LIMBO_CLEAN, SLOT_EPOCH, CTRL_BUF_FREE, CTRL_POOL_BASE, STATUS_OK, STATUS_EINVAL,
 } from './abi';
-import { ctrl, slotsBase, slotCount, slotSize } from './env';
+import { ctrl, slot, slotsBase, slotCount, slotSize } from './env';
 
 const WASM_PAGE: usize = 65536;
 /** Grow the memory in steps of at least this many Wasm pages (1 MiB) to amortise growth. */
 const GROW_STEP: i32 = 16;
+
+/** Set when an injected failure fires; read and cleared by {@link failureInjected}. */
+let injected: bool = false;
 
 /** Fault injection: true when this fallible step must fail (the countdown reached zero). */
 export function injectFail(): bool {
   const left = load<u32>(ctrl, CTRL_FAIL_COUNTDOWN);
   if (left == 0) return false;
   store<u32>(ctrl, left - 1, CTRL_FAIL_COUNTDOWN);
+  if (left == 1) injected = true;
   return left == 1;
+}
+
+/** True when a failure was injected since the last call (which a retry must not paper over). */
+export function failureInjected(): bool {
+  const was = injected;
+  injected = false;
+  return was;
 }
 
 /** The lowest epoch any translator may still be reading under, or the current epoch if none. */
@@ -229,6 +240,18 @@ export function pageFreeClean(page: usize): void {
 /** Ends a control call that retired pages: later translator walks cannot see them. */
 export function epochAdvance(): void {
   atomic.add<u32>(ctrl, 1, CTRL_EPOCH);
+}
+
+/**
+ * After {@link epochAdvance}: waits until no translator can still be reading a page retired before
+ * it, so that pageAlloc may hand those pages out at once. Translator calls are short, so the wait
+ * is bounded (as pageRetire's on a full ring). Not when this thread's own slot is inside a call (a
+ * callback re-entering the control API), which would wait for itself: the pages then stay in limbo.
+ */
+export function awaitReaders(): void {
+  if (atomic.load<u32>(slot, SLOT_EPOCH) != 0) return;
+  const epoch = atomic.load<u32>(ctrl, CTRL_EPOCH);
+  while (oldestActiveEpoch() < epoch) {}
 }
 
 /** `pages` contiguous zeroed pages for a caller-owned buffer (batch rings, bitmaps), or 0. */

@@ -308,16 +308,24 @@ export class Iommu {
 
   /** Counters summed over the owner and every worker translator. */
   stats(): TranslatorStats & {
-    /** Page-table pages in use, over every FD. */
+    /** Page-table pages in use, over every FD (spare tables not included). */
     tablePages: number;
+    /**
+     * Spare table pages: tables that partial unmaps emptied, kept linked so that later maps nearby
+     * reuse them (as Linux keeps them). Released when an unmap covers them wholly, when the pool
+     * or an FD's page limit needs them, or when a domain's spares outnumber max(1024, its tables).
+     */
+    spareTablePages: number;
     /** The engine memory's size in bytes. */
     memoryBytes: number;
   } {
     const core = this.engine.core;
     core.sync();
+    const spare = this.engine.sparePagesAll();
     return {
       ...readSlotStats(core, this.engine.slotsInUse),
-      tablePages: core.ctrl(abi.CTRL_PAGES_USED),
+      tablePages: core.ctrl(abi.CTRL_PAGES_USED) - spare,
+      spareTablePages: spare,
       memoryBytes: core.memory.buffer.byteLength,
     };
   }

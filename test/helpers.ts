@@ -181,13 +181,14 @@ export interface Observed {
 /**
  * Everything observable about an engine, the one state capture of the tests (err.*, fail_nth, the
  * bad-input matrix): page-pool and domain counters (`testing.poolState`, minus the pool top and
- * memory size, which only grow); per FD its objects, PASIDs and IOVA ranges plus `testing.fdView`'s
+ * memory size, which only grow, and the spare tables, a cache of emptied tables that a failed map
+ * may leave larger: assembly/spare.ts); per FD its objects, PASIDs and IOVA ranges plus `testing.fdView`'s
  * internals (areas, allowed lists, users counts, the next ID); per device its device ID and
  * attachments; the saved object graph (`graphOf`); and translations (`translations`). The fault
  * log is drained, so observing leaves no trace in it.
  */
 export function observe(w: Observed) {
-  const { poolTop: _top, memoryBytes: _bytes, ...pool } = poolState(w.iommu);
+  const { poolTop: _top, memoryBytes: _bytes, sparePages: _spare, ...pool } = poolState(w.iommu);
   const fds = w.fds.map(fdSnapshot);
   const state = {
     pool,

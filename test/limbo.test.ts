@@ -21,8 +21,17 @@ function setup(): { iommu: Iommu; fd: IommuFd; ioas: number; domain: number } {
   return { iommu, fd, ioas, domain: view.domain };
 }
 
-/** Each of these IOVAs lies in its own 512 GiB region: a map builds 3 tables, an unmap retires them. */
+/** Each of these IOVAs lies in its own 512 GiB region: a map builds 3 tables, an unmap empties them. */
 const far = (i: number): bigint => BigInt(i + 1) << 39n;
+
+/**
+ * Unmaps the page at `iova`, then releases the spare tables the unmap kept (assembly/spare.ts), as
+ * a pool or a page limit running out would: they are retired, deepest first.
+ */
+function unmapAndRelease(iommu: Iommu, fd: IommuFd, ioas: number, domain: number, iova: bigint): void {
+  fd.ioasUnmap(ioas, iova, K);
+  testing.engineOf(iommu).releaseSpares(domain);
+}
 
 /** The limbo ring: head, tail and the page of each record from head to tail. */
 function limbo(iommu: Iommu): { head: number; tail: number; pages: number[] } {
@@ -57,8 +66,8 @@ describe('retired table pages', () => {
     const { iommu, fd, ioas, domain } = setup();
     for (let i = 0; i < 2; i++) fd.ioasMap(ioas, { iova: far(i), length: K, phys: 0x10_0000n });
     const second = pathTables(iommu, domain, far(1));
-    fd.ioasUnmap(ioas, far(0), K);
-    fd.ioasUnmap(ioas, far(1), K);
+    unmapAndRelease(iommu, fd, ioas, domain, far(0));
+    unmapAndRelease(iommu, fd, ioas, domain, far(1));
     const before = limbo(iommu);
     expect(before.pages.slice(-3).sort()).toEqual([...second].sort());
     fd.ioasMap(ioas, { iova: far(2), length: K, phys: 0x20_0000n });
@@ -75,14 +84,14 @@ describe('retired table pages', () => {
     for (let i = 0; i < 2; i++) fd.ioasMap(ioas, { iova: far(i), length: K, phys: 0x10_0000n });
     const first = pathTables(iommu, domain, far(0));
     const second = pathTables(iommu, domain, far(1));
-    fd.ioasUnmap(ioas, far(0), K);
+    unmapAndRelease(iommu, fd, ioas, domain, far(0));
     // Translator slot 1 announces the current epoch (a walk under way) before the second unmap,
     // whose pages it may still read: they are stamped with that epoch and must wait.
     const e = testing.engineOf(iommu);
     const slotEpoch = (e.layout.slots + e.layout.slotSize + abi.SLOT_EPOCH) >>> 2;
     e.core.u32[slotEpoch] = e.core.ctrl(abi.CTRL_EPOCH);
     try {
-      fd.ioasUnmap(ioas, far(1), K);
+      unmapAndRelease(iommu, fd, ioas, domain, far(1));
       fd.ioasMap(ioas, { iova: far(2), length: K, phys: 0x20_0000n });
       const used = pathTables(iommu, domain, far(2));
       expect(used.filter((p) => second.includes(p))).toEqual([]);
@@ -92,7 +101,7 @@ describe('retired table pages', () => {
       e.core.u32[slotEpoch] = 0;
     }
     // Quiescent again: the held pages are reusable, newest first.
-    fd.ioasUnmap(ioas, far(2), K);
+    unmapAndRelease(iommu, fd, ioas, domain, far(2));
     fd.ioasMap(ioas, { iova: far(3), length: K, phys: 0x30_0000n });
     expect([...pathTables(iommu, domain, far(3))].sort()).toEqual([...first].sort());
     testing.checkGuards(iommu);

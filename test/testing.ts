@@ -80,8 +80,13 @@ export function translatorRegions(iommu: object): { start: number; bytes: number
 
 /** Page-pool and domain accounting of the core. */
 export interface PoolState {
-  /** Pages handed out and not yet retired/freed (CTRL_PAGES_USED): tables, device pages, buffers. */
+  /**
+   * Pages handed out and not yet retired/freed (CTRL_PAGES_USED) but for spare tables: tables,
+   * device pages, buffers.
+   */
   pagesUsed: number;
+  /** Spare table pages (sum of DOM_SPARE): emptied tables kept linked for reuse (assembly/spare.ts). */
+  sparePages: number;
   /** Top of the pool (bytes); grows only when the free list and limbo cannot serve. */
   poolTop: number;
   /** Bytes of the engine memory. */
@@ -105,11 +110,13 @@ export function poolState(iommu: object): PoolState {
   const l = e.layout;
   let liveDomains = 0;
   let domainPages = 0;
+  let sparePages = 0;
   for (let i = 1; i < l.domainCount; i++) {
     const d = (l.domains + i * abi.DOM_SIZE) >>> 2;
     if (u32[d + abi.DOM_FLAGS / 4]! & abi.DOM_LIVE) {
       liveDomains++;
       domainPages += u32[d + abi.DOM_PAGES / 4]!;
+      sparePages += u32[d + abi.DOM_SPARE / 4]!;
     }
   }
   let busPages = 0;
@@ -128,7 +135,7 @@ export function poolState(iommu: object): PoolState {
     }
   }
   return {
-    pagesUsed: core.ctrl(abi.CTRL_PAGES_USED), poolTop: core.ctrl(abi.CTRL_POOL_TOP),
+    pagesUsed: core.ctrl(abi.CTRL_PAGES_USED) - sparePages, sparePages, poolTop: core.ctrl(abi.CTRL_POOL_TOP),
     memoryBytes: core.memory.buffer.byteLength, liveDomains, domainPages, busPages, pasidDirPages, pasidLeafPages,
   };
 }

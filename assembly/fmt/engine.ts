@@ -6,7 +6,9 @@
 // Entry: bit 0 R, bit 1 W, bit 2 X, bit 7 PS, bits 51:12 address, bits 61:52 ignored by hardware.
 // As in generic_pt an entry with R = W = 0 is empty (VT-d has no present bit). Table entries carry
 // R|W so that the AND of permissions across levels is the leaf's; their ignored bits 61:52 hold the
-// number of non-empty entries in the child table, so unmap knows when a table becomes empty.
+// number of live entries in the child table (leaves, and table pointers whose own count is not 0),
+// so unmap knows when a table becomes empty. A table pointer counting 0 is a spare table, kept
+// linked for reuse (assembly/pagetable.ts): translators treat it as empty (entryIsAbsent).
 
 import {
   PAGE_SHIFT, TABLE_INDEX_BITS, PTE_R, PTE_W, PTE_X, PTE_PS, PTE_ADDR_SHIFT, PTE_ADDR_BITS,
@@ -27,6 +29,15 @@ const PERM_BITS: u64 = PTE_R | PTE_W | PTE_X;
 // @ts-ignore: decorator
 @inline export function entryIsEmpty(e: u64): bool {
   return (e & <u64>(PTE_R | PTE_W)) == 0;
+}
+
+/**
+ * True when a translation stops at this entry with nothing mapped: empty, or a pointer to a spare
+ * table (0 live entries), so a spare table is invisible to every walk.
+ */
+// @ts-ignore: decorator
+@inline export function entryIsAbsent(e: u64, level: u32): bool {
+  return entryIsEmpty(e) || (level != 0 && (e & <u64>PTE_PS) == 0 && childCount(e) == 0);
 }
 
 // @ts-ignore: decorator

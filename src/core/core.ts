@@ -35,6 +35,7 @@ export interface CoreExports {
   bufferFree(ptr: number, pages: number): number;
   reclaim(): number;
   domainSetDirty(domain: number, on: number): number;
+  domainSweep(domain: number): number;
   dirtyBitmap(domain: number, start: bigint, last: bigint, pageLg2: number, bitmap: number, clear: number): number;
   userDomainInit(index: number, fmt: number, levels: number, root: bigint, flags: number, parent: number, paBits: number): number;
   userDomainFree(index: number): number;

@@ -226,6 +226,26 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.core.exports.unmap(domain, iova, last);
   }
 
+  /**
+   * Releases the spare tables of `domain`: tables that partial unmaps emptied, which the core keeps
+   * linked for later maps until a limit needs their pages (assembly/spare.ts).
+   */
+  releaseSpares(domain: number): void {
+    this.core.exports.domainSweep(domain);
+  }
+
+  /** Spare table pages of `domain` (see {@link releaseSpares}). */
+  sparePages(domain: number): number {
+    return this.core.u32[(this.layout.domains + domain * abi.DOM_SIZE + abi.DOM_SPARE) >>> 2]!;
+  }
+
+  /** Spare table pages of every domain (user-managed and free ones have none). */
+  sparePagesAll(): number {
+    let n = 0;
+    for (let d = 1; d < this.layout.domainCount; d++) n += this.sparePages(d);
+    return n;
+  }
+
   /** Ends every cached translation of `domain` (bumps its generation). */
   invalidateDomain(domain: number): void {
     this.core.exports.domainInvalidateAll(domain);

@@ -7,11 +7,19 @@ import type { DeviceFd } from './device';
 import type { Engine as EngineOf } from '../engine/engine';
 import { fail } from '../base/errno';
 import { closeFaultFds } from './fault-queue';
-import { NO_LIMITS, type ResolvedLimits } from './fd-limits';
+import { NO_LIMITS, overPageLimit, type ResolvedLimits } from './fd-limits';
 import { ObjectTable, type ObjType } from './object-table';
 
 /** Object types that hold a domain slot; 'hwpt-paging' ones also hold table pages (`tablePages`). */
 const HWPT_TYPES: readonly ObjType[] = ['hwpt-paging', 'hwpt-nested', 'hwpt-user'];
+
+/** What an engine-managed HWPT shows the page limit (src/iommufd/hwpt.ts; typed here, which hwpt.ts imports). */
+export interface PageHolder {
+  /** Its table pages, spare ones included. */
+  readonly pagesHeld: number;
+  /** Gives its spare tables back to the pool. */
+  releaseSpares(): void;
+}
 
 /** The engine as the object model sees it: its registries hold device FDs and ioasid FDs. */
 export type Engine = EngineOf<DeviceFd, FdState>;
@@ -53,11 +61,24 @@ export class FdState {
     return n;
   }
 
-  /** Table pages of this FD's engine-managed HWPTs, roots included (checked on every map under a page limit). */
+  /** Pages this FD's engine-managed HWPTs hold, roots and spare tables included (`pages` limit). */
   tablePagesHeld(): number {
     let n = 0;
-    for (const o of this.table.ofType('hwpt-paging')) n += (o as unknown as { tablePages: number }).tablePages;
+    for (const o of this.table.ofType('hwpt-paging')) n += (o as unknown as PageHolder).pagesHeld;
     return n;
+  }
+
+  /**
+   * True when this FD's HWPTs, with `extra` (one not in the table yet), hold more pages than its
+   * page limit allows even without their spare tables: those are given back first, so keeping them
+   * never fails a map that the tables alone would allow. Checked after every map under a limit.
+   */
+  pagesOverLimit(extra?: PageHolder): boolean {
+    const used = (): number => this.tablePagesHeld() + (extra?.pagesHeld ?? 0);
+    if (!overPageLimit(this.limits, used)) return false;
+    for (const o of this.table.ofType('hwpt-paging')) (o as unknown as PageHolder).releaseSpares();
+    extra?.releaseSpares();
+    return overPageLimit(this.limits, used);
   }
 
   /** @throws EBADF once the FD is closed. */

@@ -6,14 +6,14 @@
  */
 import * as abi from '../../assembly/abi';
 import { IommuError, caught } from '../base/errno';
-import type { Engine } from './fd-state';
+import type { Engine, PageHolder } from './fd-state';
 import type { Area } from './area';
 import type { DomainSink } from './domain-sink';
 import { keyOf } from './area-store';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 import type { FdState } from './fd-state';
-import { checkDomainLimit, overPageLimit } from './fd-limits';
+import { checkDomainLimit } from './fd-limits';
 import type { FaultQueue } from './fault-queue';
 
 /** A HWPT whose translations depend on this one's tables (a nested child). */
@@ -62,7 +62,7 @@ function outputError(area: Area): IommuError | undefined {
   return new IommuError('ERANGE', 'map', `output addresses up to 0x${top.toString(16)} exceed the ${abi.PTE_ADDR_SHIFT + abi.PTE_ADDR_BITS}-bit output width of engine page tables`);
 }
 
-export class HwptPaging extends FdObject implements DomainSink {
+export class HwptPaging extends FdObject implements DomainSink, PageHolder {
   readonly type = 'hwpt-paging' as const;
   /** Nested HWPTs on this nest parent: their IOTLB entries are ended whenever this table changes. */
   readonly children = new Set<NestedChild>();
@@ -100,7 +100,7 @@ export class HwptPaging extends FdObject implements DomainSink {
     const hwpt = new HwptPaging(engine, ioas, domain, flags, fd);
     try {
       // The root page counts against the FD's page limit (the new HWPT is not in its table yet).
-      if (overPageLimit(fd.limits, () => fd.tablePagesHeld() + hwpt.tablePages)) throw pageLimitError(op);
+      if (fd.pagesOverLimit(hwpt)) throw pageLimitError(op);
       ioas.iopt.addDomain(op, hwpt, {
         pageSize: BigInt(abi.PAGE_SIZE),
         aperture: { start: 0n, last: (1n << BigInt(engine.addressWidth)) - 1n },
@@ -121,7 +121,7 @@ export class HwptPaging extends FdObject implements DomainSink {
     // Over the FD's page limit: take this area out again (its pages go back), so the caller's undo
     // finds the table as before. A HWPT still being filled is not in the FD's table: count it too.
     const fd = this.fd;
-    if (fd.limits.pages !== Infinity && overPageLimit(fd.limits, () => fd.tablePagesHeld() + (fd.table.find(this.id) === this ? 0 : this.tablePages))) {
+    if (fd.limits.pages !== Infinity && fd.pagesOverLimit(fd.table.find(this.id) === this ? undefined : this)) {
       this.engine.unmap(this.domain, area.iova, area.last);
       throw pageLimitError('map');
     }
@@ -174,9 +174,19 @@ export class HwptPaging extends FdObject implements DomainSink {
     for (const child of this.children) this.engine.invalidateDomain(child.domain);
   }
 
-  /** Table pages this HWPT's domain uses, root included. */
+  /** Table pages this HWPT's domain uses, root included (the radix-minimal tree: no spare tables). */
   get tablePages(): number {
     return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
+  }
+
+  /** Pages the domain holds: its tables and its spare tables (kept for reuse: assembly/spare.ts). */
+  get pagesHeld(): number {
+    return this.tablePages + this.engine.sparePages(this.domain);
+  }
+
+  /** Gives the domain's spare tables back to the pool. */
+  releaseSpares(): void {
+    this.engine.releaseSpares(this.domain);
   }
 
   /** Dirty tracking is on (`IommuFd.hwptSetDirtyTracking`). */

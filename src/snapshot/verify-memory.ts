@@ -9,9 +9,10 @@
  * inside the pool. Then:
  * - devices: present contexts belong to restored devices; every non-empty PASID entry is an
  *   attachment of that device (whose PASID its FD owns), with directory counts matching;
- * - engine domains: fields as domainInit leaves them, entries well formed (child counts, no stray
- *   bits, leaves only where the format allows), DOM_PAGES the pages reached, and the leaves exactly
- *   the areas of the HWPT's IOAS (the invariant unmap relies on);
+ * - engine domains: fields as domainInit leaves them, entries well formed (live-entry counts, no
+ *   stray bits, leaves only where the format allows, spare tables mapping nothing), DOM_PAGES the
+ *   live pages reached and DOM_SPARE the spare ones, and the leaves exactly the areas of the HWPT's
+ *   IOAS (the invariant unmap relies on);
  * - user-managed domains: fields as userDomainInit checks them, matching their HWPT;
  * - counters: pages in use, free pages, limbo records (epochs not ahead of the engine's), the
  *   owner's page-request ring.
@@ -107,7 +108,7 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
     const flags = word(abi.DOM_FLAGS);
     const hwpt = hwpts.get(i);
     if (!(flags & abi.DOM_LIVE)) {
-      if (flags !== 0 || word(abi.DOM_ROOT) !== 0 || word(abi.DOM_PAGES) !== 0) bad(`image: free domain ${i} holds a table`);
+      if (flags !== 0 || word(abi.DOM_ROOT) !== 0 || word(abi.DOM_PAGES) !== 0 || word(abi.DOM_SPARE) !== 0) bad(`image: free domain ${i} holds a table`);
       continue;
     }
     if (hwpt instanceof HwptUser) {
@@ -122,9 +123,11 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
     const leaves: Leaf[] = [];
     const root = word(abi.DOM_ROOT);
     pages.claim(root, `domain ${i} root table`);
-    const n = 1 + walkTable(u32, pages, i, root, engine.levels - 1, 0n, leaves);
-    if (word(abi.DOM_PAGES) !== n) bad(`image: domain ${i} counts ${word(abi.DOM_PAGES)} table pages, its tables have ${n}`);
-    used += n;
+    const found: TablePages = { live: 1, spare: 0 };
+    walkTable(u32, pages, i, root, engine.levels - 1, 0n, leaves, found);
+    if (word(abi.DOM_PAGES) !== found.live) bad(`image: domain ${i} counts ${word(abi.DOM_PAGES)} table pages, its tables have ${found.live}`);
+    if (word(abi.DOM_SPARE) !== found.spare) bad(`image: domain ${i} counts ${word(abi.DOM_SPARE)} spare table pages, it has ${found.spare}`);
+    used += found.live + found.spare;
     checkLeavesMatchAreas(i, leaves, hwpt);
   }
 
@@ -204,13 +207,22 @@ function checkPasidTable(u32: Uint32Array, pages: PageClaims, dev: DeviceFd, dir
   return n;
 }
 
+/** Table pages found below a table: live ones and spare ones (assembly/spare.ts). */
+interface TablePages {
+  live: number;
+  spare: number;
+}
+
 /**
  * Walks the engine table at `table` (level `level`, covering from `base`), claiming every child
- * table page and collecting the leaves in IOVA order. @returns table pages below this one.
- * Entries are read as u32 halves (numbers, not bigints: this runs on every restore).
+ * table page, collecting the leaves in IOVA order and adding the pages below it to `found`. Each
+ * table pointer counts the live entries of its table (leaves and pointers counting more than 0); a
+ * pointer counting 0 is a spare table, which may hold only empty entries and spare tables.
+ * @returns the live entries of this table. Entries are read as u32 halves (numbers, not bigints:
+ * this runs on every restore).
  */
-function walkTable(u32: Uint32Array, pages: PageClaims, dom: number, table: number, level: number, base: bigint, leaves: Leaf[]): number {
-  let below = 0;
+function walkTable(u32: Uint32Array, pages: PageClaims, dom: number, table: number, level: number, base: bigint, leaves: Leaf[], found: TablePages): number {
+  let live = 0;
   const shift = abi.PAGE_SHIFT + level * abi.TABLE_INDEX_BITS;
   for (let i = 0; i < abi.TABLE_ENTRIES; i++) {
     const lo = u32[(table >>> 2) + 2 * i]!;
@@ -228,17 +240,23 @@ function walkTable(u32: Uint32Array, pages: PageClaims, dom: number, table: numb
       const phys = addrHi * 2 ** 32 + (addrLo >>> 0);
       if (phys % 2 ** shift !== 0) bad(`image: ${at} maps a misaligned output`);
       leaves.push({ iova: base + (BigInt(i) << BigInt(shift)), size: 1n << BigInt(shift), phys: BigInt(phys), perm: rw });
+      live++;
       continue;
     }
     if (lowBits !== (abi.PTE_R | abi.PTE_W) || addrHi !== 0 || (hi & ~(ADDR_HI_MASK | (COUNT_MASK << (abi.PTE_COUNT_SHIFT - 32)))) !== 0) bad(`image: ${at} is a malformed table pointer`);
     const child = addrLo >>> 0;
     pages.claim(child, `domain ${dom} table`);
-    let entries = 0;
-    for (let k = 0; k < abi.TABLE_ENTRIES; k++) if ((u32[(child >>> 2) + 2 * k]! | u32[(child >>> 2) + 2 * k + 1]!) !== 0) entries++;
-    if (entries === 0 || entries !== count) bad(`image: ${at} counts ${count} entries, its table has ${entries}`);
-    below += 1 + walkTable(u32, pages, dom, child, level - 1, base + (BigInt(i) << BigInt(shift)), leaves);
+    const below = leaves.length;
+    const entries = walkTable(u32, pages, dom, child, level - 1, base + (BigInt(i) << BigInt(shift)), leaves, found);
+    if (entries !== count) bad(`image: ${at} counts ${count} live entries, its table has ${entries}`);
+    if (count === 0 && leaves.length !== below) bad(`image: ${at} is a spare table that maps something`);
+    if (count === 0) found.spare++;
+    else {
+      found.live++;
+      live++;
+    }
   }
-  return below;
+  return live;
 }
 
 /** The leaves of engine domain `dom` must be exactly the areas of its HWPT's IOAS. */
@@ -266,7 +284,7 @@ function checkUserDomain(dom: number, word: (offset: number) => number, hwpt: Hw
   const levelsOk = fmt === abi.FMT_X86_64 ? levels === 4 || levels === 5 : (fmt === abi.FMT_RISCV_S || fmt === abi.FMT_RISCV_G) && levels >= 3 && levels <= 5;
   const paBits = word(abi.DOM_PABITS);
   if (!(flags & abi.DOM_USER) || !(flags & abi.DOM_EXT) || (flags & ~(abi.DOM_LIVE | abi.DOM_EXT | abi.DOM_USER | USER_FLAGS)) !== 0 || !levelsOk
-    || word(abi.DOM_ROOT) !== 0 || word(abi.DOM_PAGES) !== 0 || paBits < 12 || paBits > 56 || root !== hwpt.root
+    || word(abi.DOM_ROOT) !== 0 || word(abi.DOM_PAGES) !== 0 || word(abi.DOM_SPARE) !== 0 || paBits < 12 || paBits > 56 || root !== hwpt.root
     || word(abi.DOM_PARENT) !== (hwpt.parent?.domain ?? 0) || Boolean(flags & abi.DOM_PRI) !== (hwpt.faultQueue !== undefined)) {
     bad(`image: user-managed domain ${dom} does not match HWPT ${hwpt.id}`);
   }
