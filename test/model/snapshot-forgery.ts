@@ -42,6 +42,9 @@ export function buildForgeryBase(): Uint8Array {
   iommu.translate(a2.rid, NO_PASID, 0x1000, Access.Write);
   const pasid = fdA.pasidAlloc();
   a2.attach(dirty, { pasid });
+  // Spare tables in both of FD A's domains (assembly/spare.ts): a page mapped and unmapped again.
+  fdA.ioasMap(ioas, { iova: 0x80_0000_0000, length: 0x1000, phys: RAM });
+  fdA.ioasUnmap(ioas, 0x80_0000_0000, 0x1000);
   const access = fdA.accessCreate(ioas, { onUnmap: (iova, length) => access.unpin(iova, length) });
   access.pin(0x1000, 0x1000);
   void a1Id;
@@ -138,7 +141,7 @@ export class SnapshotMutator {
     if (target === 'ctrl') {
       addr = abi.CTRL_BASE + r.pick([abi.CTRL_FREE_HEAD, abi.CTRL_PAGES_USED, abi.CTRL_LIMBO_HEAD, abi.CTRL_LIMBO_TAIL, abi.CTRL_FREE_COUNT, abi.CTRL_BUF_FREE, abi.CTRL_POOL_TOP, abi.CTRL_EPOCH, abi.CTRL_CTX_GEN]);
     } else if (target === 'domain') {
-      addr = l.domains! + r.range(1, 6) * abi.DOM_SIZE + r.pick([abi.DOM_ROOT, abi.DOM_LEVELS, abi.DOM_FLAGS, abi.DOM_PAGES, abi.DOM_FORMAT, abi.DOM_PARENT, abi.DOM_UROOT_LO, abi.DOM_PABITS]);
+      addr = l.domains! + r.range(1, 6) * abi.DOM_SIZE + r.pick([abi.DOM_ROOT, abi.DOM_LEVELS, abi.DOM_FLAGS, abi.DOM_PAGES, abi.DOM_SPARE, abi.DOM_FORMAT, abi.DOM_PARENT, abi.DOM_UROOT_LO, abi.DOM_PABITS]);
     } else if (target === 'device') {
       const bus = this.word32(image, l.devRoot! + r.int(2) * 4);
       const page = bus?.get() ?? 0;
