@@ -30,6 +30,11 @@ export function keyOf(x: bigint): number {
   return halves[HI]! * 4294967296 + halves[LO]!;
 }
 
+/** {@link keyOf} of the u64 at u32 index `at` of `words` (a Uint32Array over u64 words), with no BigInt read. */
+export function keyOfHalves(words: Uint32Array, at: number): number {
+  return words[at + HI]! * 4294967296 + words[at + LO]!;
+}
+
 /**
  * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP
  * (io-pagetable.ts, batch-fast-path.ts): their keys are exact and so are sums of two of them

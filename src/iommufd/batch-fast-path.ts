@@ -49,14 +49,16 @@ export function insertMapBatch(
     const last = start + length - 1;
     ok &&= length !== 0 && !reservedKeysHit(reservedKeys, start, last);
     const pos = ok ? store.seekExact(start) : 0;
-    ok &&= pos === store.end || keyOf(store.at(pos)!.iova) > last;
+    const hit = ok ? store.at(pos) : undefined; // the first area ending at or after start
+    const iova = entries[3 * i]!;
+    const lastBig = iova + entries[3 * i + 1]! - 1n;
+    ok &&= hit === undefined || hit.iova > lastBig;
     if (!ok) {
       for (let j = 0; j < i; j++) store.remove(store.seekExact(starts[j]!), 1);
       return false;
     }
-    const iova = entries[3 * i]!;
-    const area = makeArea(iova, iova + entries[3 * i + 1]! - 1n, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
-    store.insert(pos, area);
+    const area = makeArea(iova, lastBig, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
+    store.insert(pos, area, last);
     areas[i] = area;
     starts[i] = start;
   }
@@ -66,11 +68,16 @@ export function insertMapBatch(
 /**
  * MAP batch, second half, once the domains have had the areas: `results[i]` gets 0 for an entry
  * installed, else its errno number, and the area of a failed entry leaves `store` again.
- * @param errors per entry, undefined (installed) or the error the domains gave
+ * @param errors per entry, undefined (installed) or the error the domains gave; undefined when
+ *   every entry was installed
  * @param starts the iova keys {@link insertMapBatch} filled
  * @returns the number of entries applied
  */
-export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | undefined)[], starts: Float64Array, results: Int32Array, n: number): number {
+export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | undefined)[] | undefined, starts: Float64Array, results: Int32Array, n: number): number {
+  if (errors === undefined) {
+    results.fill(0, 0, n);
+    return n;
+  }
   let applied = 0;
   for (let i = 0; i < n; i++) {
     const e = errors[i];
@@ -93,7 +100,7 @@ export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | 
  * @returns true when every entry named its own area; false when one did not, after putting the
  *   ones before back (the store is then as before the call)
  */
-export function takeUnmapBatch(store: AreaStore, words: Uint32Array, n: number, leaving: Area[]): boolean {
+export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words: Uint32Array, n: number, leaving: Area[]): boolean {
   for (let i = 0; i < n; i++) {
     const w = 4 * i;
     const iovaHi = words[w + HI]!;
@@ -104,7 +111,7 @@ export function takeUnmapBatch(store: AreaStore, words: Uint32Array, n: number, 
     const pos = ok ? store.seekExact(start) : 0;
     ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
     const a = ok ? store.at(pos)! : undefined;
-    if (a === undefined || keyOf(a.iova) !== start) {
+    if (a === undefined || a.iova !== entries[2 * i]) {
       for (let j = 0; j < i; j++) store.insert(store.seekExact(keyOf(leaving[j]!.iova)), leaving[j]!);
       return false;
     }

@@ -167,9 +167,9 @@ export class IoPagetable {
     if (anyOverlap(areas, order)) return this.#mapEach(op, reqs, failed);
     for (const [i, e] of refused) failed(i, e);
     const errors = installEach(this.#domains, areas);
-    for (let k = 0; k < checked.length; k++) if (errors[k] !== undefined) failed(checked[k]!.i, errors[k]!);
+    for (let k = 0; k < checked.length; k++) if (errors?.[k] !== undefined) failed(checked[k]!.i, errors[k]!);
     const applied: Area[] = [];
-    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(areas[order[k]!]!);
+    for (let k = 0; k < order.length; k++) if (errors?.[order[k]!] === undefined) applied.push(areas[order[k]!]!);
     this.#insertSorted(applied);
     return applied.length;
   }
@@ -195,7 +195,7 @@ export class IoPagetable {
     // contents then equal the table's before the call) and leaves the batch to mapMany.
     if (!insertMapBatch(store, mask, this.#reservedKeys, entries, words, perms, n, areas, starts)) return -1;
     this.#areasView = undefined;
-    const applied = settleMapBatch(store, installEach(this.#domains, areas), starts, results, n);
+    const applied = settleMapBatch(store, installEach(this.#domains, areas, { words, perms }), starts, results, n);
     // Again once the table is final: a domain that read `areas` while they were installed would
     // have left a view holding entries that failed and were taken out again.
     this.#areasView = undefined;
@@ -216,7 +216,7 @@ export class IoPagetable {
     // Each area found leaves the table at once, so that a second entry naming it finds nothing;
     // an entry that is not exactly one area puts the ones before back and leaves the batch to
     // unmapMany.
-    if (!takeUnmapBatch(this.#areas, words, n, leaving)) return -1;
+    if (!takeUnmapBatch(this.#areas, entries, words, n, leaving)) return -1;
     this.#areasView = undefined;
     removeFromDomains(this.#domains, leaving);
     fillUnmapResults(words, results, bytes, n);
