@@ -63,6 +63,15 @@ class Chunk {
   readonly keys = new Float64Array(CHUNK);
 }
 
+/** Scratch of {@link AreaStore.insertMany}: one chunk's areas merged with a batch's, before the split. */
+let merge = { ids: new Int32Array(4 * CHUNK), keys: new Float64Array(4 * CHUNK) };
+
+/** The merge buffers, with room for `n`. */
+function mergeBuffers(n: number): { ids: Int32Array; keys: Float64Array } {
+  if (merge.ids.length < n) merge = { ids: new Int32Array(2 * n), keys: new Float64Array(2 * n) };
+  return merge;
+}
+
 /**
  * Invariants: areas sorted by `iova`, disjoint (so `last` ascends across chunks too); no chunk is
  * empty; every chunk holds at most CHUNK areas; `#tops` has one entry per chunk; a slot is in
@@ -205,6 +214,131 @@ export class AreaStore {
     tops[ci] = keys[n]!;
     this.#size++;
     this.#version++;
+  }
+
+  /**
+   * Inserts `m` areas in one pass over the chunks they land in, instead of `m` calls of
+   * {@link insert}: the j-th in IOVA order is `areas[order[j]]`, with `lastKeys[order[j]]` =
+   * `keyOf(last)`, and goes right before the area at `positions[j]`, the {@link seekExact} position
+   * of its iova taken on the store as it is before this call. The caller has checked that they
+   * overlap nothing and each other (so `positions` does not decrease).
+   */
+  insertMany(areas: readonly Area[], lastKeys: Float64Array, order: Int32Array, positions: Int32Array, m: number): void {
+    if (m === 0) return;
+    const chunks = this.#chunks;
+    const tops = this.#tops;
+    const count = chunks.length;
+    const end = count * CHUNK;
+    if (count === 0) {
+      chunks.push(this.#newChunk()); // empty until the areas go in below
+      tops.push(0);
+    }
+    const slots = this.#slots;
+    const freeSlots = this.#freeSlots;
+    const buf = mergeBuffers(CHUNK + m);
+    const { ids: outIds, keys: outKeys } = buf;
+    /** Chunks made by splits, to go right after chunk `splitAt[x]`, in order. */
+    let made: Chunk[] | undefined;
+    let madeAfter: number[] | undefined;
+    let j = 0;
+    while (j < m) {
+      // The group of areas landing in chunk ci: past the end means after the last chunk's areas.
+      const last = Math.max(count - 1, 0);
+      const p0 = positions[j]!;
+      const ci = p0 === end ? last : (p0 / CHUNK) | 0;
+      const c = chunks[ci]!;
+      const { ids, keys, n } = c;
+      // Merge the chunk's areas with the group's into the buffers.
+      let t = 0;
+      let a = 0;
+      for (; j < m; j++) {
+        const p = positions[j]!;
+        if ((p === end ? last : (p / CHUNK) | 0) !== ci) break;
+        const at = p === end ? n : p % CHUNK;
+        for (; a < at; a++) {
+          outIds[t] = ids[a]!;
+          outKeys[t++] = keys[a]!;
+        }
+        const i = order[j]!;
+        const slot = freeSlots.pop() ?? slots.length;
+        slots[slot] = areas[i]!;
+        outIds[t] = slot;
+        outKeys[t++] = lastKeys[i]!;
+      }
+      for (; a < n; a++) {
+        outIds[t] = ids[a]!;
+        outKeys[t++] = keys[a]!;
+      }
+      // Back into the chunk, and when more than CHUNK, into as few more chunks, evenly.
+      const pieces = Math.ceil(t / CHUNK);
+      let from = 0;
+      for (let q = 0; q < pieces; q++) {
+        const to = from + Math.floor((t - from) / (pieces - q));
+        const d = q === 0 ? c : this.#newChunk();
+        for (let k = from; k < to; k++) {
+          d.ids[k - from] = outIds[k]!;
+          d.keys[k - from] = outKeys[k]!;
+        }
+        d.n = to - from;
+        if (q === 0) tops[ci] = d.keys[d.n - 1]!;
+        else {
+          (made ??= []).push(d);
+          (madeAfter ??= []).push(ci);
+        }
+        from = to;
+      }
+    }
+    if (made !== undefined) {
+      // One pass to put the new chunks (in order) right after the chunks they split from.
+      const newChunks: Chunk[] = [];
+      const newTops: number[] = [];
+      let x = 0;
+      for (let ci = 0; ci < chunks.length; ci++) {
+        newChunks.push(chunks[ci]!);
+        newTops.push(tops[ci]!);
+        for (; x < made.length && madeAfter![x] === ci; x++) {
+          const d = made[x]!;
+          newChunks.push(d);
+          newTops.push(d.keys[d.n - 1]!);
+        }
+      }
+      this.#chunks = newChunks;
+      this.#tops = newTops;
+    }
+    this.#size += m;
+    this.#version++;
+  }
+
+  /**
+   * @internal For tests: throws unless every invariant of the class holds (order, keys, no empty
+   * or overfull chunk, tops, slots) and `keyOf` gives each area's key.
+   */
+  checkInvariants(): void {
+    const fail = (what: string): never => {
+      throw new Error(`AreaStore invariant: ${what}`);
+    };
+    if (this.#tops.length !== this.#chunks.length) fail('one top per chunk');
+    let prev: Area | undefined;
+    let size = 0;
+    const seen = new Set<number>();
+    for (let ci = 0; ci < this.#chunks.length; ci++) {
+      const c = this.#chunks[ci]!;
+      if (c.n < 1 || c.n > CHUNK) fail(`chunk ${ci} holds ${c.n} areas`);
+      if (this.#tops[ci] !== c.keys[c.n - 1]) fail(`top of chunk ${ci}`);
+      for (let k = 0; k < c.n; k++) {
+        const id = c.ids[k]!;
+        const a = this.#slots[id];
+        if (a === undefined || seen.has(id)) fail(`slot ${id} at chunk ${ci} index ${k}`);
+        seen.add(id);
+        if (c.keys[k] !== keyOf(a!.last)) fail(`key at chunk ${ci} index ${k}`);
+        if (prev !== undefined && !(prev.last < a!.iova)) fail(`order at chunk ${ci} index ${k}`);
+        prev = a;
+        size++;
+      }
+    }
+    if (size !== this.#size) fail('size');
+    for (const id of this.#freeSlots) if (this.#slots[id] !== undefined || seen.has(id)) fail(`free slot ${id}`);
+    if (seen.size + this.#freeSlots.length !== this.#slots.length) fail('every slot in a chunk or free');
   }
 
   /** Removes the `count` areas from `pos` on (they must exist). */

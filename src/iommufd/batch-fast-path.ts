@@ -17,14 +17,15 @@ import { reservedKeysHit } from './reserved-ranges';
 
 /**
  * MAP batch, first half: checks entry i (iova, length, phys at u64 words 3i..3i+2, `perms[i]`
- * bit 0 read, bit 1 write, both when absent) and inserts its area into `store` at once, so that
- * the search for the next entry also finds an overlap with it. Taken only when every entry passes
- * every check of ioasMap on doubles: values below FAST_LIMIT, perm bits known and not empty,
- * aligned to `mask + 1`, touching no reserved range (`reservedKeys`), no area and no other entry.
+ * bit 0 read, bit 1 write, both when absent) and inserts every area into `store` in one merge
+ * ({@link AreaStore.insertMany}). Taken only when every entry passes every check of ioasMap on
+ * doubles: values below FAST_LIMIT, perm bits known and not empty, aligned to `mask + 1`,
+ * touching no reserved range (`reservedKeys`), no area and no other entry. All checks run before
+ * the store changes.
  * @param areas filled with the new areas, in request order
  * @param starts filled with each new area's iova key
- * @returns true when every entry is in `store`; false when one failed a check, after removing
- *   the ones before (the store is then as before the call)
+ * @returns true when every entry is in `store`; false when one failed a check (the store is then
+ *   untouched)
  */
 export function insertMapBatch(
   store: AreaStore,
@@ -37,6 +38,9 @@ export function insertMapBatch(
   areas: Area[],
   starts: Float64Array,
 ): boolean {
+  const { lastKeys, order, positions } = scratch(n);
+  // Each entry on its own, in request order.
+  let ascending = true;
   for (let i = 0; i < n; i++) {
     const p = perms === undefined ? 3 : perms[i]!;
     const w = 6 * i;
@@ -48,21 +52,60 @@ export function insertMapBatch(
     const length = lengthHi * 4294967296 + words[w + 2 + LO]!;
     const last = start + length - 1;
     ok &&= length !== 0 && !reservedKeysHit(reservedKeys, start, last);
-    const pos = ok ? store.seekExact(start) : 0;
-    const hit = ok ? store.at(pos) : undefined; // the first area ending at or after start
-    const iova = entries[3 * i]!;
-    const lastBig = iova + entries[3 * i + 1]! - 1n;
-    ok &&= hit === undefined || hit.iova > lastBig;
-    if (!ok) {
-      for (let j = 0; j < i; j++) store.remove(store.seekExact(starts[j]!), 1);
-      return false;
-    }
-    const area = makeArea(iova, lastBig, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
-    store.insert(pos, area, last);
-    areas[i] = area;
+    if (!ok) return false;
+    ascending &&= i === 0 || start > starts[i - 1]!;
     starts[i] = start;
+    lastKeys[i] = last;
   }
+  ioaOrder(starts, n, mask + 1, ascending, order);
+  // In IOVA order: each entry clear of the one before and of the table's areas.
+  for (let j = 0; j < n; j++) {
+    const i = order[j]!;
+    const start = starts[i]!;
+    if (j > 0 && start <= lastKeys[order[j - 1]!]!) return false;
+    const pos = store.seekExact(start);
+    const hit = store.at(pos); // the first area ending at or after start
+    const iova = entries[3 * i]!;
+    const last = iova + entries[3 * i + 1]! - 1n;
+    if (hit !== undefined && hit.iova <= last) return false;
+    positions[j] = pos;
+    const p = perms === undefined ? 3 : perms[i]!;
+    areas[i] = makeArea(iova, last, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
+  }
+  store.insertMany(areas, lastKeys, order, positions, n);
   return true;
+}
+
+/** Scratch of {@link insertMapBatch}, reused by every call (none calls out while using it). */
+let scratchArrays = { lastKeys: new Float64Array(256), order: new Int32Array(256), positions: new Int32Array(256), sortKeys: new Float64Array(256) };
+
+/** The scratch arrays with room for `n` entries. */
+function scratch(n: number): typeof scratchArrays {
+  if (scratchArrays.order.length < n) {
+    const m = 2 * n;
+    scratchArrays = { lastKeys: new Float64Array(m), order: new Int32Array(m), positions: new Int32Array(m), sortKeys: new Float64Array(m) };
+  }
+  return scratchArrays;
+}
+
+/**
+ * Fills `order[0..n)` with the entries' indices in the order of their `starts` (a stable order:
+ * equal starts keep request order). Starts are multiples of `align`, so when there are at most
+ * `align` entries, `start + i` (exact: below 2^53) sorts as the start and carries i in its
+ * remainder: a sort of doubles with no comparator call.
+ */
+function ioaOrder(starts: Float64Array, n: number, align: number, ascending: boolean, order: Int32Array): void {
+  if (ascending) {
+    for (let i = 0; i < n; i++) order[i] = i;
+  } else if (n <= align) {
+    const keys = scratchArrays.sortKeys.subarray(0, n);
+    for (let i = 0; i < n; i++) keys[i] = starts[i]! + i;
+    keys.sort();
+    for (let j = 0; j < n; j++) order[j] = keys[j]! % align;
+  } else {
+    const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => starts[a]! - starts[b]! || a - b);
+    for (let j = 0; j < n; j++) order[j] = idx[j]!;
+  }
 }
 
 /**

@@ -190,9 +190,9 @@ export class IoPagetable {
     const store = this.#areas;
     const starts = new Float64Array(n);
     const areas = new Array<Area>(n);
-    // Each checked entry goes into the table at once, so that the search for the next one also
-    // finds an overlap with it; an entry that fails a check undoes the ones before (whose
-    // contents then equal the table's before the call) and leaves the batch to mapMany.
+    // Every entry is checked (against the table and the other entries) before the areas go into
+    // the table in one merge; an entry that fails a check leaves the table untouched and the
+    // batch to mapMany.
     if (!insertMapBatch(store, mask, this.#reservedKeys, entries, words, perms, n, areas, starts)) return -1;
     this.#areasView = undefined;
     const applied = settleMapBatch(store, installEach(this.#domains, areas, { words, perms }), starts, results, n);
