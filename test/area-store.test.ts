@@ -175,4 +175,39 @@ describe('AreaStore', () => {
       expect(() => s.checkInvariants()).toThrow(/order/);
     });
   });
+
+  describe('removeMany (one pass for a batch)', () => {
+    test('random position sets (every chunk, runs, all of them) match a sorted array', () => {
+      const r = new Rng(13);
+      const next = (n: number) => r.u32() % n;
+      for (let round = 0; round < 80; round++) {
+        const s = new AreaStore();
+        const count = next(1500);
+        let ref = Array.from({ length: count }, (_, i) => area(BigInt(2 * i + 1) * 4096n, 4096n));
+        for (const a of ref) s.insert(s.end, a);
+        for (let step = 0; step < 6 && ref.length > 0; step++) {
+          // Leaving: a random subset, or a run, or everything.
+          const kind = next(4);
+          const start = next(ref.length);
+          const pick = ref.map((_, i) => (kind === 0 ? true : kind === 1 ? i >= start && i < start + 1 + next(80) : next(3) === 0));
+          const leaving = ref.filter((_, i) => pick[i]);
+          const positions = Float64Array.from(leaving, (a) => s.seekExact(keyOf(a.iova)));
+          s.removeMany(positions, positions.length);
+          ref = ref.filter((_, i) => !pick[i]);
+          s.checkInvariants();
+          expect(s.toArray()).toEqual(ref);
+          expect(s.size).toBe(ref.length);
+          for (let k = 0; k < 10; k++) {
+            const addr = BigInt(next(2 * count + 4)) * 4096n + BigInt(next(4096));
+            expect(walk(s, s.seekExact(keyOf(addr)))).toEqual(ref.slice(refSeek(ref, addr)));
+          }
+          // The freed slots and chunks serve inserts again.
+          const fresh = area(BigInt(2 * count + 8 + step) * 4096n, 4096n);
+          s.insert(s.end, fresh);
+          ref.push(fresh);
+          s.checkInvariants();
+        }
+      }
+    });
+  });
 });

@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
-import { insertMapBatch } from '../src/iommufd/batch-fast-path.js';
+import { insertMapBatch, takeUnmapBatch } from '../src/iommufd/batch-fast-path.js';
 import { makeArea, type Area } from '../src/iommufd/area.js';
 import { Rng } from './reference-walk';
 
@@ -109,6 +109,69 @@ describe('insertMapBatch', () => {
       expect(res.ok).toBe(!clash);
       const want = clash ? before.map((a) => a.iova / P) : [...resident, ...pages].sort((a, b) => a - b).map(BigInt);
       expect(iovas(s)).toEqual(want);
+    }
+  });
+});
+
+/** takeUnmapBatch of `entries` ([iova, length] each). */
+function take(s: AreaStore, entries: bigint[][]) {
+  const e = BigUint64Array.from(entries.flat());
+  const leaving: Area[] = new Array(entries.length);
+  return { ok: takeUnmapBatch(s, e, new Uint32Array(e.buffer), entries.length, leaving), leaving };
+}
+
+describe('takeUnmapBatch', () => {
+  test('entries naming whole areas, in any order, take them all out; leaving in request order', () => {
+    for (const order of [[8, 2, 100, 4], [2, 4, 8, 100], [100, 8, 4, 2]]) {
+      const s = storeWith([2, 4, 6, 8, 100]);
+      const byPage = new Map(s.toArray().map((a) => [Number(a.iova / P), a]));
+      const r = take(s, order.map((pg) => [BigInt(pg) * P, P]));
+      expect(r.ok, `order ${order}`).toBe(true);
+      expect(r.leaving).toEqual(order.map((pg) => byPage.get(pg)));
+      expect(r.leaving[0]).toBe(byPage.get(order[0]!));
+      s.checkInvariants();
+      expect(iovas(s)).toEqual([6n]);
+    }
+  });
+
+  test('refused, store untouched: an area named twice in any order, part of an area, holes, bad lengths', () => {
+    const cases: [string, bigint[][]][] = [
+      ['the same area twice, apart', [[2n * P, P], [4n * P, P], [2n * P, P]]],
+      ['the same area twice, descending around it', [[8n * P, P], [4n * P, P], [4n * P, P], [2n * P, P]]],
+      ['the same area twice in a row, ascending', [[2n * P, P], [4n * P, P], [4n * P, P], [8n * P, P]]],
+      ['a hole', [[2n * P, P], [3n * P, P]]],
+      ['longer than the area', [[2n * P, 2n * P]]],
+      ['part of a two-page area', [[10n * P, P]]],
+      ['the last page of a two-page area', [[11n * P, P]]],
+      ['zero length', [[2n * P, 0n]]],
+      ['at or above FAST_LIMIT', [[1n << 52n, P]]],
+    ];
+    for (const [what, entries] of cases) {
+      const s = storeWith([2, 4, 6, 8, 100]);
+      s.insert(s.seekExact(10 * 4096), makeArea(10n * P, 12n * P - 1n, 0n, true, true));
+      const before = s.toArray();
+      const version = s.version;
+      expect(take(s, entries).ok, what).toBe(false);
+      expect(s.toArray(), what).toEqual(before);
+      expect(s.version, what).toBe(version);
+      s.checkInvariants();
+    }
+  });
+
+  test('random batches over many chunks match a sorted array', () => {
+    const r = new Rng(9);
+    const next = (n: number) => r.u32() % n;
+    for (let round = 0; round < 40; round++) {
+      const resident = [...new Set(Array.from({ length: 1 + next(2000) }, () => next(6000)))];
+      const s = storeWith(resident);
+      const leaving = resident.filter(() => next(3) === 0).sort(() => next(3) - 1);
+      const twice = next(3) === 0 && leaving.length > 0;
+      const named = twice ? [...leaving, leaving[next(leaving.length)]!].sort(() => next(3) - 1) : leaving;
+      const before = s.toArray();
+      expect(take(s, named.map((pg) => [BigInt(pg) * P, P])).ok).toBe(!twice);
+      s.checkInvariants();
+      const gone = new Set(twice ? [] : leaving);
+      expect(s.toArray()).toEqual(before.filter((a) => !gone.has(Number(a.iova / P))));
     }
   });
 });

@@ -97,6 +97,31 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
     ]);
   });
 
+  test('every unmap entry names one area (the fast path): each leaves the table whole, the others stay', () => {
+    const f = ioasFixture(ONE_DEVICE);
+    const b = APSTART;
+    const G = 1n << 32n;
+    // Areas whose last byte is in another 4 GiB (high u32 half) than their first, and neighbours.
+    const areas: bigint[][] = [
+      [G - P, 2n * P],
+      [G + P, P],
+      [3n * G - 2n * P, 4n * P],
+      [b, P],
+      [(1n << 47n) - P, 2n * P],
+    ];
+    for (const [iova, length] of areas) f.fd.ioasMap(f.ioas, { iova: iova!, length: length!, phys: PHYS + iova! });
+    warmPool(f);
+    const req = unmapReq([areas[2]!, areas[0]!, areas[4]!]);
+    expect(f.fd.ioasUnmapBatch(f.ioas, req)).toBe(3);
+    expect([...req.results]).toEqual([0, 0, 0]);
+    expect([...req.bytes]).toEqual([4n * P, 2n * P, 2n * P]);
+    const rid = f.devs[0]!.rid;
+    const ok = (iova: bigint) => f.iommu.translate(rid, NO_PASID, iova, Access.Read).ok;
+    for (const [iova, length] of [areas[0]!, areas[2]!, areas[4]!]) for (let o = 0n; o < length!; o += P) expect(ok(iova! + o), `0x${(iova! + o).toString(16)}`).toBe(false);
+    expect([ok(G + P), ok(b)]).toEqual([true, true]);
+    expect(mappings(f.fd, f.ioas).map((m) => m.iova)).toEqual([b, G + P]);
+  });
+
   test('output addresses up to 2^52 - 1 map; one byte beyond is ERANGE (batch as per-call)', () => {
     const f = ioasFixture(ONE_DEVICE);
     const top = 1n << 52n;

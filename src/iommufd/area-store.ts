@@ -310,6 +310,75 @@ export class AreaStore {
   }
 
   /**
+   * Removes `m` areas in one pass over the chunks they are in, instead of `m` calls of
+   * {@link remove}: those at `positions[0..m)`, strictly ascending positions of areas (as
+   * {@link seekExact} gives them on the store as it is before this call).
+   */
+  removeMany(positions: Float64Array, m: number): void {
+    if (m === 0) return;
+    const chunks = this.#chunks;
+    const tops = this.#tops;
+    let thin = false;
+    let j = 0;
+    while (j < m) {
+      const ci = (positions[j]! / CHUNK) | 0;
+      const c = chunks[ci]!;
+      const { ids, keys, n } = c;
+      // Slide the areas that stay over those that leave: `w` writes, `r` reads (w <= r).
+      let w = positions[j]! % CHUNK;
+      let r = w;
+      for (; j < m && ((positions[j]! / CHUNK) | 0) === ci; j++) {
+        const k = positions[j]! % CHUNK;
+        for (; r < k; r++) {
+          ids[w] = ids[r]!;
+          keys[w++] = keys[r]!;
+        }
+        this.#freeSlot(ids[k]!);
+        r = k + 1;
+      }
+      for (; r < n; r++) {
+        ids[w] = ids[r]!;
+        keys[w++] = keys[r]!;
+      }
+      c.n = w;
+      if (w > 0) tops[ci] = keys[w - 1]!;
+      thin ||= w <= CHUNK / 2;
+    }
+    this.#size -= m;
+    this.#version++;
+    if (thin) this.#compact();
+  }
+
+  /**
+   * One pass over the chunks: empty ones go, and a chunk folds into the one before when both fit
+   * in half a chunk (as {@link remove} keeps them from thinning out).
+   */
+  #compact(): void {
+    const kept: Chunk[] = [];
+    const tops: number[] = [];
+    for (const c of this.#chunks) {
+      const left = kept[kept.length - 1];
+      if (c.n !== 0 && left !== undefined && left.n + c.n <= CHUNK / 2) {
+        for (let k = 0; k < c.n; k++) {
+          left.ids[left.n + k] = c.ids[k]!;
+          left.keys[left.n + k] = c.keys[k]!;
+        }
+        left.n += c.n;
+        c.n = 0;
+        tops[tops.length - 1] = left.keys[left.n - 1]!;
+      }
+      if (c.n === 0) {
+        this.#retire(c);
+        continue;
+      }
+      kept.push(c);
+      tops.push(c.keys[c.n - 1]!);
+    }
+    this.#chunks = kept;
+    this.#tops = tops;
+  }
+
+  /**
    * @internal For tests: throws unless every invariant of the class holds (order, keys, no empty
    * or overfull chunk, tops, slots) and `keyOf` gives each area's key.
    */

@@ -12,7 +12,7 @@
  */
 import { ERRNO, type IommuError } from '../base/errno';
 import { makeArea, type Area } from './area';
-import { FAST_LIMIT_HI, HI, LO, keyOf, type AreaStore } from './area-store';
+import { FAST_LIMIT_HI, HI, LO, type AreaStore } from './area-store';
 import { reservedKeysHit } from './reserved-ranges';
 
 /**
@@ -76,7 +76,7 @@ export function insertMapBatch(
   return true;
 }
 
-/** Scratch of {@link insertMapBatch}, reused by every call (none calls out while using it). */
+/** Scratch of {@link insertMapBatch} and {@link takeUnmapBatch}, reused by every call (neither calls out while using it). */
 let scratchArrays = { lastKeys: new Float64Array(256), order: new Int32Array(256), positions: new Int32Array(256), sortKeys: new Float64Array(256) };
 
 /** The scratch arrays with room for `n` entries. */
@@ -137,13 +137,15 @@ export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | 
 
 /**
  * UNMAP batch, first half: entry i (iova, length at u64 words 2i, 2i+1) must be below FAST_LIMIT
- * and name exactly one area; that area leaves `store` at once, so that a second entry naming it
- * finds nothing.
+ * and name exactly one area, and no two entries the same one; then every named area leaves `store`
+ * in one pass ({@link AreaStore.removeMany}). All checks run before the store changes.
  * @param leaving filled with the areas taken out, in request order
- * @returns true when every entry named its own area; false when one did not, after putting the
- *   ones before back (the store is then as before the call)
+ * @returns true when every entry named its own area (all removed); false when one did not (the
+ *   store is then untouched)
  */
 export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words: Uint32Array, n: number, leaving: Area[]): boolean {
+  const positions = scratch(n).sortKeys;
+  let ascending = true;
   for (let i = 0; i < n; i++) {
     const w = 4 * i;
     const iovaHi = words[w + HI]!;
@@ -154,13 +156,17 @@ export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words:
     const pos = ok ? store.seekExact(start) : 0;
     ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
     const a = ok ? store.at(pos)! : undefined;
-    if (a === undefined || a.iova !== entries[2 * i]) {
-      for (let j = 0; j < i; j++) store.insert(store.seekExact(keyOf(leaving[j]!.iova)), leaving[j]!);
-      return false;
-    }
-    store.remove(pos, 1);
+    if (a === undefined || a.iova !== entries[2 * i]) return false;
     leaving[i] = a;
+    ascending &&= i === 0 || pos > positions[i - 1]!;
+    positions[i] = pos;
   }
+  if (!ascending) {
+    // Sorted, two entries naming one area stand side by side.
+    positions.subarray(0, n).sort();
+    for (let j = 1; j < n; j++) if (positions[j] === positions[j - 1]) return false;
+  }
+  store.removeMany(positions, n);
   return true;
 }
 

@@ -176,9 +176,10 @@ export class HwptPaging extends FdObject implements DomainSink {
     this.#endChildren();
   }
 
-  unmapAreas(areas: readonly Area[]): void {
-    const status = new Int32Array(areas.length);
-    if (!this.engine.unmapBatch(this.domain, areas, status)) {
+  unmapAreas(areas: readonly Area[], words?: Uint32Array): void {
+    const status = scratch(1, areas.length);
+    const done = words === undefined ? this.engine.unmapBatch(this.domain, areas, status) : this.engine.unmapBatchWords(this.domain, words, HI, areas.length, status);
+    if (!done) {
       for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
     }
     this.#endChildren();

@@ -213,12 +213,12 @@ export class IoPagetable {
     if (n === 0) return -1;
     const words = new Uint32Array(entries.buffer, entries.byteOffset, 4 * n);
     const leaving = new Array<Area>(n);
-    // Each area found leaves the table at once, so that a second entry naming it finds nothing;
-    // an entry that is not exactly one area puts the ones before back and leaves the batch to
+    // Every entry is checked (one whole area each, no area named twice) before the areas leave
+    // the table in one pass; an entry that fails leaves the table untouched and the batch to
     // unmapMany.
     if (!takeUnmapBatch(this.#areas, entries, words, n, leaving)) return -1;
     this.#areasView = undefined;
-    removeFromDomains(this.#domains, leaving);
+    removeFromDomains(this.#domains, leaving, words);
     fillUnmapResults(words, results, bytes, n);
     return n;
   }
