@@ -209,27 +209,6 @@ export class Engine<Device = unknown, Fd = unknown> {
     });
   }
 
-  /**
-   * {@link unmapBatch} of `count` ranges given as u32 halves, with no BigInt read or write: range i
-   * is `[iova, iova + length - 1]` for the u64 words 2i (iova) and 2i+1 (length) of `words` (halves
-   * at `hi`/`lo` within a word), both below 2^52 and the length not 0 (the caller has checked).
-   */
-  unmapBatchWords(domain: number, words: Uint32Array, hi: number, count: number, status: Int32Array): boolean {
-    const lo = 1 - hi;
-    return this.#batch(domain, count, status, 'unmapBatch', (_w, at, i, rec) => {
-      const w = 4 * i;
-      const r = 2 * at; // u32 index of the record; each u64 field: low half first (Wasm memory is little-endian)
-      const iovaLo = words[w + lo]!;
-      const iovaHi = words[w + hi]!;
-      // Below 2^53, so exact as a double; its halves by exact division by 2^32.
-      const last = iovaHi * 4294967296 + iovaLo + (words[w + 2 + hi]! * 4294967296 + words[w + 2 + lo]!) - 1;
-      rec[r + abi.MAPREC_IOVA / 4] = iovaLo;
-      rec[r + abi.MAPREC_IOVA / 4 + 1] = iovaHi;
-      rec[r + abi.MAPREC_LAST / 4] = last >>> 0;
-      rec[r + abi.MAPREC_LAST / 4 + 1] = Math.floor(last / 4294967296);
-    });
-  }
-
   /** `unmap` of `[ranges[i].iova, ranges[i].last]` for each range, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
   unmapBatch(domain: number, ranges: readonly BatchRange[], status: Int32Array): boolean {
     return this.#batch(domain, ranges.length, status, 'unmapBatch', (w, at, i) => {

@@ -61,6 +61,8 @@ class Chunk {
   readonly ids = new Int32Array(CHUNK);
   /** `keys[k]` is `keyOf(last)` of area `ids[k]`. */
   readonly keys = new Float64Array(CHUNK);
+  /** The {@link AreaStore.removeMany} call that last touched this chunk (its `#pass`). */
+  pass = 0;
 }
 
 /** Scratch of {@link AreaStore.insertMany}: one chunk's areas merged with a batch's, before the split. */
@@ -89,6 +91,10 @@ export class AreaStore {
   #version = 0;
   /** Empty chunks kept for reuse (at most SPARE): a new typed array costs more than a whole MAP. */
   #spare: Chunk[] = [];
+  /** Counts {@link removeMany} calls, to know the chunks one touched. */
+  #pass = 0;
+  /** Scratch of {@link removeMany}: the chunks it touches. */
+  #touched: Chunk[] = [];
 
   /** Changes on every insert, remove and load: a position taken at one version is valid at that version only. */
   get version(): number {
@@ -289,21 +295,24 @@ export class AreaStore {
       }
     }
     if (made !== undefined) {
-      // One pass to put the new chunks (in order) right after the chunks they split from.
-      const newChunks: Chunk[] = [];
-      const newTops: number[] = [];
-      let x = 0;
-      for (let ci = 0; ci < chunks.length; ci++) {
-        newChunks.push(chunks[ci]!);
-        newTops.push(tops[ci]!);
-        for (; x < made.length && madeAfter![x] === ci; x++) {
-          const d = made[x]!;
-          newChunks.push(d);
-          newTops.push(d.keys[d.n - 1]!);
-        }
+      // The new chunks right after the chunks they split from, in order: in place, from the back
+      // (the arrays grow by pushes, so they stay packed).
+      const old = chunks.length;
+      for (let x = 0; x < made.length; x++) {
+        chunks.push(made[x]!);
+        tops.push(0);
       }
-      this.#chunks = newChunks;
-      this.#tops = newTops;
+      let x = made.length - 1;
+      let to = chunks.length - 1;
+      for (let ci = old - 1; x >= 0; ci--) {
+        for (; x >= 0 && madeAfter![x] === ci; x--, to--) {
+          const d = made[x]!;
+          chunks[to] = d;
+          tops[to] = d.keys[d.n - 1]!;
+        }
+        chunks[to] = chunks[ci]!;
+        tops[to--] = tops[ci]!;
+      }
     }
     this.#size += m;
     this.#version++;
@@ -311,42 +320,67 @@ export class AreaStore {
 
   /**
    * Removes `m` areas in one pass over the chunks they are in, instead of `m` calls of
-   * {@link remove}: those at `positions[0..m)`, strictly ascending positions of areas (as
+   * {@link remove}: those at `positions[0..m)`, positions of areas in any order (as
    * {@link seekExact} gives them on the store as it is before this call).
+   * @returns false, with the store unchanged, when a position is given twice
    */
-  removeMany(positions: Float64Array, m: number): void {
-    if (m === 0) return;
+  removeMany(positions: Float64Array, m: number): boolean {
+    if (m === 0) return true;
     const chunks = this.#chunks;
-    const tops = this.#tops;
+    const touched = this.#touched;
+    const pass = ++this.#pass;
+    // Mark each leaving slot as ~slot (negative; slots are not), noting each chunk once.
+    for (let j = 0; j < m; j++) {
+      const p = positions[j]!;
+      const c = chunks[(p / CHUNK) | 0]!;
+      const k = p % CHUNK;
+      const id = c.ids[k]!;
+      if (id < 0) {
+        // Named twice: unmark the ones before (this one's mark is the first naming's).
+        for (let u = 0; u < j; u++) {
+          const q = positions[u]!;
+          const d = chunks[(q / CHUNK) | 0]!;
+          const at = q % CHUNK;
+          if (d.ids[at]! < 0) d.ids[at] = ~d.ids[at]!;
+        }
+        touched.length = 0;
+        return false;
+      }
+      c.ids[k] = ~id;
+      if (c.pass !== pass) {
+        c.pass = pass;
+        touched.push(c);
+      }
+    }
+    // Each touched chunk once: the areas that stay slide over the marked ones.
     let thin = false;
-    let j = 0;
-    while (j < m) {
-      const ci = (positions[j]! / CHUNK) | 0;
-      const c = chunks[ci]!;
+    for (const c of touched) {
       const { ids, keys, n } = c;
-      // Slide the areas that stay over those that leave: `w` writes, `r` reads (w <= r).
-      let w = positions[j]! % CHUNK;
-      let r = w;
-      for (; j < m && ((positions[j]! / CHUNK) | 0) === ci; j++) {
-        const k = positions[j]! % CHUNK;
-        for (; r < k; r++) {
-          ids[w] = ids[r]!;
+      let w = 0;
+      for (let r = 0; r < n; r++) {
+        const id = ids[r]!;
+        if (id < 0) this.#freeSlot(~id);
+        else {
+          ids[w] = id;
           keys[w++] = keys[r]!;
         }
-        this.#freeSlot(ids[k]!);
-        r = k + 1;
-      }
-      for (; r < n; r++) {
-        ids[w] = ids[r]!;
-        keys[w++] = keys[r]!;
       }
       c.n = w;
-      if (w > 0) tops[ci] = keys[w - 1]!;
       thin ||= w <= CHUNK / 2;
     }
+    touched.length = 0;
     this.#size -= m;
     this.#version++;
+    // Tops, empty chunks and thin neighbours in one pass when needed; otherwise the tops only.
     if (thin) this.#compact();
+    else {
+      const tops = this.#tops;
+      for (let ci = 0; ci < chunks.length; ci++) {
+        const c = chunks[ci]!;
+        if (c.pass === pass) tops[ci] = c.keys[c.n - 1]!;
+      }
+    }
+    return true;
   }
 
   /**
@@ -354,10 +388,12 @@ export class AreaStore {
    * in half a chunk (as {@link remove} keeps them from thinning out).
    */
   #compact(): void {
-    const kept: Chunk[] = [];
-    const tops: number[] = [];
-    for (const c of this.#chunks) {
-      const left = kept[kept.length - 1];
+    const chunks = this.#chunks;
+    const tops = this.#tops;
+    let kept = 0;
+    for (let ci = 0; ci < chunks.length; ci++) {
+      const c = chunks[ci]!;
+      const left = kept > 0 ? chunks[kept - 1]! : undefined;
       if (c.n !== 0 && left !== undefined && left.n + c.n <= CHUNK / 2) {
         for (let k = 0; k < c.n; k++) {
           left.ids[left.n + k] = c.ids[k]!;
@@ -365,17 +401,17 @@ export class AreaStore {
         }
         left.n += c.n;
         c.n = 0;
-        tops[tops.length - 1] = left.keys[left.n - 1]!;
+        tops[kept - 1] = left.keys[left.n - 1]!;
       }
       if (c.n === 0) {
         this.#retire(c);
         continue;
       }
-      kept.push(c);
-      tops.push(c.keys[c.n - 1]!);
+      chunks[kept] = c;
+      tops[kept++] = c.keys[c.n - 1]!;
     }
-    this.#chunks = kept;
-    this.#tops = tops;
+    chunks.length = kept;
+    tops.length = kept;
   }
 
   /**

@@ -12,7 +12,7 @@
  */
 import { ERRNO, type IommuError } from '../base/errno';
 import { makeArea, type Area } from './area';
-import { FAST_LIMIT_HI, HI, LO, type AreaStore } from './area-store';
+import { FAST_LIMIT_HI, HI, LO, keyOf, type AreaStore } from './area-store';
 import { reservedKeysHit } from './reserved-ranges';
 
 /**
@@ -57,7 +57,7 @@ export function insertMapBatch(
     starts[i] = start;
     lastKeys[i] = last;
   }
-  ioaOrder(starts, n, mask + 1, ascending, order);
+  ioaOrder(starts, n, mask, ascending, order);
   // In IOVA order: each entry clear of the one before and of the table's areas.
   for (let j = 0; j < n; j++) {
     const i = order[j]!;
@@ -90,18 +90,18 @@ function scratch(n: number): typeof scratchArrays {
 
 /**
  * Fills `order[0..n)` with the entries' indices in the order of their `starts` (a stable order:
- * equal starts keep request order). Starts are multiples of `align`, so when there are at most
- * `align` entries, `start + i` (exact: below 2^53) sorts as the start and carries i in its
- * remainder: a sort of doubles with no comparator call.
+ * equal starts keep request order). Starts are multiples of the alignment `mask + 1` (a power of
+ * two, at most PAGE_SIZE), so when there are at most that many entries, `start + i` (exact: below
+ * 2^53) sorts as the start and carries i in its low bits: a sort of doubles with no comparator call.
  */
-function ioaOrder(starts: Float64Array, n: number, align: number, ascending: boolean, order: Int32Array): void {
+function ioaOrder(starts: Float64Array, n: number, mask: number, ascending: boolean, order: Int32Array): void {
   if (ascending) {
     for (let i = 0; i < n; i++) order[i] = i;
-  } else if (n <= align) {
+  } else if (n <= mask + 1) {
     const keys = scratchArrays.sortKeys.subarray(0, n);
     for (let i = 0; i < n; i++) keys[i] = starts[i]! + i;
     keys.sort();
-    for (let j = 0; j < n; j++) order[j] = keys[j]! % align;
+    for (let j = 0; j < n; j++) order[j] = (keys[j]! >>> 0) & mask; // ToUint32 is exact modulo 2^32
   } else {
     const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => starts[a]! - starts[b]! || a - b);
     for (let j = 0; j < n; j++) order[j] = idx[j]!;
@@ -138,14 +138,13 @@ export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | 
 /**
  * UNMAP batch, first half: entry i (iova, length at u64 words 2i, 2i+1) must be below FAST_LIMIT
  * and name exactly one area, and no two entries the same one; then every named area leaves `store`
- * in one pass ({@link AreaStore.removeMany}). All checks run before the store changes.
+ * in one pass ({@link AreaStore.removeMany}, which also refuses an area named twice).
  * @param leaving filled with the areas taken out, in request order
  * @returns true when every entry named its own area (all removed); false when one did not (the
  *   store is then untouched)
  */
 export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words: Uint32Array, n: number, leaving: Area[]): boolean {
   const positions = scratch(n).sortKeys;
-  let ascending = true;
   for (let i = 0; i < n; i++) {
     const w = 4 * i;
     const iovaHi = words[w + HI]!;
@@ -156,18 +155,11 @@ export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words:
     const pos = ok ? store.seekExact(start) : 0;
     ok &&= pos !== store.end && store.lastKeyAt(pos) === start + length - 1;
     const a = ok ? store.at(pos)! : undefined;
-    if (a === undefined || a.iova !== entries[2 * i]) return false;
+    if (a === undefined || keyOf(a.iova) !== start) return false; // keyOf reads a bigint without making one
     leaving[i] = a;
-    ascending &&= i === 0 || pos > positions[i - 1]!;
     positions[i] = pos;
   }
-  if (!ascending) {
-    // Sorted, two entries naming one area stand side by side.
-    positions.subarray(0, n).sort();
-    for (let j = 1; j < n; j++) if (positions[j] === positions[j - 1]) return false;
-  }
-  store.removeMany(positions, n);
-  return true;
+  return store.removeMany(positions, n); // refuses an area named twice
 }
 
 /**

@@ -32,13 +32,8 @@ export interface DomainSink {
    *   undefined for the whole list when every area was installed
    */
   mapAreas?(areas: readonly Area[], entries?: BatchEntries): (IommuError | undefined)[] | undefined;
-  /**
-   * Optional: `unmapArea` for each area, in order, as one call.
-   * @param words the same areas as the requests of an UNMAP batch, for a sink that would rather read
-   *   those than the areas' bigints: area k is `[iova, iova + length - 1]` for the u64 words 2k
-   *   (iova) and 2k+1 (length), read as u32 halves (HI/LO of area-store.ts), all below FAST_LIMIT
-   */
-  unmapAreas?(areas: readonly Area[], words?: Uint32Array): void;
+  /** Optional: `unmapArea` for each area, in order, as one call. */
+  unmapAreas?(areas: readonly Area[]): void;
 }
 
 /**
@@ -104,13 +99,10 @@ export function installEach(domains: readonly DomainEntry[], areas: readonly Are
   return areas.map((a) => caught(() => installInDomains(domains, a)));
 }
 
-/**
- * Every area of `leaving` out of every domain: one call per domain that takes batches. Never throws.
- * @param words the UNMAP batch requests `leaving` is exactly, when it is one (see {@link DomainSink.unmapAreas})
- */
-export function removeFromDomains(domains: readonly DomainEntry[], leaving: readonly Area[], words?: Uint32Array): void {
+/** Every area of `leaving` out of every domain: one call per domain that takes batches. Never throws. */
+export function removeFromDomains(domains: readonly DomainEntry[], leaving: readonly Area[]): void {
   for (const d of domains) {
-    if (d.sink.unmapAreas) d.sink.unmapAreas(leaving, words);
+    if (d.sink.unmapAreas) d.sink.unmapAreas(leaving);
     else for (const a of leaving) d.sink.unmapArea(a);
   }
 }

@@ -176,10 +176,8 @@ export class HwptPaging extends FdObject implements DomainSink {
     this.#endChildren();
   }
 
-  unmapAreas(areas: readonly Area[], words?: Uint32Array): void {
-    const status = scratch(1, areas.length);
-    const done = words === undefined ? this.engine.unmapBatch(this.domain, areas, status) : this.engine.unmapBatchWords(this.domain, words, HI, areas.length, status);
-    if (!done) {
+  unmapAreas(areas: readonly Area[]): void {
+    if (!this.engine.unmapBatch(this.domain, areas, scratch(1, areas.length))) {
       for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
     }
     this.#endChildren();

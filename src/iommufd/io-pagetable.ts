@@ -218,7 +218,7 @@ export class IoPagetable {
     // unmapMany.
     if (!takeUnmapBatch(this.#areas, entries, words, n, leaving)) return -1;
     this.#areasView = undefined;
-    removeFromDomains(this.#domains, leaving, words);
+    removeFromDomains(this.#domains, leaving);
     fillUnmapResults(words, results, bytes, n);
     return n;
   }
