@@ -191,10 +191,10 @@ describe('AreaStore', () => {
           const start = next(ref.length);
           const pick = ref.map((_, i) => (kind === 0 ? true : kind === 1 ? i >= start && i < start + 1 + next(80) : next(3) === 0));
           const leaving = ref.filter((_, i) => pick[i]);
-          const positions = Float64Array.from(leaving, (a) => s.seekExact(keyOf(a.iova))).sort((x, y) => (next(3) === 0 ? x - y : y - x));
+          const positions = Int32Array.from(leaving, (a) => s.seekExact(keyOf(a.iova))).sort((x, y) => (next(3) === 0 ? x - y : y - x));
           // Sometimes one position twice first: refused, nothing changes.
           if (leaving.length > 0 && next(4) === 0) {
-            const twice = Float64Array.from([...positions, positions[next(positions.length)]!]).sort(() => next(3) - 1);
+            const twice = Int32Array.from([...positions, positions[next(positions.length)]!]).sort(() => next(3) - 1);
             const version = s.version;
             expect(s.removeMany(twice, twice.length)).toBe(false);
             expect(s.version).toBe(version);

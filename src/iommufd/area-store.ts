@@ -324,7 +324,7 @@ export class AreaStore {
    * {@link seekExact} gives them on the store as it is before this call).
    * @returns false, with the store unchanged, when a position is given twice
    */
-  removeMany(positions: Float64Array, m: number): boolean {
+  removeMany(positions: Int32Array, m: number): boolean {
     if (m === 0) return true;
     const chunks = this.#chunks;
     const touched = this.#touched;

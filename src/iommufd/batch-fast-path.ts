@@ -98,9 +98,9 @@ function ioaOrder(starts: Float64Array, n: number, mask: number, ascending: bool
   if (ascending) {
     for (let i = 0; i < n; i++) order[i] = i;
   } else if (n <= mask + 1) {
-    const keys = scratchArrays.sortKeys.subarray(0, n);
+    const keys = scratchArrays.sortKeys;
     for (let i = 0; i < n; i++) keys[i] = starts[i]! + i;
-    keys.sort();
+    sortDoubles(keys, 0, n - 1);
     for (let j = 0; j < n; j++) order[j] = (keys[j]! >>> 0) & mask; // ToUint32 is exact modulo 2^32
   } else {
     const idx = Array.from({ length: n }, (_, i) => i).sort((a, b) => starts[a]! - starts[b]! || a - b);
@@ -144,7 +144,7 @@ export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | 
  *   store is then untouched)
  */
 export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words: Uint32Array, n: number, leaving: Area[]): boolean {
-  const positions = scratch(n).sortKeys;
+  const positions = scratch(n).positions;
   for (let i = 0; i < n; i++) {
     const w = 4 * i;
     const iovaHi = words[w + HI]!;
@@ -175,4 +175,48 @@ export function fillUnmapResults(words: Uint32Array, results: Int32Array, bytes:
       out[2 * i + 1] = words[4 * i + 3]!;
     }
   }
+}
+
+/**
+ * Sorts `a[lo..hi]` ascending in place: a quicksort (median of three) that finishes small runs by
+ * insertion. For the few hundred distinct doubles of a batch it is several times faster than
+ * `Float64Array.prototype.sort` in V8.
+ */
+function sortDoubles(a: Float64Array, lo: number, hi: number): void {
+  while (hi - lo > 16) {
+    const mid = (lo + hi) >>> 1;
+    // Median of three to a[mid], then Hoare partition around its value.
+    if (a[mid]! < a[lo]!) swap(a, mid, lo);
+    if (a[hi]! < a[lo]!) swap(a, hi, lo);
+    if (a[hi]! < a[mid]!) swap(a, hi, mid);
+    const pivot = a[mid]!;
+    let i = lo;
+    let j = hi;
+    for (;;) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i >= j) break;
+      swap(a, i++, j--);
+    }
+    // Recurse into the smaller side, loop on the larger (stack depth O(log n)).
+    if (j - lo < hi - j) {
+      sortDoubles(a, lo, j);
+      lo = j + 1;
+    } else {
+      sortDoubles(a, j + 1, hi);
+      hi = j;
+    }
+  }
+  for (let i = lo + 1; i <= hi; i++) {
+    const v = a[i]!;
+    let j = i - 1;
+    for (; j >= lo && a[j]! > v; j--) a[j + 1] = a[j]!;
+    a[j + 1] = v;
+  }
+}
+
+function swap(a: Float64Array, i: number, j: number): void {
+  const t = a[i]!;
+  a[i] = a[j]!;
+  a[j] = t;
 }
