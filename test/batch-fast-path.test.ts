@@ -117,7 +117,7 @@ describe('insertMapBatch', () => {
 function take(s: AreaStore, entries: bigint[][]) {
   const e = BigUint64Array.from(entries.flat());
   const leaving: Area[] = new Array(entries.length);
-  return { ok: takeUnmapBatch(s, e, new Uint32Array(e.buffer), entries.length, leaving), leaving };
+  return { ok: takeUnmapBatch(s, new Uint32Array(e.buffer), entries.length, leaving), leaving };
 }
 
 describe('takeUnmapBatch', () => {

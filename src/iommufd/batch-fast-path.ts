@@ -143,7 +143,7 @@ export function settleMapBatch(store: AreaStore, errors: readonly (IommuError | 
  * @returns true when every entry named its own area (all removed); false when one did not (the
  *   store is then untouched)
  */
-export function takeUnmapBatch(store: AreaStore, entries: BigUint64Array, words: Uint32Array, n: number, leaving: Area[]): boolean {
+export function takeUnmapBatch(store: AreaStore, words: Uint32Array, n: number, leaving: Area[]): boolean {
   const positions = scratch(n).positions;
   for (let i = 0; i < n; i++) {
     const w = 4 * i;
@@ -179,8 +179,8 @@ export function fillUnmapResults(words: Uint32Array, results: Int32Array, bytes:
 
 /**
  * Sorts `a[lo..hi]` ascending in place: a quicksort (median of three) that finishes small runs by
- * insertion. For the few hundred distinct doubles of a batch it is several times faster than
- * `Float64Array.prototype.sort` in V8.
+ * insertion. For the few hundred distinct doubles of a batch it takes about two thirds of the time
+ * of `Float64Array.prototype.sort` in V8 (Node 24).
  */
 function sortDoubles(a: Float64Array, lo: number, hi: number): void {
   while (hi - lo > 16) {

@@ -216,7 +216,7 @@ export class IoPagetable {
     // Every entry is checked (one whole area each, no area named twice) before the areas leave
     // the table in one pass; an entry that fails leaves the table untouched and the batch to
     // unmapMany.
-    if (!takeUnmapBatch(this.#areas, entries, words, n, leaving)) return -1;
+    if (!takeUnmapBatch(this.#areas, words, n, leaving)) return -1;
     this.#areasView = undefined;
     removeFromDomains(this.#domains, leaving);
     fillUnmapResults(words, results, bytes, n);
