@@ -20,6 +20,16 @@ const unmapReq = (entries: bigint[][]) => ({
   results: new Int32Array(entries.length).fill(-1),
   bytes: new BigUint64Array(entries.length),
 });
+/**
+ * Puts table pages on the engine's free list (a map and unmap far away), so that the next batch
+ * finds a scratch page for its records: a fresh engine has none, and batches then install area
+ * by area.
+ */
+function warmPool(f: IoasFixture): void {
+  f.fd.ioasMap(f.ioas, { iova: f.base + (1n << 45n), length: P, phys: PHYS });
+  f.fd.ioasUnmap(f.ioas, f.base + (1n << 45n), P);
+}
+
 /** The errno (number) a per-call command throws, 0 when it succeeds. */
 function outcome(fn: () => unknown): number {
   try {
@@ -55,6 +65,61 @@ describe('ioasMapBatch / ioasUnmapBatch', () => {
     const dev = f.devs[0]!;
     expect(f.iommu.translate(dev.rid, NO_PASID, b + 4n * P, Access.Read).ok).toBe(true);
     expect(f.iommu.translate(dev.rid, NO_PASID, b + 4n * P, Access.Write).ok).toBe(false);
+  });
+
+  test('every entry valid (the fast path): each entry gets its own perms and output address', () => {
+    const f = ioasFixture(ONE_DEVICE);
+    const b = APSTART;
+    warmPool(f);
+    // Out of IOVA order, far apart and close together; read-only, write-only, both.
+    const req = mapReq([
+      [b + (1n << 40n), P, PHYS + 5n * P],
+      [b, 2n * P, PHYS],
+      [b + 2n * P, P, PHYS + 9n * P],
+      [b + (1n << 33n), P, PHYS + 3n * P],
+    ], [MAP_READ, MAP_WRITE, MAP_READ | MAP_WRITE, MAP_WRITE]);
+    expect(f.fd.ioasMapBatch(f.ioas, req)).toBe(4);
+    expect([...req.results]).toEqual([0, 0, 0, 0]);
+    const rid = f.devs[0]!.rid;
+    const tr = (iova: bigint, access: Access) => {
+      const r = f.iommu.translate(rid, NO_PASID, iova, access);
+      return r.ok ? r.phys : undefined;
+    };
+    expect([tr(b + (1n << 40n) + 8n, Access.Read), tr(b + (1n << 40n), Access.Write)]).toEqual([PHYS + 5n * P + 8n, undefined]);
+    expect([tr(b + P + 16n, Access.Write), tr(b, Access.Read)]).toEqual([PHYS + P + 16n, undefined]);
+    expect([tr(b + 2n * P, Access.Read), tr(b + 2n * P + P - 1n, Access.Write)]).toEqual([PHYS + 9n * P, PHYS + 9n * P + P - 1n]);
+    expect([tr(b + (1n << 33n), Access.Write), tr(b + (1n << 33n), Access.Read)]).toEqual([PHYS + 3n * P, undefined]);
+    expect(mappings(f.fd, f.ioas).map((m) => [m.iova, m.last, m.phys, m.read, m.write])).toEqual([
+      [b, b + 2n * P - 1n, PHYS, false, true],
+      [b + 2n * P, b + 3n * P - 1n, PHYS + 9n * P, true, true],
+      [b + (1n << 33n), b + (1n << 33n) + P - 1n, PHYS + 3n * P, false, true],
+      [b + (1n << 40n), b + (1n << 40n) + P - 1n, PHYS + 5n * P, true, false],
+    ]);
+  });
+
+  test('every unmap entry names one area (the fast path): each leaves the table whole, the others stay', () => {
+    const f = ioasFixture(ONE_DEVICE);
+    const b = APSTART;
+    const G = 1n << 32n;
+    // Areas whose last byte is in another 4 GiB (high u32 half) than their first, and neighbours.
+    const areas: bigint[][] = [
+      [G - P, 2n * P],
+      [G + P, P],
+      [3n * G - 2n * P, 4n * P],
+      [b, P],
+      [(1n << 47n) - P, 2n * P],
+    ];
+    for (const [iova, length] of areas) f.fd.ioasMap(f.ioas, { iova: iova!, length: length!, phys: PHYS + iova! });
+    warmPool(f);
+    const req = unmapReq([areas[2]!, areas[0]!, areas[4]!]);
+    expect(f.fd.ioasUnmapBatch(f.ioas, req)).toBe(3);
+    expect([...req.results]).toEqual([0, 0, 0]);
+    expect([...req.bytes]).toEqual([4n * P, 2n * P, 2n * P]);
+    const rid = f.devs[0]!.rid;
+    const ok = (iova: bigint) => f.iommu.translate(rid, NO_PASID, iova, Access.Read).ok;
+    for (const [iova, length] of [areas[0]!, areas[2]!, areas[4]!]) for (let o = 0n; o < length!; o += P) expect(ok(iova! + o), `0x${(iova! + o).toString(16)}`).toBe(false);
+    expect([ok(G + P), ok(b)]).toEqual([true, true]);
+    expect(mappings(f.fd, f.ioas).map((m) => m.iova)).toEqual([b, G + P]);
   });
 
   test('output addresses up to 2^52 - 1 map; one byte beyond is ERANGE (batch as per-call)', () => {

@@ -186,6 +186,29 @@ export class Engine<Device = unknown, Fd = unknown> {
     });
   }
 
+  /**
+   * {@link mapBatch} of ranges given as u32 halves instead of areas, with no BigInt read or write:
+   * range `pick[i]` maps the u64 words 3k (iova), 3k+1 (length), 3k+2 (phys) of `words` (k =
+   * `pick[i]`, halves at `hi`/`lo` within a word) with perm bits `perms[k]` (bit 0 PTE_R, bit 1
+   * PTE_W; both when absent). The caller has checked them (lengths not 0, perms not empty).
+   */
+  mapBatchWords(domain: number, words: Uint32Array, hi: number, perms: Uint8Array | undefined, pick: Int32Array, count: number, status: Int32Array): boolean {
+    const lo = 1 - hi;
+    return this.#batch(domain, count, status, 'mapBatch', (_w, at, i, rec) => {
+      const k = pick[i]!;
+      const w = 6 * k;
+      const r = 2 * at; // u32 index of the record; each u64 field: low half first (Wasm memory is little-endian)
+      rec[r + abi.MAPREC_IOVA / 4] = words[w + lo]!;
+      rec[r + abi.MAPREC_IOVA / 4 + 1] = words[w + hi]!;
+      rec[r + abi.MAPREC_LENGTH / 4] = words[w + 2 + lo]!;
+      rec[r + abi.MAPREC_LENGTH / 4 + 1] = words[w + 2 + hi]!;
+      rec[r + abi.MAPREC_PHYS / 4] = words[w + 4 + lo]!;
+      rec[r + abi.MAPREC_PHYS / 4 + 1] = words[w + 4 + hi]!;
+      const p = perms === undefined ? 3 : perms[k]!;
+      rec[r + abi.MAPREC_PERM / 4] = (p & 1 ? abi.PTE_R : 0) | (p & 2 ? abi.PTE_W : 0);
+    });
+  }
+
   /** `unmap` of `[ranges[i].iova, ranges[i].last]` for each range, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
   unmapBatch(domain: number, ranges: readonly BatchRange[], status: Int32Array): boolean {
     return this.#batch(domain, ranges.length, status, 'unmapBatch', (w, at, i) => {
@@ -196,10 +219,10 @@ export class Engine<Device = unknown, Fd = unknown> {
   }
 
   /**
-   * Writes the records a page at a time (`fill` writes range i at u64 word `at` of the page) into a
-   * scratch page of the pool and runs `run` over them.
+   * Writes the records a page at a time (`fill` writes range i at u64 word `at` of the page, through
+   * `w` or, as u32 halves, `rec`) into a scratch page of the pool and runs `run` over them.
    */
-  #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number) => void): boolean {
+  #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number, rec: Uint32Array) => void): boolean {
     const exports = this.core.exports;
     const page = exports.scratchAlloc();
     this.core.syncAfterControl();
@@ -209,7 +232,8 @@ export class Engine<Device = unknown, Fd = unknown> {
       for (let from = 0; from < count; from += perPage) {
         const n = Math.min(perPage, count - from);
         const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
-        for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i);
+        const rec = new Uint32Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 4);
+        for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i, rec);
         exports[run](domain, page, n);
         this.core.syncAfterControl();
         const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);

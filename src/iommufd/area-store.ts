@@ -30,6 +30,11 @@ export function keyOf(x: bigint): number {
   return halves[HI]! * 4294967296 + halves[LO]!;
 }
 
+/** {@link keyOf} of the u64 at u32 index `at` of `words` (a Uint32Array over u64 words), with no BigInt read. */
+export function keyOfHalves(words: Uint32Array, at: number): number {
+  return words[at + HI]! * 4294967296 + words[at + LO]!;
+}
+
 /**
  * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP
  * (io-pagetable.ts, batch-fast-path.ts): their keys are exact and so are sums of two of them
@@ -56,6 +61,17 @@ class Chunk {
   readonly ids = new Int32Array(CHUNK);
   /** `keys[k]` is `keyOf(last)` of area `ids[k]`. */
   readonly keys = new Float64Array(CHUNK);
+  /** The {@link AreaStore.removeMany} call that last touched this chunk (its `#pass`). */
+  pass = 0;
+}
+
+/** Scratch of {@link AreaStore.insertMany}: one chunk's areas merged with a batch's, before the split. */
+let merge = { ids: new Int32Array(4 * CHUNK), keys: new Float64Array(4 * CHUNK) };
+
+/** The merge buffers, with room for `n`. */
+function mergeBuffers(n: number): { ids: Int32Array; keys: Float64Array } {
+  if (merge.ids.length < n) merge = { ids: new Int32Array(2 * n), keys: new Float64Array(2 * n) };
+  return merge;
 }
 
 /**
@@ -75,6 +91,10 @@ export class AreaStore {
   #version = 0;
   /** Empty chunks kept for reuse (at most SPARE): a new typed array costs more than a whole MAP. */
   #spare: Chunk[] = [];
+  /** Counts {@link removeMany} calls, to know the chunks one touched. */
+  #pass = 0;
+  /** Scratch of {@link removeMany}: the chunks it touches. */
+  #touched: Chunk[] = [];
 
   /** Changes on every insert, remove and load: a position taken at one version is valid at that version only. */
   get version(): number {
@@ -200,6 +220,230 @@ export class AreaStore {
     tops[ci] = keys[n]!;
     this.#size++;
     this.#version++;
+  }
+
+  /**
+   * Inserts `m` areas in one pass over the chunks they land in, instead of `m` calls of
+   * {@link insert}: the j-th in IOVA order is `areas[order[j]]`, with `lastKeys[order[j]]` =
+   * `keyOf(last)`, and goes right before the area at `positions[j]`, the {@link seekExact} position
+   * of its iova taken on the store as it is before this call. The caller has checked that they
+   * overlap nothing and each other (so `positions` does not decrease).
+   */
+  insertMany(areas: readonly Area[], lastKeys: Float64Array, order: Int32Array, positions: Int32Array, m: number): void {
+    if (m === 0) return;
+    const chunks = this.#chunks;
+    const tops = this.#tops;
+    const count = chunks.length;
+    const end = count * CHUNK;
+    if (count === 0) {
+      chunks.push(this.#newChunk()); // empty until the areas go in below
+      tops.push(0);
+    }
+    const slots = this.#slots;
+    const freeSlots = this.#freeSlots;
+    const buf = mergeBuffers(CHUNK + m);
+    const { ids: outIds, keys: outKeys } = buf;
+    /** Chunks made by splits, to go right after chunk `splitAt[x]`, in order. */
+    let made: Chunk[] | undefined;
+    let madeAfter: number[] | undefined;
+    let j = 0;
+    while (j < m) {
+      // The group of areas landing in chunk ci: past the end means after the last chunk's areas.
+      const last = Math.max(count - 1, 0);
+      const p0 = positions[j]!;
+      const ci = p0 === end ? last : (p0 / CHUNK) | 0;
+      const c = chunks[ci]!;
+      const { ids, keys, n } = c;
+      // Merge the chunk's areas with the group's into the buffers.
+      let t = 0;
+      let a = 0;
+      for (; j < m; j++) {
+        const p = positions[j]!;
+        if ((p === end ? last : (p / CHUNK) | 0) !== ci) break;
+        const at = p === end ? n : p % CHUNK;
+        for (; a < at; a++) {
+          outIds[t] = ids[a]!;
+          outKeys[t++] = keys[a]!;
+        }
+        const i = order[j]!;
+        const slot = freeSlots.pop() ?? slots.length;
+        slots[slot] = areas[i]!;
+        outIds[t] = slot;
+        outKeys[t++] = lastKeys[i]!;
+      }
+      for (; a < n; a++) {
+        outIds[t] = ids[a]!;
+        outKeys[t++] = keys[a]!;
+      }
+      // Back into the chunk, and when more than CHUNK, into as few more chunks, evenly.
+      const pieces = Math.ceil(t / CHUNK);
+      let from = 0;
+      for (let q = 0; q < pieces; q++) {
+        const to = from + Math.floor((t - from) / (pieces - q));
+        const d = q === 0 ? c : this.#newChunk();
+        for (let k = from; k < to; k++) {
+          d.ids[k - from] = outIds[k]!;
+          d.keys[k - from] = outKeys[k]!;
+        }
+        d.n = to - from;
+        if (q === 0) tops[ci] = d.keys[d.n - 1]!;
+        else {
+          (made ??= []).push(d);
+          (madeAfter ??= []).push(ci);
+        }
+        from = to;
+      }
+    }
+    if (made !== undefined) {
+      // The new chunks right after the chunks they split from, in order: in place, from the back
+      // (the arrays grow by pushes, so they stay packed).
+      const old = chunks.length;
+      for (let x = 0; x < made.length; x++) {
+        chunks.push(made[x]!);
+        tops.push(0);
+      }
+      let x = made.length - 1;
+      let to = chunks.length - 1;
+      for (let ci = old - 1; x >= 0; ci--) {
+        for (; x >= 0 && madeAfter![x] === ci; x--, to--) {
+          const d = made[x]!;
+          chunks[to] = d;
+          tops[to] = d.keys[d.n - 1]!;
+        }
+        chunks[to] = chunks[ci]!;
+        tops[to--] = tops[ci]!;
+      }
+    }
+    this.#size += m;
+    this.#version++;
+  }
+
+  /**
+   * Removes `m` areas in one pass over the chunks they are in, instead of `m` calls of
+   * {@link remove}: those at `positions[0..m)`, positions of areas in any order (as
+   * {@link seekExact} gives them on the store as it is before this call).
+   * @returns false, with the store unchanged, when a position is given twice
+   */
+  removeMany(positions: Int32Array, m: number): boolean {
+    if (m === 0) return true;
+    const chunks = this.#chunks;
+    const touched = this.#touched;
+    const pass = ++this.#pass;
+    // Mark each leaving slot as ~slot (negative; slots are not), noting each chunk once.
+    for (let j = 0; j < m; j++) {
+      const p = positions[j]!;
+      const c = chunks[(p / CHUNK) | 0]!;
+      const k = p % CHUNK;
+      const id = c.ids[k]!;
+      if (id < 0) {
+        // Named twice: unmark the ones before (this one's mark is the first naming's).
+        for (let u = 0; u < j; u++) {
+          const q = positions[u]!;
+          const d = chunks[(q / CHUNK) | 0]!;
+          const at = q % CHUNK;
+          if (d.ids[at]! < 0) d.ids[at] = ~d.ids[at]!;
+        }
+        touched.length = 0;
+        return false;
+      }
+      c.ids[k] = ~id;
+      if (c.pass !== pass) {
+        c.pass = pass;
+        touched.push(c);
+      }
+    }
+    // Each touched chunk once: the areas that stay slide over the marked ones.
+    let thin = false;
+    for (const c of touched) {
+      const { ids, keys, n } = c;
+      let w = 0;
+      for (let r = 0; r < n; r++) {
+        const id = ids[r]!;
+        if (id < 0) this.#freeSlot(~id);
+        else {
+          ids[w] = id;
+          keys[w++] = keys[r]!;
+        }
+      }
+      c.n = w;
+      thin ||= w <= CHUNK / 2;
+    }
+    touched.length = 0;
+    this.#size -= m;
+    this.#version++;
+    // Tops, empty chunks and thin neighbours in one pass when needed; otherwise the tops only.
+    if (thin) this.#compact();
+    else {
+      const tops = this.#tops;
+      for (let ci = 0; ci < chunks.length; ci++) {
+        const c = chunks[ci]!;
+        if (c.pass === pass) tops[ci] = c.keys[c.n - 1]!;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * One pass over the chunks: empty ones go, and a chunk folds into the one before when both fit
+   * in half a chunk (as {@link remove} keeps them from thinning out).
+   */
+  #compact(): void {
+    const chunks = this.#chunks;
+    const tops = this.#tops;
+    let kept = 0;
+    for (let ci = 0; ci < chunks.length; ci++) {
+      const c = chunks[ci]!;
+      const left = kept > 0 ? chunks[kept - 1]! : undefined;
+      if (c.n !== 0 && left !== undefined && left.n + c.n <= CHUNK / 2) {
+        for (let k = 0; k < c.n; k++) {
+          left.ids[left.n + k] = c.ids[k]!;
+          left.keys[left.n + k] = c.keys[k]!;
+        }
+        left.n += c.n;
+        c.n = 0;
+        tops[kept - 1] = left.keys[left.n - 1]!;
+      }
+      if (c.n === 0) {
+        this.#retire(c);
+        continue;
+      }
+      chunks[kept] = c;
+      tops[kept++] = c.keys[c.n - 1]!;
+    }
+    chunks.length = kept;
+    tops.length = kept;
+  }
+
+  /**
+   * @internal For tests: throws unless every invariant of the class holds (order, keys, no empty
+   * or overfull chunk, tops, slots) and `keyOf` gives each area's key.
+   */
+  checkInvariants(): void {
+    const fail = (what: string): never => {
+      throw new Error(`AreaStore invariant: ${what}`);
+    };
+    if (this.#tops.length !== this.#chunks.length) fail('one top per chunk');
+    let prev: Area | undefined;
+    let size = 0;
+    const seen = new Set<number>();
+    for (let ci = 0; ci < this.#chunks.length; ci++) {
+      const c = this.#chunks[ci]!;
+      if (c.n < 1 || c.n > CHUNK) fail(`chunk ${ci} holds ${c.n} areas`);
+      if (this.#tops[ci] !== c.keys[c.n - 1]) fail(`top of chunk ${ci}`);
+      for (let k = 0; k < c.n; k++) {
+        const id = c.ids[k]!;
+        const a = this.#slots[id];
+        if (a === undefined || seen.has(id)) fail(`slot ${id} at chunk ${ci} index ${k}`);
+        seen.add(id);
+        if (c.keys[k] !== keyOf(a!.last)) fail(`key at chunk ${ci} index ${k}`);
+        if (prev !== undefined && !(prev.last < a!.iova)) fail(`order at chunk ${ci} index ${k}`);
+        prev = a;
+        size++;
+      }
+    }
+    if (size !== this.#size) fail('size');
+    for (const id of this.#freeSlots) if (this.#slots[id] !== undefined || seen.has(id)) fail(`free slot ${id}`);
+    if (seen.size + this.#freeSlots.length !== this.#slots.length) fail('every slot in a chunk or free');
   }
 
   /** Removes the `count` areas from `pos` on (they must exist). */

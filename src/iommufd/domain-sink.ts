@@ -26,11 +26,25 @@ export interface DomainSink {
   unmapArea(area: Area): void;
   /**
    * Optional: `mapArea` for each area in order, each wholly or not at all, as one call.
-   * @returns per area, undefined (installed) or the error `mapArea` would have thrown
+   * @param entries the same areas as the requests of a MAP batch, for a sink that would rather
+   *   read those than the areas' bigints
+   * @returns per area, undefined (installed) or the error `mapArea` would have thrown; or
+   *   undefined for the whole list when every area was installed
    */
-  mapAreas?(areas: readonly Area[]): (IommuError | undefined)[];
+  mapAreas?(areas: readonly Area[], entries?: BatchEntries): (IommuError | undefined)[] | undefined;
   /** Optional: `unmapArea` for each area, in order, as one call. */
   unmapAreas?(areas: readonly Area[]): void;
+}
+
+/**
+ * The requests a list of areas was made from, in the layout of a MAP batch (ioas-batch.ts): area
+ * k is `[iova, iova + length - 1]` to `phys`, the u64 words 3k, 3k+1, 3k+2 of the entries, read as
+ * u32 halves from `words` (HI/LO of area-store.ts), all below FAST_LIMIT; `perms[k]` has bit 0
+ * read and bit 1 write (both when absent). Describes exactly the areas it comes with.
+ */
+export interface BatchEntries {
+  readonly words: Uint32Array;
+  readonly perms: Uint8Array | undefined;
 }
 
 /** What the pagetable needs to know about a domain when it is added. */
@@ -75,11 +89,13 @@ export function installInDomains(domains: readonly DomainEntry[], created: Area 
 /**
  * Each area of `areas` (disjoint, free in the table) in every domain, each wholly or not at all,
  * in order. With one domain that takes batches, that is one call.
- * @returns per area, undefined (installed) or the error that kept it out
+ * @param entries the requests `areas` were made from, when they are a MAP batch's (see {@link BatchEntries})
+ * @returns per area, undefined (installed) or the error that kept it out; or undefined when
+ *   every area was installed
  */
-export function installEach(domains: readonly DomainEntry[], areas: readonly Area[]): (IommuError | undefined)[] {
+export function installEach(domains: readonly DomainEntry[], areas: readonly Area[], entries?: BatchEntries): (IommuError | undefined)[] | undefined {
   const only = domains.length === 1 ? domains[0]!.sink : undefined;
-  if (only?.mapAreas) return only.mapAreas(areas);
+  if (only?.mapAreas) return only.mapAreas(areas, entries);
   return areas.map((a) => caught(() => installInDomains(domains, a)));
 }
 

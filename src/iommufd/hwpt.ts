@@ -8,8 +8,8 @@ import * as abi from '../../assembly/abi';
 import { IommuError, caught } from '../base/errno';
 import type { Engine, PageHolder } from './fd-state';
 import type { Area } from './area';
-import type { DomainSink } from './domain-sink';
-import { keyOf } from './area-store';
+import type { BatchEntries, DomainSink } from './domain-sink';
+import { HI, keyOf, keyOfHalves } from './area-store';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 import type { FdState } from './fd-state';
@@ -48,6 +48,19 @@ const SURELY_BELOW_OUTPUT_LIMIT = Number(OUTPUT_LIMIT) - 2 ** 14;
  */
 function outputErrorOf(area: Area, outputKey: number): IommuError | undefined {
   return outputKey < SURELY_BELOW_OUTPUT_LIMIT ? undefined : outputError(area);
+}
+
+/**
+ * Two Int32Arrays reused by every mapAreas/unmapAreas call (indices sent, core statuses): neither
+ * calls out of this module while using them, so no call can find them in use.
+ */
+const scratchArrays = [new Int32Array(64), new Int32Array(64)];
+
+/** Scratch array `which` with room for `n`: contents undefined. */
+function scratch(which: 0 | 1, n: number): Int32Array {
+  let a = scratchArrays[which]!;
+  if (a.length < n) a = scratchArrays[which] = new Int32Array(Math.max(n, 2 * a.length));
+  return a;
 }
 
 /** PTE permission bits of an area. */
@@ -127,26 +140,33 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
     }
   }
 
-  mapAreas(areas: readonly Area[]): (IommuError | undefined)[] {
+  mapAreas(areas: readonly Area[], entries?: BatchEntries): (IommuError | undefined)[] | undefined {
     const n = areas.length;
-    const errors = new Array<IommuError | undefined>(n).fill(undefined);
-    const sent = new Int32Array(n); // indices of the areas the core gets
+    let errors: (IommuError | undefined)[] | undefined; // made at the first error only
+    const sent = scratch(0, n); // indices of the areas the core gets
     let m = 0;
+    const words = entries?.words;
     for (let k = 0; k < n; k++) {
       const a = areas[k]!;
-      const e = outputErrorOf(a, keyOf(a.phys) + keyOf(a.last) - keyOf(a.iova));
+      // keyOf(phys) + keyOf(length), from the request's halves when there is one (no BigInt read).
+      const outputKey = words === undefined ? keyOf(a.phys) + keyOf(a.last) - keyOf(a.iova) : keyOfHalves(words, 6 * k + 4) + keyOfHalves(words, 6 * k + 2);
+      const e = outputErrorOf(a, outputKey);
       if (e === undefined) sent[m++] = k;
-      else errors[k] = e;
+      else (errors ??= new Array<IommuError | undefined>(n).fill(undefined))[k] = e;
     }
-    const status = new Int32Array(m);
+    const status = scratch(1, m);
     // A page limit is checked after each area (mapArea): with one, the areas go one by one.
-    const done = this.fd.limits.pages === Infinity && this.engine.mapBatch(this.domain, areas, sent, m, status);
+    const done =
+      this.fd.limits.pages === Infinity &&
+      (words === undefined ? this.engine.mapBatch(this.domain, areas, sent, m, status) : this.engine.mapBatchWords(this.domain, words, HI, entries!.perms, sent, m, status));
     for (let j = 0; j < m; j++) {
       const st = status[j]!;
       if (done && st === abi.STATUS_OK) continue;
-      const a = areas[sent[j]!]!;
+      const k = sent[j]!;
+      const a = areas[k]!;
       // Not batched (a page limit, or no page for the records): the per-area path.
-      errors[sent[j]!] = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+      const e = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+      if (e !== undefined) (errors ??= new Array<IommuError | undefined>(n).fill(undefined))[k] = e;
     }
     return errors;
   }
@@ -157,8 +177,7 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
   }
 
   unmapAreas(areas: readonly Area[]): void {
-    const status = new Int32Array(areas.length);
-    if (!this.engine.unmapBatch(this.domain, areas, status)) {
+    if (!this.engine.unmapBatch(this.domain, areas, scratch(1, areas.length))) {
       for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
     }
     this.#endChildren();

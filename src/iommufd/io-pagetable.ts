@@ -167,9 +167,9 @@ export class IoPagetable {
     if (anyOverlap(areas, order)) return this.#mapEach(op, reqs, failed);
     for (const [i, e] of refused) failed(i, e);
     const errors = installEach(this.#domains, areas);
-    for (let k = 0; k < checked.length; k++) if (errors[k] !== undefined) failed(checked[k]!.i, errors[k]!);
+    for (let k = 0; k < checked.length; k++) if (errors?.[k] !== undefined) failed(checked[k]!.i, errors[k]!);
     const applied: Area[] = [];
-    for (let k = 0; k < order.length; k++) if (errors[order[k]!] === undefined) applied.push(areas[order[k]!]!);
+    for (let k = 0; k < order.length; k++) if (errors?.[order[k]!] === undefined) applied.push(areas[order[k]!]!);
     this.#insertSorted(applied);
     return applied.length;
   }
@@ -190,12 +190,12 @@ export class IoPagetable {
     const store = this.#areas;
     const starts = new Float64Array(n);
     const areas = new Array<Area>(n);
-    // Each checked entry goes into the table at once, so that the search for the next one also
-    // finds an overlap with it; an entry that fails a check undoes the ones before (whose
-    // contents then equal the table's before the call) and leaves the batch to mapMany.
+    // Every entry is checked (against the table and the other entries) before the areas go into
+    // the table in one merge; an entry that fails a check leaves the table untouched and the
+    // batch to mapMany.
     if (!insertMapBatch(store, mask, this.#reservedKeys, entries, words, perms, n, areas, starts)) return -1;
     this.#areasView = undefined;
-    const applied = settleMapBatch(store, installEach(this.#domains, areas), starts, results, n);
+    const applied = settleMapBatch(store, installEach(this.#domains, areas, { words, perms }), starts, results, n);
     // Again once the table is final: a domain that read `areas` while they were installed would
     // have left a view holding entries that failed and were taken out again.
     this.#areasView = undefined;
@@ -213,8 +213,8 @@ export class IoPagetable {
     if (n === 0) return -1;
     const words = new Uint32Array(entries.buffer, entries.byteOffset, 4 * n);
     const leaving = new Array<Area>(n);
-    // Each area found leaves the table at once, so that a second entry naming it finds nothing;
-    // an entry that is not exactly one area puts the ones before back and leaves the batch to
+    // Every entry is checked (one whole area each, no area named twice) before the areas leave
+    // the table in one pass; an entry that fails leaves the table untouched and the batch to
     // unmapMany.
     if (!takeUnmapBatch(this.#areas, words, n, leaving)) return -1;
     this.#areasView = undefined;
