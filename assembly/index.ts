@@ -8,7 +8,7 @@ export { bind as init } from './env';
 export { domainInit, domainFree } from './domain';
 export { deviceAdd, deviceRemove, setRidDomain, setPasidDomain } from './context';
 export { translate, translateRun, translateBatch } from './translate';
-export { bufferAlloc, bufferFree, reclaim, scratchAlloc, scratchFree } from './pool';
+export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
 import { mapRange, unmapRange, readDirty } from './pagetable';

@@ -321,29 +321,3 @@ function unlinkAfter(run: usize): void {
   else store<u32>(prev, 0);
 }
 
-/**
- * A page for the records of one control call (mapBatch/unmapBatch), returned by scratchFree before
- * the call ends, or 0. Only a page on a free list, after a reclaim when both are empty (as the
- * calls' first pageAlloc would do; not a fallible step): no buffer run, no growth and no
- * fault-injection step, so that the pool meets the batch's own steps as it would meet those of
- * the same calls made one by one (the caller then makes them one by one). A dirty page first, so
- * clean ones stay for tables.
- */
-export function scratchAlloc(): usize {
-  if (load<u32>(ctrl, CTRL_FREE_HEAD) == 0 && load<u32>(ctrl, CTRL_CLEAN_HEAD) == 0) reclaim();
-  let list: usize = CTRL_FREE_HEAD;
-  let page = <usize>load<u32>(ctrl, CTRL_FREE_HEAD);
-  if (page == 0) {
-    list = CTRL_CLEAN_HEAD;
-    page = <usize>load<u32>(ctrl, CTRL_CLEAN_HEAD);
-  }
-  if (page == 0) return 0;
-  popFree(page, list);
-  store<u32>(ctrl, load<u32>(ctrl, CTRL_PAGES_USED) + 1, CTRL_PAGES_USED);
-  return page;
-}
-
-/** Returns a scratchAlloc page (never published to a translator) to the free list. */
-export function scratchFree(page: usize): void {
-  pageFreeNow(page);
-}

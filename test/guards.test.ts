@@ -36,6 +36,7 @@ describe('guard regions and memory safety of the DMA path', () => {
       ['device root', l.devRoot, 1024],
       ['limbo ring', l.limbo, l.limboCap * 8],
       ['domain table', l.domains, l.domainCount * abi.DOM_SIZE],
+      ['batch record page', l.records, abi.PAGE_SIZE],
       ...testing.translatorRegions(iommu).map((r, i): [string, number, number] => [`slot ${i}`, r.start, r.bytes]),
       ['guest RAM', l.ram[0]!, 64 * K],
       ['RAM window table', l.ramTable, abi.RAM_WINDOWS_MAX * abi.RAMWIN_SIZE],

@@ -24,8 +24,6 @@ export interface CoreExports {
   unmap(domain: number, start: bigint, last: bigint): number;
   mapBatch(domain: number, recs: number, count: number): number;
   unmapBatch(domain: number, recs: number, count: number): number;
-  scratchAlloc(): number;
-  scratchFree(page: number): void;
   /** The call-cache entry (word index) holding the answer, or -1: the answer is only in the result record. */
   translate(rid: number, pasid: number, iovaLo: number, iovaHi: number, access: number): number;
   /** Bytes of the run of leaves from the IOVA with contiguous output (≤ length), or 0: the first leaf faulted. */

@@ -47,6 +47,8 @@ export interface Layout {
   readonly limbo: number;
   readonly limboCap: number;
   readonly domains: number;
+  /** One page for the records of a batched map/unmap (MAPREC_*), the owner's only (src/engine/engine.ts). */
+  readonly records: number;
   readonly domainCount: number;
   readonly slots: number;
   readonly slotCount: number;
@@ -88,7 +90,8 @@ export function computeLayout(o: LayoutOptions): Layout {
   const limbo = after(devRoot + 256 * 4);
   const ramTable = after(limbo + LIMBO_CAP * 8);
   const domains = after(ramTable + abi.RAM_WINDOWS_MAX * abi.RAMWIN_SIZE);
-  const slots = after(domains + o.maxDomains * abi.DOM_SIZE);
+  const records = after(domains + o.maxDomains * abi.DOM_SIZE);
+  const slots = after(records + abi.PAGE_SIZE);
   // Slot stride: the slot (header, IOTLB, call cache), then its own guard.
   const callEntries = Math.min(o.iotlbEntries, abi.CALL_ENTRIES_MAX);
   const slotBytes = abi.SLOT_IOTLB + iotlbSets * abi.TLB_SET_SIZE + callEntries * abi.CALL_ENTRY_SIZE;
@@ -105,7 +108,7 @@ export function computeLayout(o: LayoutOptions): Layout {
   // would not fit the u32 pointers.
   const poolLimit = o.region.bytes > 0 ? origin + o.region.bytes : Math.min(maximumPages * WASM_PAGE, 2 ** 32 - abi.PAGE_SIZE);
   return {
-    origin, ctrl, devRoot, limbo, limboCap: LIMBO_CAP, ramTable, ramCount: o.ramCount, domains,
+    origin, ctrl, devRoot, limbo, limboCap: LIMBO_CAP, ramTable, ramCount: o.ramCount, domains, records,
     domainCount: o.maxDomains, slots, slotCount: o.translators, slotSize, iotlbSets, callEntries, slotBytes, ram, poolBase,
     poolLimit, initialPages: Math.ceil((poolBase + 16 * abi.PAGE_SIZE) / WASM_PAGE), maximumPages, guards,
   };

@@ -173,10 +173,9 @@ export class Engine<Device = unknown, Fd = unknown> {
    * `map` of `ranges[pick[i]]` for i in [0, count), with one Wasm call per page of MAPREC records:
    * each is mapped wholly or not at all, in order, with PTE_R/PTE_W from its `read`/`write`, and
    * `status[i]` gets its core status (STATUS_OK, STATUS_ENOMEM, ...; see {@link check}).
-   * @returns false when there was no page for the records (nothing was done)
    */
-  mapBatch(domain: number, ranges: readonly BatchRange[], pick: Int32Array, count: number, status: Int32Array): boolean {
-    return this.#batch(domain, count, status, 'mapBatch', (w, at, i) => {
+  mapBatch(domain: number, ranges: readonly BatchRange[], pick: Int32Array, count: number, status: Int32Array): void {
+    this.#batch(domain, count, status, 'mapBatch', (w, at, i) => {
       const r = ranges[pick[i]!]!;
       w[at + abi.MAPREC_IOVA / 8] = r.iova;
       w[at + abi.MAPREC_PHYS / 8] = r.phys;
@@ -192,9 +191,9 @@ export class Engine<Device = unknown, Fd = unknown> {
    * `pick[i]`, halves at `hi`/`lo` within a word) with perm bits `perms[k]` (bit 0 PTE_R, bit 1
    * PTE_W; both when absent). The caller has checked them (lengths not 0, perms not empty).
    */
-  mapBatchWords(domain: number, words: Uint32Array, hi: number, perms: Uint8Array | undefined, pick: Int32Array, count: number, status: Int32Array): boolean {
+  mapBatchWords(domain: number, words: Uint32Array, hi: number, perms: Uint8Array | undefined, pick: Int32Array, count: number, status: Int32Array): void {
     const lo = 1 - hi;
-    return this.#batch(domain, count, status, 'mapBatch', (_w, at, i, rec) => {
+    this.#batch(domain, count, status, 'mapBatch', (_w, at, i, rec) => {
       const k = pick[i]!;
       const w = 6 * k;
       const r = 2 * at; // u32 index of the record; each u64 field: low half first (Wasm memory is little-endian)
@@ -210,8 +209,8 @@ export class Engine<Device = unknown, Fd = unknown> {
   }
 
   /** `unmap` of `[ranges[i].iova, ranges[i].last]` for each range, as {@link mapBatch}; statuses are STATUS_OK for a live domain. */
-  unmapBatch(domain: number, ranges: readonly BatchRange[], status: Int32Array): boolean {
-    return this.#batch(domain, ranges.length, status, 'unmapBatch', (w, at, i) => {
+  unmapBatch(domain: number, ranges: readonly BatchRange[], status: Int32Array): void {
+    this.#batch(domain, ranges.length, status, 'unmapBatch', (w, at, i) => {
       const r = ranges[i]!;
       w[at + abi.MAPREC_IOVA / 8] = r.iova;
       w[at + abi.MAPREC_LAST / 8] = r.last;
@@ -220,29 +219,25 @@ export class Engine<Device = unknown, Fd = unknown> {
 
   /**
    * Writes the records a page at a time (`fill` writes range i at u64 word `at` of the page, through
-   * `w` or, as u32 halves, `rec`) into a scratch page of the pool and runs `run` over them.
+   * `w` or, as u32 halves, `rec`) into the layout's record page and runs `run` over them. The page
+   * is the owner's own, outside the pool, so a batch meets the pool exactly as the same calls made
+   * one by one would.
    */
-  #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number, rec: Uint32Array) => void): boolean {
+  #batch(domain: number, count: number, status: Int32Array, run: 'mapBatch' | 'unmapBatch', fill: (w: BigUint64Array, at: number, i: number, rec: Uint32Array) => void): void {
     const exports = this.core.exports;
-    const page = exports.scratchAlloc();
-    this.core.syncAfterControl();
-    if (page === 0) return false;
+    const page = this.layout.records;
     const perPage = abi.PAGE_SIZE / abi.MAPREC_SIZE;
-    try {
-      for (let from = 0; from < count; from += perPage) {
-        const n = Math.min(perPage, count - from);
-        const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
-        const rec = new Uint32Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 4);
-        for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i, rec);
-        exports[run](domain, page, n);
-        this.core.syncAfterControl();
-        const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);
-        for (let i = 0; i < n; i++) status[from + i] = words[(i * abi.MAPREC_SIZE + abi.MAPREC_STATUS) / 4]!;
-      }
-    } finally {
-      exports.scratchFree(page);
+    for (let from = 0; from < count; from += perPage) {
+      const n = Math.min(perPage, count - from);
+      // New views each page: a map may grow the memory (a new buffer).
+      const w = new BigUint64Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 8);
+      const rec = new Uint32Array(this.core.u8.buffer, page, abi.PAGE_SIZE / 4);
+      for (let i = 0; i < n; i++) fill(w, (i * abi.MAPREC_SIZE) / 8, from + i, rec);
+      exports[run](domain, page, n);
+      this.core.syncAfterControl();
+      const words = new Int32Array(this.core.u8.buffer, page, (n * abi.MAPREC_SIZE) / 4);
+      for (let i = 0; i < n; i++) status[from + i] = words[(i * abi.MAPREC_SIZE + abi.MAPREC_STATUS) / 4]!;
     }
-    return true;
   }
 
   /** Unmaps `[iova, last]` of an engine-managed domain (its IOTLB entries die with the generation). */

@@ -156,15 +156,15 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
     }
     const status = scratch(1, m);
     // A page limit is checked after each area (mapArea): with one, the areas go one by one.
-    const done =
-      this.fd.limits.pages === Infinity &&
-      (words === undefined ? this.engine.mapBatch(this.domain, areas, sent, m, status) : this.engine.mapBatchWords(this.domain, words, HI, entries!.perms, sent, m, status));
+    const done = this.fd.limits.pages === Infinity;
+    if (done && words === undefined) this.engine.mapBatch(this.domain, areas, sent, m, status);
+    else if (done) this.engine.mapBatchWords(this.domain, words!, HI, entries!.perms, sent, m, status);
     for (let j = 0; j < m; j++) {
       const st = status[j]!;
       if (done && st === abi.STATUS_OK) continue;
       const k = sent[j]!;
       const a = areas[k]!;
-      // Not batched (a page limit, or no page for the records): the per-area path.
+      // Not batched (a page limit): the per-area path.
       const e = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
       if (e !== undefined) (errors ??= new Array<IommuError | undefined>(n).fill(undefined))[k] = e;
     }
@@ -177,9 +177,7 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
   }
 
   unmapAreas(areas: readonly Area[]): void {
-    if (!this.engine.unmapBatch(this.domain, areas, scratch(1, areas.length))) {
-      for (const a of areas) this.engine.unmap(this.domain, a.iova, a.last);
-    }
+    this.engine.unmapBatch(this.domain, areas, scratch(1, areas.length));
     this.#endChildren();
   }
 
