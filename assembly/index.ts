@@ -11,7 +11,7 @@ export { translate, translateRun, translateBatch } from './translate';
 export { bufferAlloc, bufferFree, reclaim } from './pool';
 export { userDomainInit, userDomainFree, domainSetPri, domainInvalidateAll, deviceSetPri } from './userdomain';
 export { iotlbInvalidateScan, iotlbInvalidatePages, iotlbInvalidateLeafScan } from './iotlb';
-import { mapRange, unmapRange, readDirty } from './pagetable';
+import { mapRange, unmapRange, clearRange, endUnmap, readDirty } from './pagetable';
 import { sweepDomain } from './spare';
 import { epochAdvance } from './pool';
 import { domainPtr, domainBumpGen } from './domain';
@@ -47,15 +47,25 @@ export function mapBatch(dom: u32, recs: usize, count: u32): u32 {
   return failed;
 }
 
-/** `unmap` of [iova, last] for each of the `count` MAPREC_* records at `recs`, in order; statuses as mapBatch. */
+/**
+ * `unmap` of [iova, last] for each of the `count` MAPREC_* records at `recs`, in order; statuses as
+ * mapBatch. The generation moves once, after every record's leaves are gone: a translation racing
+ * the batch sees the old or the new table, and none started after it returns sees a removed leaf.
+ */
 export function unmapBatch(dom: u32, recs: usize, count: u32): u32 {
+  const live = dom != 0 && dom < domainCount && (load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE) != 0;
   let failed: u32 = 0;
+  let cleared = false;
   for (let i: u32 = 0; i < count; i++) {
     const r = recs + <usize>i * abi.MAPREC_SIZE;
-    const status = unmap(dom, load<u64>(r, abi.MAPREC_IOVA), load<u64>(r, abi.MAPREC_LAST));
-    store<i32>(r, status, abi.MAPREC_STATUS);
-    if (status != abi.STATUS_OK) failed++;
+    const start = load<u64>(r, abi.MAPREC_IOVA);
+    const last = load<u64>(r, abi.MAPREC_LAST);
+    const ok = live && last >= start;
+    if (ok && clearRange(domainPtr(dom), start, last)) cleared = true;
+    store<i32>(r, ok ? abi.STATUS_OK : abi.STATUS_EINVAL, abi.MAPREC_STATUS);
+    if (!ok) failed++;
   }
+  if (cleared) endUnmap(domainPtr(dom));
   return failed;
 }
 

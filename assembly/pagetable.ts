@@ -211,12 +211,29 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
 
 /** Removes every leaf wholly inside [start, last] from domain `d` and ends IOTLB validity. */
 export function unmapRange(d: usize, start: u64, last: u64): void {
+  if (clearRange(d, start, last)) endUnmap(d);
+}
+
+/**
+ * The first half of {@link unmapRange}: removes every leaf wholly inside [start, last] from domain
+ * `d`; the caller then calls {@link endUnmap} (once for many ranges, before the control call
+ * returns). @returns false when the range lies beyond the domain (nothing changed)
+ */
+export function clearRange(d: usize, start: u64, last: u64): bool {
   const levels = load<u32>(d, DOM_LEVELS);
   const top = lastInDomain(levels, last);
-  if (start > top) return;
+  if (start > top) return false;
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
   boundSpares(d);
-  domainBumpGen(d); // after the entries are gone, so refills see the new tree
+  return true;
+}
+
+/**
+ * Ends IOTLB validity after {@link clearRange}: the generation moves after the entries are gone,
+ * so refills see the new tree, and the epoch ends for the pages unlinked.
+ */
+export function endUnmap(d: usize): void {
+  domainBumpGen(d);
   epochAdvance();
 }
 

@@ -1,11 +1,13 @@
 // The concurrency contract (docs/architecture.md, "Concurrency"), checked with real worker translators over shared memory:
-// while the owner maps and unmaps pages (each in its own leaf table, so table pages are freed and
-// reused constantly), workers translate them per call and in batches and check every result
-// against the schedule in workers/schedule.mjs. Bounded: about 1.5 s of racing per test.
+// while the owner maps and unmaps pages (each in its own leaf table, which an unmap leaves as a
+// spare table and the next map revives: assembly/spare.ts), one call per page or a whole round per
+// batch call, workers translate them per call and in batches and check every result against the
+// schedule in workers/schedule.mjs. Bounded: about 1.5 s of racing per test.
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, test } from 'vitest';
 import type { WorkerReport } from './workers/report';
+import { MAP_READ, type IommuFd } from '../src/index';
 // The workers load dist/ (plain JS); the owner uses the same build so both sides share one ABI.
 const dist = new URL('../dist/index.js', import.meta.url);
 const workerUrl = new URL('./workers/contract-worker.mjs', import.meta.url);
@@ -13,13 +15,19 @@ const { physOf, pageOf, mapsAt } = await import('./workers/schedule.mjs');
 const { waitForProgress } = await import('./workers/progress.mjs');
 
 const PAGES = 64;
-const STRIDE = 2 * 1024 * 1024; // one page per leaf table: unmap frees the table, map reallocates
+const STRIDE = 2 * 1024 * 1024; // one page per leaf table: unmap leaves it spare, map revives it
 const BASE = 1024 * 1024 * 1024;
 const RACE_MS = 1500;
 
 
 describe.skipIf(!existsSync(dist))('concurrency contract with worker translators', () => {
-  test('translations racing map/unmap see the old or the new state, never stale or garbage', async () => {
+  /**
+   * Races three workers (per call on the RID, batched on the PASID, batched on the RID) against the
+   * owner running the schedule: `round` makes the control calls of the round of PAGES versions from
+   * `first`, calling `returned(v)` once the call that made version v has returned; `inFlight` is how
+   * many versions one control call makes at most.
+   */
+  async function race(round: (fd: IommuFd, ioas: number, first: number, returned: (v: number) => void) => void, inFlight: number): Promise<void> {
     const { Iommu } = await import(dist.href);
     const iommu = Iommu.createSync();
     expect(iommu.shared).toBe(true);
@@ -38,7 +46,7 @@ describe.skipIf(!existsSync(dist))('concurrency contract with worker translators
       new Promise((resolve, reject) => {
         const w = new Worker(workerUrl, {
           workerData: { handle: iommu.translatorHandle({ batchCapacity: 64 }), control, rid: dev.rid,
-            pasid: usePasid ? pasid : 0, pages: PAGES, stride: STRIDE, base: BASE, useBatch },
+            pasid: usePasid ? pasid : 0, pages: PAGES, stride: STRIDE, base: BASE, useBatch, inFlight },
         });
         w.once('message', resolve);
         w.once('error', reject);
@@ -49,13 +57,8 @@ describe.skipIf(!existsSync(dist))('concurrency contract with worker translators
     let version = 0;
     const end = performance.now() + RACE_MS;
     while (performance.now() < end) {
-      for (let i = 0; i < 64; i++) {
-        const v = ++version;
-        const iova = BASE + pageOf(v, PAGES) * STRIDE;
-        if (mapsAt(v, PAGES)) fd.ioasMap(ioas, { iova, length: 4096, phys: physOf(v), write: false });
-        else fd.ioasUnmap(ioas, iova, 4096);
-        Atomics.store(ctl, 1, v); // version v's control call has returned
-      }
+      round(fd, ioas, version + 1, (v) => Atomics.store(ctl, 1, v));
+      version += PAGES;
       await new Promise((r) => setImmediate(r));
     }
     Atomics.store(ctl, 0, 1);
@@ -69,6 +72,29 @@ describe.skipIf(!existsSync(dist))('concurrency contract with worker translators
     }
     expect(version).toBeGreaterThan(1000);
     fd.close();
+  }
+
+  test('translations racing map/unmap see the old or the new state, never stale or garbage', async () => {
+    await race((fd, ioas, first, returned) => {
+      for (let v = first; v < first + PAGES; v++) {
+        const iova = BASE + pageOf(v, PAGES) * STRIDE;
+        if (mapsAt(v, PAGES)) fd.ioasMap(ioas, { iova, length: 4096, phys: physOf(v), write: false });
+        else fd.ioasUnmap(ioas, iova, 4096);
+        returned(v);
+      }
+    }, 1);
+  });
+
+  test('translations racing batched map/unmap (a whole round per ioasMapBatch/ioasUnmapBatch) see the old or the new state', async () => {
+    await race((fd, ioas, first, returned) => {
+      const iovas = Array.from({ length: PAGES }, (_, i) => BigInt(BASE + pageOf(first + i, PAGES) * STRIDE));
+      const results = new Int32Array(PAGES);
+      const done = mapsAt(first, PAGES)
+        ? fd.ioasMapBatch(ioas, { entries: BigUint64Array.from(iovas.flatMap((iova, i) => [iova, 4096n, BigInt(physOf(first + i))])), perms: new Uint8Array(PAGES).fill(MAP_READ), results })
+        : fd.ioasUnmapBatch(ioas, { entries: BigUint64Array.from(iovas.flatMap((iova) => [iova, 4096n])), results });
+      expect(done).toBe(PAGES);
+      returned(first + PAGES - 1);
+    }, PAGES);
   });
 
   test('after detach returns, no worker translation succeeds; after re-attach they do again', async () => {

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Translator, TranslationOut, Access } from '../../dist/index.js';
 import { allowedResult } from './schedule.mjs';
 
-const { handle, control, rid, pasid, pages, stride, base, useBatch } = workerData;
+const { handle, control, rid, pasid, pages, stride, base, useBatch, inFlight = 1 } = workerData;
 const ctl = new Int32Array(control); // [0] stop, [1] versions returned, [2] ready count
 const translator = Translator.attach(handle);
 const out = new TranslationOut();
@@ -16,7 +16,7 @@ let firstViolation;
 
 function check(page, r0, result) {
   const r1 = Atomics.load(ctl, 1);
-  if (!allowedResult(page, r0, r1, result, pages)) {
+  if (!allowedResult(page, r0, r1, result, pages, inFlight)) {
     violations++;
     firstViolation ??= { page, r0, r1, result };
   }

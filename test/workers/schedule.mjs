@@ -5,8 +5,9 @@
 // pure function of (p, v), so a worker can tell which results are legal without shared history.
 //
 // Contract checked: a translation that started after version r0's control call returned, and ended
-// when at most r1 had returned (r1 + 1 possibly in flight), must return the state of its page at
-// some version in [r0, r1 + 1] — never an older mapping (stale), never a mix or garbage.
+// when at most r1 had returned (r1 + 1 .. r1 + inFlight possibly in flight: 1 for per-call control,
+// a whole round for batched map/unmap), must return the state of its page at some version in
+// [r0, r1 + inFlight] — never an older mapping (stale), never a mix or garbage.
 
 export const PHYS_BASE = 0x1_0000_0000;
 
@@ -27,11 +28,11 @@ export function stateAt(page, v, pages) {
   return resultOf(v - ((v - page - 1) % pages), pages);
 }
 
-/** Is `result` (output page, or 0 for a fault) legal for a translation spanning versions r0..r1+1? */
-export function allowedResult(page, r0, r1, result, pages) {
+/** Is `result` (output page, or 0 for a fault) legal for a translation spanning versions r0..r1+inFlight? */
+export function allowedResult(page, r0, r1, result, pages, inFlight = 1) {
   if (result === stateAt(page, r0, pages)) return true;
   const firstAfter = r0 + 1 + ((((page + 1 - (r0 + 1)) % pages) + pages) % pages);
-  for (let v = firstAfter; v <= r1 + 1; v += pages) {
+  for (let v = firstAfter; v <= r1 + inFlight; v += pages) {
     if (result === resultOf(v, pages)) return true;
   }
   return false;
