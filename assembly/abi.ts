@@ -192,6 +192,8 @@ export const CTRL_BUF_FREE = 108;
  * the translation that produced it.
  */
 export const CTRL_SHOOTDOWN = 112;
+/** Spare table pages of every domain: the sum of their DOM_SPARE (assembly/spare.ts bounds it). */
+export const CTRL_SPARE_PAGES = 116;
 export const CTRL_SIZE = 128;
 
 export const CTRL_MAGIC_VALUE = 0x494f4153; // "IOAS"

@@ -7,11 +7,11 @@
 // root), keeps the ones it only empties as spare tables for later maps (assembly/spare.ts), and
 // bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
-import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
+import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
 import { pageAlloc, pageRetire, pageFreeClean, epochAdvance, awaitReaders, failureInjected } from './pool';
 import { domainBumpGen } from './domain';
-import { countNewEntry, releaseSpareAt, sweepAllDomains, boundSpares } from './spare';
+import { addSpares, countNewEntry, releaseSpareAt, sweepAllDomains, boundSpares } from './spare';
 
 /**
  * Installs one leaf of `level` (or smaller if a table is already there); returns the level used,
@@ -185,7 +185,7 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
         store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
         removed++;
       } else {
-        store<u32>(d, load<u32>(d, DOM_SPARE) - 1, DOM_SPARE);
+        addSpares(d, -1);
       }
       continue;
     }
@@ -195,7 +195,7 @@ function unmapLevel(d: usize, table: usize, level: u32, base: u64, start: u64, l
     atomic.store<u64>(slot, e - <u64>gone * COUNT_ONE);
     if (gone == count) {
       store<u32>(d, load<u32>(d, DOM_PAGES) - 1, DOM_PAGES);
-      store<u32>(d, load<u32>(d, DOM_SPARE) + 1, DOM_SPARE);
+      addSpares(d, 1);
       removed++;
     }
   }
@@ -224,7 +224,7 @@ export function clearRange(d: usize, start: u64, last: u64): bool {
   const top = lastInDomain(levels, last);
   if (start > top) return false;
   unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
-  boundSpares(d);
+  boundSpares();
   return true;
 }
 

@@ -13,18 +13,24 @@
 // reachable from the domain's root. Spare pages are released (retired through the limbo ring, like
 // any page a translator may have loaded a pointer to):
 //  - when an unmap covers a table's whole span, as Linux frees it, and so all of them at domain free;
-//  - all of a domain's, when they outnumber max(SPARE_MIN, its live pages), which bounds the memory
-//    they hold;
+//  - all of them, when they outnumber max(SPARE_MIN, the other pages in use), which bounds the
+//    memory they hold at any time;
 //  - all of every domain's, before a map fails for want of pages (pagetable.ts mapRange), and those
 //    of an FD over its page limit (src/iommufd/fd-state.ts), so keeping them never fails a map.
 
-import { PTE_SIZE, TABLE_ENTRIES, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, DOM_FLAGS, DOM_LIVE } from './abi';
+import { PTE_SIZE, TABLE_ENTRIES, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, DOM_FLAGS, DOM_LIVE, CTRL_SPARE_PAGES, CTRL_PAGES_USED } from './abi';
 import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, childCount, COUNT_ONE } from './fmt/engine';
 import { pageRetire, epochAdvance } from './pool';
-import { domains, domainCount } from './env';
+import { ctrl, domains, domainCount } from './env';
 
-/** Spare pages a domain keeps in any case; beyond this and beyond its live pages, all are released. */
+/** Spare pages kept in any case; beyond this and beyond the other pages in use, all are released. */
 const SPARE_MIN: u32 = 1024;
+
+/** Counts `n` (negative: fewer) more spare pages in domain `d` and in the engine's total. */
+export function addSpares(d: usize, n: i32): void {
+  store<u32>(d, load<u32>(d, DOM_SPARE) + n, DOM_SPARE);
+  store<u32>(ctrl, load<u32>(ctrl, CTRL_SPARE_PAGES) + n, CTRL_SPARE_PAGES);
+}
 
 // @ts-ignore: decorator
 @inline function slotOf(table: usize, iova: u64, level: u32): usize {
@@ -56,7 +62,7 @@ export function countNewEntry(d: usize, parent: usize, spareTop: usize, spareLev
   atomic.store<u64>(spareTop, atomic.load<u64>(spareTop) + COUNT_ONE);
   if (aboveSpare != 0) atomic.store<u64>(aboveSpare, atomic.load<u64>(aboveSpare) + COUNT_ONE);
   store<u32>(d, load<u32>(d, DOM_PAGES) + revived, DOM_PAGES);
-  store<u32>(d, load<u32>(d, DOM_SPARE) - revived, DOM_SPARE);
+  addSpares(d, -<i32>revived);
 }
 
 /** Spare pages still to find in the sweep under way (it stops early once all are found). */
@@ -86,7 +92,7 @@ function releaseTree(table: usize, level: u32): u32 {
 export function releaseSpareAt(d: usize, slot: usize, level: u32): void {
   const table = <usize>entryAddr(atomic.load<u64>(slot));
   atomic.store<u64>(slot, 0);
-  store<u32>(d, load<u32>(d, DOM_SPARE) - releaseTree(table, level - 1), DOM_SPARE);
+  addSpares(d, -<i32>releaseTree(table, level - 1));
   epochAdvance();
 }
 
@@ -117,7 +123,7 @@ export function sweepDomain(d: usize): u32 {
   sparesLeft = load<u32>(d, DOM_SPARE);
   if (sparesLeft == 0) return 0;
   const released = sweepLevel(<usize>load<u32>(d, DOM_ROOT), load<u32>(d, DOM_LEVELS) - 1);
-  store<u32>(d, load<u32>(d, DOM_SPARE) - released, DOM_SPARE);
+  addSpares(d, -<i32>released);
   return released;
 }
 
@@ -131,9 +137,11 @@ export function sweepAllDomains(): u32 {
   return released;
 }
 
-/** After an unmap: releases the spares of `d` when they outnumber max(SPARE_MIN, its live pages). */
-export function boundSpares(d: usize): void {
-  const spare = load<u32>(d, DOM_SPARE);
-  const live = load<u32>(d, DOM_PAGES);
-  if (spare > SPARE_MIN && spare > live) sweepDomain(d);
+/**
+ * After an unmap: releases every spare table when there are more than max(SPARE_MIN, the other
+ * pages in use), so that they never hold more memory than that.
+ */
+export function boundSpares(): void {
+  const spare = load<u32>(ctrl, CTRL_SPARE_PAGES);
+  if (spare > SPARE_MIN && spare > load<u32>(ctrl, CTRL_PAGES_USED) - spare) sweepAllDomains();
 }

@@ -313,7 +313,7 @@ export class Iommu {
     /**
      * Spare table pages: tables that partial unmaps emptied, kept linked so that later maps nearby
      * reuse them (as Linux keeps them). Released when an unmap covers them wholly, when the pool
-     * or an FD's page limit needs them, or when a domain's spares outnumber max(1024, its tables).
+     * or an FD's page limit needs them, or when they outnumber max(1024, the other pages in use).
      */
     spareTablePages: number;
     /** The engine memory's size in bytes. */

@@ -134,7 +134,7 @@ describe('spare tables', () => {
     testing.checkGuards(r.iommu);
   });
 
-  test('a domain keeps at most max(1024, its live tables) spare pages', () => {
+  test('the engine keeps at most max(1024, the other pages in use) spare pages', () => {
     const r = rig();
     let most = 0;
     let released = false;
@@ -149,6 +149,29 @@ describe('spare tables', () => {
     expect(released).toBe(true);
     expect(r.iommu.stats().spareTablePages).toBeLessThanOrEqual(1024);
     expect(r.iommu.stats().tablePages).toBe(testing.poolState(r.iommu).pagesUsed);
+    testing.checkGuards(r.iommu);
+  });
+
+  test('the bound counts the spares of every domain together', () => {
+    const r = rig();
+    const dev2 = r.iommu.addDevice({ bdf: '00:03.0' });
+    dev2.bind(r.fd);
+    const ioas2 = r.fd.ioasAlloc();
+    dev2.attach(ioas2);
+    // 600 spare pages in the first domain, then more in the second until the total passes 1024.
+    for (let i = 0; i < 200; i++) {
+      r.fd.ioasMap(r.ioas, { iova: far(i), length: K, phys: 0x10_0000n });
+      r.fd.ioasUnmap(r.ioas, far(i), K);
+    }
+    expect(r.iommu.stats().spareTablePages).toBe(600);
+    let i = 0;
+    for (; r.iommu.stats().spareTablePages >= 600; i++) {
+      r.fd.ioasMap(ioas2, { iova: far(i), length: K, phys: 0x10_0000n });
+      r.fd.ioasUnmap(ioas2, far(i), K);
+    }
+    expect(i).toBe(142); // 600 + 3 * 142 = 1026 > 1024: all of both domains' spares went
+    expect(r.iommu.stats().spareTablePages).toBe(0);
+    expect(testing.poolState(r.iommu).sparePages).toBe(0);
     testing.checkGuards(r.iommu);
   });
 

@@ -260,9 +260,7 @@ export class Engine<Device = unknown, Fd = unknown> {
 
   /** Spare table pages of every domain (user-managed and free ones have none). */
   sparePagesAll(): number {
-    let n = 0;
-    for (let d = 1; d < this.layout.domainCount; d++) n += this.sparePages(d);
-    return n;
+    return this.core.ctrl(abi.CTRL_SPARE_PAGES);
   }
 
   /** Ends every cached translation of `domain` (bumps its generation). */

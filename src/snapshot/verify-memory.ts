@@ -98,6 +98,7 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
   }
 
   // ---- Domains ---------------------------------------------------------------------------------
+  let spares = 0; // CTRL_SPARE_PAGES must count them
   const hwpts = new Map<number, HwptPaging | HwptUser>();
   for (const state of states) {
     for (const o of state.table.objects()) if (o instanceof HwptPaging || o instanceof HwptUser) hwpts.set(o.domain, o);
@@ -128,8 +129,11 @@ export function checkMemory(engine: Engine, states: readonly FdState[]): void {
     if (word(abi.DOM_PAGES) !== found.live) bad(`image: domain ${i} counts ${word(abi.DOM_PAGES)} table pages, its tables have ${found.live}`);
     if (word(abi.DOM_SPARE) !== found.spare) bad(`image: domain ${i} counts ${word(abi.DOM_SPARE)} spare table pages, it has ${found.spare}`);
     used += found.live + found.spare;
+    spares += found.spare;
     checkLeavesMatchAreas(i, leaves, hwpt);
   }
+
+  if (core.ctrl(abi.CTRL_SPARE_PAGES) !== spares) bad(`image: ${core.ctrl(abi.CTRL_SPARE_PAGES)} spare table pages counted, ${spares} found`);
 
   // ---- Free space --------------------------------------------------------------------------------
   let free = 0;

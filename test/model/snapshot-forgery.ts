@@ -139,7 +139,7 @@ export class SnapshotMutator {
     const target = r.weighted({ ctrl: 2, domain: 3, device: 2, table: 6, slot: 1, byte: 1 });
     let addr: number;
     if (target === 'ctrl') {
-      addr = abi.CTRL_BASE + r.pick([abi.CTRL_FREE_HEAD, abi.CTRL_PAGES_USED, abi.CTRL_LIMBO_HEAD, abi.CTRL_LIMBO_TAIL, abi.CTRL_FREE_COUNT, abi.CTRL_BUF_FREE, abi.CTRL_POOL_TOP, abi.CTRL_EPOCH, abi.CTRL_CTX_GEN]);
+      addr = abi.CTRL_BASE + r.pick([abi.CTRL_FREE_HEAD, abi.CTRL_PAGES_USED, abi.CTRL_LIMBO_HEAD, abi.CTRL_LIMBO_TAIL, abi.CTRL_FREE_COUNT, abi.CTRL_BUF_FREE, abi.CTRL_POOL_TOP, abi.CTRL_EPOCH, abi.CTRL_CTX_GEN, abi.CTRL_SPARE_PAGES]);
     } else if (target === 'domain') {
       addr = l.domains! + r.range(1, 6) * abi.DOM_SIZE + r.pick([abi.DOM_ROOT, abi.DOM_LEVELS, abi.DOM_FLAGS, abi.DOM_PAGES, abi.DOM_SPARE, abi.DOM_FORMAT, abi.DOM_PARENT, abi.DOM_UROOT_LO, abi.DOM_PABITS]);
     } else if (target === 'device') {
