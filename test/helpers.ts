@@ -55,6 +55,28 @@ function requireWorld(subject: object): World {
   return worldOf(subject) ?? expect.fail('expected an Iommu, FD or device made through the test helpers');
 }
 
+/** An engine with one device attached to one IOAS through its auto HWPT, and that HWPT's domain index. */
+export interface DomainRig {
+  iommu: Iommu;
+  fd: IommuFd;
+  dev: DeviceFd;
+  ioas: number;
+  domain: number;
+}
+
+/** A small {@link DomainRig}: `maxMemoryBytes` (default 64 MiB), the FD's page limit `pages` (default none). */
+export function domainRig(opts: { maxMemoryBytes?: number; pages?: number } = {}): DomainRig {
+  const iommu = Iommu.createSync({ maxMemoryBytes: opts.maxMemoryBytes ?? 64 * 2 ** 20, translators: 2, iotlbEntries: 16, maxDomains: 4, pasidBits: 4 });
+  const fd = iommu.open(opts.pages === undefined ? undefined : { limits: { pages: opts.pages } });
+  const ioas = fd.ioasAlloc();
+  const dev = iommu.addDevice({ bdf: '00:02.0' });
+  dev.bind(fd);
+  const hwpt = dev.attach(ioas);
+  const view = fdView(fd).objects.find((o) => o.id === hwpt);
+  if (view?.type !== 'hwpt-paging') throw new Error('expected a HWPT_PAGING');
+  return { iommu, fd, dev, ioas, domain: view.domain };
+}
+
 /** A new engine (small defaults, overridable) whose FDs and devices the snapshots will cover. */
 export function makeIommu(opts: IommuOptions = {}): Iommu {
   // An engine in an emulator's memory is bounded by its region, not by maxMemoryBytes.

@@ -6,20 +6,12 @@ import { describe, expect, test } from 'vitest';
 import * as abi from '../assembly/abi';
 import { Iommu, type IommuFd } from '../src/index';
 import * as testing from './testing';
+import { domainRig } from './helpers';
 
 const K = 4096n;
 
-function setup(): { iommu: Iommu; fd: IommuFd; ioas: number; domain: number } {
-  const iommu = Iommu.createSync({ maxMemoryBytes: 4 * 2 ** 20, translators: 2, iotlbEntries: 16, maxDomains: 4, pasidBits: 4 });
-  const fd = iommu.open();
-  const ioas = fd.ioasAlloc();
-  const dev = iommu.addDevice({ bdf: '00:02.0' });
-  dev.bind(fd);
-  const hwpt = dev.attach(ioas);
-  const view = testing.fdView(fd).objects.find((o) => o.id === hwpt);
-  if (view?.type !== 'hwpt-paging') throw new Error('expected a HWPT_PAGING');
-  return { iommu, fd, ioas, domain: view.domain };
-}
+/** A 4 MiB engine with one domain (see helpers.ts domainRig). */
+const setup = () => domainRig({ maxMemoryBytes: 4 * 2 ** 20 });
 
 /** Each of these IOVAs lies in its own 512 GiB region: a map builds 3 tables, an unmap empties them. */
 const far = (i: number): bigint => BigInt(i + 1) << 39n;

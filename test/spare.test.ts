@@ -4,36 +4,17 @@
 // back whenever pages are short, and bounded.
 import { describe, expect, test } from 'vitest';
 import * as abi from '../assembly/abi';
-import { Access, Iommu, NO_PASID, type DeviceFd, type IommuError, type IommuFd } from '../src/index';
+import { Access, Iommu, NO_PASID, type IommuError } from '../src/index';
 import * as testing from './testing';
+import { domainRig, type DomainRig } from './helpers';
 
 const K = 4096n;
 const M2 = 2n << 20n;
 /** Each in its own 512 GiB region: a map builds three tables below the root, an unmap empties them. */
 const far = (i: number): bigint => BigInt(i + 1) << 39n;
 
-interface Rig {
-  iommu: Iommu;
-  fd: IommuFd;
-  dev: DeviceFd;
-  ioas: number;
-  domain: number;
-}
-
-function rig(opts: { maxMemoryBytes?: number; pages?: number } = {}): Rig {
-  const iommu = Iommu.createSync({ maxMemoryBytes: opts.maxMemoryBytes ?? 64 * 2 ** 20, translators: 2, iotlbEntries: 16, maxDomains: 4, pasidBits: 4 });
-  const fd = iommu.open(opts.pages === undefined ? undefined : { limits: { pages: opts.pages } });
-  const ioas = fd.ioasAlloc();
-  const dev = iommu.addDevice({ bdf: '00:02.0' });
-  dev.bind(fd);
-  const hwpt = dev.attach(ioas);
-  const view = testing.fdView(fd).objects.find((o) => o.id === hwpt);
-  if (view?.type !== 'hwpt-paging') throw new Error('expected a HWPT_PAGING');
-  return { iommu, fd, dev, ioas, domain: view.domain };
-}
-
 /** The table pages below the root on the way to `iova`, and the live-entry count of each one's pointer. */
-function path(r: Rig, iova: bigint): { pages: number[]; counts: number[] } {
+function path(r: DomainRig, iova: bigint): { pages: number[]; counts: number[] } {
   const e = testing.engineOf(r.iommu);
   const u32 = e.core.u32;
   const d = e.layout.domains + r.domain * abi.DOM_SIZE;
@@ -51,13 +32,13 @@ function path(r: Rig, iova: bigint): { pages: number[]; counts: number[] } {
   return { pages, counts };
 }
 
-const pagesUsed = (r: Rig): number => testing.engineOf(r.iommu).core.ctrl(abi.CTRL_PAGES_USED);
-const read = (r: Rig, iova: bigint) => r.iommu.translate(r.dev.rid, NO_PASID, iova, Access.Read);
+const pagesUsed = (r: DomainRig): number => testing.engineOf(r.iommu).core.ctrl(abi.CTRL_PAGES_USED);
+const read = (r: DomainRig, iova: bigint) => r.iommu.translate(r.dev.rid, NO_PASID, iova, Access.Read);
 
 describe('spare tables', () => {
   test('a partial unmap keeps the emptied tables; translation and table counts see the tree without them', () => {
-    const r = rig();
-    const fresh = rig(); // never mapped there: what translation must look like
+    const r = domainRig();
+    const fresh = domainRig(); // never mapped there: what translation must look like
     const before = r.iommu.stats();
     r.fd.ioasMap(r.ioas, { iova: far(0), length: K, phys: 0x10_0000n });
     const built = path(r, far(0));
@@ -80,7 +61,7 @@ describe('spare tables', () => {
   });
 
   test('a map nearby reuses them in place: no new page, counts alive again', () => {
-    const r = rig();
+    const r = domainRig();
     r.fd.ioasMap(r.ioas, { iova: far(0), length: K, phys: 0x10_0000n });
     const built = path(r, far(0)).pages;
     r.fd.ioasUnmap(r.ioas, far(0), K);
@@ -105,7 +86,7 @@ describe('spare tables', () => {
   });
 
   test('a large leaf goes where a spare table was, as in the tree without it', () => {
-    const r = rig();
+    const r = domainRig();
     const at = far(1);
     r.fd.ioasMap(r.ioas, { iova: at + K, length: K, phys: 0x10_0000n });
     r.fd.ioasUnmap(r.ioas, at + K, K);
@@ -119,7 +100,7 @@ describe('spare tables', () => {
   });
 
   test('an unmap covering a whole table retires it; destroying the domain retires every spare', () => {
-    const r = rig();
+    const r = domainRig();
     const base = pagesUsed(r);
     // 2 MiB of 4 KiB leaves (the output is not 2 MiB aligned): one leaf table that the area covers.
     r.fd.ioasMap(r.ioas, { iova: far(2), length: M2, phys: 0x4000_1000n });
@@ -135,7 +116,7 @@ describe('spare tables', () => {
   });
 
   test('the engine keeps at most max(1024, the other pages in use) spare pages', () => {
-    const r = rig();
+    const r = domainRig();
     let most = 0;
     let released = false;
     for (let i = 0; i < 400; i++) {
@@ -153,7 +134,7 @@ describe('spare tables', () => {
   });
 
   test('the bound counts the spares of every domain together', () => {
-    const r = rig();
+    const r = domainRig();
     const dev2 = r.iommu.addDevice({ bdf: '00:03.0' });
     dev2.bind(r.fd);
     const ioas2 = r.fd.ioasAlloc();
@@ -176,7 +157,7 @@ describe('spare tables', () => {
   });
 
   test('a map that finds the pool empty gets the spare tables back first', () => {
-    const r = rig({ maxMemoryBytes: 2 * 2 ** 20 });
+    const r = domainRig({ maxMemoryBytes: 2 * 2 ** 20 });
     let n = 0;
     for (; ; n++) {
       try {
@@ -199,7 +180,7 @@ describe('spare tables', () => {
   });
 
   test('an FD at its page limit gives its spare tables back before a map would fail', () => {
-    const r = rig({ pages: 10 });
+    const r = domainRig({ pages: 10 });
     const held = (): number => (testing.fdView(r.fd).objects.find((o) => o.type === 'hwpt-paging') as { tablePages: number }).tablePages;
     for (let i = 0; i < 3; i++) r.fd.ioasMap(r.ioas, { iova: far(i), length: K, phys: 0x10_0000n });
     expect(held()).toBe(10); // the root and three paths of three: the limit exactly
@@ -219,7 +200,7 @@ describe('spare tables', () => {
   });
 
   test('a map that fails at any step while reviving spare tables leaves them as they were', () => {
-    const r = rig();
+    const r = domainRig();
     r.fd.ioasMap(r.ioas, { iova: far(3), length: K, phys: 0x10_0000n });
     r.fd.ioasUnmap(r.ioas, far(3), K);
     const spare = path(r, far(3));
@@ -253,7 +234,7 @@ describe('spare tables', () => {
   });
 
   test('a snapshot keeps spare tables, and a restore checks their counts', () => {
-    const r = rig();
+    const r = domainRig();
     r.fd.ioasMap(r.ioas, { iova: far(4), length: K, phys: 0x10_0000n });
     r.fd.ioasMap(r.ioas, { iova: far(5), length: K, phys: 0x20_0000n });
     r.fd.ioasUnmap(r.ioas, far(4), K);
