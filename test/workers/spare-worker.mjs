@@ -32,7 +32,7 @@ const bigIovas = probes.map(([, iova]) => BigInt(iova));
 let p = 0;
 if (mode === 'batch') {
   const batch = t.batch();
-  const m = Math.min(batch.capacity, 32, probes.length);
+  const m = Math.min(batch.capacity, 32);
   while (Atomics.load(ctl, CTL_STOP) === 0) {
     const first = p;
     for (let i = 0; i < m; i++) {
