@@ -13,9 +13,9 @@
 //  - released pages are not reused while a worker may still read them: probes of every region
 //    share the table indices (0 and 1 at each level), so a table page reused under a stalled walk,
 //    as another region's table at any level, would show as another probe's output or a table
-//    address. Such a stall is rare, so the owner also checks the limbo rule itself for the leaf
-//    tables a 2 MiB leaf releases: when one shows up in a path again, no translator slot may still
-//    announce the epoch it announced before the release. And no guard word is overwritten.
+//    address. Such a stall is rare, so the owner also checks the limbo rule itself: when a map
+//    builds a path through a table page it saw before (released and reused since), no translator
+//    slot may still announce what it announced then. And no guard word is overwritten.
 // Bounded: three races of a few seconds each.
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -108,7 +108,7 @@ interface Churn {
   poolSweeps: number;
   fdReleases: number;
   boundSweeps: number;
-  /** Pages released at a 2 MiB leaf seen in a new path later. */
+  /** Table pages seen on a path, released and built into a new path since. */
   reuses: number;
   poolFailures: number;
   limitFailures: number;
@@ -239,12 +239,18 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
     return Array.from({ length: l.slotCount }, (_, i) => e.core.u32[(l.slots + i * l.slotSize + abi.SLOT_EPOCH) >>> 2]!);
   };
   /**
-   * Leaf tables released where a 2 MiB leaf went: the epoch before that call, and the slots'
-   * announcements then. Such a page may be reused only once every slot announced a later epoch
-   * (the limbo rule, docs/architecture.md): when it shows up in a path again, no slot may still be
-   * in the call it was in before the release (same epoch, not later than the release's).
+   * The limbo rule (docs/architecture.md): a page unlinked from a table is reused only once every
+   * translator slot has announced a later epoch. Each table page the owner sees on a path is noted
+   * with the epoch and the slots' announcements then; when a map builds a path through a page seen
+   * before, that page was released (at a 2 MiB leaf, by a sweep or a bound) and reused since, so no
+   * slot may still announce what it did then, at or below that epoch: that call began before the
+   * release and may still be reading the page.
    */
-  const released = new Map<number, { epoch: number; slots: number[] }>();
+  const seen = new Map<number, { epoch: number; slots: number[] }>();
+  const observe = (pages: number[]): void => {
+    const o = { epoch: testing.engineOf(iommu).core.ctrl(abi.CTRL_EPOCH), slots: slotEpochs() };
+    for (const page of pages) seen.set(page, o);
+  };
   const earlyReuses: unknown[] = [];
 
   const reports = (cfg.modes ?? ['call', 'bigint', 'batch']).map((mode) => new Promise<Report>((resolve, reject) => {
@@ -295,6 +301,8 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
     const touched = s.probesOf.get(region)!;
     const others = spaces.filter((o) => o !== s);
     const sparesBefore = spaces.map(spareOf);
+    const { pages, counts } = pathOf(s, iova);
+    observe(pages);
     if (unmap) {
       // The walk may stop at any level while the entries and counts drop one by one.
       for (const p of touched) append(p, v, ANY_FAULT, true);
@@ -305,10 +313,8 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
       churn.unmaps++;
       if (spareOf(s) < sparesBefore[spaces.indexOf(s)]! - 3) churn.boundSweeps++;
     } else {
-      const { pages, counts } = pathOf(s, iova);
       const revives = counts.includes(0) && (size === K || counts.indexOf(0) < 2);
       const releasesSpareAt = size === M2 && counts.length === 3 && counts[2] === 0;
-      const before = releasesSpareAt ? { epoch: testing.engineOf(iommu).core.ctrl(abi.CTRL_EPOCH), slots: slotEpochs() } : undefined;
       const m = { size, phys: PHYS_BASE + serial++ * M2 };
       account(s, iova, m);
       for (const p of touched) append(p, v, expected(p));
@@ -317,18 +323,16 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
         s.live.add(iova);
         churn.maps++;
         if (revives) churn.revives++;
-        if (before) {
-          churn.spareAtReleases++;
-          released.set(pages[2]!, before);
-        }
-        for (const page of pathOf(s, iova).pages) {
-          const r = released.get(page);
+        if (releasesSpareAt) churn.spareAtReleases++;
+        const built = pathOf(s, iova).pages.filter((page) => !pages.includes(page));
+        for (const page of built) {
+          const r = seen.get(page);
           if (!r) continue;
-          released.delete(page);
           churn.reuses++;
           const now = slotEpochs();
-          if (now.some((x, i) => x !== 0 && x <= r.epoch && x === r.slots[i])) earlyReuses.push({ page, at: iova, released: r, now });
+          if (now.some((x, i) => x !== 0 && x <= r.epoch && x === r.slots[i])) earlyReuses.push({ page, at: iova, seen: r, now });
         }
+        observe(built);
       } catch (e) {
         if ((e as IommuError).errno !== 'ENOMEM') throw e;
         if (/limits\.pages/.test((e as Error).message)) churn.limitFailures++;
