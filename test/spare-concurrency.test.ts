@@ -243,8 +243,10 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
    * translator slot has announced a later epoch. Each table page the owner sees on a path is noted
    * with the epoch and the slots' announcements then; when a map builds a path through a page seen
    * before, that page was released (at a 2 MiB leaf, by a sweep or a bound) and reused since, so no
-   * slot may still announce what it did then, at or below that epoch: that call began before the
-   * release and may still be reading the page.
+   * slot may still announce what it did then, below that epoch: that call began before the release
+   * and may still be reading the page. (Below, not at: a call that read the epoch at the
+   * observation but stored it only after the release, preempted in between, reads no page it
+   * could not reach then, and may show the same number.)
    */
   const seen = new Map<number, { epoch: number; slots: number[] }>();
   const observe = (pages: number[]): void => {
@@ -330,7 +332,7 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
           if (!r) continue;
           churn.reuses++;
           const now = slotEpochs();
-          if (now.some((x, i) => x !== 0 && x <= r.epoch && x === r.slots[i])) earlyReuses.push({ page, at: iova, seen: r, now });
+          if (now.some((x, i) => x !== 0 && x < r.epoch && x === r.slots[i])) earlyReuses.push({ page, at: iova, seen: r, now });
         }
         observe(built);
       } catch (e) {
