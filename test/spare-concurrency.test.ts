@@ -417,7 +417,7 @@ describe.skipIf(!existsSync(dist))('spare tables under worker translators', () =
       spaces: [{ name: 'D', regions: 2, anchored: 1, maxLive: 1, weight: 1 }],
       maxMemoryBytes: 2 * 2 ** 20,
       raceMs: 3000,
-      modes: ['batch', 'batch'], // the most walks per second: a revived chain's window is a few stores wide // the most walks per second: a revived chain's window is a few stores wide
+      modes: ['batch', 'batch'], // the most walks per second: a revived chain's window is a few stores wide
     });
     expectClean(reports);
     expect(churn.revives).toBeGreaterThan(churn.maps / 2);
@@ -425,7 +425,7 @@ describe.skipIf(!existsSync(dist))('spare tables under worker translators', () =
     expect(churn.reuses).toBeGreaterThan(20);
   });
 
-  test('a domain whose spares outnumber max(1024, its tables) releases them all, under walks', async () => {
+  test('spares that outnumber max(1024, the other pages in use) are all released, under walks', async () => {
     const { churn, reports } = await race({
       spaces: [{ name: 'C', regions: 400, anchored: 100, maxLive: 120, weight: 1 }],
       maxMemoryBytes: 64 * 2 ** 20,
