@@ -214,24 +214,7 @@ async function race(cfg: Config): Promise<{ churn: Churn; reports: Report[]; iom
     const e = testing.engineOf(iommu);
     return e.core.u32[(e.layout.domains + s.domain * abi.DOM_SIZE + abi.DOM_SPARE) >>> 2]!;
   };
-  /** The table pages below the root on the way to `iova`, and the live-entry count of each one's pointer. */
-  const pathOf = (s: Space, iova: number): { pages: number[]; counts: number[] } => {
-    const e = testing.engineOf(iommu);
-    const u32 = e.core.u32;
-    const d = e.layout.domains + s.domain * abi.DOM_SIZE;
-    let table = u32[(d + abi.DOM_ROOT) >>> 2]!;
-    const pages: number[] = [];
-    const counts: number[] = [];
-    for (let level = 3; level > 0; level--) {
-      const slot = (table + (Math.floor(iova / 2 ** shiftOf(level)) % 512) * 8) >>> 2;
-      const lo = u32[slot]!;
-      if ((lo & (abi.PTE_R | abi.PTE_W)) === 0 || lo & abi.PTE_PS) break;
-      table = lo & ~(abi.PAGE_SIZE - 1);
-      pages.push(table);
-      counts.push((u32[slot + 1]! >>> (abi.PTE_COUNT_SHIFT - 32)) & (2 ** abi.PTE_COUNT_BITS - 1));
-    }
-    return { pages, counts };
-  };
+  const pathOf = (s: Space, iova: number) => testing.tablePath(iommu, s.domain, BigInt(iova));
   /** The epoch each translator slot announces (0: not in a call). */
   const slotEpochs = (): number[] => {
     const e = testing.engineOf(iommu);

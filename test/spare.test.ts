@@ -13,25 +13,7 @@ const M2 = 2n << 20n;
 /** Each in its own 512 GiB region: a map builds three tables below the root, an unmap empties them. */
 const far = (i: number): bigint => BigInt(i + 1) << 39n;
 
-/** The table pages below the root on the way to `iova`, and the live-entry count of each one's pointer. */
-function path(r: DomainRig, iova: bigint): { pages: number[]; counts: number[] } {
-  const e = testing.engineOf(r.iommu);
-  const u32 = e.core.u32;
-  const d = e.layout.domains + r.domain * abi.DOM_SIZE;
-  let table = u32[(d + abi.DOM_ROOT) >>> 2]!;
-  const pages: number[] = [];
-  const counts: number[] = [];
-  for (let level = u32[(d + abi.DOM_LEVELS) >>> 2]! - 1; level > 0; level--) {
-    const slot = (table + Number((iova >> BigInt(12 + 9 * level)) & 511n) * 8) >>> 2;
-    const lo = u32[slot]!;
-    if ((lo & (abi.PTE_R | abi.PTE_W)) === 0 || lo & abi.PTE_PS) break;
-    table = lo & ~(abi.PAGE_SIZE - 1);
-    pages.push(table);
-    counts.push((u32[slot + 1]! >>> (abi.PTE_COUNT_SHIFT - 32)) & (2 ** abi.PTE_COUNT_BITS - 1));
-  }
-  return { pages, counts };
-}
-
+const path = (r: DomainRig, iova: bigint) => testing.tablePath(r.iommu, r.domain, iova);
 const pagesUsed = (r: DomainRig): number => testing.engineOf(r.iommu).core.ctrl(abi.CTRL_PAGES_USED);
 const read = (r: DomainRig, iova: bigint) => r.iommu.translate(r.dev.rid, NO_PASID, iova, Access.Read);
 

@@ -221,3 +221,26 @@ export function bumpDomainGeneration(iommu: object, domain: number): void {
 export function drainPageRequests(iommu: object): void {
   drainRings(engineOf(iommu));
 }
+
+/**
+ * The engine table pages below the root on the way to `iova` in domain `domain`, and the
+ * live-entry count in each one's pointer (0: a spare table, assembly/spare.ts); it stops at an
+ * empty entry or a leaf.
+ */
+export function tablePath(iommu: object, domain: number, iova: bigint): { pages: number[]; counts: number[] } {
+  const e = engineOf(iommu);
+  const u32 = e.core.u32;
+  const d = e.layout.domains + domain * abi.DOM_SIZE;
+  let table = u32[(d + abi.DOM_ROOT) >>> 2]!;
+  const pages: number[] = [];
+  const counts: number[] = [];
+  for (let level = u32[(d + abi.DOM_LEVELS) >>> 2]! - 1; level > 0; level--) {
+    const slot = (table + Number((iova >> BigInt(12 + 9 * level)) & 511n) * 8) >>> 2;
+    const lo = u32[slot]!;
+    if ((lo & (abi.PTE_R | abi.PTE_W)) === 0 || lo & abi.PTE_PS) break;
+    table = lo & ~(abi.PAGE_SIZE - 1);
+    pages.push(table);
+    counts.push((u32[slot + 1]! >>> (abi.PTE_COUNT_SHIFT - 32)) & (2 ** abi.PTE_COUNT_BITS - 1));
+  }
+  return { pages, counts };
+}
