@@ -17,18 +17,25 @@ import { epochAdvance } from './pool';
 import { domainPtr, domainBumpGen } from './domain';
 import { domainCount } from './env';
 
+/** The descriptor of `dom` when it is a live engine-managed domain (not user-managed), else 0. */
+function engineDomain(dom: u32): usize {
+  if (dom == 0 || dom >= domainCount) return 0;
+  const d = domainPtr(dom);
+  return (load<u32>(d, abi.DOM_FLAGS) & (abi.DOM_LIVE | abi.DOM_USER)) == abi.DOM_LIVE ? d : 0;
+}
+
 /** Maps [iova, iova+length) to [oa, ...) in domain `dom`; 0 or a negative errno. */
 export function map(dom: u32, iova: u64, oa: u64, length: u64, perm: u32): i32 {
-  if (dom == 0 || dom >= domainCount || length == 0 || ((iova | oa | length) & ((<u64>1 << abi.PAGE_SHIFT) - 1)) != 0) return abi.STATUS_EINVAL;
-  if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
-  return mapRange(domainPtr(dom), iova, oa, length, perm);
+  const d = engineDomain(dom);
+  if (d == 0 || length == 0 || ((iova | oa | length) & ((<u64>1 << abi.PAGE_SHIFT) - 1)) != 0) return abi.STATUS_EINVAL;
+  return mapRange(d, iova, oa, length, perm);
 }
 
 /** Unmaps every leaf wholly inside [start, last] of domain `dom`. */
 export function unmap(dom: u32, start: u64, last: u64): i32 {
-  if (dom == 0 || dom >= domainCount || last < start) return abi.STATUS_EINVAL;
-  if (!(load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
-  unmapRange(domainPtr(dom), start, last);
+  const d = engineDomain(dom);
+  if (d == 0 || last < start) return abi.STATUS_EINVAL;
+  unmapRange(d, start, last);
   return abi.STATUS_OK;
 }
 
@@ -53,19 +60,19 @@ export function mapBatch(dom: u32, recs: usize, count: u32): u32 {
  * the batch sees the old or the new table, and none started after it returns sees a removed leaf.
  */
 export function unmapBatch(dom: u32, recs: usize, count: u32): u32 {
-  const live = dom != 0 && dom < domainCount && (load<u32>(domainPtr(dom), abi.DOM_FLAGS) & abi.DOM_LIVE) != 0;
+  const d = engineDomain(dom);
   let failed: u32 = 0;
   let cleared = false;
   for (let i: u32 = 0; i < count; i++) {
     const r = recs + <usize>i * abi.MAPREC_SIZE;
     const start = load<u64>(r, abi.MAPREC_IOVA);
     const last = load<u64>(r, abi.MAPREC_LAST);
-    const ok = live && last >= start;
-    if (ok && clearRange(domainPtr(dom), start, last)) cleared = true;
+    const ok = d != 0 && last >= start;
+    if (ok && clearRange(d, start, last)) cleared = true;
     store<i32>(r, ok ? abi.STATUS_OK : abi.STATUS_EINVAL, abi.MAPREC_STATUS);
     if (!ok) failed++;
   }
-  if (cleared) endUnmap(domainPtr(dom));
+  if (cleared) endUnmap(d);
   return failed;
 }
 
@@ -74,9 +81,8 @@ export function unmapBatch(dom: u32, recs: usize, count: u32): u32 {
  * emptied, kept for reuse); returns the pages released, or a negative errno.
  */
 export function domainSweep(dom: u32): i32 {
-  if (dom == 0 || dom >= domainCount) return abi.STATUS_EINVAL;
-  const d = domainPtr(dom);
-  if ((load<u32>(d, abi.DOM_FLAGS) & (abi.DOM_LIVE | abi.DOM_USER)) != abi.DOM_LIVE) return abi.STATUS_EINVAL;
+  const d = engineDomain(dom);
+  if (d == 0) return abi.STATUS_EINVAL;
   const released = sweepDomain(d);
   if (released != 0) epochAdvance();
   return <i32>released;
@@ -84,11 +90,10 @@ export function domainSweep(dom: u32): i32 {
 
 /** Turns dirty tracking of engine domain `dom` on (clearing every D bit first) or off. */
 export function domainSetDirty(dom: u32, on: u32): i32 {
-  if (dom == 0 || dom >= domainCount) return abi.STATUS_EINVAL;
-  const d = domainPtr(dom);
-  const flags = load<u32>(d, abi.DOM_FLAGS);
   // Engine tables only; one on the extended miss path (page requests) marks D there (ptwalk.ts).
-  if (!(flags & abi.DOM_LIVE) || (flags & abi.DOM_USER)) return abi.STATUS_EINVAL;
+  const d = engineDomain(dom);
+  if (d == 0) return abi.STATUS_EINVAL;
+  const flags = load<u32>(d, abi.DOM_FLAGS);
   // Flag first, then clear and bump: a fill that still saw the flag off fails its generation re-check.
   atomic.store<u32>(d, on ? flags | abi.DOM_DIRTY : flags & ~abi.DOM_DIRTY, abi.DOM_FLAGS);
   if (on) readDirty(d, 0, 0xffffffffffffffff, abi.PAGE_SHIFT, 0, true);
@@ -98,9 +103,8 @@ export function domainSetDirty(dom: u32, on: u32): i32 {
 
 /** Dirty pages of [start, last] in domain `dom` into the bitmap at `bitmap` (bit per 2^pageLg2 bytes). */
 export function dirtyBitmap(dom: u32, start: u64, last: u64, pageLg2: u32, bitmap: usize, clear: u32): i32 {
-  if (dom == 0 || dom >= domainCount || last < start || pageLg2 > 63) return abi.STATUS_EINVAL;
-  const d = domainPtr(dom);
-  if (!(load<u32>(d, abi.DOM_FLAGS) & abi.DOM_LIVE)) return abi.STATUS_EINVAL;
+  const d = engineDomain(dom);
+  if (d == 0 || last < start || pageLg2 > 63) return abi.STATUS_EINVAL;
   readDirty(d, start, last, pageLg2, bitmap, clear != 0);
   return abi.STATUS_OK;
 }
@@ -133,5 +137,8 @@ export function abiHash(): u32 {
   h = (h ^ abi.CTRL_CALL_ENTRIES) * 16777619;
   h = (h ^ abi.CALL_ENTRY_SIZE) * 16777619;
   h = (h ^ abi.CALL_COUNT) * 16777619;
+  // Images with spare tables (pointers counting 0 live entries) must not reach an engine without them.
+  h = (h ^ abi.DOM_SPARE) * 16777619;
+  h = (h ^ abi.CTRL_SPARE_PAGES) * 16777619;
   return h;
 }

@@ -8,7 +8,7 @@
 // bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
 import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
-import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, COUNT_ONE } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, pointsAtSpare, COUNT_ONE } from './fmt/engine';
 import { pageAlloc, pageRetire, pageFreeClean, epochAdvance, awaitReaders, failureInjected } from './pool';
 import { domainBumpGen } from './domain';
 import { addSpares, countNewEntry, releaseSpareAt, sweepAllDomains, boundSpares } from './spare';
@@ -35,7 +35,7 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
     const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
     let e = atomic.load<u64>(slot);
     if (at == level) {
-      if (!entryIsEmpty(e) && !entryIsLeaf(e, at) && childCount(e) == 0) {
+      if (!entryIsEmpty(e) && !entryIsLeaf(e, at) && pointsAtSpare(e)) {
         releaseSpareAt(d, slot, at); // the leaf goes where a spare table was
         e = 0;
       }
@@ -58,7 +58,7 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
     } else if (entryIsLeaf(e, at)) {
       return -2; // the range is not empty: the TS layer never asks for this
     } else {
-      if (spareTop == 0 && childCount(e) == 0) {
+      if (spareTop == 0 && pointsAtSpare(e)) {
         spareTop = slot;
         spareLevel = at;
         aboveSpare = parent;

@@ -37,7 +37,7 @@ import {
   CAP_WU, CAP_WS, SLOT_WALK_READS, DOM_DIRTY, PTE_D,
 } from './abi';
 import { KIND_TABLE, KIND_LEAF } from './fmt/kinds';
-import { entryIsEmpty, entryIsAbsent, entryIsLeaf, entryAddr, entryPerm, entryCaps } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, entryPerm, entryCaps, pointsAtSpare } from './fmt/engine';
 import {
   x86Decode, x86TableAddr, x86LeafOA, x86Accumulate, x86Perm, x86Caps, X86_ACC_INIT, X86_A, X86_D,
 } from './fmt/x86_64';
@@ -103,7 +103,7 @@ export let wMarkLater: usize = 0;
 
 // @ts-ignore: decorator
 @inline function decode(fmt: u32, e: u64, level: u32, flags: u32, paBits: u32): u32 {
-  if (fmt == FMT_ENGINE) return entryIsAbsent(e, level) ? FAULT_NOT_PRESENT : entryIsLeaf(e, level) ? KIND_LEAF : KIND_TABLE;
+  if (fmt == FMT_ENGINE) return entryIsEmpty(e) ? FAULT_NOT_PRESENT : entryIsLeaf(e, level) ? KIND_LEAF : pointsAtSpare(e) ? FAULT_NOT_PRESENT : KIND_TABLE;
   if (fmt == FMT_X86_64) return x86Decode(e, level, paBits);
   return rvDecode(e, level, flags);
 }

@@ -4,7 +4,7 @@
 // generic_pt free a table only when an unmap covers all of it), so a map near an earlier one walks
 // existing tables instead of building them again; on scattered 4 KiB map/unmap churn that is most of
 // the table work (bench/README.md). Here an emptied table stays linked, its entry counting 0 live
-// entries. Such a spare table is invisible to translation (fmt/engine.ts entryIsAbsent), is not in
+// entries. Such a spare table is invisible to translation (fmt/engine.ts pointsAtSpare), is not in
 // DOM_PAGES (table-page accounting, FD page limits and snapshots' checks see the radix-minimal
 // tree) and counts in DOM_SPARE.
 //
@@ -19,7 +19,7 @@
 //    of an FD over its page limit (src/iommufd/fd-state.ts), so keeping them never fails a map.
 
 import { PTE_SIZE, TABLE_ENTRIES, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, DOM_FLAGS, DOM_LIVE, CTRL_SPARE_PAGES, CTRL_PAGES_USED } from './abi';
-import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, childCount, COUNT_ONE } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, pointsAtSpare, COUNT_ONE } from './fmt/engine';
 import { pageRetire, epochAdvance } from './pool';
 import { ctrl, domains, domainCount } from './env';
 
@@ -103,7 +103,7 @@ function sweepLevel(table: usize, level: u32): u32 {
     const slot = table + <usize>i * PTE_SIZE;
     const e = atomic.load<u64>(slot);
     if (entryIsEmpty(e) || entryIsLeaf(e, level)) continue;
-    if (childCount(e) == 0) {
+    if (pointsAtSpare(e)) {
       atomic.store<u64>(slot, 0);
       const n = releaseTree(<usize>entryAddr(e), level - 1);
       released += n;

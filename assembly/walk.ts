@@ -3,7 +3,7 @@
 // aligned u64 stores), and is only called between an epoch announcement and its retraction.
 
 import { PTE_SIZE, TABLE_ENTRIES } from './abi';
-import { entryIsAbsent, entryIsLeaf, entryAddr, levelShift } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, pointsAtSpare } from './fmt/engine';
 import { poolPageReachable } from './reach';
 
 /** Level of the last entry `walk` looked at (the leaf's level, or where the walk found nothing). */
@@ -23,12 +23,13 @@ export function walk(root: usize, levels: u32, iova: u64): u64 {
     const index = <usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1);
     const at = <usize>table + index * PTE_SIZE;
     const e = atomic.load<u64>(at);
-    if (entryIsAbsent(e, level)) break; // empty, or a spare table: nothing mapped below
+    if (entryIsEmpty(e)) break;
     if (entryIsLeaf(e, level)) {
       walkLevel = level;
       walkSlot = at;
       return e;
     }
+    if (pointsAtSpare(e)) break; // nothing mapped below
     table = entryAddr(e);
     level--;
   }

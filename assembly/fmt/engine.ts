@@ -8,7 +8,7 @@
 // R|W so that the AND of permissions across levels is the leaf's; their ignored bits 61:52 hold the
 // number of live entries in the child table (leaves, and table pointers whose own count is not 0),
 // so unmap knows when a table becomes empty. A table pointer counting 0 is a spare table, kept
-// linked for reuse (assembly/pagetable.ts): translators treat it as empty (entryIsAbsent).
+// linked for reuse (assembly/spare.ts): every walk stops there with nothing mapped (pointsAtSpare).
 
 import {
   PAGE_SHIFT, TABLE_INDEX_BITS, PTE_R, PTE_W, PTE_X, PTE_PS, PTE_ADDR_SHIFT, PTE_ADDR_BITS,
@@ -32,12 +32,13 @@ const PERM_BITS: u64 = PTE_R | PTE_W | PTE_X;
 }
 
 /**
- * True when a translation stops at this entry with nothing mapped: empty, or a pointer to a spare
- * table (0 live entries), so a spare table is invisible to every walk.
+ * For a table pointer (neither empty nor a leaf): true when its table is spare (0 live entries,
+ * assembly/spare.ts). A walk stops there with nothing mapped, as at an empty entry, so a spare
+ * table is invisible to translation.
  */
 // @ts-ignore: decorator
-@inline export function entryIsAbsent(e: u64, level: u32): bool {
-  return entryIsEmpty(e) || (level != 0 && (e & <u64>PTE_PS) == 0 && childCount(e) == 0);
+@inline export function pointsAtSpare(e: u64): bool {
+  return childCount(e) == 0;
 }
 
 // @ts-ignore: decorator

@@ -71,7 +71,7 @@ export function expectedAbiHash(): number {
   let h = 2166136261;
   for (const v of [abi.ABI_VERSION, abi.CTRL_SIZE, abi.DOM_SIZE, abi.DEV_SIZE, abi.TLB_ENTRY_SIZE,
     abi.RES_SIZE, abi.REQ_SIZE, abi.SLOT_IOTLB, abi.FAULT_MAX, abi.CTRL_FAIL_COUNTDOWN,
-    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT, abi.CTRL_CLEAN_HEAD, abi.LIMBO_CLEAN, abi.CTRL_SHOOTDOWN, abi.CTRL_CALL_ENTRIES, abi.CALL_ENTRY_SIZE, abi.CALL_COUNT]) {
+    abi.CTRL_RAM_COUNT, abi.RAMWIN_SIZE, abi.RAM_WINDOWS_MAX, abi.SLOT_PRQ, abi.PRQ_SIZE, abi.INFO_CAP_SHIFT, abi.DOM_PABITS, abi.FMT_COUNT, abi.CTRL_CLEAN_HEAD, abi.LIMBO_CLEAN, abi.CTRL_SHOOTDOWN, abi.CTRL_CALL_ENTRIES, abi.CALL_ENTRY_SIZE, abi.CALL_COUNT, abi.DOM_SPARE, abi.CTRL_SPARE_PAGES]) {
     h = Math.imul(h ^ v, 16777619) >>> 0;
   }
   return h;

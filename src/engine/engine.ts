@@ -253,9 +253,19 @@ export class Engine<Device = unknown, Fd = unknown> {
     this.core.exports.domainSweep(domain);
   }
 
+  /** Table pages of engine-managed `domain`, root included: the live tree, without spare tables. */
+  tablePages(domain: number): number {
+    return this.#domainWord(domain, abi.DOM_PAGES);
+  }
+
   /** Spare table pages of `domain` (see {@link releaseSpares}). */
   sparePages(domain: number): number {
-    return this.core.u32[(this.layout.domains + domain * abi.DOM_SIZE + abi.DOM_SPARE) >>> 2]!;
+    return this.#domainWord(domain, abi.DOM_SPARE);
+  }
+
+  /** The u32 at byte `offset` (DOM_*) of `domain`'s descriptor. */
+  #domainWord(domain: number, offset: number): number {
+    return this.core.u32[(this.layout.domains + domain * abi.DOM_SIZE + offset) >>> 2]!;
   }
 
   /** Spare table pages of every domain (user-managed and free ones have none). */

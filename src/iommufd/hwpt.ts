@@ -156,16 +156,16 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
     }
     const status = scratch(1, m);
     // A page limit is checked after each area (mapArea): with one, the areas go one by one.
-    const done = this.fd.limits.pages === Infinity;
-    if (done && words === undefined) this.engine.mapBatch(this.domain, areas, sent, m, status);
-    else if (done) this.engine.mapBatchWords(this.domain, words!, HI, entries!.perms, sent, m, status);
+    const batched = this.fd.limits.pages === Infinity;
+    if (batched && words === undefined) this.engine.mapBatch(this.domain, areas, sent, m, status);
+    else if (batched) this.engine.mapBatchWords(this.domain, words!, HI, entries!.perms, sent, m, status);
     for (let j = 0; j < m; j++) {
       const st = status[j]!;
-      if (done && st === abi.STATUS_OK) continue;
+      if (batched && st === abi.STATUS_OK) continue;
       const k = sent[j]!;
       const a = areas[k]!;
-      // Not batched (a page limit): the per-area path.
-      const e = caught(() => (done ? this.engine.check('map', st, 'map') : this.mapArea(a)));
+      // A batched area's error, or the per-area path (a page limit).
+      const e = caught(() => (batched ? this.engine.check('map', st, 'map') : this.mapArea(a)));
       if (e !== undefined) (errors ??= new Array<IommuError | undefined>(n).fill(undefined))[k] = e;
     }
     return errors;
@@ -193,7 +193,7 @@ export class HwptPaging extends FdObject implements DomainSink, PageHolder {
 
   /** Table pages this HWPT's domain uses, root included (the radix-minimal tree: no spare tables). */
   get tablePages(): number {
-    return this.engine.core.u32[(this.engine.layout.domains + this.domain * abi.DOM_SIZE + abi.DOM_PAGES) >>> 2]!;
+    return this.engine.tablePages(this.domain);
   }
 
   /** Pages the domain holds: its tables and its spare tables (kept for reuse: assembly/spare.ts). */
