@@ -12,7 +12,8 @@
  */
 import { ERRNO, type IommuError } from '../base/errno';
 import { makeArea, type Area } from './area';
-import { FAST_LIMIT_HI, HI, LO, keyOf, type AreaStore } from './area-store';
+import { FAST_LIMIT_HI, type AreaStore } from './area-store';
+import { HI, LO, keyOf } from '../base/u64-word';
 import { reservedKeysHit } from './reserved-ranges';
 
 /**

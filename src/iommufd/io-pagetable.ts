@@ -18,7 +18,8 @@
 import { fail, type IommuError } from '../base/errno';
 import { toLast, U64_MAX } from '../base/range';
 import { areaLength, makeArea, type Area, type AreaSlice } from './area';
-import { AreaStore, FAST_LIMIT, keyOf } from './area-store';
+import { AreaStore, FAST_LIMIT } from './area-store';
+import { keyOf } from '../base/u64-word';
 import { fillUnmapResults, insertMapBatch, settleMapBatch, takeUnmapBatch } from './batch-fast-path';
 import { installEach, installInDomains, removeFromDomains, type DomainEntry, type DomainInfo, type DomainSink } from './domain-sink';
 import { badState, checkedStateAreas, type IoPagetableState } from './io-pagetable-state';
