@@ -256,8 +256,8 @@ function clearWithinEntry(d: usize, start: u64, last: u64): bool {
       if (!whole) return true; // inside a leaf, which is never split: nothing to remove
       break;
     }
+    if (whole) return false; // the range covers this table whole, spare or not: unmapLevel retires it
     if (pointsAtSpare(e)) return true; // a spare table maps nothing
-    if (whole) return false; // the range covers this table whole: unmapLevel retires it
     if (childCount(e) > 1) keep = slot;
     table = <usize>entryAddr(e);
     level--;
