@@ -223,8 +223,67 @@ export function clearRange(d: usize, start: u64, last: u64): bool {
   const levels = load<u32>(d, DOM_LEVELS);
   const top = lastInDomain(levels, last);
   if (start > top) return false;
-  unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
+  if (!clearWithinEntry(d, start, top)) unmapLevel(d, <usize>load<u32>(d, DOM_ROOT), levels - 1, 0, start, top);
   boundSpares();
+  return true;
+}
+
+/**
+ * {@link unmapLevel} from the root, with the same outcome, for a range that lies within one entry
+ * at every level it reaches and covers no table whole: the common unmap of one whole leaf (a 4 KiB
+ * page, a 2 MiB one), or of nothing. One walk down finds the leaf and the deepest table pointer
+ * that still counts other live entries (`keep`); the leaf goes, `keep` counts one fewer, and every
+ * pointer below it (each counted only this path) goes to 0, its table becoming spare, as
+ * unmapLevel's count arithmetic would leave them. @returns false, with nothing changed, for any
+ * other range (the caller then runs unmapLevel)
+ */
+function clearWithinEntry(d: usize, start: u64, last: u64): bool {
+  const root = <usize>load<u32>(d, DOM_ROOT);
+  const top = load<u32>(d, DOM_LEVELS) - 1;
+  let table = root;
+  let level = top;
+  let keep: usize = 0; // 0: every pointer on the path counts 1 (no table on it keeps another entry)
+  let e: u64 = 0;
+  let slot: usize = 0;
+  while (true) {
+    const shift = levelShift(level);
+    if (start >> shift != last >> shift) return false; // the range spans entries here
+    slot = table + (<usize>(start >> shift) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    e = atomic.load<u64>(slot);
+    if (entryIsEmpty(e)) return true; // nothing mapped in the range
+    const whole = (start & ((<u64>1 << shift) - 1)) == 0 && last - start == (<u64>1 << shift) - 1;
+    if (entryIsLeaf(e, level)) {
+      if (!whole) return true; // inside a leaf, which is never split: nothing to remove
+      break;
+    }
+    if (whole) return false; // the range covers this table whole, spare or not: unmapLevel retires it
+    if (pointsAtSpare(e)) return true; // a spare table maps nothing
+    if (childCount(e) > 1) keep = slot;
+    table = <usize>entryAddr(e);
+    level--;
+  }
+  atomic.store<u64>(slot, 0);
+  // Counts, top down (the order is free: every state between shows the leaf gone): pointers above
+  // `keep` are unchanged, `keep` loses one, those below it go from 1 to 0.
+  let spared: i32 = 0;
+  let below = keep == 0;
+  table = root;
+  for (let at = top; at > level; at--) {
+    const p = table + (<usize>(start >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const pe = atomic.load<u64>(p);
+    if (p == keep) {
+      atomic.store<u64>(p, pe - COUNT_ONE);
+      below = true;
+    } else if (below) {
+      atomic.store<u64>(p, pe - COUNT_ONE);
+      spared++;
+    }
+    table = <usize>entryAddr(pe);
+  }
+  if (spared != 0) {
+    store<u32>(d, load<u32>(d, DOM_PAGES) - spared, DOM_PAGES);
+    addSpares(d, spared);
+  }
   return true;
 }
 

@@ -4,7 +4,8 @@
  * where neighbouring areas round to the same double (the search's exact tie-break).
  */
 import { describe, expect, test } from 'vitest';
-import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
+import { AreaStore } from '../src/iommufd/area-store.js';
+import { keyOf } from '../src/base/u64-word.js';
 import type { Area } from '../src/iommufd/area';
 import { Rng } from './reference-walk';
 

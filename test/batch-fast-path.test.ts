@@ -6,7 +6,8 @@
  * only costs time, so its outcome alone cannot show that a valid batch was taken.
  */
 import { describe, expect, test } from 'vitest';
-import { AreaStore, keyOf } from '../src/iommufd/area-store.js';
+import { AreaStore } from '../src/iommufd/area-store.js';
+import { keyOf } from '../src/base/u64-word.js';
 import { insertMapBatch, takeUnmapBatch } from '../src/iommufd/batch-fast-path.js';
 import { makeArea, type Area } from '../src/iommufd/area.js';
 import { Rng } from './reference-walk';

@@ -97,6 +97,29 @@ describe('spare tables', () => {
     testing.checkGuards(r.iommu);
   });
 
+  test('a core unmap covering a spare table whole retires it, as one covering a live table does', () => {
+    // Not reachable through ioasUnmap (an area's span holds no spare table: installing it revived
+    // or replaced them), so the core's export is called directly: its two unmap paths
+    // (pagetable.ts clearWithinEntry and unmapLevel) must agree on every range.
+    const r = domainRig();
+    const core = testing.engineOf(r.iommu).core;
+    // Two leaf tables under one level-1 table; the first becomes spare, the second stays live.
+    r.fd.ioasMap(r.ioas, { iova: far(3), length: K, phys: 0x10_0000n });
+    r.fd.ioasMap(r.ioas, { iova: far(3) + M2, length: K, phys: 0x10_0000n });
+    r.fd.ioasUnmap(r.ioas, far(3), K);
+    expect(path(r, far(3)).counts).toEqual([1, 1, 0]);
+    expect(r.iommu.stats().spareTablePages).toBe(1);
+    const used = pagesUsed(r);
+    expect(core.exports.unmap(r.domain, far(3), far(3) + K - 1n)).toBe(abi.STATUS_OK); // inside the spare table: nothing
+    expect(r.iommu.stats().spareTablePages).toBe(1);
+    expect(core.exports.unmap(r.domain, far(3), far(3) + M2 - 1n)).toBe(abi.STATUS_OK); // its whole span
+    expect(path(r, far(3)).counts).toEqual([1, 1]);
+    expect(r.iommu.stats().spareTablePages).toBe(0);
+    expect(pagesUsed(r)).toBe(used - 1);
+    expect(path(r, far(3) + M2).counts).toEqual([1, 1, 1]); // the live neighbour is untouched
+    testing.checkGuards(r.iommu);
+  });
+
   test('the engine keeps at most max(1024, the other pages in use) spare pages', () => {
     const r = domainRig();
     let most = 0;

@@ -9,6 +9,8 @@
  *   with its own Map-based map/unmap (unmap flushes its IOTLB).
  * - map-4k-batch / unmap-4k-batch: the same 256 pages as one `fd.ioasMapBatch` / `ioasUnmapBatch`
  *   call per iteration (typed-array requests, per-entry results), against the same ts baseline.
+ * - map-4k-batch / unmap-4k-batch variant core: the page-table work of those batches alone
+ *   (core-floor.ts), the floor under the batched API.
  * - map-2m: 64 aligned 2 MiB maps per iteration (one level-1 leaf each); variant 1g: 16 aligned
  *   1 GiB maps (one level-2 leaf each). Wasm only: the ts twin has 4 KiB leaves only.
  * @module
@@ -17,6 +19,7 @@ import { Access } from '../../src/index';
 import { now, type Task } from '../harness';
 import { PAGE, hotPages, makeTwin, mapPages, randomBases, randomPhys, ridSpace, rng, type Page, type Twin, type Space } from '../setup';
 import type { BenchEnv } from './translate';
+import { coreFloorTasks } from './core-floor';
 
 const K4 = 256;
 const K2M = 64;
@@ -53,7 +56,8 @@ export function mapScenarios(env: BenchEnv): void {
   const next = rng(6);
   const t = makeTwin();
   const s: Space = ridSpace(t);
-  mapPages(t, s, hotPages(next, 1n << 30n, 4096)); // resident pages beside the churn
+  const resident = hotPages(next, 1n << 30n, 4096);
+  mapPages(t, s, resident); // resident pages beside the churn
   const { fd } = t;
   const scattered = (count: number, size: bigint): Page[] =>
     randomBases(next, 47, count, size).map((iova) => ({ iova: iova + (1n << 47n), phys: (randomPhys(next) / size) * size + size }));
@@ -111,6 +115,7 @@ export function mapScenarios(env: BenchEnv): void {
     { scenario: 'unmap-4k', impl: 'ts', opsPerIteration: K4, fn: half(p4, tsMap, tsUnmap, 'second') },
     { scenario: 'map-4k-batch', impl: 'wasm', opsPerIteration: K4, fn: batchHalf('first') },
     { scenario: 'unmap-4k-batch', impl: 'wasm', opsPerIteration: K4, fn: batchHalf('second') },
+    ...coreFloorTasks(p4, resident),
     { scenario: 'map-2m', impl: 'wasm', opsPerIteration: K2M, fn: half(m2.pages, m2.map, m2.unmap, 'first') },
     { scenario: 'map-2m', impl: 'wasm', variant: '1g', opsPerIteration: K1G, fn: half(m1g.pages, m1g.map, m1g.unmap, 'first') },
   ];

@@ -7,6 +7,7 @@
  * @module
  */
 import { fail } from './errno';
+import { bigintOf } from './u64-word';
 
 export { U64_MAX } from './range';
 const TWO_64 = 1n << 64n;
@@ -16,6 +17,8 @@ const TWO_64 = 1n << 64n;
  * unsafe integer below 2^64, other type) or negative; EOVERFLOW ≥ 2^64 (bigint or integral number).
  */
 export function u64(op: string, name: string, value: unknown): bigint {
+  // The common number case: a safe integer ≥ 0 is a u64, converted with no runtime call.
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return bigintOf(value);
   let v: bigint;
   if (typeof value === 'bigint') v = value;
   else if (typeof value === 'number' && Number.isSafeInteger(value)) v = BigInt(value);

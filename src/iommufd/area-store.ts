@@ -12,28 +12,7 @@
  * @module
  */
 import type { Area } from './area';
-
-/** One u64 word and its two u32 halves, to read a bigint's bits without BigInt arithmetic. */
-const word = new BigUint64Array(1);
-const halves = new Uint32Array(word.buffer);
-/** Index of the high u32 half of a u64 in a Uint32Array over u64 words: 1 on little-endian platforms. */
-export const HI = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0;
-/** Index of the low u32 half (see {@link HI}). */
-export const LO = 1 - HI;
-
-/**
- * The search key of a u64: its value rounded to the nearest double (exact below 2^53). Computed
- * from the two u32 halves, as `Number(x)` costs several times more in V8.
- */
-export function keyOf(x: bigint): number {
-  word[0] = x;
-  return halves[HI]! * 4294967296 + halves[LO]!;
-}
-
-/** {@link keyOf} of the u64 at u32 index `at` of `words` (a Uint32Array over u64 words), with no BigInt read. */
-export function keyOfHalves(words: Uint32Array, at: number): number {
-  return words[at + HI]! * 4294967296 + words[at + LO]!;
-}
+import { keyOf } from '../base/u64-word';
 
 /**
  * Below this, IOVAs, lengths and output addresses take the fast paths of MAP and UNMAP
@@ -41,7 +20,7 @@ export function keyOfHalves(words: Uint32Array, at: number): number {
  * (below 2^53), so doubles hold them exactly.
  */
 export const FAST_LIMIT = 2 ** 52;
-/** FAST_LIMIT as a limit on the high u32 half of a u64 (read through {@link HI}). */
+/** FAST_LIMIT as a limit on the high u32 half of a u64 (read through `HI`, src/base/u64-word.ts). */
 export const FAST_LIMIT_HI = 2 ** 20;
 
 /** Most areas in one chunk; a full chunk splits in two halves. */
@@ -63,6 +42,15 @@ class Chunk {
   readonly keys = new Float64Array(CHUNK);
   /** The {@link AreaStore.removeMany} call that last touched this chunk (its `#pass`). */
   pass = 0;
+}
+
+/**
+ * Removes element `i` of `a`: a pop when it is the last (no result array, unlike `splice`; a store
+ * that one MAP fills and its UNMAP empties again drops its only chunk on every UNMAP).
+ */
+function dropAt<T>(a: T[], i: number): void {
+  if (i === a.length - 1) a.pop();
+  else a.splice(i, 1);
 }
 
 /** Scratch of {@link AreaStore.insertMany}: one chunk's areas merged with a batch's, before the split. */
@@ -466,8 +454,8 @@ export class AreaStore {
       c.n = n - take;
       count -= take;
       if (c.n === 0) {
-        chunks.splice(ci, 1);
-        this.#tops.splice(ci, 1);
+        dropAt(chunks, ci);
+        dropAt(this.#tops, ci);
         this.#retire(c);
       } else {
         this.#tops[ci] = keys[c.n - 1]!;
@@ -484,18 +472,20 @@ export class AreaStore {
    */
   #merge(ci: number): boolean {
     const chunks = this.#chunks;
-    const left = chunks[ci];
-    const right = chunks[ci + 1];
-    if (left === undefined || right === undefined || left.n + right.n > CHUNK / 2) return false;
+    // In range first: V8 looks up a negative index as a property name, in its runtime.
+    if (ci < 0 || ci + 1 >= chunks.length) return false;
+    const left = chunks[ci]!;
+    const right = chunks[ci + 1]!;
+    if (left.n + right.n > CHUNK / 2) return false;
     for (let j = 0; j < right.n; j++) {
       left.ids[left.n + j] = right.ids[j]!;
       left.keys[left.n + j] = right.keys[j]!;
     }
     left.n += right.n;
     right.n = 0;
-    chunks.splice(ci + 1, 1);
+    dropAt(chunks, ci + 1);
     this.#retire(right);
-    this.#tops.splice(ci + 1, 1);
+    dropAt(this.#tops, ci + 1);
     this.#tops[ci] = left.keys[left.n - 1]!;
     return true;
   }

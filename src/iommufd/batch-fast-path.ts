@@ -12,7 +12,8 @@
  */
 import { ERRNO, type IommuError } from '../base/errno';
 import { makeArea, type Area } from './area';
-import { FAST_LIMIT_HI, HI, LO, keyOf, type AreaStore } from './area-store';
+import { FAST_LIMIT_HI, type AreaStore } from './area-store';
+import { HI, LO, bigintOf, keyOf } from '../base/u64-word';
 import { reservedKeysHit } from './reserved-ranges';
 
 /**
@@ -65,12 +66,11 @@ export function insertMapBatch(
     if (j > 0 && start <= lastKeys[order[j - 1]!]!) return false;
     const pos = store.seekExact(start);
     const hit = store.at(pos); // the first area ending at or after start
-    const iova = entries[3 * i]!;
-    const last = iova + entries[3 * i + 1]! - 1n;
-    if (hit !== undefined && hit.iova <= last) return false;
+    const last = lastKeys[i]!; // exact, as start and length are below FAST_LIMIT
+    if (hit !== undefined && keyOf(hit.iova) <= last) return false; // keyOf rounds monotonically: an exact compare here
     positions[j] = pos;
     const p = perms === undefined ? 3 : perms[i]!;
-    areas[i] = makeArea(iova, last, entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
+    areas[i] = makeArea(entries[3 * i]!, bigintOf(last), entries[3 * i + 2]!, (p & 1) !== 0, (p & 2) !== 0);
   }
   store.insertMany(areas, lastKeys, order, positions, n);
   return true;

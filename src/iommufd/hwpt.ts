@@ -9,7 +9,7 @@ import { IommuError, caught } from '../base/errno';
 import type { Engine, PageHolder } from './fd-state';
 import type { Area } from './area';
 import type { BatchEntries, DomainSink } from './domain-sink';
-import { HI, keyOf, keyOfHalves } from './area-store';
+import { HI, keyOf, keyOfHalves } from '../base/u64-word';
 import type { Ioas } from './ioas';
 import { FdObject } from './object-table';
 import type { FdState } from './fd-state';

@@ -18,7 +18,8 @@
 import { fail, type IommuError } from '../base/errno';
 import { toLast, U64_MAX } from '../base/range';
 import { areaLength, makeArea, type Area, type AreaSlice } from './area';
-import { AreaStore, FAST_LIMIT, keyOf } from './area-store';
+import { AreaStore, FAST_LIMIT } from './area-store';
+import { bigintOf, keyOf } from '../base/u64-word';
 import { fillUnmapResults, insertMapBatch, settleMapBatch, takeUnmapBatch } from './batch-fast-path';
 import { installEach, installInDomains, removeFromDomains, type DomainEntry, type DomainInfo, type DomainSink } from './domain-sink';
 import { badState, checkedStateAreas, type IoPagetableState } from './io-pagetable-state';
@@ -124,13 +125,13 @@ export class IoPagetable {
     const mask = this.#alignMask;
     // `x | y` of integral doubles works on their low 32 bits, which hold every bit of the mask.
     if ((read || write) && lengthK !== 0 && iovaK < FAST_LIMIT && lengthK < FAST_LIMIT && physK < FAST_LIMIT && mask >= 0 && ((iovaK | lengthK | physK) & mask) === 0) {
-      const lastK = iovaK + lengthK - 1;
-      const last = iova + length - 1n;
+      const lastK = iovaK + lengthK - 1; // exact, below 2^53
       const store = this.#areas;
       let pos = store.seekExact(iovaK);
       const hit = store.at(pos); // the first area ending at or after iova
-      if ((hit === undefined || hit.iova > last) && !reservedKeysHit(this.#reservedKeys, iovaK, lastK)) {
-        const area = makeArea(iova, last, phys, read, write);
+      // keyOf rounds monotonically and lastK is exact, so comparing keys is comparing the u64s.
+      if ((hit === undefined || keyOf(hit.iova) > lastK) && !reservedKeysHit(this.#reservedKeys, iovaK, lastK)) {
+        const area = makeArea(iova, bigintOf(lastK), phys, read, write);
         const version = store.version;
         const domains = this.#domains;
         if (domains.length === 1) domains[0]!.sink.mapArea(area, length, physK + lengthK);

@@ -11,7 +11,8 @@
  */
 import { fail } from '../base/errno';
 import { U64_MAX } from '../base/range';
-import { keyOf, type AreaStore } from './area-store';
+import type { AreaStore } from './area-store';
+import { keyOf } from '../base/u64-word';
 import { PAGE_SIZE } from './iova-alignment';
 import { firstEndingAtOrAfter, hex, maxU64, minU64, type IoRange } from './io-range';
 

@@ -94,12 +94,14 @@ export class ObjectTable {
     this.free(id);
   }
 
-  /** The published object `id` of one of `types`. @throws ENOENT missing, reserved or wrong type. */
-  get<T extends FdObject>(op: string, id: number, ...types: ObjType[]): T {
+  /**
+   * The published object `id`, of `type` when given. @throws ENOENT missing, reserved or wrong type.
+   * (One optional type, not a rest list: ioasMap and ioasUnmap call this per request, and a rest
+   * list is an array made per call.)
+   */
+  get<T extends FdObject>(op: string, id: number, type?: ObjType): T {
     const obj = this.slots.get(id);
-    if (!obj || (types.length > 0 && !types.includes(obj.type))) {
-      return fail('ENOENT', op, `no ${types.join(' or ') || 'object'} with ID ${id}`);
-    }
+    if (!obj || (type !== undefined && obj.type !== type)) return fail('ENOENT', op, `no ${type ?? 'object'} with ID ${id}`);
     return obj as T;
   }
 

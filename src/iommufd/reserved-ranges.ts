@@ -10,7 +10,7 @@
  * @module
  */
 import { U64_MAX } from '../base/range';
-import { keyOf } from './area-store';
+import { keyOf } from '../base/u64-word';
 import { byStart, coalesce, type IoRange } from './io-range';
 
 /** The union of every owner's reserved ranges: sorted, disjoint, touching ranges coalesced; frozen. */
