@@ -76,7 +76,9 @@ export class CallTlb {
    */
   find(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const vpnLo = (lo >>> 12) | (hi << 20);
-    const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2); // abi.ts CALL_*: the index
+    // abi.ts CALL_*: the index. `mask` never has bits from CALL_ENTRIES_MAX; masking them here too
+    // tells V8 the word index is below 2^11, so it checks no overflow when adding a field's offset.
+    const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask & (abi.CALL_ENTRIES_MAX - 1)) * (abi.CALL_ENTRY_SIZE >>> 2);
     const w = this.words;
     if (w[e + (abi.CALL_VPN_LO >>> 2)] !== vpnLo || w[e + (abi.CALL_KEY >>> 2)] !== (hi >>> 12) * 65536 + rid ||
       w[e + (abi.CALL_PASID >>> 2)] !== (pasid | 0) || ((w[e + (abi.CALL_ACCESSES >>> 2)]! >>> access) & 1) === 0 ||
