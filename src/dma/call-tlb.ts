@@ -102,7 +102,9 @@ export class CallTlb {
   ask(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const e = this.core.exports.translate(rid, pasid, lo, hi, access);
     // A view of an unshared memory that grew is detached: the entry is there, but not in `words`.
-    return this.words.length !== 0 ? e : -1;
+    // The core's word index is below 2^11 (or -1); masking it (a no-op) tells V8 so, as in `find`:
+    // reads of the entry after a hit or a miss then need no overflow checks.
+    return e >= 0 && this.words.length !== 0 ? e & ((abi.CALL_ENTRIES_MAX - 1) * (abi.CALL_ENTRY_SIZE >>> 2)) : -1;
   }
 
   /**
