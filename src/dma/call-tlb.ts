@@ -25,8 +25,10 @@
  * hit and miss then read the answer alike, from the entry.
  *
  * Speed notes (V8): `into` and what it calls inline into the caller's loop, so their bytecode
- * counts against V8's inlining budget there (`into` says more); the ABI constants below fold into
- * literals when bundled (tsup and the bench build use minifySyntax).
+ * counts against V8's inlining budget there (`into` says more), and so do `find`, `hitLo` and
+ * `hitHi` in a DMA inside one page (dma.ts `dmaCopy`); the ABI constants below fold into literals
+ * when bundled (tsup and the bench build use minifySyntax). Entry indices are masked to their
+ * known range (`find`, `ask`) so that V8 reads an entry's fields without overflow checks.
  * @module
  */
 import * as abi from '../../assembly/abi';
