@@ -148,6 +148,28 @@ describe('call cache hits', () => {
     expect(out.ok).toBe(false);
   });
 
+  test('a DMA inside one page hits like translateInto; malformed requesters never match the entry', () => {
+    const r = rig();
+    const data = Uint8Array.of(1, 2, 3, 4);
+    expect(r.iommu.dmaWrite(r.dev.rid, NO_PASID, IOVA + 3 * P + 8, data)).toEqual({ bytes: 4 });
+    const { hits } = r.iommu.stats();
+    expect(r.iommu.dmaWrite(r.dev.rid, NO_PASID, IOVA + 3 * P + 12, data)).toEqual({ bytes: 4 });
+    expect(r.iommu.stats().hits).toBe(hits + 1);
+    expect(r.calls()).toBe(1);
+    expect([...r.iommu.ram.subarray(3 * P + 8, 3 * P + 16)]).toEqual([1, 2, 3, 4, 1, 2, 3, 4]);
+    for (const [rid, pasid, reason] of [
+      [r.dev.rid + 0.5, NO_PASID, 'bad-request'],
+      [String(r.dev.rid), NO_PASID, 'bad-request'],
+      [r.dev.rid, 0.5, 'bad-request'],
+      [r.dev.rid, NO_PASID + 2 ** 32, 'bad-request'],
+      [r.dev.rid + 65536, NO_PASID, 'bad-request'], // the core's answer: a RID has 16 bits
+    ] as const) {
+      const got = r.iommu.dmaRead(rid as number, pasid, IOVA + 3 * P + 8, new Uint8Array(4));
+      expect(got, `${rid} ${pasid}`).toMatchObject({ bytes: 0, fault: { reason } });
+    }
+    expect(r.iommu.stats().hits).toBe(hits + 1);
+  });
+
   test('IOVAs from 2^59 (no key) never match the entry of the page whose key bits they share', () => {
     const r = rig();
     r.tr(0);
@@ -278,6 +300,12 @@ describe('memory growth', () => {
     const calls = r.calls();
     expect(r.tr(0)).toBe(RAM);
     expect(r.calls()).toBe(calls);
+    // DMA inside one page: the first after growth asks the core, the next hits, both land in the
+    // grown memory's RAM (a copy into a view of the old buffer would throw or go nowhere).
+    expect(r.iommu.dmaWrite(r.dev.rid, NO_PASID, IOVA + P, Uint8Array.of(7, 8))).toEqual({ bytes: 2 });
+    expect(r.iommu.dmaWrite(r.dev.rid, NO_PASID, IOVA + P + 2, Uint8Array.of(9))).toEqual({ bytes: 1 });
+    expect(r.calls()).toBe(calls + 1);
+    expect([...r.iommu.ram.subarray(P, P + 3)]).toEqual([7, 8, 9]);
     r.fd.ioasUnmap(r.ioas, IOVA, P);
     expect(r.tr(0)).toBe(-1);
   });

@@ -144,6 +144,39 @@ describe('RAM window options', () => {
     expect(errnoOf(() => Iommu.createSync(opts as never))).toBe('EINVAL');
   });
 
+  test('one-page DMAs, repeated (call-cache hits), land on both sides of a window across 4 GiB; below it and 4 GiB above it is not-ram', () => {
+    const base = 0x1_0000_0000 - 2 * K;
+    const iommu = Iommu.createSync({ ram: { base, bytes: 4 * K } });
+    const dev = iommu.addDevice({ bdf: '00:05.0' });
+    const fd = iommu.open();
+    dev.bind(fd);
+    const ioas = fd.ioasAlloc();
+    dev.attach(ioas);
+    // IOVA page i goes to window page 3 - i; page 4 to the page below the window, page 5 to the
+    // window's first page plus 4 GiB (same low address word): neither is RAM.
+    for (let i = 0; i < 4; i++) fd.ioasMap(ioas, { iova: i * K, length: K, phys: base + (3 - i) * K });
+    fd.ioasMap(ioas, { iova: 4 * K, length: K, phys: base - K });
+    fd.ioasMap(ioas, { iova: 5 * K, length: K, phys: base + 2 ** 32 });
+    let hits = 0;
+    for (let round = 0; round < 2; round++) {
+      hits = iommu.stats().hits;
+      for (let i = 0; i < 4; i++) {
+        const data = Uint8Array.of(round, i, 0xa5);
+        expect(iommu.dmaWrite(dev.rid, NO_PASID, i * K + 100, data)).toEqual({ bytes: 3 });
+        expect([...iommu.ram.subarray((3 - i) * K + 100, (3 - i) * K + 103)]).toEqual([round, i, 0xa5]);
+        const back = new Uint8Array(3);
+        expect(iommu.dmaRead(dev.rid, NO_PASID, i * K + 100, back)).toEqual({ bytes: 3 });
+        expect(back).toEqual(data);
+      }
+      const r = iommu.dmaWrite(dev.rid, NO_PASID, 4 * K + 8, Uint8Array.of(1));
+      expect(r).toMatchObject({ bytes: 0, fault: { reason: 'not-ram', phys: BigInt(base - K + 8) } });
+      const high = iommu.dmaWrite(dev.rid, NO_PASID, 5 * K + 8, Uint8Array.of(1));
+      expect(high).toMatchObject({ bytes: 0, fault: { reason: 'not-ram', phys: BigInt(base + 2 ** 32 + 8) } });
+    }
+    expect(iommu.ram[8]).toBe(0); // the not-ram write of page 5 did not land at the same low address
+    expect(iommu.stats().hits - hits).toBe(10); // the second round: 4 writes, 4 reads and the 2 not-ram writes
+  });
+
   test('adjacent windows are fine, a copy may run across them; the single-window form still works', () => {
     const buffer = new ArrayBuffer(K);
     const iommu = Iommu.createSync({ ram: [{ base: K, bytes: K, buffer }, { base: 0, bytes: K }] });

@@ -46,6 +46,19 @@ export class GuestRam {
   /** Per window: first and end guest-physical address as numbers (NaN when the end is above 2^53). */
   private readonly starts: Float64Array;
   private readonly ends: Float64Array;
+  /**
+   * For `copyPage`: the first window's bytes up to the next 4 GiB boundary (all of them, for a
+   * window inside one 4 GiB-aligned region), and the int32 address words where they start. Inside
+   * one such region an address's offset from the start is the difference of the low words
+   * (mod 2^32) when the high words are equal, so finding a page there takes integer operations only.
+   * An empty view when there is no window, or the first ends above 2^53 (not reachable by number
+   * addresses, as `find` says), so every page misses it; a detached view (the memory grew) has
+   * length 0 and misses too, until `view(0)` re-creates it.
+   */
+  private head: Uint8Array = new Uint8Array(0);
+  private readonly headBytes: number = 0;
+  private readonly headLo: number = 0;
+  private readonly headHi: number = 0;
   /** The imports of the core instance bound to this RAM. */
   readonly imports: RamImports;
 
@@ -55,6 +68,13 @@ export class GuestRam {
     this.words = this.windows.map((w) => (w.buffer ? new BigInt64Array(w.buffer, w.offset, w.bytes / 8) : NO_WORDS));
     this.starts = Float64Array.from(this.windows, (w) => Number(w.base));
     this.ends = Float64Array.from(this.windows, (w) => (w.base + BigInt(w.bytes) <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(w.base) + w.bytes : NaN));
+    const first = this.windows[0];
+    if (first && this.ends[0]! >= 0) { // NaN compares false
+      this.headLo = Number(first.base & 0xffffffffn) | 0;
+      this.headHi = Number(first.base >> 32n) | 0;
+      this.headBytes = Math.min(first.bytes, 2 ** 32 - (this.headLo >>> 0));
+      this.head = this.views[0]!.subarray(0, this.headBytes);
+    }
     const words = this.words;
     // Atomics on a BigInt64Array: whole-entry reads and A/D compare-and-swap that race correctly
     // with vCPUs and worker translators when the buffer is shared (and work alike when it is not).
@@ -73,7 +93,9 @@ export class GuestRam {
   view(i: number): Uint8Array {
     const v = this.views[i]!;
     if (v.byteLength !== 0 || this.windows[i]!.bytes === 0) return v;
-    return (this.views[i] = this.makeView(this.windows[i]!));
+    const fresh = (this.views[i] = this.makeView(this.windows[i]!));
+    if (i === 0) this.head = fresh.subarray(0, this.headBytes);
+    return fresh;
   }
 
   /** Index of the window holding all of guest-physical [phys, phys + length), or -1. */
@@ -112,6 +134,24 @@ export class GuestRam {
     const i = this.find(phys, n);
     if (i < 0) return this.split(phys, src, at, n, true);
     this.view(i).set(at === 0 && n === src.length ? src : src.subarray(at, at + n), phys - this.starts[i]!);
+    return true;
+  }
+
+  /**
+   * The copy of a DMA inside one page (dma.ts), kept small for V8 to inline there. `lo`, `hi` are
+   * the guest-physical address's words (int32 or uint32). When all of [address, + data.length) is
+   * in the first window's first 4 GiB region (`head`): `write(address, data, 0, data.length)` if
+   * `toRam`, else `read(...)`, and true; false, with nothing copied, otherwise (the caller then
+   * takes `write`/`read`, which see every window).
+   */
+  copyPage(lo: number, hi: number, data: Uint8Array, toRam: boolean): boolean {
+    const head = this.head;
+    // Integer operations only: the offset (mod 2^32) from the head's first byte. An address below
+    // it in the region wraps to at least 2^32 - headLo, which is at least head.length: a miss.
+    const at = (lo - this.headLo) >>> 0;
+    if ((hi | 0) !== this.headHi || at + data.length > head.length) return false;
+    if (toRam) head.set(data, at);
+    else data.set(head.subarray(at, at + data.length));
     return true;
   }
 

@@ -25,8 +25,10 @@
  * hit and miss then read the answer alike, from the entry.
  *
  * Speed notes (V8): `into` and what it calls inline into the caller's loop, so their bytecode
- * counts against V8's inlining budget there (`into` says more); the ABI constants below fold into
- * literals when bundled (tsup and the bench build use minifySyntax).
+ * counts against V8's inlining budget there (`into` says more), and so do `find`, `hitLo` and
+ * `hitHi` in a DMA inside one page (dma.ts `dmaCopy`); the ABI constants below fold into literals
+ * when bundled (tsup and the bench build use minifySyntax). Entry indices are masked to their
+ * known range (`find`, `ask`) so that V8 reads an entry's fields without overflow checks.
  * @module
  */
 import * as abi from '../../assembly/abi';
@@ -76,7 +78,9 @@ export class CallTlb {
    */
   find(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const vpnLo = (lo >>> 12) | (hi << 20);
-    const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask) * (abi.CALL_ENTRY_SIZE >>> 2); // abi.ts CALL_*: the index
+    // abi.ts CALL_*: the index. `mask` never has bits from CALL_ENTRIES_MAX; masking them here too
+    // tells V8 the word index is below 2^11, so it checks no overflow when adding a field's offset.
+    const e = ((vpnLo ^ ((vpnLo >>> 8) * 17) ^ (rid << 5)) & this.mask & (abi.CALL_ENTRIES_MAX - 1)) * (abi.CALL_ENTRY_SIZE >>> 2);
     const w = this.words;
     if (w[e + (abi.CALL_VPN_LO >>> 2)] !== vpnLo || w[e + (abi.CALL_KEY >>> 2)] !== (hi >>> 12) * 65536 + rid ||
       w[e + (abi.CALL_PASID >>> 2)] !== (pasid | 0) || ((w[e + (abi.CALL_ACCESSES >>> 2)]! >>> access) & 1) === 0 ||
@@ -100,7 +104,9 @@ export class CallTlb {
   ask(rid: number, pasid: number, lo: number, hi: number, access: number): number {
     const e = this.core.exports.translate(rid, pasid, lo, hi, access);
     // A view of an unshared memory that grew is detached: the entry is there, but not in `words`.
-    return this.words.length !== 0 ? e : -1;
+    // The core's word index is below 2^11 (or -1); masking it (a no-op) tells V8 so, as in `find`:
+    // reads of the entry after a hit or a miss then need no overflow checks.
+    return e >= 0 && this.words.length !== 0 ? e & ((abi.CALL_ENTRIES_MAX - 1) * (abi.CALL_ENTRY_SIZE >>> 2)) : -1;
   }
 
   /**

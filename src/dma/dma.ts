@@ -7,6 +7,7 @@
  */
 import * as abi from '../../assembly/abi';
 import type { GuestRam } from '../core/ram-window';
+import type { CallTlb } from './call-tlb';
 import { Access, faultCore, type Fault } from './translation';
 
 /** Outcome of a DMA transfer: bytes done before the first fault, and that fault (if any). */
@@ -33,6 +34,8 @@ export interface DmaResult {
 export interface DmaPort {
   /** Guest RAM, where the copies go (src/core/ram-window.ts). */
   readonly guestRam: GuestRam;
+  /** The translator's call cache: a one-page transfer's hit is read there (call-tlb.ts). */
+  readonly callTlb: CallTlb;
   /** The output (or fault) address words of the last `translateWords`, lo and hi, as int32. */
   readonly outLo: number;
   readonly outHi: number;
@@ -67,19 +70,48 @@ const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === 
  * it are copied, as `bytes` says. Results are frozen.
  */
 export function dmaCopy(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
-  // The common case first, small enough to inline into an emulator's loop: a number IOVA and a
-  // transfer inside one 4 KiB page (one translation: any leaf holds the whole page). Literals, as
-  // in Translator.translateInto: a module constant would be loaded and checked per call.
-  if (typeof iova === 'number' && data instanceof Uint8Array && isU32(rid) && isU32(pasid)) {
+  // The common case first, small enough for V8 to inline into an emulator's loop together with
+  // what it calls (V8's budget counts the bytecode of every function inlined, so everything else,
+  // a miss included, is one call out of line): a number IOVA, a transfer inside one 4 KiB page
+  // (any leaf holds the whole page) answered by the call cache, to or from the first RAM window.
+  // Number literals and ABI constants (folded when bundled): a module object would be loaded and
+  // checked per call.
+  if (typeof iova === 'number' && data instanceof Uint8Array) {
     const n = data.length;
     const lo = iova | 0;
     const hi = (iova / 4294967296) | 0;
     if (n !== 0 && (lo & 4095) + n <= 4096 && (lo >>> 0) + (hi >>> 0) * 4294967296 === iova) {
+      const tlb = t.callTlb;
+      // Only a number RID below 2^16 and a u32 PASID are keys of the call cache (CallTlb.find).
+      const e = typeof rid === 'number' && typeof pasid === 'number' && (rid & 0xffff) === rid && pasid >>> 0 === pasid
+        ? tlb.find(rid, pasid, lo, hi, toRam ? abi.ACCESS_WRITE : abi.ACCESS_READ) : -1;
+      if (e >= 0) return t.guestRam.copyPage(tlb.hitLo(e, lo), tlb.hitHi(e), data, toRam) ? complete(n) : copied(t, data, toRam, e, lo);
+    }
+  }
+  return dmaMiss(t, rid, pasid, iova, data, toRam);
+}
+
+/** `dmaCopy` past hit `e` (for IOVA low word `lo`) whose output `GuestRam.copyPage` does not reach: any window, or not RAM. */
+function copied(t: DmaPort, data: Uint8Array, toRam: boolean, e: number, lo: number): DmaResult {
+  const outLo = t.callTlb.hitLo(e, lo) >>> 0;
+  const outHi = t.callTlb.hitHi(e) >>> 0;
+  return copyRun(t, data, toRam, outHi * TWO_32 + outLo, 0, data.length) ? complete(data.length) : notRam(0, outLo, outHi);
+}
+
+/**
+ * `dmaCopy` of what the call cache did not answer. A transfer inside one page asks the translator
+ * (which asks the core, and the core records its answer for the next one); any other is `dmaSpan`.
+ */
+function dmaMiss(t: DmaPort, rid: number, pasid: number, iova: number | bigint, data: Uint8Array, toRam: boolean): DmaResult {
+  if (typeof iova === 'number' && data instanceof Uint8Array && isU32(rid) && isU32(pasid)) {
+    const n = data.length;
+    const lo = iova | 0;
+    const hi = (iova / TWO_32) | 0;
+    if (n !== 0 && (lo & 4095) + n <= 4096 && (lo >>> 0) + (hi >>> 0) * TWO_32 === iova) {
       const info = t.translateWords(rid, pasid, lo, hi, toRam ? Access.Write : Access.Read);
       if (!(info & abi.INFO_OK)) return failed(0, faultCore(info));
-      const phys = (t.outHi >>> 0) * 4294967296 + (t.outLo >>> 0);
-      if (!copyRun(t, data, toRam, phys, 0, n)) return notRam(0, t.outLo >>> 0, t.outHi >>> 0);
-      return complete(n);
+      const phys = (t.outHi >>> 0) * TWO_32 + (t.outLo >>> 0);
+      return copyRun(t, data, toRam, phys, 0, n) ? complete(n) : notRam(0, t.outLo >>> 0, t.outHi >>> 0);
     }
   }
   return dmaSpan(t, rid, pasid, iova, data, toRam);
@@ -164,7 +196,12 @@ function isRam(t: DmaPort, phys: number, bytes: number): boolean {
 
 /** The frozen result of a whole transfer of `n` bytes (transfers of one size share it). */
 function complete(n: number): DmaResult {
-  return whole.bytes === n ? whole : (whole = Object.freeze({ bytes: n }));
+  return whole.bytes === n ? whole : completeNew(n);
+}
+
+/** `complete` for a size other than the last one's (out of line: it stays out of callers' inlining budget). */
+function completeNew(n: number): DmaResult {
+  return (whole = Object.freeze({ bytes: n }));
 }
 
 /** The fault of a leaf whose output (address words `lo`, `hi`) is not RAM, after `done` bytes. */

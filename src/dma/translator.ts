@@ -80,7 +80,8 @@ export class Translator {
   readonly faults = new FaultLog();
   private readonly scratch = new TranslationOut();
   private batchRing: Batch | undefined;
-  private readonly callTlb: CallTlb;
+  /** @internal The look into this slot's call cache (software DMA takes its hits there too). */
+  readonly callTlb: CallTlb;
   /** Scratch for a bigint IOVA's words: the same 8 bytes as u64 and as two int32 (little endian). */
   private readonly iovaWords = new BigUint64Array(1);
   private readonly iovaHalves = new Int32Array(this.iovaWords.buffer);
