@@ -44,6 +44,21 @@ export interface HarnessOptions {
 
 export const now = (): number => performance.now();
 
+/**
+ * A task body that runs `first`, then `second` (which undoes it) and reports only the half named
+ * by `timed` (tinybench `overriddenDuration`); both count for the time budget.
+ */
+export function timedHalf(first: () => void, second: () => void, timed: 'first' | 'second'): () => unknown {
+  return () => {
+    const t0 = now();
+    first();
+    const t1 = now();
+    second();
+    const t2 = now();
+    return { overriddenDuration: timed === 'first' ? t1 - t0 : t2 - t1, overriddenIterationCost: t2 - t0 };
+  };
+}
+
 export class Harness {
   readonly results: Result[] = [];
 

@@ -12,7 +12,7 @@
 import * as abi from '../../assembly/abi';
 import { engineBehind } from '../../src/iommufd/fd-state';
 import { Iommu } from '../../src/index';
-import { now, type Task } from '../harness';
+import { timedHalf, type Task } from '../harness';
 import type { Page } from '../setup';
 
 /** The two `core` tasks over `pages` (4 KiB each), with `resident` mapped beside them. */
@@ -51,16 +51,8 @@ export function coreFloorTasks(pages: readonly Page[], resident: readonly Page[]
   // Cross-check once: the records map the pages, and unmap them again.
   map();
   unmap();
-  const half = (timed: 'map' | 'unmap') => (): unknown => {
-    const t0 = now();
-    map();
-    const t1 = now();
-    unmap();
-    const t2 = now();
-    return { overriddenDuration: timed === 'map' ? t1 - t0 : t2 - t1, overriddenIterationCost: t2 - t0 };
-  };
   return [
-    { scenario: 'map-4k-batch', impl: 'wasm', variant: 'core', opsPerIteration: n, fn: half('map'), note: 'the core alone: mapBatch export on records written once' },
-    { scenario: 'unmap-4k-batch', impl: 'wasm', variant: 'core', opsPerIteration: n, fn: half('unmap'), note: 'the core alone: unmapBatch export' },
+    { scenario: 'map-4k-batch', impl: 'wasm', variant: 'core', opsPerIteration: n, fn: timedHalf(map, unmap, 'first'), note: 'the core alone: mapBatch export on records written once' },
+    { scenario: 'unmap-4k-batch', impl: 'wasm', variant: 'core', opsPerIteration: n, fn: timedHalf(map, unmap, 'second'), note: 'the core alone: unmapBatch export' },
   ];
 }

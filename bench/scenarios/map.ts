@@ -16,7 +16,7 @@
  * @module
  */
 import { Access } from '../../src/index';
-import { now, type Task } from '../harness';
+import { timedHalf, type Task } from '../harness';
 import { PAGE, hotPages, makeTwin, mapPages, randomBases, randomPhys, ridSpace, rng, type Page, type Twin, type Space } from '../setup';
 import type { BenchEnv } from './translate';
 import { coreFloorTasks } from './core-floor';
@@ -37,19 +37,9 @@ function crossCheck(t: Twin, pages: Page[], size: bigint, mapped: boolean): void
   }
 }
 
-/**
- * One iteration: `first` over every page, then `second` over every page, which undoes it; only
- * the half named by `timed` counts (tinybench `overriddenDuration`), both count for the budget.
- */
+/** One iteration: `first` over every page, then `second` over every page, which undoes it; only `timed` counts. */
 function half(pages: Page[], first: (p: Page) => void, second: (p: Page) => void, timed: 'first' | 'second'): () => unknown {
-  return () => {
-    const t0 = now();
-    for (const p of pages) first(p);
-    const t1 = now();
-    for (const p of pages) second(p);
-    const t2 = now();
-    return { overriddenDuration: timed === 'first' ? t1 - t0 : t2 - t1, overriddenIterationCost: t2 - t0 };
-  };
+  return timedHalf(() => pages.forEach(first), () => pages.forEach(second), timed);
 }
 
 export function mapScenarios(env: BenchEnv): void {
@@ -87,14 +77,7 @@ export function mapScenarios(env: BenchEnv): void {
   batchUnmap();
   p4.forEach(tsUnmap);
   crossCheck(t, p4, PAGE, false);
-  const batchHalf = (timed: 'first' | 'second') => (): unknown => {
-    const t0 = now();
-    batchMap();
-    const t1 = now();
-    batchUnmap();
-    const t2 = now();
-    return { overriddenDuration: timed === 'first' ? t1 - t0 : t2 - t1, overriddenIterationCost: t2 - t0 };
-  };
+  const batchHalf = (timed: 'first' | 'second'): (() => unknown) => timedHalf(batchMap, batchUnmap, timed);
 
   const big = (size: bigint, count: number): { pages: Page[]; map: (p: Page) => void; unmap: (p: Page) => void } => {
     const pages = scattered(count, size);
