@@ -311,6 +311,7 @@ export const SLOT_IOTLB = 4096;
 //   +0 page number bits 0..31 | +4 key: rid | page number bits 32..46 << 16 | +8 pasid
 //   | +12 access set (bit a: access value a) | +16 info | +20 output page lo (bits 0..11 clear)
 //   | +24 output hi | +28 shootdown count
+// Both sizes are powers of two: src/dma/call-tlb.ts masks word indices with them.
 export const CALL_ENTRY_SIZE = 32;
 export const CALL_ENTRIES_MAX = 256;
 export const CALL_VPN_LO = 0;

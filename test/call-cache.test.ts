@@ -4,6 +4,7 @@
 // the shootdown count, assembly/shootdown.ts). A counting spy on the core's `translate` export
 // tells the two apart; the results are checked too, so a stale answer fails either way.
 import { describe, expect, test } from 'vitest';
+import * as abi from '../assembly/abi';
 import { Access, Iommu, NO_PASID, TranslationOut, type DeviceFd, type IommuFd } from '../src/index';
 
 const RAM = 0x8000_0000;
@@ -64,6 +65,11 @@ function expectRefill(r: Rig, offset: number, want: number, access: number = Acc
 }
 
 describe('call cache hits', () => {
+  test('entry size and count are powers of two (CallTlb masks word indices with them)', () => {
+    for (const v of [abi.CALL_ENTRY_SIZE, abi.CALL_ENTRIES_MAX]) expect(v & (v - 1)).toBe(0);
+  });
+
+
   test('a repeated request makes no core call and counts as a hit; other pages and offsets are their own', () => {
     const r = rig();
     expect(r.tr(0x10)).toBe(RAM + 0x10);
