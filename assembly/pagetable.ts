@@ -8,7 +8,7 @@
 // bumps the domain generation so that no IOTLB in any thread hits on the old mappings.
 
 import { PTE_SIZE, TABLE_ENTRIES, MAX_LEAF_LEVEL, DOM_ROOT, DOM_LEVELS, DOM_PAGES, STATUS_OK, STATUS_ENOMEM, STATUS_EINVAL , PTE_D } from './abi';
-import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, makeTable, makeLeaf, childCount, pointsAtSpare, COUNT_ONE } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, entrySlot, levelShift, makeTable, makeLeaf, childCount, pointsAtSpare, COUNT_ONE } from './fmt/engine';
 import { pageAlloc, pageRetire, pageFreeClean, epochAdvance, awaitReaders, failureInjected } from './pool';
 import { domainBumpGen } from './domain';
 import { addSpares, countNewEntry, releaseSpareAt, sweepAllDomains, boundSpares } from './spare';
@@ -32,7 +32,7 @@ function installLeaf(d: usize, iova: u64, oa: u64, level: u32, perm: u32): i32 {
   let spareLevel: u32 = 0;
   let aboveSpare: usize = 0; // the entry pointing at the table that holds spareTop
   while (true) {
-    const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const slot = entrySlot(table, iova, at);
     let e = atomic.load<u64>(slot);
     if (at == level) {
       if (!entryIsEmpty(e) && !entryIsLeaf(e, at) && pointsAtSpare(e)) {
@@ -80,11 +80,11 @@ function buildPath(iova: u64, oa: u64, from: u32, level: u32, perm: u32): usize 
   if (top == 0) return 0;
   let table = top;
   for (let at = from; at > level; at--) {
-    const slot = table + (<usize>(iova >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const slot = entrySlot(table, iova, at);
     const child = pageAlloc();
     if (child == 0) {
       for (let t = top, l = from; t != 0; l--) {
-        const s = t + (<usize>(iova >> levelShift(l)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+        const s = entrySlot(t, iova, l);
         const next: usize = t == table ? <usize>0 : <usize>entryAddr(load<u64>(s));
         store<u64>(s, 0);
         pageFreeClean(t);
@@ -95,7 +95,7 @@ function buildPath(iova: u64, oa: u64, from: u32, level: u32, perm: u32): usize 
     store<u64>(slot, makeTable(child) + COUNT_ONE);
     table = child;
   }
-  store<u64>(table + (<usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1)) * PTE_SIZE, makeLeaf(oa, perm, level));
+  store<u64>(entrySlot(table, iova, level), makeLeaf(oa, perm, level));
   return top;
 }
 
@@ -248,7 +248,7 @@ function clearWithinEntry(d: usize, start: u64, last: u64): bool {
   while (true) {
     const shift = levelShift(level);
     if (start >> shift != last >> shift) return false; // the range spans entries here
-    slot = table + (<usize>(start >> shift) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    slot = entrySlot(table, start, level);
     e = atomic.load<u64>(slot);
     if (entryIsEmpty(e)) return true; // nothing mapped in the range
     const whole = (start & ((<u64>1 << shift) - 1)) == 0 && last - start == (<u64>1 << shift) - 1;
@@ -269,7 +269,7 @@ function clearWithinEntry(d: usize, start: u64, last: u64): bool {
   let below = keep == 0;
   table = root;
   for (let at = top; at > level; at--) {
-    const p = table + (<usize>(start >> levelShift(at)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
+    const p = entrySlot(table, start, at);
     const pe = atomic.load<u64>(p);
     if (p == keep) {
       atomic.store<u64>(p, pe - COUNT_ONE);

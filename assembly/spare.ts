@@ -19,7 +19,7 @@
 //    of an FD over its page limit (src/iommufd/fd-state.ts), so keeping them never fails a map.
 
 import { PTE_SIZE, TABLE_ENTRIES, DOM_SIZE, DOM_ROOT, DOM_LEVELS, DOM_PAGES, DOM_SPARE, DOM_FLAGS, DOM_LIVE, CTRL_SPARE_PAGES, CTRL_PAGES_USED } from './abi';
-import { entryIsEmpty, entryIsLeaf, entryAddr, levelShift, pointsAtSpare, COUNT_ONE } from './fmt/engine';
+import { entryIsEmpty, entryIsLeaf, entryAddr, entrySlot, pointsAtSpare, COUNT_ONE } from './fmt/engine';
 import { pageRetire, epochAdvance } from './pool';
 import { ctrl, domains, domainCount } from './env';
 
@@ -30,11 +30,6 @@ const SPARE_MIN: u32 = 1024;
 export function addSpares(d: usize, n: i32): void {
   store<u32>(d, load<u32>(d, DOM_SPARE) + n, DOM_SPARE);
   store<u32>(ctrl, load<u32>(ctrl, CTRL_SPARE_PAGES) + n, CTRL_SPARE_PAGES);
-}
-
-// @ts-ignore: decorator
-@inline function slotOf(table: usize, iova: u64, level: u32): usize {
-  return table + (<usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
 }
 
 /**
@@ -55,7 +50,7 @@ export function countNewEntry(d: usize, parent: usize, spareTop: usize, spareLev
   let level = spareLevel;
   while (slot != parent) {
     level--;
-    slot = slotOf(<usize>entryAddr(atomic.load<u64>(slot)), iova, level);
+    slot = entrySlot(<usize>entryAddr(atomic.load<u64>(slot)), iova, level);
     atomic.store<u64>(slot, atomic.load<u64>(slot) + COUNT_ONE);
     revived++;
   }

@@ -12,7 +12,7 @@
 
 import {
   PAGE_SHIFT, TABLE_INDEX_BITS, PTE_R, PTE_W, PTE_X, PTE_PS, PTE_ADDR_SHIFT, PTE_ADDR_BITS,
-  PTE_COUNT_SHIFT, PTE_COUNT_BITS, CAP_RU, CAP_WU, CAP_XU, CAP_RS, CAP_WS, CAP_XS,
+  PTE_COUNT_SHIFT, PTE_COUNT_BITS, PTE_SIZE, TABLE_ENTRIES, CAP_RU, CAP_WU, CAP_XU, CAP_RS, CAP_WS, CAP_XS,
 } from '../abi';
 
 export const ADDR_MASK: u64 = ((<u64>1 << PTE_ADDR_BITS) - 1) << PTE_ADDR_SHIFT;
@@ -24,6 +24,12 @@ const PERM_BITS: u64 = PTE_R | PTE_W | PTE_X;
 // @ts-ignore: decorator
 @inline export function levelShift(level: u32): u32 {
   return PAGE_SHIFT + level * TABLE_INDEX_BITS;
+}
+
+/** The entry of `table` (at `level`) on the way to `iova`. */
+// @ts-ignore: decorator
+@inline export function entrySlot(table: usize, iova: u64, level: u32): usize {
+  return table + (<usize>(iova >> levelShift(level)) & (TABLE_ENTRIES - 1)) * PTE_SIZE;
 }
 
 // @ts-ignore: decorator
